@@ -1,0 +1,137 @@
+"""The events a run emits, each after the rows it describes are committed."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; `kind` is the class name, used in JSON lines."""
+
+    @property
+    def kind(self) -> str:
+        return type(self).__name__
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict with the event's kind first."""
+        return {"event": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    run_id: int
+    total_units: int
+    done_units: int
+    images: int
+    tasks: tuple[str, ...]
+    generation_model: str
+    judge_model: str
+
+
+@dataclass(frozen=True)
+class CallStarted(Event):
+    call_id: int
+    stage: str
+    image_id: int
+    task: str
+    model: str
+    endpoint: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class CallFinished(Event):
+    call_id: int
+    stage: str
+    image_id: int
+    task: str
+    model: str
+    endpoint: str
+    attempt: int
+    status: str          # ok | error
+    latency_ms: float
+    tokens_in: int
+    tokens_out: int
+    error_kind: str = ""
+    error_class: str = ""
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class GenerationParsed(Event):
+    generation_id: int
+    image_id: int
+    task: str
+    pairs: int
+    parse_failure: bool
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PairsJudged(Event):
+    generation_id: int
+    image_id: int
+    task: str
+    scores: tuple[float | None, ...]
+    kept: int
+    threshold: float
+
+
+@dataclass(frozen=True)
+class ImageDone(Event):
+    """One (image, task) unit finished, successfully or not."""
+
+    image_id: int
+    task: str
+    ok: bool
+    done_units: int
+    total_units: int
+
+
+@dataclass(frozen=True)
+class EndpointHealth(Event):
+    model: str
+    endpoint: str
+    in_flight: int
+    limit: int
+    ceiling: int
+    done: int
+    errors: int
+    throttles: int
+    health: str
+    p50_ms: float
+    p95_ms: float
+    tokens_out: int
+
+
+@dataclass(frozen=True)
+class CostUpdated(Event):
+    cost_usd: float
+    cost_per_kept_pair_usd: float | None
+    projected_cost_usd: float | None
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    run_id: int
+    status: str          # finished | interrupted | budget | failed
+    done_units: int
+    total_units: int
+    failed_units: int
+    pairs: int
+    kept_pairs: int
+    parse_failures: int
+    calls: int
+    failed_calls: int
+    elapsed_s: float
+    cost_usd: float
+
+
+Emit = Callable[[Event], None]
+
+
+def ignore(event: Event) -> None:
+    """An emit that drops every event."""

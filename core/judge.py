@@ -1,0 +1,81 @@
+"""Judging: one call per generated conversation, one score per pair, kept at or above the threshold."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from visinstruct.core.backends.base import CompletionRequest
+from visinstruct.core.config import JudgeConfig
+from visinstruct.core.events import PairsJudged
+from visinstruct.core.parse_scores import parse_judgement
+from visinstruct.core.prompts import PromptTemplate, judge_messages, output_schema
+from visinstruct.core.records import Image, Judgement, Pair
+from visinstruct.core.stages import CallOutcome, StageContext, make_call
+from visinstruct.core.store import Store, now
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """The stored judgements of one conversation and how many pairs were kept."""
+
+    judgements: tuple[Judgement, ...]
+    kept: int
+
+
+def is_kept(score: float | None, threshold: float) -> bool:
+    """A pair is kept when its score is readable and at least the threshold."""
+    return score is not None and score >= threshold
+
+
+def judge_request(template: PromptTemplate, image: Image, pairs: tuple[Pair, ...],
+                  settings: JudgeConfig) -> CompletionRequest:
+    """The request rating every pair of one conversation."""
+    return CompletionRequest(
+        messages=judge_messages(template, image, pairs),
+        max_tokens=settings.max_tokens,
+        temperature=max(settings.temperature, 0.0),
+        top_p=0.9,
+        json_schema=output_schema(template),
+        tag=f"judge:{len(pairs)}",
+    )
+
+
+def stored_pairs(store: Store, generation_id: int) -> list[tuple[int, Pair]]:
+    """(pair id, pair) of a generation, in order."""
+    return [(row[0], Pair(row[1], row[2])) for row in store.query(
+        "SELECT id, question, answer FROM pairs WHERE generation_id = ? ORDER BY idx",
+        (generation_id,))]
+
+
+def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+          generation_id: int, pair_rows: list[tuple[int, Pair]], settings: JudgeConfig,
+          model: str) -> JudgeResult | CallOutcome:
+    """Rate the pairs of one generation; a failed call comes back as its CallOutcome."""
+    pairs = tuple(p for _, p in pair_rows)
+    request = judge_request(template, image, pairs, settings)
+    outcome = make_call(ctx, stage="judge", image_id=image.image_id, task=task, model=model,
+                        prompt_version=template.version, request=request,
+                        item=str(generation_id))
+    if outcome.result is None:
+        return outcome
+    result = outcome.result
+    judgements = parse_judgement(result.response.text, len(pairs))
+    ledger = ctx.ledger
+
+    def write(conn: sqlite3.Connection) -> None:
+        ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
+        created = now()
+        conn.executemany(
+            "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
+            "prompt_version, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pair_id, generation_id, j.score, j.reason, result.call_id, template.version,
+              model, created) for (pair_id, _), j in zip(pair_rows, judgements)])
+
+    ctx.store.write_sync(write)
+    kept = sum(is_kept(j.score, settings.threshold) for j in judgements)
+    ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
+                                   result.latency_ms, result.attempt))
+    ctx.emit(PairsJudged(generation_id, image.image_id, task,
+                         tuple(j.score for j in judgements), kept, settings.threshold))
+    return JudgeResult(judgements, kept)

@@ -1,0 +1,180 @@
+"""The store's schema as numbered migrations; each runs once, in order, inside a transaction."""
+
+from __future__ import annotations
+
+APPLICATION = "visinstruct"
+
+# Append only: never edit a migration that has shipped; add a new one.
+MIGRATIONS: tuple[tuple[int, str, str], ...] = (
+    (
+        1,
+        "initial schema",
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started_at REAL NOT NULL,
+            finished_at REAL,
+            status TEXT NOT NULL,            -- running | finished | interrupted | failed | budget
+            pid INTEGER,
+            host TEXT,
+            config TEXT,
+            total_units INTEGER DEFAULT 0,
+            message TEXT
+        );
+        CREATE TABLE images (
+            id INTEGER PRIMARY KEY,          -- the COCO image id
+            file_name TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            split TEXT NOT NULL DEFAULT '',
+            source TEXT NOT NULL DEFAULT 'coco'
+        );
+        CREATE TABLE captions (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            idx INTEGER NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX captions_image ON captions(image_id);
+        CREATE TABLE boxes (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            idx INTEGER NOT NULL,
+            category TEXT NOT NULL,
+            x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+            crowd INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX boxes_image ON boxes(image_id);
+        CREATE TABLE baseline_conversations (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL,       -- no FK: the baseline is indexed before the images
+            task TEXT NOT NULL,
+            record_id TEXT NOT NULL,
+            pairs TEXT NOT NULL              -- JSON [[question, answer], ...]
+        );
+        CREATE INDEX baseline_image ON baseline_conversations(image_id, task);
+        CREATE TABLE prompts (
+            version TEXT PRIMARY KEY,        -- content hash
+            name TEXT NOT NULL,
+            task TEXT NOT NULL,
+            text TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE TABLE active_prompts (
+            name TEXT PRIMARY KEY,
+            version TEXT NOT NULL REFERENCES prompts(version),
+            chosen_by TEXT NOT NULL DEFAULT 'package'   -- package | user (the prompt lab)
+        );
+        CREATE TABLE llm_calls (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL,               -- idempotency key: stage|image|task|prompt|model
+            run_id INTEGER,
+            image_id INTEGER,
+            task TEXT,
+            stage TEXT NOT NULL,             -- generate | judge | evaluate | answer
+            model TEXT NOT NULL,
+            endpoint TEXT,
+            prompt_version TEXT,
+            request_hash TEXT,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            status TEXT NOT NULL,            -- in_flight | ok | error | abandoned
+            latency_ms REAL,
+            tokens_in INTEGER DEFAULT 0,
+            tokens_out INTEGER DEFAULT 0,
+            error_kind TEXT,                 -- backpressure | transient | permanent
+            error_class TEXT,
+            error TEXT,
+            raw_response TEXT,
+            started_at REAL NOT NULL,
+            finished_at REAL
+        );
+        CREATE INDEX llm_calls_key ON llm_calls(key);
+        CREATE INDEX llm_calls_status ON llm_calls(status);
+        CREATE TABLE generations (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            task TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            model TEXT NOT NULL,
+            call_id INTEGER REFERENCES llm_calls(id),
+            status TEXT NOT NULL,            -- ok | parse_failure
+            raw TEXT,
+            problems TEXT,
+            created_at REAL NOT NULL,
+            UNIQUE (image_id, task, prompt_version, model)
+        );
+        CREATE INDEX generations_task ON generations(task, status);
+        CREATE INDEX generations_image ON generations(image_id, task, status);
+        CREATE TABLE pairs (
+            id INTEGER PRIMARY KEY,
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            idx INTEGER NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL
+        );
+        CREATE INDEX pairs_generation ON pairs(generation_id);
+        CREATE TABLE judgements (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            generation_id INTEGER NOT NULL REFERENCES generations(id),
+            score REAL,                      -- NULL: unjudged (no readable score)
+            reason TEXT,
+            call_id INTEGER REFERENCES llm_calls(id),
+            prompt_version TEXT NOT NULL,
+            model TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX judgements_pair ON judgements(pair_id);
+        CREATE INDEX judgements_generation ON judgements(generation_id);
+        CREATE TABLE evaluations (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL,
+            task TEXT NOT NULL,
+            mode TEXT NOT NULL,              -- conversation | answers
+            item INTEGER NOT NULL DEFAULT 0, -- question index in answers mode
+            shown_first TEXT NOT NULL,       -- ours | baseline
+            ours_score REAL,
+            baseline_score REAL,
+            parsed INTEGER NOT NULL,
+            rationale TEXT,
+            call_id INTEGER REFERENCES llm_calls(id),
+            prompt_version TEXT,
+            model TEXT,
+            generation_id INTEGER,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX evaluations_image ON evaluations(image_id, task);
+        CREATE TABLE reviews (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            decision TEXT NOT NULL,          -- accept | reject | edit
+            question TEXT,
+            answer TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX reviews_pair ON reviews(pair_id, decision);
+        CREATE VIEW current_generations AS
+            SELECT g.* FROM generations g
+            WHERE g.status = 'ok' AND g.id = (
+                SELECT MAX(g2.id) FROM generations g2
+                WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.status = 'ok');
+        CREATE VIEW pair_state AS
+            SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
+                   g.model, p.idx,
+                   COALESCE(e.question, p.question) AS question,
+                   COALESCE(e.answer, p.answer) AS answer,
+                   p.question AS original_question, p.answer AS original_answer,
+                   j.score, j.reason, d.decision, e.id IS NOT NULL AS edited
+            FROM pairs p
+            JOIN current_generations g ON g.id = p.generation_id
+            LEFT JOIN judgements j ON j.id = (
+                SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
+            LEFT JOIN reviews d ON d.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
+            LEFT JOIN reviews e ON e.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit');
+        """,
+    ),
+)
+
+LATEST_VERSION = MIGRATIONS[-1][0]

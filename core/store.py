@@ -1,0 +1,273 @@
+"""The SQLite store: opening and migrating, one writer thread with batched commits, read connections."""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from visinstruct.core.errors import StoreError
+from visinstruct.core.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
+
+WriteFn = Callable[[sqlite3.Connection], Any]
+_STOP = object()
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False,
+                               isolation_level=None)
+    except sqlite3.Error as exc:
+        raise StoreError(f"{path}: cannot open the store: {exc}") from exc
+    conn.execute("PRAGMA busy_timeout = 60000")
+    conn.execute("PRAGMA foreign_keys = ON")
+    if not readonly:
+        conn.execute("PRAGMA synchronous = NORMAL")
+    return conn
+
+
+@dataclass
+class _Op:
+    fn: WriteFn
+    future: Future[Any]
+    on_commit: Callable[[Any], None] | None
+
+
+class Store:
+    """One SQLite file; writes go through `write()` to a single writer thread."""
+
+    def __init__(self, path: Path | str, *, batch_size: int = 500) -> None:
+        self.path = Path(path)
+        self._batch_size = batch_size
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._closed = False
+        self._write_conn = self._open_and_migrate()
+        self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
+                                        daemon=True)
+        self._writer.start()
+
+    # -- opening ---------------------------------------------------------------------------
+    def _open_and_migrate(self) -> sqlite3.Connection:
+        if self.path.exists() and self.path.is_dir():
+            raise StoreError(f"{self.path}: is a directory, not a store file; pass a file path to --db")
+        if self.path.exists() and self.path.stat().st_size > 0:
+            with self.path.open("rb") as handle:
+                if handle.read(16) != b"SQLite format 3\x00":
+                    raise StoreError(f"{self.path}: not a SQLite file, so not a visinstruct store")
+        parent = self.path.parent
+        if not parent.exists():
+            try:
+                parent.mkdir(parents=True)
+            except OSError as exc:
+                raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
+        conn = _connect(self.path)
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            self._migrate(conn)
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
+        except StoreError:
+            conn.close()
+            raise
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        tables = {row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            shown = ", ".join(sorted(tables)[:5])
+            raise StoreError(
+                f"{self.path}: not a visinstruct store (it holds other tables: {shown}); "
+                "use another --db path"
+            )
+        if "meta" in tables:
+            meta = dict(conn.execute("SELECT key, value FROM meta"))
+            if meta.get("application") != APPLICATION:
+                raise StoreError(
+                    f"{self.path}: belongs to another application "
+                    f"({meta.get('application', 'unknown')!r}); use another --db path"
+                )
+            version = int(meta.get("schema_version", "0"))
+            if version > LATEST_VERSION:
+                raise StoreError(
+                    f"{self.path}: written by a newer visinstruct (schema {version}; this "
+                    f"version knows up to {LATEST_VERSION}); upgrade visinstruct to open it"
+                )
+        else:
+            version = 0
+        for number, _title, sql in MIGRATIONS:
+            if number <= version:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if number == 1:
+                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+                    conn.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
+                for statement in _split_sql(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    # -- writing ---------------------------------------------------------------------------
+    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
+        """Queue `fn(conn)` for the writer; the future resolves after its batch commits."""
+        if self._closed:
+            raise StoreError(f"{self.path}: the store is closed")
+        future: Future[Any] = Future()
+        self._queue.put(_Op(fn, future, on_commit))
+        return future
+
+    def write_sync(self, fn: WriteFn) -> Any:
+        """Run `fn(conn)` on the writer and wait for its commit; returns fn's result."""
+        return self.write(fn).result()
+
+    def flush(self) -> None:
+        """Wait until every write queued so far has committed."""
+        self.write(lambda conn: None).result()
+
+    def _writer_loop(self) -> None:
+        conn = self._write_conn
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                break
+            batch = [first]
+            stop_after = False
+            while len(batch) < self._batch_size:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is _STOP:
+                    stop_after = True
+                    break
+                batch.append(item)
+            self._run_batch(conn, batch)
+            if stop_after:
+                break
+
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            for op in batch:
+                op.future.set_exception(StoreError(f"{self.path}: cannot write: {exc}"))
+            return
+        for op in batch:
+            # A savepoint per op: one failing write does not undo the others in its batch.
+            conn.execute("SAVEPOINT op")
+            try:
+                value = op.fn(conn)
+                conn.execute("RELEASE op")
+                results.append((op, value, None))
+            except BaseException as exc:  # noqa: BLE001 - reported through the future
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                results.append((op, None, exc))
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            for op, _value, _err in results:
+                op.future.set_exception(StoreError(f"{self.path}: commit failed: {exc}"))
+            return
+        for op, value, err in results:
+            if err is not None:
+                op.future.set_exception(err)
+                continue
+            if op.on_commit is not None:
+                try:
+                    op.on_commit(value)
+                except Exception:  # noqa: BLE001 - a listener must not stop the writer
+                    pass
+            op.future.set_result(value)
+
+    # -- reading ---------------------------------------------------------------------------
+    def reader(self) -> sqlite3.Connection:
+        """This thread's own read connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            conn.row_factory = sqlite3.Row
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Run a read query on this thread's connection."""
+        return self.reader().execute(sql, params).fetchall()
+
+    def scalar(self, sql: str, params: Any = ()) -> Any:
+        """The first column of the first row, or None."""
+        row = self.reader().execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    def iter_query(self, sql: str, params: Any = (), size: int = 1000) -> Iterator[sqlite3.Row]:
+        """Stream a query's rows in chunks."""
+        cursor = self.reader().execute(sql, params)
+        while True:
+            rows = cursor.fetchmany(size)
+            if not rows:
+                return
+            yield from rows
+
+    def get_meta(self, key: str, default: str | None = None) -> str | None:
+        value = self.scalar("SELECT value FROM meta WHERE key = ?", (key,))
+        return default if value is None else str(value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.write_sync(lambda c: c.execute(
+            "INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value)))
+
+    # -- closing ---------------------------------------------------------------------------
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close every connection."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join()
+        self._write_conn.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                try:
+                    conn.close()
+                except sqlite3.Error:
+                    pass
+            self._readers.clear()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _split_sql(script: str) -> list[str]:
+    statements = []
+    for chunk in script.split(";"):
+        lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
+        text = "\n".join(lines).strip()
+        if text:
+            statements.append(text)
+    return statements
+
+
+def now() -> float:
+    """Wall-clock seconds, as stored in every *_at column."""
+    return time.time()
