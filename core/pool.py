@@ -156,11 +156,10 @@ class Pool:
             up = [e for e in up if e.name != avoid] or up
         if not up:
             return None
-        # Fewest outstanding (relative to the limit) first; rotate among ties to spread load.
+        # Fewest outstanding first; rotate among ties so equal endpoints share the load evenly.
         self._rr = (self._rr + 1) % len(self._endpoints)
         n = len(self._endpoints)
-        return min(up, key=lambda e: (e.in_flight / max(1.0, e.limit),
-                                      (self._endpoints.index(e) - self._rr) % n))
+        return min(up, key=lambda e: (e.in_flight, (self._endpoints.index(e) - self._rr) % n))
 
     def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0) -> None:
         with self._cond:
