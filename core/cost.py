@@ -53,7 +53,7 @@ def cost_report(store: Store, config: Config) -> CostReport:
     images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
     tasks = len(config.generation.tasks)
     done = int(store.scalar(
-        "SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations)") or 0)
+        "SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations WHERE purpose = 'run')") or 0)
     projected = total / done * images * tasks if done and images else None
     return CostReport(round(total, 6), round(total / kept, 6) if kept else None,
                       round(projected, 4) if projected is not None else None, by_model)

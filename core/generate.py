@@ -47,13 +47,13 @@ def generation_request(template: PromptTemplate, image: Image, settings: Generat
 
 def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt_version: str,
                       model: str, call_id: int | None, status: str, raw: str,
-                      pairs: tuple[Pair, ...], problems: tuple[str, ...]) -> int:
+                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run") -> int:
     """Write a generation and its pairs; returns the generation id."""
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
-        "problems, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "problems, purpose, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image_id, task, prompt_version, model, call_id, status, raw,
-         json.dumps(list(problems)), now()))
+         json.dumps(list(problems)), purpose, now()))
     generation_id = int(cursor.lastrowid or 0)
     conn.executemany(
         "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (?, ?, ?, ?)",
@@ -62,19 +62,24 @@ def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt
 
 
 def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
-             settings: GenerationConfig, model: str) -> GenerationResult | CallOutcome:
-    """Generate pairs for one (image, task); a failed call comes back as its CallOutcome."""
+             settings: GenerationConfig, model: str,
+             purpose: str = "run") -> GenerationResult | CallOutcome:
+    """Generate pairs for one (image, task); a failed call comes back as its CallOutcome.
+
+    `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
+    """
     if not image.captions:
         # Nothing to describe: a counted row, not a call that would make things up.
         problems = ("the image has no captions",)
         gid = ctx.store.write_sync(lambda c: insert_generation(
             c, image.image_id, task, template.version, model, None, "parse_failure", "", (),
-            problems))
+            problems, purpose))
         ctx.emit(GenerationParsed(gid, image.image_id, task, 0, True, problems))
         return GenerationResult(gid, (), True, problems)
     request = generation_request(template, image, settings, task)
     outcome = make_call(ctx, stage="generate", image_id=image.image_id, task=task, model=model,
-                        prompt_version=template.version, request=request)
+                        prompt_version=template.version, request=request,
+                        item="" if purpose == "run" else purpose)
     if outcome.result is None:
         return outcome
     result = outcome.result
@@ -91,7 +96,7 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
         return insert_generation(conn, image.image_id, task, template.version, model,
-                                 result.call_id, status, text, pairs, problems)
+                                 result.call_id, status, text, pairs, problems, purpose)
 
     finished = ledger.finished_event(outcome.info, result.call_id, result.response,
                                      result.latency_ms, result.attempt)

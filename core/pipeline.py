@@ -186,7 +186,7 @@ class _Runner:
             version = self.templates[task].version
             for gid, image_id, status in self.store.query(
                     f"SELECT id, image_id, status FROM generations WHERE image_id IN ({marks}) "
-                    f"AND task = ? AND prompt_version = ? AND model = ?",
+                    f"AND task = ? AND prompt_version = ? AND model = ? AND purpose = 'run'",
                     (*ids, task, version, gen_model)):
                 state[(image_id, task)] = (gid, status)
         ok_ids = [gid for gid, status in state.values() if status == "ok"]

@@ -76,7 +76,7 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
         "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
         "in_flight_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'in_flight'"),
-        "parse_failures": n("SELECT COUNT(*) FROM generations WHERE status = 'parse_failure'"),
+        "parse_failures": n("SELECT COUNT(*) FROM generations WHERE status = 'parse_failure' AND purpose = 'run'"),
         "evaluations": n("SELECT COUNT(*) FROM evaluations"),
         "runs": n("SELECT COUNT(*) FROM runs"),
     }

@@ -100,8 +100,9 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
             status TEXT NOT NULL,            -- ok | parse_failure
             raw TEXT,
             problems TEXT,
+            purpose TEXT NOT NULL DEFAULT 'run',  -- run | lab (prompt lab trials never export)
             created_at REAL NOT NULL,
-            UNIQUE (image_id, task, prompt_version, model)
+            UNIQUE (image_id, task, prompt_version, model, purpose)
         );
         CREATE INDEX generations_task ON generations(task, status);
         CREATE INDEX generations_image ON generations(image_id, task, status);
@@ -155,9 +156,10 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX reviews_pair ON reviews(pair_id, decision);
         CREATE VIEW current_generations AS
             SELECT g.* FROM generations g
-            WHERE g.status = 'ok' AND g.id = (
+            WHERE g.status = 'ok' AND g.purpose = 'run' AND g.id = (
                 SELECT MAX(g2.id) FROM generations g2
-                WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.status = 'ok');
+                WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.status = 'ok'
+                  AND g2.purpose = 'run');
         CREATE VIEW pair_state AS
             SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
                    g.model, p.idx,
