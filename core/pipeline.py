@@ -113,8 +113,10 @@ def _alive(pid: int) -> bool:
 class _Runner:
     """Holds one run's state while its workers go."""
 
-    def __init__(self, config: Config, store: Store, emit: Emit, cancel: threading.Event) -> None:
+    def __init__(self, config: Config, store: Store, emit: Emit, cancel: threading.Event,
+                 pause: threading.Event | None = None) -> None:
         self.config = config
+        self.pause = pause
         self.store = store
         self.emit = emit
         self.cancel = cancel
@@ -246,6 +248,9 @@ class _Runner:
             if item is _DONE:
                 return
             assert isinstance(item, Unit)
+            # Paused: hold the unit (calls in flight finish) until resumed or stopped.
+            while self.pause is not None and self.pause.is_set() and not self.cancel.is_set():
+                self.cancel.wait(0.1)
             if self.cancel.is_set():
                 continue
             try:
@@ -265,12 +270,16 @@ class _Runner:
             self.emit(ImageDone(item.image.image_id, item.task, ok, done, self.total_units))
 
 
-def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None) -> RunSummary:
-    """Run generation and judging over the configured source; safe to call again to resume."""
+def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None,
+        pause: threading.Event | None = None) -> RunSummary:
+    """Run generation and judging over the configured source; safe to call again to resume.
+
+    Setting `cancel` stops taking new work; while `pause` is set no new unit starts.
+    """
     cancel = cancel or threading.Event()
     started = time.monotonic()
     ensure_indexed(config, store)
-    runner = _Runner(config, store, emit, cancel)
+    runner = _Runner(config, store, emit, cancel, pause)
     runner.build_pools()
     for task in config.generation.tasks:
         runner.templates[task] = active_template(store, task)

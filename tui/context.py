@@ -1,0 +1,19 @@
+"""What every screen of the app shares: the config, the store path, and whether we only follow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from visinstruct.core.config import Config
+
+
+@dataclass
+class AppContext:
+    """Set once when the app starts; screens reach it as `self.app.ctx`."""
+
+    config: Config
+    db_path: Path
+    config_path: Path | None = None
+    attach: bool = False      # `visinstruct tui --db X`: follow a store another process writes
+    poll_seconds: float = 1.0
