@@ -89,8 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--max-input-tokens", type=int, default=24000)
     deploy.add_argument("--max-total-tokens", type=int, default=32000)
     deploy.add_argument("--max-batch-total-tokens", type=int, default=512000)
+    deploy.add_argument("--max-batch-prefill-tokens", type=int, default=None,
+                        help="tokens prefilled per batch (default: --max-input-tokens)")
     deploy.add_argument("--dry-run", action="store_true", help="print what would be created")
     deploy.add_argument("--no-wait", action="store_true", help="do not wait for InService")
+    deploy.add_argument("--poll-seconds", type=float, default=30.0,
+                        help="seconds between status checks while waiting")
+    deploy.add_argument("--wait-minutes", type=float, default=60.0,
+                        help="give up waiting after this long (the endpoint keeps being created)")
 
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
     teardown.add_argument("--name", required=True)
@@ -185,11 +191,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     given = {"coco_captions": args.coco_captions, "coco_instances": args.coco_instances,
              "baseline": args.baseline}
     if any(given.values()):
-        source = replace(source, **{k: v for k, v in given.items() if v is not None})
-        if args.coco_captions is not None and args.coco_instances is None:
-            source = replace(source, coco_instances=None)
-        if args.coco_captions is not None and args.baseline is None:
-            source = replace(source, baseline=None)
+        # Files named on the command line are the whole source: nothing comes from the config.
+        source = replace(source, **given)
     for key in ("coco_captions", "coco_instances", "baseline"):
         path = getattr(source, key)
         if path is not None and not Path(path).is_file():
@@ -217,25 +220,39 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
-def _threshold(store: Any, given: float | None) -> float:
+def _store_path(args: argparse.Namespace) -> Path:
+    """The store a read command opens: --db, else the config's.
+
+    A given --config or --set is still loaded, so a mistake in it is refused, not ignored.
+    """
+    if args.db is not None and args.config is None and not args.overrides:
+        return Path(args.db)
+    config = _config(args)
+    return Path(args.db) if args.db is not None else config.db
+
+
+def _threshold(store: Any, given: float | None, args: argparse.Namespace | None = None) -> float:
+    """--threshold, else a config's [judge].threshold when one is given, else the last run's."""
     if given is not None:
         if not 1 <= given <= 10:
             raise InputError(f"--threshold {given}: must be between 1 and 10")
         return given
+    if args is not None and (getattr(args, "config", None) or getattr(args, "overrides", None)):
+        return _config(args).judge.threshold
     return float(store.get_meta("judge_threshold", "7") or 7)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     from visinstruct.core.export import ExportItem, export
 
-    db = args.db or _config(args).db
+    db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
     store = _open_store(db)
     try:
         from visinstruct.core.queries import kept_conversations
 
-        threshold = _threshold(store, args.threshold)
+        threshold = _threshold(store, args.threshold, args)
         items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model})
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
@@ -250,12 +267,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from visinstruct.core.status import status_report
 
-    db = args.db or _config(args).db
+    db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first")
     store = _open_store(db)
     try:
-        report = status_report(store, _threshold(store, args.threshold))
+        report = status_report(store, _threshold(store, args.threshold, args))
     finally:
         store.close()
     if args.json:
@@ -302,7 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     command = args.command or "tui"
     if args.command is None:
-        args = parser.parse_args(["tui", *(argv or sys.argv[1:])])
+        args = parser.parse_args(["tui", *(sys.argv[1:] if argv is None else argv)])
     try:
         return int(COMMANDS[command](args))
     except VisinstructError as exc:

@@ -139,6 +139,8 @@ _SECTIONS: dict[str, type] = {
 }
 _TOP_KEYS = ("db", "models", *_SECTIONS)
 _PATH_KEYS = {"coco_captions", "coco_instances", "baseline", "images_dir", "data_dir"}
+# Model settings that hold a file path but stay strings (empty means "none" / "the bundled one").
+_MODEL_PATH_KEYS = {"gguf", "script"}
 
 
 def default_models() -> dict[str, ModelConfig]:
@@ -243,6 +245,13 @@ def _typed(value: Any, current: Any, key: str, label: str, origin: str, base: Pa
             return None if key != "data_dir" else Path("data")
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else base / p
+    if key in _MODEL_PATH_KEYS:
+        if not isinstance(value, str):
+            raise bad("a path string")
+        if not value:
+            return value
+        p = Path(os.path.expanduser(value))
+        return str(p if p.is_absolute() else base / p)
     if isinstance(current, bool):
         if not isinstance(value, bool):
             raise bad("true or false")
@@ -311,6 +320,8 @@ def _apply_overrides(config: Config, overrides: Mapping[str, Any], origin: str) 
         if value is None:
             continue
         if dotted == "db":
+            if not isinstance(value, (str, os.PathLike)) or not str(value):
+                raise ConfigError(f"--set db: must be a path string, got {value!r}")
             config = replace(config, db=Path(value))
             continue
         parts = dotted.split(".")
@@ -367,7 +378,8 @@ def validate(config: Config) -> None:
                 f"{origin}: [{stage}].model names {name!r} but no [models.{name}] is defined "
                 f"(defined: {', '.join(sorted(config.models))})"
             )
-    for stage in ("generation", "judge"):
+    # The evaluation model too: `evaluate` should not find a broken model after the run's work.
+    for stage in ("generation", "judge", "evaluation"):
         _validate_model(config.models[getattr(config, stage).model], origin)
     for model in config.models.values():
         if model.backend not in BACKENDS:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 
 from visinstruct.core.backends.base import CompletionRequest
 from visinstruct.core.config import GenerationConfig
@@ -18,18 +19,29 @@ from visinstruct.core.prompts import (
 )
 from visinstruct.core.records import Image, Pair
 from visinstruct.core.stages import CallOutcome, StageContext, make_call
-from visinstruct.core.store import now
+from visinstruct.core.store import RowRef, now
 
 
 @dataclass(frozen=True)
 class GenerationResult:
-    """A stored generation: its id, its pairs (empty on a parse failure) and what went wrong."""
+    """A generation queued for writing: its row reference, its pairs and what went wrong.
 
-    generation_id: int
+    `ref.id` is known to later writes; `generation_id` waits for the commit.
+    """
+
+    ref: RowRef
     pairs: tuple[Pair, ...]
     parse_failure: bool
     problems: tuple[str, ...] = ()
     outcome: CallOutcome | None = None
+    written: Future[int] | None = field(default=None, compare=False)
+
+    @property
+    def generation_id(self) -> int:
+        """The stored id (blocks until the write has committed)."""
+        if self.written is not None:
+            self.written.result()
+        return int(self.ref.id or 0)
 
 
 def generation_request(template: PromptTemplate, image: Image, settings: GenerationConfig,
@@ -68,14 +80,19 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
 
     `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
     """
+    ref = RowRef()
     if not image.captions:
         # Nothing to describe: a counted row, not a call that would make things up.
         problems = ("the image has no captions",)
-        gid = ctx.store.write_sync(lambda c: insert_generation(
-            c, image.image_id, task, template.version, model, None, "parse_failure", "", (),
-            problems, purpose))
-        ctx.emit(GenerationParsed(gid, image.image_id, task, 0, True, problems))
-        return GenerationResult(gid, (), True, problems)
+
+        def write_empty(conn: sqlite3.Connection) -> int:
+            ref.id = insert_generation(conn, image.image_id, task, template.version, model, None,
+                                       "parse_failure", "", (), problems, purpose)
+            return ref.id
+
+        written = ctx.store.write(write_empty, on_commit=lambda gid: ctx.emit(
+            GenerationParsed(gid, image.image_id, task, 0, True, problems)))
+        return GenerationResult(ref, (), True, problems, None, written)
     request = generation_request(template, image, settings, task)
     outcome = make_call(ctx, stage="generate", image_id=image.image_id, task=task, model=model,
                         prompt_version=template.version, request=request,
@@ -95,12 +112,14 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
 
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-        return insert_generation(conn, image.image_id, task, template.version, model,
-                                 result.call_id, status, text, pairs, problems, purpose)
+        ref.id = insert_generation(conn, image.image_id, task, template.version, model,
+                                   result.call_id, status, text, pairs, problems, purpose)
+        return ref.id
 
-    finished = ledger.finished_event(outcome.info, result.call_id, result.response,
-                                     result.latency_ms, result.attempt)
-    gid: int = ctx.store.write_sync(write)
-    ctx.emit(finished)
-    ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
-    return GenerationResult(gid, pairs, not pairs, problems, outcome)
+    def committed(gid: int) -> None:
+        ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
+                                       result.latency_ms, result.attempt))
+        ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
+
+    written = ctx.store.write(write, on_commit=committed)
+    return GenerationResult(ref, pairs, not pairs, problems, outcome, written)

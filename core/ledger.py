@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import sqlite3
-import threading
 from dataclasses import dataclass
 
 from visinstruct.core.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import CallFinished, CallStarted, Emit
-from visinstruct.core.store import Store, now
+from visinstruct.core.store import RowRef, Store, now
 
 MAX_RAW = 200_000  # characters of a raw response kept; far above any real answer
 
@@ -47,39 +45,36 @@ class CallInfo:
 
 
 class Ledger:
-    """Allocates call ids and writes call rows through the store's writer."""
+    """Writes call rows through the store's writer; nobody waits for those writes to commit."""
 
     def __init__(self, store: Store, run_id: int, emit: Emit) -> None:
         self.store = store
         self.run_id = run_id
         self.emit = emit
-        start = store.scalar("SELECT COALESCE(MAX(id), 0) FROM llm_calls") or 0
-        self._ids = itertools.count(int(start) + 1)
-        self._lock = threading.Lock()
-
-    def _next_id(self) -> int:
-        with self._lock:
-            return next(self._ids)
 
     def listener(self, info: CallInfo) -> "CallListener":
         """An AttemptListener for one unit of work."""
         return CallListener(self, info)
 
-    def finish_ok(self, conn: sqlite3.Connection, call_id: int, response: CompletionResponse,
+    def finish_ok(self, conn: sqlite3.Connection, call: RowRef | int, response: CompletionResponse,
                   latency_ms: float) -> None:
         """Mark a call finished; run inside the same write as the result it produced."""
         conn.execute(
             "UPDATE llm_calls SET status = 'ok', latency_ms = ?, tokens_in = ?, tokens_out = ?, "
             "endpoint = COALESCE(endpoint, ?), raw_response = ?, finished_at = ? WHERE id = ?",
             (latency_ms, response.tokens_in, response.tokens_out, response.endpoint,
-             response.text[:MAX_RAW], now(), call_id))
+             response.text[:MAX_RAW], now(), _id(call)))
 
-    def finished_event(self, info: CallInfo, call_id: int, response: CompletionResponse,
+    def finished_event(self, info: CallInfo, call: RowRef | int, response: CompletionResponse,
                        latency_ms: float, attempt: int) -> CallFinished:
-        """The event for a successful call."""
-        return CallFinished(call_id, info.stage, info.image_id, info.task, info.model,
+        """The event for a successful call (build it after the commit: the id is known then)."""
+        return CallFinished(_id(call) or 0, info.stage, info.image_id, info.task, info.model,
                             response.endpoint, attempt, "ok", latency_ms, response.tokens_in,
                             response.tokens_out)
+
+
+def _id(call: RowRef | int) -> int | None:
+    return call.id if isinstance(call, RowRef) else call
 
 
 class CallListener:
@@ -88,40 +83,42 @@ class CallListener:
     def __init__(self, ledger: Ledger, info: CallInfo) -> None:
         self.ledger = ledger
         self.info = info
-        self.attempts: dict[int, int] = {}
+        self._sent: dict[int, tuple[str, int]] = {}
 
-    def started(self, endpoint: str, attempt: int) -> int:
-        """Write the `in_flight` row (queued before the request goes out) and return its id."""
-        call_id = self.ledger._next_id()
-        self.attempts[call_id] = attempt
+    def started(self, endpoint: str, attempt: int) -> RowRef:
+        """Queue the `in_flight` row before the request goes out; its id arrives with the write."""
+        ref = RowRef()
+        self._sent[id(ref)] = (endpoint, attempt)
         info = self.info
         ledger = self.ledger
-        row = (call_id, info.key, ledger.run_id, info.image_id, info.task, info.stage, info.model,
+        row = (info.key, ledger.run_id, info.image_id, info.task, info.stage, info.model,
                endpoint, info.prompt_version, info.request_hash, attempt, now())
-        event = CallStarted(call_id, info.stage, info.image_id, info.task, info.model, endpoint,
-                            attempt)
-        ledger.store.write(
-            lambda c: c.execute(
-                "INSERT INTO llm_calls (id, key, run_id, image_id, task, stage, model, endpoint, "
-                "prompt_version, request_hash, attempt, status, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_flight', ?)", row),
-            on_commit=lambda _: ledger.emit(event))
-        return call_id
 
-    def failed(self, call_id: int, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+        def insert(conn: sqlite3.Connection) -> None:
+            ref.id = conn.execute(
+                "INSERT INTO llm_calls (key, run_id, image_id, task, stage, model, endpoint, "
+                "prompt_version, request_hash, attempt, status, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_flight', ?)", row).lastrowid
+
+        ledger.store.write(insert, on_commit=lambda _: ledger.emit(CallStarted(
+            ref.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt)))
+        return ref
+
+    def failed(self, call: RowRef, error: BackendError, latency_ms: float, will_retry: bool) -> None:
         """Finish the attempt's row as an error, keeping the error text."""
         info = self.info
         ledger = self.ledger
         message = str(error)[:2000]
-        event = CallFinished(call_id, info.stage, info.image_id, info.task, info.model, "",
-                             self.attempts.get(call_id, 1), "error", latency_ms, 0, 0, error.kind,
-                             error.error_class, message)
+        endpoint, attempt = self._sent.get(id(call), ("", 0))
         ledger.store.write(
             lambda c: c.execute(
                 "UPDATE llm_calls SET status = 'error', latency_ms = ?, error_kind = ?, "
                 "error_class = ?, error = ?, finished_at = ? WHERE id = ?",
-                (latency_ms, error.kind, error.error_class, message, now(), call_id)),
-            on_commit=lambda _: ledger.emit(event))
+                (latency_ms, error.kind, error.error_class, message, now(), call.id)),
+            on_commit=lambda _: ledger.emit(CallFinished(
+                call.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt,
+                "error",
+                latency_ms, 0, 0, error.kind, error.error_class, message)))
 
 
 def abandon_in_flight(store: Store) -> int:

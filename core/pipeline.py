@@ -33,9 +33,9 @@ from visinstruct.core.pool import EndpointSnapshot, Pool
 from visinstruct.core.prompt_versions import active_template
 from visinstruct.core.prompts import PromptTemplate
 from visinstruct.core.queries import load_images, status_counts
-from visinstruct.core.records import Image
+from visinstruct.core.records import Image, Pair
 from visinstruct.core.stages import StageContext
-from visinstruct.core.store import Store, now
+from visinstruct.core.store import RowRef, Store, now
 
 _PAGE = 500
 _DONE = object()
@@ -226,7 +226,6 @@ class _Runner:
     # -- work -----------------------------------------------------------------------------------
     def work_unit(self, ctx: StageContext, unit: Unit) -> bool:
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
-        gid = unit.generation_id
         if unit.need == "generate":
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
                                  gen_cfg.model)
@@ -234,12 +233,16 @@ class _Runner:
                 return False
             if generated.parse_failure:
                 return True
-            gid = generated.generation_id
+            generation: RowRef = generated.ref
+            pairs: list[Pair] = list(generated.pairs)
+        else:
+            generation = RowRef(unit.generation_id)
+            pairs = [p for _, p in stored_pairs(self.store, unit.generation_id)]
         if self.cancel.is_set():
             return False
         assert self.judge_template is not None
-        judged = judge(ctx, self.judge_template, unit.image, unit.task, gid,
-                       stored_pairs(self.store, gid), judge_cfg, judge_cfg.model)
+        judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
+                       judge_cfg, judge_cfg.model)
         return isinstance(judged, JudgeResult)
 
     def worker(self, ctx: StageContext, jobs: "queue.Queue[object]") -> None:

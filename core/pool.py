@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 from visinstruct.core.backends.base import Backend, CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
@@ -18,11 +18,11 @@ HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 class AttemptListener(Protocol):
     """Told about every attempt, so the ledger records each one."""
 
-    def started(self, endpoint: str, attempt: int) -> int:
-        """An attempt is about to be sent; returns the ledger's call id for it."""
+    def started(self, endpoint: str, attempt: int) -> Any:
+        """An attempt is about to be sent; returns the ledger's reference to its row."""
         ...
 
-    def failed(self, call_id: int, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed(self, call_id: Any, error: BackendError, latency_ms: float, will_retry: bool) -> None:
         """The attempt failed; `will_retry` says whether the pool tries again."""
         ...
 
@@ -50,7 +50,7 @@ class PoolResult:
     """A successful call: the response, the ledger id of the attempt that made it, its latency."""
 
     response: CompletionResponse
-    call_id: int
+    call_id: Any          # the ledger's reference to the attempt's row (a RowRef)
     latency_ms: float
     attempt: int
 

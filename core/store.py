@@ -16,6 +16,26 @@ from visinstruct.core.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
+_QUEUE_LIMIT = 20_000  # writes waiting for the writer; producers block past this
+
+
+class RowRef:
+    """The id of a row whose insert is queued: set by the writer when the insert runs.
+
+    Writes run in queue order, so a later write may use `ref.id` (or bind the ref itself
+    as an SQL parameter) without waiting for the commit.
+    """
+
+    __slots__ = ("id",)
+
+    def __init__(self, row_id: int | None = None) -> None:
+        self.id = row_id
+
+    def __repr__(self) -> str:
+        return f"RowRef({self.id})"
+
+
+sqlite3.register_adapter(RowRef, lambda ref: ref.id)
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -47,7 +67,7 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_LIMIT)
         self._closed = False
         self._write_conn = self._open_and_migrate()
         self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
@@ -70,8 +90,10 @@ class Store:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
         conn = _connect(self.path)
         try:
+            version = self._schema_version(conn)
+            # WAL only once the file is known to be ours: the pragma rewrites the file header.
             conn.execute("PRAGMA journal_mode = WAL")
-            self._migrate(conn)
+            self._migrate(conn, version)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
@@ -80,7 +102,8 @@ class Store:
             raise
         return conn
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
+    def _schema_version(self, conn: sqlite3.Connection) -> int:
+        """The applied schema version (0 for an empty file); refuses files that are not ours."""
         tables = {row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type='table'")}
         if tables and "meta" not in tables:
@@ -96,14 +119,22 @@ class Store:
                     f"{self.path}: belongs to another application "
                     f"({meta.get('application', 'unknown')!r}); use another --db path"
                 )
-            version = int(meta.get("schema_version", "0"))
+            try:
+                version = int(meta.get("schema_version", "0"))
+            except ValueError:
+                raise StoreError(
+                    f"{self.path}: its schema_version {meta['schema_version']!r} is not a number; "
+                    "the store is damaged, use another --db path"
+                ) from None
             if version > LATEST_VERSION:
                 raise StoreError(
                     f"{self.path}: written by a newer visinstruct (schema {version}; this "
                     f"version knows up to {LATEST_VERSION}); upgrade visinstruct to open it"
                 )
-        else:
-            version = 0
+            return version
+        return 0
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
         for number, _title, sql in MIGRATIONS:
             if number <= version:
                 continue
@@ -240,7 +271,7 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
+        self._queue.put(_STOP)  # blocks only while the queue is full, i.e. the writer is busy
         self._writer.join()
         self._write_conn.close()
         with self._readers_lock:

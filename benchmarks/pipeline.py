@@ -1,0 +1,104 @@
+"""Orchestrator overhead: the whole pipeline against the scripted backend with zero latency.
+
+Prints calls per second end to end (generation, parsing, judging, ledger and store writes)
+and peak RSS, at two store sizes, each in its own child process so the RSS figures are
+separate. Target: at least 2,000 calls/s, and RSS flat in the number of images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+
+def seed_store(db: Path, images: int) -> None:
+    """A store with `images` images of 5 captions and 4 boxes each, written directly."""
+    from visinstruct.core.store import Store
+
+    Store(db).close()  # creates the schema
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+                         [(i, f"{i:012d}.jpg") for i in range(1, images + 1)])
+        conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
+                         [(i, k, f"A person number {k} stands near a table in scene {i}.")
+                          for i in range(1, images + 1) for k in range(5)])
+        conn.executemany("INSERT INTO boxes (image_id, idx, category, x1, y1, x2, y2, crowd) "
+                         "VALUES (?, ?, ?, 0.1, 0.2, 0.5, 0.9, 0)",
+                         [(i, k, ("person", "dining table", "cup", "chair")[k])
+                          for i in range(1, images + 1) for k in range(4)])
+    conn.close()
+
+
+def child(images: int, workers: int) -> None:
+    """Run the pipeline once and print one JSON line of figures."""
+    from visinstruct.core import pipeline
+    from visinstruct.core.config import Config, JudgeConfig, GenerationConfig, ModelConfig, SourceConfig
+    from visinstruct.core.events import Event
+    from visinstruct.core.store import Store
+
+    with tempfile.TemporaryDirectory() as tmp:
+        db = Path(tmp) / "bench.db"
+        seed_store(db, images)
+        fake = ModelConfig(name="fake", backend="scripted", max_in_flight=workers)
+        config = Config(db=db, source=SourceConfig(), generation=GenerationConfig(model="fake"),
+                        judge=JudgeConfig(model="fake"), models={"fake": fake})
+        calls = {"n": 0}
+        lock = threading.Lock()
+
+        def emit(event: Event) -> None:
+            if type(event).__name__ == "CallFinished":
+                with lock:
+                    calls["n"] += 1
+
+        store = Store(db)
+        started = time.perf_counter()
+        summary = pipeline.run(config, store, emit)
+        elapsed = time.perf_counter() - started
+        store.close()
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps({"images": images, "units": summary.done_units, "calls": calls["n"],
+                          "seconds": elapsed, "rss_mb": rss, "status": summary.status}))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--workers", type=int, default=16)
+    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    options = parser.parse_args()
+    if options.child:
+        child(options.child, options.workers)
+        return 0
+    figures = []
+    for size in (int(s) for s in options.sizes.split(",")):
+        out = subprocess.run([sys.executable, __file__, "--child", str(size),
+                              "--workers", str(options.workers)],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            print(out.stderr, file=sys.stderr)
+            return 1
+        figure = json.loads(out.stdout.strip().splitlines()[-1])
+        figures.append(figure)
+        print(f"{figure['images']:>7,} images: {figure['calls']:,} calls in "
+              f"{figure['seconds']:,.1f} s = {figure['calls'] / figure['seconds']:,.0f} calls/s "
+              f"end to end; peak RSS {figure['rss_mb']:,.0f} MB")
+    rate = min(f["calls"] / f["seconds"] for f in figures)
+    print(f"slowest: {rate:,.0f} calls/s (target >= 2,000); "
+          f"88K images x 3 tasks x 2 calls would cost {88_000 * 6 / rate / 60:,.1f} min of overhead")
+    if len(figures) > 1:
+        print(f"RSS ratio largest/smallest store: {figures[-1]['rss_mb'] / figures[0]['rss_mb']:.2f} "
+              f"for {figures[-1]['images'] / figures[0]['images']:.0f}x the images")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Helpers shared by the network backends: reading replies, sniffing images, common errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from visinstruct.core.errors import BackendError
+
+# Servers name the same stop causes differently; callers see one vocabulary.
+_FINISH_REASONS = {
+    "eos_token": "stop",
+    "stop_sequence": "stop",
+    "end_turn": "stop",
+    "stop": "stop",
+    "length": "length",
+    "max_tokens": "length",
+}
+
+
+@dataclass(frozen=True)
+class ParsedReply:
+    """The parts of a model reply the backends report."""
+
+    text: str
+    finish_reason: str
+    tokens_in: int
+    tokens_out: int
+
+
+def normal_finish_reason(reason: Any) -> str:
+    """Map a server's finish reason onto "stop" / "length" (others pass through)."""
+    if not reason:
+        return "stop"
+    return _FINISH_REASONS.get(str(reason), str(reason))
+
+
+def as_count(value: Any) -> int:
+    """A token count from a reply field, 0 when absent or not an integer."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def invalid(message: str) -> BackendError:
+    """A request that must not be sent: a permanent InvalidParameters error."""
+    return BackendError(message, kind=BackendError.PERMANENT, error_class="InvalidParameters")
+
+
+def malformed(message: str) -> BackendError:
+    """A 200 reply we cannot read: transient, since a retry usually gets a clean one."""
+    return BackendError(message, kind=BackendError.TRANSIENT, error_class="MalformedResponse")
+
+
+def image_format(image: bytes) -> str:
+    """The image format ("jpeg", "png", "gif", "webp") sniffed from its first bytes."""
+    if image.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if image.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if image.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "webp"
+    raise invalid("an image is neither JPEG, PNG, GIF nor WebP; convert it before sending")
+
+
+def parse_chat_completion(document: Any) -> ParsedReply:
+    """Read an OpenAI-style `chat.completion` reply."""
+    try:
+        choice = document["choices"][0]
+        content = choice["message"]["content"]
+    except (KeyError, IndexError, TypeError) as error:
+        raise malformed(
+            f"the chat completion has no choices[0].message.content ({error!r})"
+        ) from error
+    if content is None:
+        content = ""
+    if not isinstance(content, str):
+        raise malformed("choices[0].message.content is not a string")
+    usage = document.get("usage")
+    usage = usage if isinstance(usage, dict) else {}
+    return ParsedReply(
+        text=content.strip(),
+        finish_reason=normal_finish_reason(choice.get("finish_reason")),
+        tokens_in=as_count(usage.get("prompt_tokens")),
+        tokens_out=as_count(usage.get("completion_tokens")),
+    )
+
+
+def read_json(raw: bytes) -> Any:
+    """Decode a reply body, or raise the transient MalformedResponse error."""
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise malformed(f"the reply is not JSON ({error.__class__.__name__}: {error})") from error
+
+
+def naming_target(error: BackendError, target: str) -> BackendError:
+    """The same error with its message prefixed by the endpoint or model it came from."""
+    return BackendError(
+        f"{target}: {error.message}", kind=error.kind, error_class=error.error_class,
+        status=error.status,
+    )

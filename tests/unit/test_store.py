@@ -1,0 +1,249 @@
+"""The SQLite store: WAL, one writer under many threads, savepoints, migrations, refusals."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+from visinstruct.core import store as store_module
+from visinstruct.core.errors import ExitCode, StoreError
+from visinstruct.core.schema import LATEST_VERSION, MIGRATIONS
+from visinstruct.core.store import Store
+
+WRITER_THREADS = 8
+WRITES_PER_THREAD = 500
+READER_THREADS = 3
+
+
+def make_table(store: Store) -> None:
+    store.write_sync(lambda c: c.execute(
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER, UNIQUE (thread, n))"))
+
+
+def test_pragmas_wal_and_foreign_keys(tmp_store: Store) -> None:
+    assert tmp_store.scalar("PRAGMA journal_mode") == "wal"
+    assert tmp_store.scalar("PRAGMA foreign_keys") == 1
+    assert tmp_store.get_meta("application") == "visinstruct"
+    assert tmp_store.get_meta("schema_version") == str(LATEST_VERSION)
+
+
+def test_many_writer_threads_and_readers_at_once(tmp_store: Store) -> None:
+    make_table(tmp_store)
+    start = threading.Barrier(WRITER_THREADS + READER_THREADS)
+    writers_done = threading.Event()
+    errors: list[BaseException] = []
+    reads: list[int] = []
+
+    def writer(thread: int) -> None:
+        try:
+            start.wait()
+            futures = [
+                tmp_store.write(lambda c, n=n: c.execute(
+                    "INSERT INTO items (thread, n) VALUES (?, ?)", (thread, n)).lastrowid)
+                for n in range(WRITES_PER_THREAD)
+            ]
+            for future in futures:
+                assert isinstance(future.result(), int)
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    def reader() -> None:
+        try:
+            start.wait()
+            last = 0
+            # Read until the writers finish, and at least once afterwards.
+            while True:
+                finished = writers_done.is_set()
+                count = tmp_store.scalar("SELECT COUNT(*) FROM items")
+                assert count >= last  # committed rows never disappear
+                last = count
+                tmp_store.query("SELECT thread, MAX(n) FROM items GROUP BY thread")
+                if finished:
+                    break
+            reads.append(last)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    writers = [threading.Thread(target=writer, args=(t,)) for t in range(WRITER_THREADS)]
+    readers = [threading.Thread(target=reader) for _ in range(READER_THREADS)]
+    for thread in writers + readers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    writers_done.set()
+    for thread in readers:
+        thread.join()
+    assert errors == []
+    total = WRITER_THREADS * WRITES_PER_THREAD
+    assert reads == [total] * READER_THREADS
+    assert tmp_store.scalar("SELECT COUNT(DISTINCT thread || ':' || n) FROM items") == total
+
+
+def test_a_failing_write_does_not_undo_its_batch(tmp_store: Store) -> None:
+    make_table(tmp_store)
+    started, release = threading.Event(), threading.Event()
+
+    def hold(conn: sqlite3.Connection) -> None:
+        started.set()
+        assert release.wait(10)
+
+    def failing(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO items (thread, n) VALUES (1, 2)")
+        raise ValueError("this write fails after inserting")
+
+    blocker = tmp_store.write(hold)
+    assert started.wait(10)
+    # Queued while the writer is busy, so the three land in one batch.
+    first = tmp_store.write(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 1)").lastrowid)
+    broken = tmp_store.write(failing)
+    third = tmp_store.write(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 3)").lastrowid)
+    release.set()
+    blocker.result(10)
+    assert isinstance(first.result(10), int)
+    with pytest.raises(ValueError, match="fails after inserting"):
+        broken.result(10)
+    assert isinstance(third.result(10), int)
+    assert [r[0] for r in tmp_store.query("SELECT n FROM items ORDER BY n")] == [1, 3]
+
+
+def test_a_constraint_error_is_reported_and_the_store_goes_on(tmp_store: Store) -> None:
+    make_table(tmp_store)
+    tmp_store.write_sync(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (0, 0)"))
+    with pytest.raises(sqlite3.IntegrityError):
+        tmp_store.write_sync(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (0, 0)"))
+    tmp_store.write_sync(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (0, 1)"))
+    assert tmp_store.scalar("SELECT COUNT(*) FROM items") == 2
+
+
+def test_write_sync_returns_the_value(tmp_store: Store) -> None:
+    make_table(tmp_store)
+    row_id = tmp_store.write_sync(
+        lambda c: c.execute("INSERT INTO items (thread, n) VALUES (7, 7)").lastrowid)
+    assert tmp_store.scalar("SELECT thread FROM items WHERE id = ?", (row_id,)) == 7
+    assert tmp_store.write_sync(lambda c: {"answer": 42}) == {"answer": 42}
+
+
+def test_on_commit_sees_the_committed_row(tmp_store: Store) -> None:
+    make_table(tmp_store)
+    seen: list[int] = []
+    done = threading.Event()
+
+    def on_commit(row_id: int) -> None:
+        # A reader on another connection already sees it: the callback runs after COMMIT.
+        reader = sqlite3.connect(tmp_store.path)
+        seen.append(reader.execute("SELECT COUNT(*) FROM items WHERE id = ?", (row_id,)).fetchone()[0])
+        reader.close()
+        done.set()
+
+    tmp_store.write(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 1)").lastrowid,
+                    on_commit=on_commit).result(10)
+    assert done.wait(10)
+    assert seen == [1]
+
+
+def test_close_commits_queued_writes(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    store = Store(path)
+    make_table(store)
+    futures = [store.write(lambda c, n=n: c.execute("INSERT INTO items (thread, n) VALUES (0, ?)", (n,)))
+               for n in range(1200)]
+    store.close()
+    assert all(f.done() and f.exception() is None for f in futures)
+    with Store(path) as reopened:
+        assert reopened.scalar("SELECT COUNT(*) FROM items") == 1200
+
+
+def test_write_after_close_is_refused(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store.db")
+    store.close()
+    store.close()  # a second close is harmless
+    with pytest.raises(StoreError, match="closed"):
+        store.write_sync(lambda c: None)
+
+
+def test_reopening_keeps_data_and_runs_no_migration_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    with Store(path) as store:
+        make_table(store)
+        store.write_sync(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 1)"))
+    # A newer release adds migration N+1; CREATE TABLE would fail if it ever ran twice.
+    added = (LATEST_VERSION + 1, "test table", "CREATE TABLE added_later (x INTEGER)")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, added))
+    monkeypatch.setattr(store_module, "LATEST_VERSION", LATEST_VERSION + 1)
+    for _ in range(2):
+        with Store(path) as store:
+            assert store.get_meta("schema_version") == str(LATEST_VERSION + 1)
+            assert store.scalar("SELECT COUNT(*) FROM added_later") == 0
+            assert store.scalar("SELECT COUNT(*) FROM items") == 1
+
+
+def test_a_failing_migration_leaves_the_store_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    Store(path).close()
+    broken = (LATEST_VERSION + 1, "broken", "CREATE TABLE half (x INTEGER); THIS IS NOT SQL")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
+    monkeypatch.setattr(store_module, "LATEST_VERSION", LATEST_VERSION + 1)
+    with pytest.raises(StoreError):
+        Store(path)
+    monkeypatch.undo()
+    with Store(path) as store:
+        assert store.get_meta("schema_version") == str(LATEST_VERSION)
+        assert store.scalar("SELECT COUNT(*) FROM sqlite_master WHERE name = 'half'") == 0
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LATEST_VERSION + 5),))
+    with pytest.raises(StoreError) as caught:
+        Store(path)
+    message = str(caught.value)
+    assert str(path) in message and "newer" in message
+    assert caught.value.exit_code == ExitCode.BAD_INPUT
+
+
+def test_a_damaged_schema_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    Store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE meta SET value = 'two' WHERE key = 'schema_version'")
+    conn.close()
+    with pytest.raises(StoreError, match="schema_version"):
+        Store(path)
+
+
+def test_another_applications_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+        conn.execute("INSERT INTO customers (name) VALUES ('Ada')")
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a visinstruct store"):
+        Store(path)
+    assert path.read_bytes() == before
+
+
+def test_a_non_sqlite_file_is_refused_and_left_unchanged(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n")
+    with pytest.raises(StoreError, match="not a SQLite file"):
+        Store(path)
+    assert path.read_text() == "these are my notes, not a database\n"
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="directory"):
+        Store(tmp_path)
+
+
+def test_a_missing_folder_is_created(tmp_path: Path) -> None:
+    with Store(tmp_path / "a" / "b" / "store.db") as store:
+        assert store.scalar("SELECT COUNT(*) FROM images") == 0
