@@ -95,3 +95,9 @@ class BudgetExceeded(VisinstructError):
 
     title = "Budget reached"
     exit_code = ExitCode.BUDGET
+
+
+class DeployError(VisinstructError):
+    """Creating, waiting for or deleting a SageMaker endpoint failed."""
+
+    title = "Deploy failed"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+from collections import deque
 from typing import Any
 
 from visinstruct.core.prompts import REPLY_CUE
@@ -18,7 +19,13 @@ _TURN_STARTS = (
     "<|start_header_id|>assistant<|end_header_id|>",
 )
 # Where a model that keeps going starts writing the next user turn itself.
-_TURN_ENDS = ("[INST]", "<start_of_turn>user", "<|im_start|>user", "<|user|>", "<|start_header_id|>user")
+_TURN_ENDS = (
+    "[INST]",
+    "<start_of_turn>user",
+    "<|im_start|>user",
+    "<|user|>",
+    "<|start_header_id|>user",
+)
 _SPECIAL_TOKENS = re.compile(
     r"</?s>|<eos>|<bos>|<end_of_turn>|<\|(?:im_end|eot_id|endoftext|end|im_start|end_header_id)\|>"
 )
@@ -29,21 +36,23 @@ _MAX_STARTS = 200
 _MAX_SCANNED = 2_000_000
 _MAX_LITERAL = 20_000
 _MAX_REPAIRS = 60
+_MAX_DEPTH = 100
+_MAX_CUTS = 20
 
 
 def clean_model_text(text: str) -> str:
-    """The model's own reply: after the last turn start or echoed reply cue, without chat tokens or fences."""
+    """The model's own reply: after any echoed prompt, without chat tokens or code fences."""
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     starts = [text.rfind(marker) + len(marker) for marker in _TURN_STARTS if marker in text]
     if starts:
-        text = text[max(starts):]
+        text = text[max(starts) :]
     ends = [text.find(marker) for marker in _TURN_ENDS if marker in text]
     if ends:
         text = text[: min(ends)]
     text = _SPECIAL_TOKENS.sub("", text)
     cues = list(_CUE_LINE.finditer(text))
-    if cues and text[cues[-1].end():].strip():
-        text = text[cues[-1].end():]
+    if cues and text[cues[-1].end() :].strip():
+        text = text[cues[-1].end() :]
     return _FENCE_LINE.sub("", text).strip()
 
 
@@ -70,7 +79,7 @@ def json_values(text: str) -> list[tuple[Any, bool]]:
                 continue
         elif ran_off:
             # The text ended inside this value: the reply was cut short; keep its complete part.
-            for cut, closers in reversed(cuts[-20:]):
+            for cut, closers in reversed(cuts):
                 if repairs >= _MAX_REPAIRS:
                     break
                 repairs += 1
@@ -108,7 +117,7 @@ def _scan(text: str, start: int) -> tuple[int | None, list[tuple[int, str]], boo
     """
     closing = {"{": "}", "[": "]"}
     stack: list[str] = []
-    cuts: list[tuple[int, str]] = []
+    cuts: deque[tuple[int, str]] = deque(maxlen=_MAX_CUTS)
     quote = ""
     escaped = False
     for index in range(start, len(text)):
@@ -123,15 +132,17 @@ def _scan(text: str, start: int) -> tuple[int | None, list[tuple[int, str]], boo
         elif char in "\"'":
             quote = char
         elif char in closing:
+            if len(stack) >= _MAX_DEPTH:  # no model reply nests this deep; spare the quadratic work
+                return None, list(cuts), False
             stack.append(closing[char])
         elif char in "}]":
             if not stack or stack[-1] != char:
-                return None, cuts, False
+                return None, list(cuts), False
             stack.pop()
             if not stack:
-                return index + 1, cuts, False
+                return index + 1, list(cuts), False
             cuts.append((index + 1, "".join(reversed(stack))))
-    return None, cuts, True
+    return None, list(cuts), True
 
 
 def _load(candidate: str) -> Any:
@@ -143,7 +154,9 @@ def _load(candidate: str) -> Any:
             pass
     if "'" not in candidate or len(candidate) > _MAX_LITERAL:
         return _INVALID
-    literal = re.sub(r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", candidate)))
+    literal = re.sub(
+        r"\btrue\b", "True", re.sub(r"\bfalse\b", "False", re.sub(r"\bnull\b", "None", candidate))
+    )
     try:
         value = ast.literal_eval(literal)
     except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):

@@ -23,10 +23,30 @@ class ParseResult:
 _QUESTION_KEYS = ("question", "q", "human", "user", "query", "prompt", "instruction", "input")
 _ANSWER_KEYS = ("answer", "a", "gpt", "assistant", "response", "output", "reply")
 _CONTAINER_KEYS = (
-    "pairs", "conversation", "conversations", "questions", "qa", "qas", "qa_pairs",
-    "dialogue", "dialog", "turns", "messages", "items", "data", "results",
+    "pairs",
+    "conversation",
+    "conversations",
+    "questions",
+    "qa",
+    "qas",
+    "qa_pairs",
+    "dialogue",
+    "dialog",
+    "turns",
+    "messages",
+    "items",
+    "data",
+    "results",
 )
-_DETAIL_KEYS = ("description", "detailed_description", "detail", "text", "answer", "response", "output")
+_DETAIL_KEYS = (
+    "description",
+    "detailed_description",
+    "detail",
+    "text",
+    "answer",
+    "response",
+    "output",
+)
 _ROLE_KEYS = ("from", "role", "speaker", "author")
 _VALUE_KEYS = ("value", "content", "text", "message")
 _ASKING_ROLES = {"human", "user", "question", "q", "questioner"}
@@ -43,23 +63,25 @@ _MARKER = re.compile(
 _ASKING_LABELS = {"question", "q", "user", "human"}
 _FULL_WORD_LABELS = {"question", "answer", "user", "assistant", "human", "gpt", "response"}
 # "Question: What is it? Answer: A cat." written on one line.
-_INLINE_ANSWER = re.compile(r"\s[*_]{0,2}(?:answer|a)\s*\d{0,3}\s*[*_]{0,2}\s*:\s*[*_]{0,2}\s*", re.I)
+_INLINE_ANSWER = re.compile(
+    r"\s[*_]{0,2}(?:answer|a)\s*\d{0,3}\s*[*_]{0,2}\s*:\s*[*_]{0,2}\s*", re.IGNORECASE
+)
 _SEPARATOR_LINE = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,}|_{3,}|~{3,})\s*$")
 
 _LEAKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bcaptions?\b", re.I), "mentions captions"),
+    (re.compile(r"\bcaptions?\b", re.IGNORECASE), "mentions captions"),
     (
         re.compile(
             r"\b(?:the|these|those|given|provided)\s+(?:descriptions?|notes)\s+"
             r"(?:says?|states?|mentions?|notes?|indicates?|suggests?|describes?)\b"
             r"|\baccording to the (?:descriptions?|context|notes)\b"
             r"|\b(?:given|provided) (?:context|descriptions?)\b",
-            re.I,
+            re.IGNORECASE,
         ),
         "refers to the text it was given",
     ),
-    (re.compile(r"\bbounding[\s-]*box(?:es)?\b", re.I), "mentions bounding boxes"),
-    (re.compile(r"\bco-?ordinates?\b", re.I), "mentions coordinates"),
+    (re.compile(r"\bbounding[\s-]*box(?:es)?\b", re.IGNORECASE), "mentions bounding boxes"),
+    (re.compile(r"\bco-?ordinates?\b", re.IGNORECASE), "mentions coordinates"),
     (
         re.compile(r"\[\s*-?\d*\.\d+\s*,\s*-?\d*\.\d+|\(\s*\d*\.\d+\s*(?:,\s*\d*\.\d+\s*){3}\)"),
         "contains a coordinate list",
@@ -149,7 +171,7 @@ def _is_single_pair(value: Any) -> bool:
 
 
 def _pairs_from_value(value: Any, depth: int = 0) -> tuple[list[Pair], list[str], bool]:
-    """Pairs in a decoded JSON value: (pairs, problems, whether a last question lacked an answer)."""
+    """Pairs in a decoded JSON value: (pairs, problems, last question unanswered)."""
     if depth > 4:
         return [], [], False
     if isinstance(value, dict):
@@ -158,10 +180,16 @@ def _pairs_from_value(value: Any, depth: int = 0) -> tuple[list[Pair], list[str]
             return [single], [], False
         lowered = {str(k).lower(): v for k, v in value.items()}
         questions, answers = lowered.get("questions"), lowered.get("answers")
-        if isinstance(questions, list) and isinstance(answers, list) and all(
-            isinstance(x, str) for x in questions + answers
+        if (
+            isinstance(questions, list)
+            and isinstance(answers, list)
+            and all(isinstance(x, str) for x in questions + answers)
         ):
-            pairs = [Pair(q.strip(), a.strip()) for q, a in zip(questions, answers) if q.strip() and a.strip()]
+            pairs = [
+                Pair(q.strip(), a.strip())
+                for q, a in zip(questions, answers)
+                if q.strip() and a.strip()
+            ]
             return pairs, [], len(questions) > len(answers)
         for key in _CONTAINER_KEYS:
             if isinstance(lowered.get(key), (list, dict)):
@@ -235,7 +263,7 @@ def _pairs_from_markers(text: str) -> tuple[list[Pair], list[str], bool]:
         inline = _INLINE_ANSWER.search(rest) if role == "q" else None
         if inline:
             segments.append(("q", [rest[: inline.start()]]))
-            role, rest = "a", rest[inline.end():]
+            role, rest = "a", rest[inline.end() :]
         if role:
             current = [rest] if rest else []
             segments.append((role, current))
@@ -251,7 +279,7 @@ def _marker_of(line: str) -> tuple[str, str]:
         return "", ""
     label, num, sep, rest = (match.group(g) for g in ("label", "num", "sep", "rest"))
     label = label.lower()
-    rest = rest.strip().strip("*_").strip() if not rest.strip("*_ ") else rest.strip()
+    rest = rest.strip() if rest.strip("*_ ") else ""  # "**Question**" leaves only its closing **
     is_marker = (
         sep in (":", "：")
         or (bool(sep) and bool(num))
@@ -281,13 +309,17 @@ def _pair_segments(segments: list[tuple[str, str]]) -> tuple[list[Pair], list[st
         elif role == "a":
             if pending is None:
                 if content:
-                    problems.append(f"answer without a question ignored: {_first_line(content, 80)}")
+                    problems.append(
+                        f"answer without a question ignored: {_first_line(content, 80)}"
+                    )
             elif content:
                 pairs.append(Pair(pending, content))
                 pending = None
     truncated = pending is not None
     if truncated:
-        problems.append(f"last question had no answer (output cut off?): {_first_line(pending or '', 80)}")
+        problems.append(
+            f"last question had no answer (output cut off?): {_first_line(pending or '', 80)}"
+        )
     return pairs, problems, truncated
 
 
@@ -325,7 +357,9 @@ def _description_from_json(text: str) -> tuple[str | None, bool]:
         if found:
             return found, cut_short
     # A JSON string cut off mid-way never closes; take what there is of it.
-    opened = re.search(r"\{\s*\"(?:description|detailed_description)\"\s*:\s*\"(.*)", text, re.S)
+    opened = re.search(
+        r"\{\s*\"(?:description|detailed_description)\"\s*:\s*\"(.*)", text, re.DOTALL
+    )
     if opened and '"' not in opened.group(1).replace('\\"', ""):
         return opened.group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
     return None, False

@@ -32,7 +32,8 @@ _SCORE_IN_LINE = re.compile(
 _TRAILING = re.compile(rf"[:=\-–—]\s*{_NUMBER}{_OUT_OF}\s*$")
 _HEADER = re.compile(r"^\s*(?:[:.)\-–—]\s*.*)?$")
 _UNLABELLED = re.compile(
-    rf"^[\s>•\-*]*{_SCORE_WORD}\s*(?:[:=\-–]|is)?\s*{_NUMBER}{_OUT_OF}{_END}(?P<reason>.*)$", re.IGNORECASE
+    rf"^[\s>•\-*]*{_SCORE_WORD}\s*(?:[:=\-–]|is)?\s*{_NUMBER}{_OUT_OF}{_END}(?P<reason>.*)$",
+    re.IGNORECASE,
 )
 _SCORE_FOR = re.compile(
     rf"{_SCORE_WORD}\s+(?:for|of)\s+{_LABEL}\s*#?\s*(\d{{1,3}})\s*(?:[:=\-–—]|is)\s*{_NUMBER}{_OUT_OF}{_END}",
@@ -51,11 +52,20 @@ _MARKDOWN = re.compile(r"\*\*|__|`|^\s*#{1,6}\s*", re.MULTILINE)
 _INDEX_KEYS = ("index", "pair", "id", "question", "q", "number", "n", "pair_index", "idx")
 _SCORE_KEYS = ("score", "rating", "grade", "value", "points")
 _REASON_KEYS = ("reason", "rationale", "explanation", "comment", "justification", "why")
-_LIST_KEYS = ("scores", "ratings", "judgements", "judgments", "results", "pairs", "evaluations", "items")
+_LIST_KEYS = (
+    "scores",
+    "ratings",
+    "judgements",
+    "judgments",
+    "results",
+    "pairs",
+    "evaluations",
+    "items",
+)
 
 
 def parse_judgement(text: str, n_pairs: int) -> tuple[Judgement, ...]:
-    """One Judgement per pair 1..n_pairs; score None where the reply gives no readable 1..10 score."""
+    """One Judgement per pair 1..n_pairs; score None where no readable 1..10 score is given."""
     cleaned = clean_model_text(text)
     scores: dict[int, tuple[float | None, str]] = {}
     for reader in (_judgement_from_json, _judgement_from_first_line, _judgement_from_lines):
@@ -101,14 +111,14 @@ def _scores_in(value: Any, n_pairs: int, depth: int) -> dict[int, tuple[float | 
         lowered = {str(k).lower(): v for k, v in value.items()}
         for key in _LIST_KEYS:
             if isinstance(lowered.get(key), (list, dict)):
-                found = _scores_in(lowered[key], n_pairs, depth + 1)
-                if found:
-                    return found
+                inner = _scores_in(lowered[key], n_pairs, depth + 1)
+                if inner:
+                    return inner
         single = _item_score(lowered, 1)
         if single is not None:
             return dict([single])
         # {"1": 8, "pair_2": 6}: the keys carry the index.
-        keyed = {}
+        keyed: dict[int, tuple[float | None, str]] = {}
         for key, item in lowered.items():
             digits = re.search(r"(\d+)$", key)
             if digits and not isinstance(item, (list, dict)):
@@ -120,7 +130,11 @@ def _scores_in(value: Any, n_pairs: int, depth: int) -> dict[int, tuple[float | 
             if isinstance(item, dict):
                 entry = _item_score({str(k).lower(): v for k, v in item.items()}, position)
             else:
-                entry = (position, (_in_range(item), "")) if isinstance(item, (int, float, str)) else None
+                entry = (
+                    (position, (_in_range(item), ""))
+                    if isinstance(item, (int, float, str))
+                    else None
+                )
             if entry is not None and entry[0] not in found:
                 found[entry[0]] = entry[1]
         return found
@@ -188,9 +202,16 @@ def _judgement_from_lines(text: str, n_pairs: int) -> dict[int, tuple[float | No
             continue
         unlabelled = _UNLABELLED.match(line)
         if unlabelled:
-            index = current if current is not None and current not in found else _next_free(found, n_pairs)
-            if index is not None and 1 <= index <= n_pairs and index not in found:
-                found[index] = (_in_range(float(unlabelled.group(1))), _reason(unlabelled.group("reason")))
+            target = (
+                current
+                if current is not None and current not in found
+                else _next_free(found, n_pairs)
+            )
+            if target is not None and 1 <= target <= n_pairs and target not in found:
+                found[target] = (
+                    _in_range(float(unlabelled.group(1))),
+                    _reason(unlabelled.group("reason")),
+                )
     return found
 
 
@@ -214,7 +235,7 @@ def _next_free(found: dict[int, Any], n_pairs: int) -> int | None:
 
 
 def parse_verdict(text: str) -> Verdict:
-    """Two scores (Assistant 1's, then Assistant 2's) and the rationale; unparsed if not both in 1..10."""
+    """Assistant 1's and Assistant 2's scores and the rationale; unparsed unless both are 1..10."""
     cleaned = clean_model_text(text)
     for reader in (_verdict_from_first_line, _verdict_from_json, _verdict_from_labels):
         found = reader(cleaned)
@@ -237,15 +258,19 @@ def _verdict_from_first_line(text: str) -> _Found:
     match = _VERDICT_LINE.match(_MARKDOWN.sub("", lines[first]))
     if match is None:
         return None
-    return float(match.group(1)), float(match.group(2)), "\n".join(lines[first + 1:]).strip()
+    return float(match.group(1)), float(match.group(2)), "\n".join(lines[first + 1 :]).strip()
 
 
 def _verdict_from_json(text: str) -> _Found:
     for value, _ in reversed(json_values(text)):
         scores = _two_scores(value)
         if scores is not None:
-            lowered = {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
-            rationale = next((str(lowered[k]) for k in _REASON_KEYS if isinstance(lowered.get(k), str)), "")
+            lowered = (
+                {str(k).lower(): v for k, v in value.items()} if isinstance(value, dict) else {}
+            )
+            rationale = next(
+                (str(lowered[k]) for k in _REASON_KEYS if isinstance(lowered.get(k), str)), ""
+            )
             return scores[0], scores[1], rationale.strip()
     return None
 
@@ -263,7 +288,12 @@ def _two_scores(value: Any) -> tuple[float, float] | None:
             inner = _two_scores(lowered[key])
             if inner is not None:
                 return inner
-    for one, two in (("assistant1", "assistant2"), ("score1", "score2"), ("first", "second"), ("a1", "a2")):
+    for one, two in (
+        ("assistant1", "assistant2"),
+        ("score1", "score2"),
+        ("first", "second"),
+        ("a1", "a2"),
+    ):
         if one in lowered and two in lowered:
             first, second = _number(lowered[one]), _number(lowered[two])
             if first is not None and second is not None:
@@ -290,7 +320,9 @@ def _verdict_from_labels(text: str) -> _Found:
     plain = _MARKDOWN.sub("", text)
     scores = []
     for number in ("1", "2"):
-        pattern = _ASSISTANT_SCORE.format(n=number, word=_SCORE_WORD, num=_NUMBER, out=_OUT_OF, end=_END)
+        pattern = _ASSISTANT_SCORE.format(
+            n=number, word=_SCORE_WORD, num=_NUMBER, out=_OUT_OF, end=_END
+        )
         matches = list(re.finditer(pattern, plain, re.IGNORECASE))
         if not matches:
             return None

@@ -61,6 +61,8 @@ class _Endpoint:
         self.ceiling = ceiling
         self.limit = float(initial)
         self.slow_start = True
+        self.last_cut_from = 0.0   # the limit when back-pressure last cut it
+        self.cuts = 0              # how many cuts so far: one burst of push-back cuts once
         self.in_flight = 0
         self.successes = 0
         self.consecutive_failures = 0
@@ -135,7 +137,7 @@ class Pool:
                                 e.tokens_out)
 
     # -- slots -------------------------------------------------------------------------------
-    def _acquire(self, avoid: str | None) -> _Endpoint:
+    def _acquire(self, avoid: str | None) -> tuple[_Endpoint, int]:
         with self._cond:
             while True:
                 if self.cancel.is_set():
@@ -144,7 +146,7 @@ class Pool:
                 chosen = self._choose(now, avoid)
                 if chosen is not None:
                     chosen.in_flight += 1
-                    return chosen
+                    return chosen, chosen.cuts
                 wake = min((e.down_until for e in self._endpoints if e.down_until > now),
                            default=now + 0.5)
                 self._cond.wait(timeout=max(0.01, min(0.5, wake - now)))
@@ -161,7 +163,8 @@ class Pool:
         n = len(self._endpoints)
         return min(up, key=lambda e: (e.in_flight, (self._endpoints.index(e) - self._rr) % n))
 
-    def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0) -> None:
+    def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0,
+                 sent_at_cut: int = -1) -> None:
         with self._cond:
             e.in_flight -= 1
             now = time.monotonic()
@@ -174,9 +177,11 @@ class Pool:
                 e.down_until = 0.0
                 e.limit = max(e.limit, 1.0)
                 e.successes += 1
-                # Slow start grows by one per success until the first push-back, then by one
-                # per window of successes (additive increase, multiplicative decrease).
-                window = 1 if e.slow_start else max(1, int(e.limit))
+                # Grow by one per success while well below the level that last drew push-back
+                # (slow start, fast recovery), then by one per window of successes, probing
+                # gently near the endpoint's capacity (additive increase).
+                fast = e.slow_start or e.limit < 0.9 * e.last_cut_from
+                window = 1 if fast else max(1, int(e.limit))
                 if e.successes >= window and e.limit < e.ceiling:
                     e.limit = min(float(e.ceiling), e.limit + 1)
                     e.successes = 0
@@ -184,7 +189,12 @@ class Pool:
                 e.throttles += 1
                 e.slow_start = False
                 e.successes = 0
-                e.limit = max(1.0, e.limit / 2)
+                # Halve once per burst: push-back on requests sent before the last cut was
+                # caused by the old limit and must not cut the new one again.
+                if sent_at_cut < 0 or sent_at_cut == e.cuts:
+                    e.last_cut_from = e.limit
+                    e.limit = max(1.0, e.limit / 2)
+                    e.cuts += 1
             else:
                 e.errors += 1
                 e.successes = 0
@@ -207,14 +217,14 @@ class Pool:
         backpressure_waits = 0
         while True:
             attempt += 1
-            endpoint = self._acquire(avoid=last_endpoint)
+            endpoint, cuts = self._acquire(avoid=last_endpoint)
             call_id = listener.started(endpoint.name, attempt)
             started = time.monotonic()
             try:
                 response = self.backend.complete(request, endpoint.name)
             except BackendError as error:
                 latency = (time.monotonic() - started) * 1000
-                self._release(endpoint, error.kind, latency)
+                self._release(endpoint, error.kind, latency, sent_at_cut=cuts)
                 retry = self._should_retry(error, attempt, backpressure_waits)
                 listener.failed(call_id, error, latency, retry)
                 if not retry:

@@ -6,13 +6,13 @@ import difflib
 import hashlib
 import importlib.resources
 import re
-import tomllib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomllib
 from visinstruct.core.backends.base import Message
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS, Image, Pair
@@ -66,7 +66,9 @@ def prompt_version(text: str) -> str:
 def available_prompts() -> tuple[str, ...]:
     """Names of the prompt files packaged with visinstruct."""
     folder = importlib.resources.files("visinstruct.prompts")
-    return tuple(sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml")))
+    return tuple(
+        sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+    )
 
 
 def load_prompt(name: str) -> PromptTemplate:
@@ -74,9 +76,7 @@ def load_prompt(name: str) -> PromptTemplate:
     known = available_prompts()
     if name not in known:
         hint = _nearest(name, known)
-        raise ConfigError(
-            f"no prompt named {name!r}{hint}; packaged prompts: {', '.join(known)}"
-        )
+        raise ConfigError(f"no prompt named {name!r}{hint}; packaged prompts: {', '.join(known)}")
     resource = importlib.resources.files("visinstruct.prompts").joinpath(f"{name}.toml")
     return parse_prompt(resource.read_text(encoding="utf-8"), source=f"prompts/{name}.toml")
 
@@ -86,7 +86,9 @@ def load_prompt_file(path: Path) -> PromptTemplate:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read prompt file ({exc.strerror}); check the path") from exc
+        raise ConfigError(
+            f"{path}: cannot read prompt file ({exc.strerror}); check the path"
+        ) from exc
     return parse_prompt(text, source=str(path))
 
 
@@ -102,7 +104,9 @@ def parse_prompt(text: str, source: str = "<text>") -> PromptTemplate:
             raise ConfigError(f"{source}: unknown key {key!r}{_nearest(key, known_keys)}")
     for key, expected in _REQUIRED.items():
         if key not in data:
-            raise ConfigError(f"{source}: missing key {key!r}; add it (it must be {_TYPE_NAMES[expected]})")
+            raise ConfigError(
+                f"{source}: missing key {key!r}; add it (it must be {_TYPE_NAMES[expected]})"
+            )
     for key, expected in {**_REQUIRED, **_OPTIONAL}.items():
         if key in data and not isinstance(data[key], expected):
             raise ConfigError(
@@ -112,14 +116,21 @@ def parse_prompt(text: str, source: str = "<text>") -> PromptTemplate:
     task = data["task"]
     if task not in PROMPT_TASKS:
         raise ConfigError(
-            f"{source}: task {task!r} is not one of {', '.join(PROMPT_TASKS)}{_nearest(task, PROMPT_TASKS)}"
+            f"{source}: task {task!r} is not one of {', '.join(PROMPT_TASKS)}"
+            f"{_nearest(task, PROMPT_TASKS)}"
         )
-    examples = tuple(_example(item, n, source) for n, item in enumerate(data.get("examples", []), 1))
+    examples = tuple(
+        _example(item, n, source) for n, item in enumerate(data.get("examples", []), 1)
+    )
     requests = data.get("description_requests", [])
     if not all(isinstance(r, str) and r.strip() for r in requests):
-        raise ConfigError(f"{source}: every entry of 'description_requests' must be a non-empty string")
+        raise ConfigError(
+            f"{source}: every entry of 'description_requests' must be a non-empty string"
+        )
     if task == "detail" and not requests:
-        raise ConfigError(f"{source}: a detail prompt needs 'description_requests' = [\"...\", ...]")
+        raise ConfigError(
+            f"{source}: a detail prompt needs 'description_requests' = [\"...\", ...]"
+        )
     return PromptTemplate(
         name=data["name"],
         task=task,
@@ -140,11 +151,12 @@ def _example(item: Any, number: int, source: str) -> tuple[str, str]:
     for key in item:
         if key not in _EXAMPLE_KEYS:
             raise ConfigError(
-                f"{source}: unknown key {key!r} in examples entry {number}{_nearest(key, _EXAMPLE_KEYS)}"
+                f"{source}: unknown key {key!r} in examples entry {number}"
+                f"{_nearest(key, _EXAMPLE_KEYS)}"
             )
     for key in _EXAMPLE_KEYS:
         if not isinstance(item.get(key), str):
-            raise ConfigError(f"{source}: examples entry {number} needs {key} = \"...\" (a string)")
+            raise ConfigError(f'{source}: examples entry {number} needs {key} = "..." (a string)')
     return item["context"].strip(), item["output"].strip()
 
 
@@ -171,14 +183,16 @@ def render_context(image: Image, include_boxes: bool) -> str:
 
 
 def _header(template: PromptTemplate) -> list[str]:
-    """Instruction, reply format and worked examples: the part of a user message before the context."""
+    """Instruction, reply format and worked examples: what comes before the context."""
     parts = [template.instruction, f"Reply format: {template.output_format}"]
     for context, output in template.examples:
         parts.append(f"Example\nContext:\n{context}\n{REPLY_CUE}\n{output}")
     return parts
 
 
-def _messages(template: PromptTemplate, parts: list[str], images: tuple[bytes, ...] = ()) -> tuple[Message, ...]:
+def _messages(
+    template: PromptTemplate, parts: list[str], images: tuple[bytes, ...] = ()
+) -> tuple[Message, ...]:
     user = "\n\n".join(p for p in parts if p) + f"\n{REPLY_CUE}"
     return (Message("system", template.system), Message("user", user, images))
 
@@ -189,7 +203,9 @@ def generation_messages(template: PromptTemplate, image: Image) -> tuple[Message
     return _messages(template, [*_header(template), f"Context:\n{context}"])
 
 
-def judge_messages(template: PromptTemplate, image: Image, pairs: Sequence[Pair]) -> tuple[Message, ...]:
+def judge_messages(
+    template: PromptTemplate, image: Image, pairs: Sequence[Pair]
+) -> tuple[Message, ...]:
     """Messages asking for one score per pair, numbered 1..n."""
     context = render_context(image, template.include_boxes)
     numbered = "\n\n".join(
@@ -224,7 +240,8 @@ def answer_messages(template: PromptTemplate, image: Image, question: str) -> tu
     """Messages asking the model to answer one question about `image`."""
     context = render_context(image, template.include_boxes)
     return _messages(
-        template, [*_header(template), f"Context:\n{context}", f"Question: {_clean_question(question)}"]
+        template,
+        [*_header(template), f"Context:\n{context}", f"Question: {_clean_question(question)}"],
     )
 
 
@@ -234,7 +251,7 @@ def _clean_question(text: str) -> str:
 
 
 def pick_description_request(template: PromptTemplate, image_id: int) -> str:
-    """The description request used as the question of `image_id`'s detail pair (stable across runs)."""
+    """The question of `image_id`'s detail pair; the same on every run."""
     if not template.description_requests:
         raise ConfigError(f"prompt {template.name!r} has no 'description_requests' to pick from")
     index = zlib.crc32(str(image_id).encode("ascii")) % len(template.description_requests)

@@ -199,3 +199,20 @@ def test_cancel_wakes_callers_waiting_for_a_slot() -> None:
             second.result(timeout=5)
         gate.set()
         assert first.result(timeout=5).response.text == "fine"
+
+
+def test_a_burst_of_push_back_halves_the_limit_once() -> None:
+    gate = threading.Event()
+    # The first eight requests (all sent at limit 8) are throttled; their retries succeed.
+    backend = FakeBackend(("a",), lambda e, n: "backpressure" if n <= 8 else "ok", gate=gate)
+    pool = make_pool(backend, max_in_flight=8, initial_in_flight=8)
+    with ThreadPoolExecutor(max_workers=8) as executor:
+        futures = [executor.submit(pool.call, REQUEST, Listener(Recorder())) for _ in range(8)]
+        while backend.in_flight["a"] < 8:
+            threading.Event().wait(0.005)
+        gate.set()  # all eight were sent at limit 8 and are now throttled together
+        for future in futures:
+            future.result(timeout=10)
+    snap = pool.snapshots()[0]
+    assert snap.throttles == 8
+    assert pool._endpoints[0].cuts == 1  # one cut for the burst, not eight
