@@ -135,3 +135,49 @@ Emit = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """An emit that drops every event."""
+
+
+@dataclass(frozen=True)
+class EvaluationStarted(Event):
+    """An evaluation against the baseline began; `done_verdicts` were stored by earlier runs."""
+
+    mode: str
+    model: str
+    images: int
+    units: int
+    total_verdicts: int
+    done_verdicts: int
+
+
+@dataclass(frozen=True)
+class VerdictRecorded(Event):
+    """One evaluator verdict (one order of one compared item) was stored."""
+
+    image_id: int
+    task: str
+    mode: str
+    item: int
+    shown_first: str     # ours | baseline
+    parsed: bool
+    ours_score: float | None
+    baseline_score: float | None
+    done_verdicts: int
+    total_verdicts: int
+
+
+@dataclass(frozen=True)
+class EvaluationNotice(Event):
+    """Something the user should know about an evaluation that is not an error."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class EvaluationFinished(Event):
+    status: str          # finished | interrupted
+    mode: str
+    verdicts: int
+    unparsed: int
+    failed_calls: int
+    missing_images: int
+    relative_score: float | None
