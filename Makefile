@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
-DEMO_LIMIT ?= 4
+DEMO_LIMIT ?= 2
 # llama.cpp is compiled for a portable x86-64 level: a `-march=native` build can use CPU
 # features (AMX) that a virtual machine does not enable, and dies with "Illegal instruction".
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
@@ -21,9 +21,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	rm -f out/demo.db out/demo.db-wal out/demo.db-shm
 	mkdir -p out
-	$(VENV)/bin/visinstruct run --headless --db out/demo.db --limit $(DEMO_LIMIT)
+	@echo "== generating and judging $(DEMO_LIMIT) sample images with the bundled local model"
+	$(VENV)/bin/visinstruct run --headless --db out/demo.db --limit $(DEMO_LIMIT) || test $$? -eq 1
+	@echo "== exporting the kept pairs (validated, mix665k shape)"
 	$(VENV)/bin/visinstruct export --format llava --db out/demo.db --out out/llava.json
+	@echo "== what the store holds"
 	$(VENV)/bin/visinstruct status --db out/demo.db
+	@echo "== done: out/llava.json (the store is out/demo.db)"
 
 test: $(STAMP)
 	$(PY) -m pytest -q

@@ -15,10 +15,12 @@ from typing import Iterator
 from visinstruct.core.backends import make_backend
 from visinstruct.core.backends.base import Backend
 from visinstruct.core.config import Config
-from visinstruct.core.cost import cost_report
+from visinstruct.core.cost import CostMeter, cost_report
 from visinstruct.core.errors import BudgetExceeded, StoreError
 from visinstruct.core.events import (
+    CallFinished,
     CostUpdated,
+    Event,
     Emit,
     EndpointHealth,
     ImageDone,
@@ -32,7 +34,7 @@ from visinstruct.core.ledger import Ledger, abandon_in_flight
 from visinstruct.core.pool import EndpointSnapshot, Pool
 from visinstruct.core.prompt_versions import active_template
 from visinstruct.core.prompts import PromptTemplate
-from visinstruct.core.queries import load_images, status_counts
+from visinstruct.core.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair
 from visinstruct.core.stages import StageContext
 from visinstruct.core.store import RowRef, Store, now
@@ -125,6 +127,7 @@ class _Runner:
         self.failed_units = 0
         self.total_units = 0
         self.budget_hit = False
+        self.kept_pairs = 0     # kept pairs in the store, kept current as pairs are judged
         self.templates: dict[str, PromptTemplate] = {}
         self.judge_template: PromptTemplate | None = None
         self.backends: dict[str, Backend] = {}
@@ -243,7 +246,11 @@ class _Runner:
         assert self.judge_template is not None
         judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
                        judge_cfg, judge_cfg.model)
-        return isinstance(judged, JudgeResult)
+        if not isinstance(judged, JudgeResult):
+            return False
+        with self.lock:
+            self.kept_pairs += judged.kept
+        return True
 
     def worker(self, ctx: StageContext, jobs: "queue.Queue[object]") -> None:
         while True:
@@ -283,6 +290,16 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     started = time.monotonic()
     ensure_indexed(config, store)
     runner = _Runner(config, store, emit, cancel, pause)
+    meter = CostMeter(store, config)
+    outer_emit = emit
+
+    def emit(event: Event) -> None:
+        if isinstance(event, CallFinished) and event.status == "ok":
+            meter.add_call(event.model, event.tokens_in, event.tokens_out)
+            _check_budget(runner, config, meter)
+        outer_emit(event)
+
+    runner.emit = emit
     runner.build_pools()
     for task in config.generation.tasks:
         runner.templates[task] = active_template(store, task)
@@ -293,6 +310,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     ctx = StageContext(store, ledger, runner.pools, emit, cancel)
     total, done = runner.count_units()
     runner.total_units, runner.done_units = total, done
+    runner.kept_pairs = int(store.scalar(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}",
+                                         (config.judge.threshold,)) or 0)
     store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
                                          (total, run_id)))
     images = total // max(1, len(config.generation.tasks))
@@ -306,7 +325,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         thread.start()
     status = "finished"
     finished = threading.Event()
-    monitor = threading.Thread(target=_monitor, args=(runner, config, store, emit, finished),
+    monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
                                daemon=True, name="cost-monitor")
     monitor.start()
     try:
@@ -327,7 +346,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         finished.set()
         monitor.join()
         store.flush()
-        _check_budget(runner, config, store, emit, final=True)
+        emit(_cost_event(runner, store, config, meter))
         if runner.budget_hit:
             status = "budget"
         elif cancel.is_set():
@@ -346,22 +365,31 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                       report.cost_usd, elapsed)
 
 
-def _monitor(runner: _Runner, config: Config, store: Store, emit: Emit,
+def _monitor(runner: _Runner, config: Config, store: Store, meter: CostMeter, emit: Emit,
              finished: threading.Event) -> None:
-    """Every few seconds: the cost so far, and a clean stop when the budget is reached."""
-    while not finished.wait(2.0):
-        try:
-            _check_budget(runner, config, store, emit)
-        except Exception:  # noqa: BLE001 - a failed estimate must not stop the run
-            continue
+    """Twice a second: the budget (instance-hours grow with time); every 2 s the cost event."""
+    ticks = 0
+    while not finished.wait(0.5):
+        _check_budget(runner, config, meter)
+        ticks += 1
+        if ticks % 4 == 0:
+            emit(_cost_event(runner, store, config, meter))
 
 
-def _check_budget(runner: _Runner, config: Config, store: Store, emit: Emit,
-                  final: bool = False) -> None:
-    report = cost_report(store, config)
-    emit(CostUpdated(report.cost_usd, report.cost_per_kept_pair_usd, report.projected_cost_usd))
+def _cost_event(runner: _Runner, store: Store, config: Config, meter: CostMeter) -> CostUpdated:
+    spent = meter.total_usd()
+    images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
+    done = runner.done_units - runner.failed_units
+    per_kept = spent / runner.kept_pairs if runner.kept_pairs else None
+    # The projection is for the whole source, whatever --limit this run has.
+    projected = spent / done * images * len(config.generation.tasks) if done else None
+    return CostUpdated(round(spent, 6), round(per_kept, 6) if per_kept is not None else None,
+                       round(projected, 4) if projected is not None else None)
+
+
+def _check_budget(runner: _Runner, config: Config, meter: CostMeter) -> None:
     limit = config.budget.max_usd
-    if limit and report.cost_usd >= limit and not final:
+    if limit and not runner.budget_hit and meter.total_usd() >= limit:
         runner.budget_hit = True
         runner.cancel.set()
 

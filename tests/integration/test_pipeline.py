@@ -216,3 +216,31 @@ def test_core_never_imports_textual() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=REPO, env={**os.environ})
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_budget_stops_the_run_cleanly_and_status_shows_cost(tmp_path: Path) -> None:
+    config = make_config(tmp_path, limit=24, latency=0.03, extra="""price_in_per_million = 1000
+price_out_per_million = 0
+[budget]
+max_usd = 1.0
+""")
+    result = subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "run", "--headless",
+                             "--json", "--config", str(config)],
+                            capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 4, result.stderr[-2000:]
+    last = json.loads(result.stdout.strip().splitlines()[-1])
+    assert last["status"] == "budget" and last["done_units"] < last["total_units"]
+    assert "budget" in result.stderr
+    db = tmp_path / "run.db"
+    assert counts(db, "SELECT COUNT(*) FROM llm_calls WHERE status = 'in_flight'") == 0
+    status = subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "status", "--json",
+                             "--db", str(db)], capture_output=True, text=True, cwd=REPO)
+    report = json.loads(status.stdout)
+    calls = report["calls"]
+    # Each scripted call reports 100 input tokens: $0.10 at $1,000 per million.
+    assert report["cost_usd"] == pytest.approx(calls * 0.1)
+    assert report["cost_usd"] >= 1.0
+    assert report["projected_cost_usd"] > report["cost_usd"]
+    if report["kept_pairs"]:
+        assert report["cost_per_kept_pair_usd"] == pytest.approx(
+            report["cost_usd"] / report["kept_pairs"], rel=1e-3)
