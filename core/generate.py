@@ -83,16 +83,16 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
     ref = RowRef()
     if not image.captions:
         # Nothing to describe: a counted row, not a call that would make things up.
-        problems = ("the image has no captions",)
+        no_captions: tuple[str, ...] = ("the image has no captions",)
 
         def write_empty(conn: sqlite3.Connection) -> int:
             ref.id = insert_generation(conn, image.image_id, task, template.version, model, None,
-                                       "parse_failure", "", (), problems, purpose)
+                                       "parse_failure", "", (), no_captions, purpose)
             return ref.id
 
         written = ctx.store.write(write_empty, on_commit=lambda gid: ctx.emit(
-            GenerationParsed(gid, image.image_id, task, 0, True, problems)))
-        return GenerationResult(ref, (), True, problems, None, written)
+            GenerationParsed(gid, image.image_id, task, 0, True, no_captions)))
+        return GenerationResult(ref, (), True, no_captions, None, written)
     request = generation_request(template, image, settings, task)
     outcome = make_call(ctx, stage="generate", image_id=image.image_id, task=task, model=model,
                         prompt_version=template.version, request=request,
@@ -104,7 +104,7 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
     request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
     parsed = parse_pairs(text, task, description_request=request_text)
     pairs = parsed.pairs
-    problems = tuple(parsed.problems)
+    problems: tuple[str, ...] = tuple(parsed.problems)
     if result.response.finish_reason == "length" and task != "detail":
         problems += ("output was cut at max_tokens",)
     status = "ok" if pairs else "parse_failure"

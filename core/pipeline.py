@@ -78,7 +78,7 @@ def ensure_indexed(config: Config, store: Store) -> None:
 def _claim(store: Store, config: Config) -> int:
     """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
     host = socket.gethostname()
-    for run_id, pid, run_host in store.query(
+    for _other, pid, run_host in store.query(
             "SELECT id, pid, host FROM runs WHERE status = 'running'"):
         if run_host == host and pid and pid != os.getpid() and _alive(pid):
             raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
@@ -92,7 +92,7 @@ def _claim(store: Store, config: Config) -> int:
         cursor = conn.execute(
             "INSERT INTO runs (started_at, status, pid, host, config) VALUES (?, 'running', ?, ?, ?)",
             (now(), os.getpid(), host, settings))
-        return int(cursor.lastrowid)
+        return int(cursor.lastrowid or 0)
 
     run_id: int = store.write_sync(work)
     store.set_meta("judge_threshold", str(config.judge.threshold))
@@ -293,12 +293,13 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     meter = CostMeter(store, config)
     outer_emit = emit
 
-    def emit(event: Event) -> None:
+    def metered_emit(event: Event) -> None:
         if isinstance(event, CallFinished) and event.status == "ok":
             meter.add_call(event.model, event.tokens_in, event.tokens_out)
             _check_budget(runner, config, meter)
         outer_emit(event)
 
+    emit = metered_emit
     runner.emit = emit
     runner.build_pools()
     for task in config.generation.tasks:
