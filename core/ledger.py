@@ -23,12 +23,14 @@ def call_key(stage: str, image_id: int, task: str, prompt_version: str, model: s
 
 def request_hash(request: CompletionRequest) -> str:
     """A hash of everything sent, so identical requests are recognisable in the ledger."""
-    body = json.dumps({
-        "messages": [[m.role, m.content, len(m.images)] for m in request.messages],
-        "max_tokens": request.max_tokens, "temperature": request.temperature,
-        "top_p": request.top_p, "stop": list(request.stop), "schema": request.json_schema,
-    }, sort_keys=True)
-    return hashlib.sha256(body.encode()).hexdigest()[:16]
+    digest = hashlib.blake2b(digest_size=8)
+    for message in request.messages:
+        digest.update(f"{message.role}\x00{len(message.images)}\x00".encode())
+        digest.update(message.content.encode())
+        digest.update(b"\x01")
+    digest.update(repr((request.max_tokens, request.temperature, request.top_p, request.stop,
+                        json.dumps(request.json_schema, sort_keys=True))).encode())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

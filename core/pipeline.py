@@ -132,7 +132,6 @@ class _Runner:
         self.judge_template: PromptTemplate | None = None
         self.backends: dict[str, Backend] = {}
         self.pools: dict[str, Pool] = {}
-        self._health_sent: dict[tuple[str, str], float] = {}
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_pools(self) -> None:
@@ -145,12 +144,7 @@ class _Runner:
                                     on_health=self._on_health)
 
     def _on_health(self, snap: EndpointSnapshot) -> None:
-        # At most a few health events per endpoint per second: they are for eyes, not for logs.
-        key = (snap.model, snap.endpoint)
-        t = time.monotonic()
-        if t - self._health_sent.get(key, 0.0) < 0.25:
-            return
-        self._health_sent[key] = t
+        # The pool reports a few times a second per endpoint: these are for eyes, not for logs.
         self.emit(EndpointHealth(**asdict(snap)))
 
     # -- units ----------------------------------------------------------------------------------

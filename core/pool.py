@@ -73,6 +73,8 @@ class _Endpoint:
         self.throttles = 0
         self.tokens_out = 0
         self.latencies: deque[float] = deque(maxlen=512)
+        self.reported_at = 0.0
+        self.reported_health = HEALTHY
 
     def health(self, now: float) -> str:
         if self.down_until > now:
@@ -101,6 +103,7 @@ class Pool:
         probe_after: float = 30.0,
         cancel: threading.Event | None = None,
         on_health: Callable[[EndpointSnapshot], None] | None = None,
+        health_interval: float = 0.25,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
         self.backend = backend
@@ -112,6 +115,7 @@ class Pool:
         self.probe_after = probe_after
         self.cancel = cancel or threading.Event()
         self.on_health = on_health
+        self.health_interval = health_interval
         initial = initial_in_flight or max(1, min(max_in_flight, 4))
         self._endpoints = [_Endpoint(name, max_in_flight, initial) for name in backend.endpoints]
         self._cond = threading.Condition()
@@ -204,9 +208,16 @@ class Pool:
                         # Out of rotation; after the quiet time a single probe request may go.
                         e.down_until = now + self.probe_after
                         e.probing = True
-            snap = self._snapshot(e)
-            self._cond.notify_all()
-        if self.on_health is not None:
+            # A snapshot sorts the latency window: take one only when it will be reported,
+            # at most every `health_interval` per endpoint (and always on a change of health).
+            snap = None
+            health = e.health(now)
+            if self.on_health is not None and (now - e.reported_at >= self.health_interval
+                                               or health != e.reported_health):
+                e.reported_at, e.reported_health = now, health
+                snap = self._snapshot(e)
+            self._cond.notify(2)  # a freed slot, and maybe one more from a grown limit
+        if snap is not None and self.on_health is not None:
             self.on_health(snap)
 
     # -- calling ------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import importlib.resources
 import re
@@ -50,7 +51,7 @@ class PromptTemplate:
     description_requests: tuple[str, ...]
     text: str
 
-    @property
+    @functools.cached_property
     def version(self) -> str:
         """First 12 hex digits of the sha256 of the normalised TOML text."""
         return prompt_version(self.text)
