@@ -22,7 +22,8 @@ demo: $(STAMP)
 	rm -f out/demo.db out/demo.db-wal out/demo.db-shm
 	mkdir -p out
 	@echo "== generating and judging $(DEMO_LIMIT) sample images with the bundled local model"
-	$(VENV)/bin/visinstruct run --headless --db out/demo.db --limit $(DEMO_LIMIT) || test $$? -eq 1
+	$(VENV)/bin/visinstruct run --headless --db out/demo.db --limit $(DEMO_LIMIT) \
+	    --set generation.max_tokens=256 --set judge.max_tokens=128 || test $$? -eq 1
 	@echo "== exporting the kept pairs (validated, mix665k shape)"
 	$(VENV)/bin/visinstruct export --format llava --db out/demo.db --out out/llava.json
 	@echo "== what the store holds"

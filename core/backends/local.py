@@ -2,18 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from visinstruct.core.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.config import check_gguf
 from visinstruct.core.errors import BackendError, ConfigError
 
 _ASSEMBLE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence llama.cpp's C-level notes while a model loads (they bypass verbose=False)."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
 
 
 def cache_dir() -> Path:
@@ -84,8 +104,9 @@ class LocalBackend:
                 "llama-cpp-python is not installed; install the extra: pip install 'visinstruct[local]'"
             ) from exc
         try:
-            return Llama(model_path=str(self.path), n_ctx=self._n_ctx, n_threads=self._n_threads,
-                         verbose=False)
+            with _quiet_stderr():
+                return Llama(model_path=str(self.path), n_ctx=self._n_ctx,
+                             n_threads=self._n_threads, verbose=False)
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
             raise ConfigError(f"{self.path}: llama.cpp cannot load this GGUF file: {exc}") from exc
 
