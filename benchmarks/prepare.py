@@ -58,8 +58,8 @@ def write_instances(path: Path, rng: random.Random) -> None:
         out.write('], "annotations": [')
         for n in range(INSTANCES):
             x, y = rng.uniform(0, 500), rng.uniform(0, 350)
-            # About 250 polygon numbers per instance: what makes the real file 448 MB.
-            polygon = [round(rng.uniform(0, 600), 2) for _ in range(250)]
+            # About 56 polygon numbers per instance: what makes the real file 448 MB.
+            polygon = [round(rng.uniform(0, 600), 2) for _ in range(56)]
             out.write(("," if n else "") + json.dumps(
                 {"segmentation": [polygon], "area": 1000.0, "iscrowd": 0,
                  "image_id": n % IMAGES + 1, "bbox": [round(x, 2), round(y, 2), 100.0, 80.0],
@@ -76,20 +76,22 @@ def write_mix665k(path: Path, rng: random.Random) -> None:
             image_id = rng.randint(1, IMAGES)
             if kind == 0:
                 record = {"id": str(n), "model": "", "conversations": [
-                    {"from": "human", "value": sentence(rng, 12)},
-                    {"from": "gpt", "value": sentence(rng, 80)}]}
+                    {"from": "human", "value": sentence(rng, 40)},
+                    {"from": "gpt", "value": sentence(rng, 300)}]}
             elif kind == 1:
                 record = {"id": f"{image_id:012d}", "image": f"coco/train2017/{image_id:012d}.jpg",
                           "conversations": [
                               {"from": "human", "value": "<image>\nWhat is the man doing?"},
-                              {"from": "gpt", "value": sentence(rng, 30)},
+                              {"from": "gpt", "value": sentence(rng, 80)},
                               {"from": "human", "value": "Where is the dog?"},
-                              {"from": "gpt", "value": sentence(rng, 30)}]}
+                              {"from": "gpt", "value": sentence(rng, 80)},
+                              {"from": "human", "value": "Why might he be there?"},
+                              {"from": "gpt", "value": sentence(rng, 80)}]}
             elif kind == 2:
                 record = {"id": f"{image_id:012d}", "image": f"coco/train2017/{image_id:012d}.jpg",
                           "conversations": [
                               {"from": "human", "value": "<image>\nDescribe the image in detail."},
-                              {"from": "gpt", "value": sentence(rng, 120)}]}
+                              {"from": "gpt", "value": sentence(rng, 260)}]}
             elif kind == 3:
                 questions = []
                 for _ in range(8):
@@ -101,8 +103,8 @@ def write_mix665k(path: Path, rng: random.Random) -> None:
                           "conversations": questions}
             else:
                 record = {"id": f"gqa{n}", "image": f"gqa/images/{n}.jpg", "conversations": [
-                    {"from": "human", "value": "<image>\n" + sentence(rng, 8)},
-                    {"from": "gpt", "value": sentence(rng, 3)}]}
+                    {"from": "human", "value": "<image>\n" + sentence(rng, 30)},
+                    {"from": "gpt", "value": sentence(rng, 60)}]}
             out.write(("," if n else "") + json.dumps(record))
         out.write("]")
 
