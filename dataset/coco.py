@@ -32,10 +32,6 @@ _CAPTION_FIELDS = {
     "images": frozenset({"id", "file_name", "width", "height"}),
     "annotations": frozenset({"image_id", "caption"}),
 }
-_INSTANCE_FIELDS = {
-    "annotations": frozenset({"image_id", "category_id", "bbox", "iscrowd"}),
-    "categories": frozenset({"id", "name"}),
-}
 
 # One shared float per 3-decimal value keeps 860K boxes small in memory.
 _GRID = tuple(i / 1000 for i in range(1001))
@@ -123,14 +119,17 @@ def _read_captions(path: Path) -> tuple[list[_ImageRow], dict[int, list[str]]]:
 def _read_boxes(
     path: Path, sizes: dict[int, tuple[int, int]]
 ) -> tuple[dict[int, list[_BoxRow]], dict[int, str]]:
-    """Each image's boxes in file order, and the category names by id."""
+    """Each image's boxes in file order, and the category names by id.
+
+    ijson's C builder makes one annotation at a time (polygon included) and drops it once
+    its box is taken, so memory holds one polygon, never the file's; it is several times
+    faster than skipping the polygons event by event in Python. The categories come last
+    in the real files, so they are read in a second pass.
+    """
     boxes: dict[int, list[_BoxRow]] = defaultdict(list)
-    names: dict[int, str] = {}
-    seen_keys: set[str] = set()
-    for key, item in _stream_arrays(path, _INSTANCE_FIELDS, seen_keys):
-        if key == "categories":
-            names[_field(path, item, "id", int)] = _field(path, item, "name", str)
-            continue
+    for item in _items(path, "annotations.item"):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: an entry of 'annotations' is not an object")
         if "bbox" not in item:
             raise DataError(
                 f"{path}: annotations have no 'bbox': this is a captions file, "
@@ -138,7 +137,12 @@ def _read_boxes(
             )
         image_id = _field(path, item, "image_id", int)
         boxes[image_id].append(_box_row(path, item, image_id, sizes))
-    if "categories" not in seen_keys:
+    names: dict[int, str] = {}
+    for item in _items(path, "categories.item"):
+        if not isinstance(item, dict):
+            raise DataError(f"{path}: an entry of 'categories' is not an object")
+        names[_field(path, item, "id", int)] = _field(path, item, "name", str)
+    if not names:
         raise DataError(
             f"{path}: no 'categories' list: this is not an instances file, "
             "give an instances_*.json file as the instances file"
@@ -147,6 +151,20 @@ def _read_boxes(
     if unknown:
         raise DataError(f"{path}: a box has category id {min(unknown)}, not in 'categories'")
     return boxes, names
+
+
+def _items(path: Path, prefix: str) -> Iterator[Any]:
+    """Stream the values at `prefix` (e.g. "annotations.item"), translating parse errors."""
+    stream = _open(path)
+    with stream:
+        try:
+            head = stream.read(4096).lstrip()
+            stream.seek(0)
+            if head and not head.startswith(b"{"):
+                raise DataError(f"{path}: not a JSON object: not a COCO annotations file")
+            yield from JSON_BACKEND.items(stream, prefix, use_float=True)
+        except ijson.JSONError as error:
+            raise malformed_json_error(path, error, stream.tell()) from None
 
 
 def _box_row(

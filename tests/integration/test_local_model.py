@@ -19,7 +19,7 @@ def test_two_sample_images_through_the_local_model(tmp_path: Path, capsys: pytes
     db = tmp_path / "local.db"
     # The embedded defaults: bundled sample data, the bundled Gemma 3 270M for both stages.
     code = main(["run", "--headless", "--json", "--db", str(db), "--limit", "2",
-                 "--set", "generation.max_tokens=200", "--set", "judge.max_tokens=100"])
+                 "--set", "generation.max_tokens=160", "--set", "judge.max_tokens=80"])
     out = capsys.readouterr().out
     assert code in (0, 1), out[-2000:]  # 1: some unit failed, e.g. a context overflow
     finished = json.loads(out.strip().splitlines()[-1])
