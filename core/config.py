@@ -104,6 +104,7 @@ class ModelConfig:
     stream: bool = False
     read_timeout: float = 75.0
     attempts: int = 4
+    probe_seconds: float = 30.0
     instances: int = 1
     price_per_instance_hour: float = 0.0
     price_in_per_million: float = 0.0

@@ -141,6 +141,7 @@ class _Runner:
             self.backends[name] = backend
             self.pools[name] = Pool(backend, model=name, max_in_flight=model.max_in_flight,
                                     attempts=model.attempts, cancel=self.cancel,
+                                    probe_after=model.probe_seconds,
                                     on_health=self._on_health)
 
     def _on_health(self, snap: EndpointSnapshot) -> None:

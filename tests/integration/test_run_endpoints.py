@@ -117,3 +117,46 @@ max_in_flight = 4
     with sqlite3.connect(db) as conn:
         raw = " ".join(r[0] or "" for r in conn.execute("SELECT error FROM llm_calls"))
     assert "sk-test-secret" not in raw + result.stdout + result.stderr
+
+
+@pytest.mark.timeout(300)
+def test_an_endpoint_that_dies_and_comes_back(tmp_path: Path) -> None:
+    from visinstruct.tests.fakes.scripting import Dead, Fail
+
+    # Five failures in a row take it out of rotation; probes every 0.3 s find it dead three
+    # more times, then alive: it must serve again before the run (about 3 s) is over.
+    script = Script(Reply(text=reply_to_request, latency_s=0.05))
+    script.push("mixtral-a", Dead(8, Fail("InternalFailure")))
+    with SageMakerServer(script, endpoints=("mixtral-a", "mixtral-b")) as server:
+        db = tmp_path / "run.db"
+        config = tmp_path / "run.toml"
+        config.write_text(f"""db = "{db}"
+{SOURCE.replace("limit = 8", "limit = 24")}
+[generation]
+model = "mixtral"
+[judge]
+model = "mixtral"
+[models.mixtral]
+backend = "sagemaker"
+endpoints = ["mixtral-a", "mixtral-b"]
+max_in_flight = 4
+probe_seconds = 0.3
+read_timeout = 10
+""")
+        result = run_headless(config, aws_env_vars(sagemaker_url=server.url))
+        assert result.returncode == 0, result.stderr[-3000:]
+        finished = json.loads(result.stdout.splitlines()[-1])
+        assert finished["done_units"] == finished["total_units"] == 72
+        assert finished["failed_units"] == 0
+        assert script.count("mixtral-a") > 8, "the endpoint was never probed back"
+        health = [json.loads(line) for line in result.stdout.splitlines()
+                  if '"EndpointHealth"' in line]
+        assert any(e["endpoint"] == "mixtral-a" and e["health"] == "down" for e in health)
+    with sqlite3.connect(db) as conn:
+        served_after = conn.execute(
+            "SELECT COUNT(*) FROM llm_calls WHERE endpoint = 'mixtral-a' AND status = 'ok'"
+        ).fetchone()[0]
+        transient = conn.execute(
+            "SELECT COUNT(*) FROM llm_calls WHERE endpoint = 'mixtral-a' AND "
+            "error_kind = 'transient'").fetchone()[0]
+    assert transient == 8 and served_after > 0
