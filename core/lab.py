@@ -251,10 +251,12 @@ def run_lab(config: Config, store: Store, template: PromptTemplate, image_ids: S
             count = done[0]
         emit(LabImageDone(image.image_id, count, len(images)))
 
-    with call_context(config, store, models, emit, cancel) as ctx:
-        with ThreadPoolExecutor(max(1, min(len(images), 8)), thread_name_prefix="lab") as pool:
-            for future in [pool.submit(one_image, ctx, image) for image in images.values()]:
-                future.result()
+    workers = max(1, min(len(images), 8))
+    with (call_context(config, store, models, emit, cancel) as ctx,
+          ThreadPoolExecutor(workers, thread_name_prefix="lab") as pool):
+        for future in [pool.submit(one_image, ctx, image) for image in images.values()]:
+            future.result()
+    store.flush()  # every ledger row of the trial is committed when it returns
     order = {image_id: n for n, image_id in enumerate(images)}
     results.sort(key=lambda r: (order[r[0].image_id], _task_order(r[0].task)))
     return LabResult(number, trial.purpose, template.name, template.version,

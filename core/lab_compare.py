@@ -40,44 +40,50 @@ def compare_with_baseline(ctx: StageContext, config: Config, template: PromptTem
         return Comparison(None, None, 0, "no baseline conversation for this image and task")
     if not pairs:
         return Comparison(None, None, 0, "no kept pairs to compare")
-    ours_text, theirs_text = transcript(pairs), transcript(baseline)
-    model = config.evaluation.model
     verdicts: list[VerdictRow] = []
     for order in ORDERS:
         if ctx.cancel.is_set():
             break
-        first, second = (ours_text, theirs_text) if order == "ours" else (theirs_text, ours_text)
-        request = CompletionRequest(
-            messages=evaluation_messages(template, image, TASK_REQUESTS.get(task, ""), first,
-                                         second),
-            max_tokens=config.evaluation.max_tokens, temperature=0.2, top_p=0.9, tag="evaluate")
-        outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task,
-                            model=model, prompt_version=template.version, request=request,
-                            item=f"lab:{generation_id}:{order}")
-        if outcome.result is None:
-            return Comparison(None, None, 0, str(outcome.error or "cancelled"))
-        result = outcome.result
-        verdict = parse_verdict(result.response.text)
-        ours, theirs = ((verdict.first, verdict.second) if order == "ours"
-                        else (verdict.second, verdict.first))
-        ledger = ctx.ledger
-
-        def write(conn: sqlite3.Connection, order: str = order, ours: float | None = ours,
-                  theirs: float | None = theirs) -> None:
-            ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-            conn.execute(
-                "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
-                "baseline_score, parsed, rationale, call_id, prompt_version, model, "
-                "generation_id, created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image.image_id, task, MODE, order, ours, theirs, int(verdict.parsed),
-                 verdict.rationale or result.response.text, result.call_id, template.version,
-                 model, generation_id, now()))
-
-        ctx.store.write_sync(write)
-        verdicts.append(VerdictRow(image.image_id, task, MODE, 0, order, ours, theirs,
-                                   verdict.parsed))
+        asked = _ask(ctx, config, template, image, task, generation_id, order,
+                     transcript(pairs), transcript(baseline))
+        if isinstance(asked, str):
+            return Comparison(None, None, 0, asked)
+        verdicts.append(asked)
     items = compared_items(verdicts)
     unparsed = sum(not v.parsed for v in verdicts)
     if not items:
         return Comparison(None, None, unparsed, "the evaluator's verdicts could not be read")
     return Comparison(items[0].ours, items[0].baseline, unparsed)
+
+
+def _ask(ctx: StageContext, config: Config, template: PromptTemplate, image: Image, task: str,
+         generation_id: int, order: str, ours_text: str, theirs_text: str) -> VerdictRow | str:
+    """One verdict with `order`'s side shown first, stored; the error text if the call failed."""
+    first, second = (ours_text, theirs_text) if order == "ours" else (theirs_text, ours_text)
+    model = config.evaluation.model
+    request = CompletionRequest(
+        messages=evaluation_messages(template, image, TASK_REQUESTS.get(task, ""), first, second),
+        max_tokens=config.evaluation.max_tokens, temperature=0.2, top_p=0.9, tag="evaluate")
+    outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task, model=model,
+                        prompt_version=template.version, request=request,
+                        item=f"lab:{generation_id}:{order}")
+    if outcome.result is None:
+        return str(outcome.error or "cancelled")
+    result = outcome.result
+    verdict = parse_verdict(result.response.text)
+    ours, theirs = ((verdict.first, verdict.second) if order == "ours"
+                    else (verdict.second, verdict.first))
+    ledger = ctx.ledger
+
+    def write(conn: sqlite3.Connection) -> None:
+        ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
+        conn.execute(
+            "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
+            "baseline_score, parsed, rationale, call_id, prompt_version, model, "
+            "generation_id, created_at) VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (image.image_id, task, MODE, order, ours, theirs, int(verdict.parsed),
+             verdict.rationale or result.response.text, result.call_id, template.version,
+             model, generation_id, now()))
+
+    ctx.store.write_sync(write)
+    return VerdictRow(image.image_id, task, MODE, 0, order, ours, theirs, verdict.parsed)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import threading
 from collections import defaultdict
 from dataclasses import dataclass
 
 from visinstruct.core.aggregate import VerdictRow, compared_items, relative_score
+from visinstruct.core.interrupt import interruptible
 from visinstruct.core.store import Store
 
 # samples, parse failures, pairs, scored pairs, kept pairs, mean score, evaluated items, relative
@@ -42,18 +44,21 @@ class VersionStats:
         return self.parse_failures / self.samples if self.samples else None
 
 
-def version_stats(store: Store, task: str, threshold: float | None = None) -> list[VersionStats]:
+def version_stats(store: Store, task: str, threshold: float | None = None,
+                  cancel: threading.Event | None = None) -> list[VersionStats]:
     """Per stored version of prompt `task` (and any version a trial used), the active one first.
 
-    Scans every generation of the task, so callers run it off the UI thread.
+    Scans every generation of the task (seconds on a big store): callers run it off the UI
+    thread, and `cancel` stops it with ReadCancelled.
     """
     if threshold is None:
         threshold = float(store.get_meta("judge_threshold", "7") or 7)
     active = store.scalar("SELECT version FROM active_prompts WHERE name = ?", (task,))
     created = {r[0]: r[1] for r in store.query(
         "SELECT version, created_at FROM prompts WHERE name = ?", (task,))}
-    stats = _judge_stats(store, threshold) if task == "judge" else _generation_stats(
-        store, task, threshold)
+    with interruptible(store, cancel):
+        stats = _judge_stats(store, threshold) if task == "judge" else _generation_stats(
+            store, task, threshold)
     for version in [*created, *([active] if active else [])]:
         stats.setdefault(version, _EMPTY)
     result = [VersionStats(version, task, version == active, *numbers, created.get(version))

@@ -11,6 +11,7 @@ from pathlib import Path
 from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError, InputError
 from visinstruct.core.events import Emit, ignore
+from visinstruct.core.interrupt import ReadCancelled, interruptible
 from visinstruct.core.judge import JudgeResult, judge, stored_pairs
 from visinstruct.core.lab import call_context
 from visinstruct.core.prompt_versions import active_template
@@ -176,10 +177,13 @@ def _where(filters: SampleFilter) -> tuple[list[str], list[str], dict[str, objec
     return inner, outer, params
 
 
-def _sample_sql(filters: SampleFilter, threshold: float,
-                after: tuple[int, str] | None) -> tuple[str, dict[str, object]]:
+def _sample_sql(filters: SampleFilter, threshold: float, after: tuple[int, str] | None,
+                image_id: int | None = None) -> tuple[str, dict[str, object]]:
     inner, outer, params = _where(filters)
     params["threshold"] = threshold
+    if image_id is not None:
+        inner.append("g.image_id = :image")
+        params["image"] = image_id
     if after is not None:
         inner.append("(g.image_id, g.task) > (:after_image, :after_task)")
         params["after_image"], params["after_task"] = after
@@ -199,12 +203,24 @@ def _sample_sql(filters: SampleFilter, threshold: float,
 
 
 def sample_page(store: Store, filters: SampleFilter, threshold: float, *,
-                after: tuple[int, str] | None = None, limit: int = 50) -> SamplePage:
-    """The `limit` samples after keyset position `after` that pass `filters`."""
+                after: tuple[int, str] | None = None, limit: int = 50,
+                cancel: threading.Event | None = None) -> SamplePage:
+    """The `limit` samples after keyset position `after` that pass `filters`.
+
+    A rare state or a narrow score range may scan far; `cancel` stops it (ReadCancelled).
+    """
     sql, params = _sample_sql(filters, threshold, after)
-    rows = store.query(sql + " LIMIT :limit", {**params, "limit": limit + 1})
+    with interruptible(store, cancel):
+        rows = store.query(sql + " LIMIT :limit", {**params, "limit": limit + 1})
     samples = tuple(_row(r) for r in rows[:limit])
     return SamplePage(samples, len(rows) > limit)
+
+
+def sample_row(store: Store, image_id: int, task: str, threshold: float) -> SampleRow | None:
+    """One sample's list row as it is now (after a review action), filters aside."""
+    sql, params = _sample_sql(SampleFilter(task=task), threshold, None, image_id)
+    rows = store.query(sql, params)
+    return _row(rows[0]) if rows else None
 
 
 def count_samples(store: Store, filters: SampleFilter, threshold: float,
@@ -216,25 +232,17 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
     """
     if filters == SampleFilter(task=filters.task):
         # Nothing but a task: count distinct (image, task) on the index, no per-pair work.
-        sql = "SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations WHERE purpose = 'run'"
-        params: tuple[object, ...] = ()
-        if filters.task:
-            sql += " AND task = ?"
-            params = (filters.task,)
-        return int(store.scalar(sql + ")", params) or 0)
-    sql, named = _sample_sql(filters, threshold, None)
-    conn = store.reader()
-    if cancel is not None:
-        conn.set_progress_handler(lambda: 1 if cancel.is_set() else 0, 20_000)
+        sql = ("SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations "
+               "WHERE purpose = 'run' AND (:task IS NULL OR task = :task))")
+        named: dict[str, object] = {"task": filters.task}
+    else:
+        inner, named = _sample_sql(filters, threshold, None)
+        sql = f"SELECT COUNT(*) FROM ({inner})"
     try:
-        return int(store.scalar(f"SELECT COUNT(*) FROM ({sql})", named) or 0)
-    except sqlite3.OperationalError:
-        if cancel is not None and cancel.is_set():
-            return None
-        raise
-    finally:
-        if cancel is not None:
-            conn.set_progress_handler(None, 0)
+        with interruptible(store, cancel):
+            return int(store.scalar(sql, named) or 0)
+    except ReadCancelled:
+        return None
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
@@ -367,7 +375,8 @@ def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignor
     with call_context(config, store, [model], emit, cancel) as ctx:
         result = judge(ctx, template, image, task, generation_id, pairs, config.judge, model)
         if isinstance(result, JudgeResult) and result.written is not None:
-            result.written.result()  # callers re-read the store right after
+            result.written.result()
+    store.flush()  # the ledger's rows too: callers read the store right after
     if isinstance(result, JudgeResult):
         return result
     if result.cancelled:

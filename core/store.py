@@ -274,13 +274,31 @@ class Store:
         self._queue.put(_STOP)  # blocks only while the queue is full, i.e. the writer is busy
         self._writer.join()
         self._write_conn.close()
+        mine = getattr(self._local, "conn", None)
         with self._readers_lock:
             for conn in self._readers:
+                # Closing a connection another thread is reading from can crash sqlite:
+                # stop its query instead; the connection closes when its thread ends.
                 try:
-                    conn.close()
+                    if conn is mine:
+                        conn.close()
+                    else:
+                        conn.interrupt()
                 except sqlite3.Error:
                     pass
             self._readers.clear()
+        self._local = threading.local()
+
+    def release_reader(self) -> None:
+        """Close this thread's read connection (a worker thread calls this before it ends)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._readers_lock:
+            if conn in self._readers:
+                self._readers.remove(conn)
+        conn.close()
 
     def __enter__(self) -> "Store":
         return self

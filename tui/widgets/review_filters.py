@@ -1,0 +1,116 @@
+"""The review list's filters: task, score range, state and prompt version, in one compact row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Input, Select
+from visinstruct.core.records import TASKS
+from visinstruct.core.review import STATES, SampleFilter
+
+STATE_LABELS = {
+    "kept": "kept",
+    "dropped": "dropped",
+    "unjudged": "unjudged",
+    "parse_failure": "parse failure",
+    "evaluated": "evaluated",
+}
+
+
+class ReviewFilters(Horizontal):
+    """Posts FiltersChanged when a select changes or a score box is submitted with a valid number."""
+
+    DEFAULT_CSS = """
+    ReviewFilters {
+        height: 1;
+        width: 100%;
+    }
+    ReviewFilters Select {
+        width: 1fr;
+        min-width: 12;
+        margin-right: 1;
+    }
+    ReviewFilters #filter-version {
+        width: 2fr;
+    }
+    ReviewFilters Input {
+        width: 10;
+        margin-right: 1;
+    }
+    """
+
+    class FiltersChanged(Message):
+        """The filters the list should use now."""
+
+        def __init__(self, filters: SampleFilter) -> None:
+            super().__init__()
+            self.filters = filters
+
+    class FilterInvalid(Message):
+        """A score box holds something that is not a number from 1 to 10."""
+
+        def __init__(self, problem: str) -> None:
+            super().__init__()
+            self.problem = problem
+
+    def compose(self) -> ComposeResult:
+        yield Select([(t, t) for t in TASKS], prompt="any task", id="filter-task", compact=True,
+                     type_to_search=False)
+        yield Input(placeholder="min score", id="filter-min", compact=True)
+        yield Input(placeholder="max score", id="filter-max", compact=True)
+        yield Select([(STATE_LABELS[s], s) for s in STATES], prompt="any state",
+                     id="filter-state", compact=True, type_to_search=False)
+        yield Select([], prompt="any prompt version", id="filter-version", compact=True,
+                     type_to_search=False)
+
+    def set_versions(self, versions: Sequence[tuple[str, str]]) -> None:
+        """Offer these (version, task) pairs in the prompt version select."""
+        select = self.query_one("#filter-version", Select)
+        current = select.value
+        select.set_options([(f"{version} {task}", version) for version, task in versions])
+        if current is not Select.NULL and any(v == current for v, _ in versions):
+            select.value = current
+
+    def focus_first(self) -> None:
+        self.query_one("#filter-task", Select).focus()
+
+    def current(self) -> SampleFilter | None:
+        """The filters as typed, or None (and a FilterInvalid message) if a score is not a number."""
+        scores: list[float | None] = []
+        for box_id in ("#filter-min", "#filter-max"):
+            text = self.query_one(box_id, Input).value.strip()
+            if not text:
+                scores.append(None)
+                continue
+            try:
+                value = float(text)
+            except ValueError:
+                value = -1.0
+            if not 0 <= value <= 10:
+                self.post_message(self.FilterInvalid(
+                    f"score filter {text!r} is not a number from 0 to 10; fix or clear it"))
+                return None
+            scores.append(value)
+
+        def chosen(select_id: str) -> str | None:
+            value = self.query_one(select_id, Select).value
+            return None if value is Select.NULL else str(value)
+
+        return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
+                            chosen("#filter-version"))
+
+    def _changed(self) -> None:
+        filters = self.current()
+        if filters is not None:
+            self.post_message(self.FiltersChanged(filters))
+
+    def on_select_changed(self, event: Select.Changed) -> None:
+        event.stop()
+        self._changed()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        event.stop()
+        self._changed()
