@@ -99,6 +99,7 @@ class ScoreCounts:
     last_id: int
     buckets: dict[int, int] = field(default_factory=dict)
     kept: int = 0
+    threshold: float = 7.0
 
     @property
     def judged(self) -> int:
@@ -129,32 +130,62 @@ def threshold_of(store: Store, fallback: float) -> float:
         return fallback
 
 
-def run_progress(store: Store) -> RunProgress:
-    """The latest run and its units done (judged or unparseable) and failed, as the store shows them."""
+def latest_run(store: Store) -> tuple[int, str, float | None, float | None, int, str, str] | None:
+    """(id, status, started_at, finished_at, total_units, generation model, message) of the last run."""
     row = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units, config, message "
         "FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
-        return RunProgress(None, "none", None, None, 0, 0, 0)
+        return None
     run_id, status, started, finished, total, settings, message = tuple(row)
     try:
         model = str(json.loads(settings or "{}").get("generation", {}).get("model", ""))
     except (ValueError, AttributeError):
         model = ""
-    done = int(store.scalar(
-        "SELECT COUNT(*) FROM (SELECT image_id, task FROM generations g "
-        "WHERE purpose = 'run' AND (? = '' OR model = ?) AND (status = 'parse_failure' OR "
-        "EXISTS (SELECT 1 FROM judgements j WHERE j.generation_id = g.id)) "
-        "GROUP BY image_id, task)", (model, model)) or 0)
-    # A unit failed when a call of this run for it ended in error and none of its calls succeeded.
-    failed = int(store.scalar(
-        "SELECT COUNT(*) FROM (SELECT image_id, task FROM llm_calls WHERE run_id = ? "
-        "GROUP BY key HAVING SUM(status = 'error') > 0 AND SUM(status IN ('ok', 'in_flight')) = 0)",
-        (run_id,)) or 0)
-    total = int(total or 0)
-    done_units = min(total, done + failed) if total else done + failed
-    return RunProgress(int(run_id), str(status), started, finished, total, done_units, failed,
-                       model, str(message or ""))
+    return int(run_id), str(status), started, finished, int(total or 0), model, str(message or "")
+
+
+def failed_units(store: Store, run_id: int) -> int:
+    """Units of a run whose calls ended in error with none of their calls answered or in flight."""
+    return int(store.scalar(
+        "SELECT COUNT(DISTINCT e.key) FROM llm_calls e WHERE e.status = 'error' AND e.run_id = ? "
+        "AND NOT EXISTS (SELECT 1 FROM llm_calls c WHERE c.key = e.key AND c.run_id = e.run_id "
+        "AND c.status IN ('ok', 'in_flight'))", (run_id,)) or 0)
+
+
+class UnitTally:
+    """Units done (judged, or unparseable) in the store, counting only rows added since last time.
+
+    A unit is a run generation with a judgement or a parse failure; a regenerated unit (after a
+    prompt change) counts again, so the figure is capped at the run's total.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.done = 0
+        self._judgements_read = 0
+        self._generations_read = 0
+
+    def count(self, store: Store) -> int:
+        last_judgement = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
+        last_generation = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM generations") or 0)
+        model = self.model
+        if last_judgement > self._judgements_read:
+            self.done += int(store.scalar(
+                "SELECT COUNT(DISTINCT j.generation_id) FROM judgements j "
+                "JOIN generations g ON g.id = j.generation_id "
+                "WHERE j.id > :after AND j.id <= :last AND g.purpose = 'run' "
+                "AND (:model = '' OR g.model = :model) AND NOT EXISTS (SELECT 1 FROM judgements o "
+                "WHERE o.generation_id = j.generation_id AND o.id <= :after)",
+                {"after": self._judgements_read, "last": last_judgement, "model": model}) or 0)
+            self._judgements_read = last_judgement
+        if last_generation > self._generations_read:
+            self.done += int(store.scalar(
+                "SELECT COUNT(*) FROM generations WHERE id > :after AND id <= :last "
+                "AND status = 'parse_failure' AND purpose = 'run' AND (:model = '' OR model = :model)",
+                {"after": self._generations_read, "last": last_generation, "model": model}) or 0)
+            self._generations_read = last_generation
+        return self.done
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
@@ -163,17 +194,50 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return float(sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))])
 
 
-def endpoint_stats(store: Store, run_id: int | None, config: Config | None = None) -> list[EndpointStats]:
-    """Per (model, endpoint) figures of one run from llm_calls, ordered by model and endpoint."""
-    if run_id is None:
-        return []
-    rows = store.query(
-        "SELECT model, COALESCE(endpoint, ''), SUM(status = 'in_flight'), SUM(status = 'ok'), "
-        "SUM(status = 'error' AND COALESCE(error_kind, '') != 'backpressure'), "
-        "SUM(status = 'error' AND error_kind = 'backpressure'), SUM(COALESCE(tokens_out, 0)) "
-        "FROM llm_calls WHERE run_id = ? GROUP BY 1, 2 ORDER BY 1, 2", (run_id,))
+_COUNTS_SQL = (
+    "SELECT model, COALESCE(endpoint, ''), SUM(status = 'in_flight'), SUM(status = 'ok'), "
+    "SUM(status = 'error' AND COALESCE(error_kind, '') != 'backpressure'), "
+    "SUM(status = 'error' AND error_kind = 'backpressure'), SUM(COALESCE(tokens_out, 0)) "
+    "FROM llm_calls WHERE run_id = ? AND id >= ? AND id < ? GROUP BY 1, 2")
+
+
+class LedgerTally:
+    """Per-endpoint call counts of one run, reading only ledger rows that can still change.
+
+    Every row older than the oldest call in flight is final, so it is counted once and kept.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._settled_below = 0
+        self._settled: dict[tuple[str, str], list[int]] = {}
+
+    def counts(self, store: Store) -> dict[tuple[str, str], list[int]]:
+        """(model, endpoint) -> [in flight, done, errors, throttles, tokens out]."""
+        oldest = store.scalar("SELECT MIN(id) FROM llm_calls WHERE status = 'in_flight' "
+                              "AND run_id = ?", (self.run_id,))
+        end = int(oldest) if oldest is not None else \
+            int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM llm_calls") or 0) + 1
+        if end > self._settled_below:
+            for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, end)):
+                figures = self._settled.setdefault((row[0], row[1]), [0] * 5)
+                for index in range(5):
+                    figures[index] += int(row[2 + index] or 0)
+            self._settled_below = end
+        totals = {key: list(figures) for key, figures in self._settled.items()}
+        for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, 2 ** 62)):
+            figures = totals.setdefault((row[0], row[1]), [0] * 5)
+            for index in range(5):
+                figures[index] += int(row[2 + index] or 0)
+        return totals
+
+
+def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointStats]:
+    """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
     stats = []
-    for model, endpoint, in_flight, done, errors, throttles, tokens_out in rows:
+    run_id = tally.run_id
+    for (model, endpoint), (in_flight, done, errors, throttles, tokens_out) in sorted(
+            tally.counts(store).items()):
         latencies = sorted(r[0] for r in store.query(
             "SELECT latency_ms FROM llm_calls WHERE run_id = ? AND model = ? AND endpoint = ? "
             "AND status = 'ok' ORDER BY id DESC LIMIT ?", (run_id, model, endpoint, _LATENCY_WINDOW)))
@@ -187,10 +251,9 @@ def endpoint_stats(store: Store, run_id: int | None, config: Config | None = Non
         instances = 1
         if config is not None and model in config.models:
             instances = config.models[model].instances
-        stats.append(EndpointStats(str(model), str(endpoint), int(in_flight or 0), int(done or 0),
-                                   int(errors or 0), int(throttles or 0),
+        stats.append(EndpointStats(str(model), str(endpoint), in_flight, done, errors, throttles,
                                    _percentile(latencies, 0.5), _percentile(latencies, 0.95),
-                                   int(tokens_out or 0), health, None, instances))
+                                   tokens_out, health, None, instances))
     return stats
 
 
@@ -249,11 +312,17 @@ def latest_samples(store: Store, limit: int = 20) -> list[JudgedSample]:
             for g in ids]
 
 
-def score_counts(store: Store, threshold: float, after_id: int = 0) -> ScoreCounts:
-    """Judge scores of run conversations (rounded to whole buckets) in judgements after `after_id`."""
-    last = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
+def last_judgement_id(store: Store) -> int:
+    return int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
+
+
+def score_counts(store: Store, threshold: float, after_id: int = 0,
+                 upto_id: int | None = None) -> ScoreCounts:
+    """Judge scores of run conversations (rounded to whole buckets) in judgements after `after_id`
+    and up to `upto_id` (default: the latest)."""
+    last = last_judgement_id(store) if upto_id is None else upto_id
     if last <= after_id:
-        return ScoreCounts(after_id)
+        return ScoreCounts(after_id, threshold=threshold)
     buckets: Counter[int] = Counter()
     kept = 0
     for bucket, count, kept_here in store.query(
@@ -264,7 +333,7 @@ def score_counts(store: Store, threshold: float, after_id: int = 0) -> ScoreCoun
             (threshold, after_id, last)):
         buckets[max(0, min(10, int(bucket)))] += int(count)
         kept += int(kept_here or 0)
-    return ScoreCounts(last, dict(buckets), kept)
+    return ScoreCounts(last, dict(buckets), kept, threshold)
 
 
 def run_cost(store: Store, threshold: float) -> CostReport:
@@ -272,20 +341,53 @@ def run_cost(store: Store, threshold: float) -> CostReport:
     return cost_report(store, stored_config(store, threshold))
 
 
-def take_snapshot(store: Store, config: Config, *, after_judgement_id: int = 0,
-                  with_cost: bool = True, samples: int = 20, errors: int = 50) -> StoreSnapshot:
-    """Read everything the monitor shows; scores only after `after_judgement_id` (0: all)."""
-    threshold = threshold_of(store, config.judge.threshold)
-    progress = run_progress(store)
-    priced = stored_config(store, threshold) if store.get_meta("models") else config
-    return StoreSnapshot(
-        progress=progress,
-        endpoints=tuple(endpoint_stats(store, progress.run_id, priced)),
-        in_flight=tuple(in_flight_calls(store)),
-        errors=tuple(recent_errors(store, errors)),
-        samples=tuple(latest_samples(store, samples)),
-        scores=score_counts(store, threshold, after_judgement_id),
-        threshold=threshold,
-        full_scores=after_judgement_id == 0,
-        cost=cost_report(store, priced) if with_cost else None,
-    )
+class StoreReader:
+    """Reads what the monitor shows from one store; running tallies make every read after the
+    first cost only what was written since (a poll stays cheap on a store of any size)."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self._run_id: int | None = None
+        self._ledger: LedgerTally | None = None
+        self._units: UnitTally | None = None
+        self._judgements_read = 0
+
+    def snapshot(self, *, with_cost: bool = True, samples: int = 20,
+                 errors: int = 50) -> StoreSnapshot:
+        """Everything the monitor shows; scores are all of them the first time, then new ones."""
+        store = self.store
+        threshold = threshold_of(store, self.config.judge.threshold)
+        priced = stored_config(store, threshold) if store.get_meta("models") else self.config
+        run = latest_run(store)
+        if run is None:
+            progress = RunProgress(None, "none", None, None, 0, 0, 0)
+            endpoints: list[EndpointStats] = []
+        else:
+            run_id, status, started, finished, total, model, message = run
+            if run_id != self._run_id or self._ledger is None or self._units is None:
+                self._run_id, self._ledger, self._units = run_id, LedgerTally(run_id), UnitTally(model)
+            failed = failed_units(store, run_id)
+            done = self._units.count(store) + failed
+            progress = RunProgress(run_id, status, started, finished, total,
+                                   min(total, done) if total else done, failed, model, message)
+            endpoints = endpoint_stats(store, self._ledger, priced)
+        full = self._judgements_read == 0
+        scores = score_counts(store, threshold, self._judgements_read)
+        self._judgements_read = scores.last_id
+        return StoreSnapshot(
+            progress=progress,
+            endpoints=tuple(endpoints),
+            in_flight=tuple(in_flight_calls(store)),
+            errors=tuple(recent_errors(store, errors)),
+            samples=tuple(latest_samples(store, samples)),
+            scores=scores,
+            threshold=threshold,
+            full_scores=full,
+            cost=cost_report(store, priced) if with_cost else None,
+        )
+
+
+def take_snapshot(store: Store, config: Config, *, with_cost: bool = True) -> StoreSnapshot:
+    """One full read of what the monitor shows."""
+    return StoreReader(store, config).snapshot(with_cost=with_cost)

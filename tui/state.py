@@ -1,0 +1,374 @@
+"""What the monitor shows, kept up to date from pipeline events or from store snapshots."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from visinstruct.core.events import (
+    CallFinished,
+    CallStarted,
+    CostUpdated,
+    EndpointHealth,
+    Event,
+    ImageDone,
+    PairsJudged,
+    RunFinished,
+    RunStarted,
+)
+from visinstruct.core.monitor import (
+    CallError,
+    EndpointStats,
+    InFlightCall,
+    JudgedSample,
+    ScoreCounts,
+    StoreSnapshot,
+)
+
+MAX_ERRORS = 50
+MAX_SAMPLES = 20
+LATENCY_WINDOW = 512
+# Seconds of history behind "units per second" and "tokens per second".
+RATE_WINDOW = 30.0
+ACTIVE = ("running", "paused", "stopping", "starting")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Units per second over the recent window, and the seconds left at that pace."""
+
+    per_second: float | None
+    eta_seconds: float | None
+
+
+class EndpointTally:
+    """Running figures of one endpoint: counted from call events, or set from a store read."""
+
+    def __init__(self, model: str, endpoint: str, instances: int = 1) -> None:
+        self.model = model
+        self.endpoint = endpoint
+        self.instances = instances
+        self.done = 0
+        self.errors = 0
+        self.throttles = 0
+        self.tokens_out = 0
+        self.failures_in_a_row = 0
+        self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.limit: int | None = None
+        self.health = ""
+        self.stored: EndpointStats | None = None   # set when the figures come from the store
+
+    def call_finished(self, event: CallFinished) -> None:
+        if event.status == "ok":
+            self.done += 1
+            self.tokens_out += event.tokens_out
+            self.latencies.append(event.latency_ms)
+            self.failures_in_a_row = 0
+        elif event.error_kind == "backpressure":
+            self.throttles += 1
+        else:
+            self.errors += 1
+            self.failures_in_a_row += 1
+
+    def stats(self, in_flight: int) -> EndpointStats:
+        """The row the endpoint table shows."""
+        if self.stored is not None:
+            return replace(self.stored, instances=self.instances)
+        ordered = sorted(self.latencies)
+        p50 = ordered[len(ordered) // 2] if ordered else 0.0
+        p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] if ordered else 0.0
+        health = self.health or ("degraded" if self.failures_in_a_row else "healthy")
+        return EndpointStats(self.model, self.endpoint, in_flight, self.done, self.errors,
+                             self.throttles, p50, p95, self.tokens_out, health, self.limit,
+                             self.instances)
+
+
+class RunState:
+    """The app-level picture of the run; the UI thread alone mutates it."""
+
+    def __init__(self, threshold: float = 7.0) -> None:
+        self.version = 0
+        self.source = "store"            # store: read from the store | live: a run in this app
+        self.run_id: int | None = None
+        self.status = "none"             # none | starting | running | paused | stopping | finished ...
+        self.message = ""
+        self.total_units = 0
+        self.done_units = 0
+        self.failed_units = 0
+        self.start_done = 0
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+        self.threshold = threshold
+        self.score_buckets: dict[int, int] = {}
+        self.judged_pairs = 0
+        self.kept_pairs = 0
+        # Scores that arrived as events in this app's run, kept apart so that a store read
+        # of the scores before it can be added under them whenever it arrives.
+        self._live_buckets: dict[int, int] = {}
+        self._live_kept = 0
+        self.cost_usd = 0.0
+        self.projected_cost_usd: float | None = None
+        self.cost_per_kept_pair_usd: float | None = None
+        self.endpoints: dict[tuple[str, str], EndpointTally] = {}
+        self.lanes: dict[int, InFlightCall] = {}
+        self.errors: deque[CallError] = deque(maxlen=MAX_ERRORS)
+        self.samples: deque[JudgedSample] = deque(maxlen=MAX_SAMPLES)
+        self.instances: dict[str, int] = {}  # instances behind each endpoint, per model
+        self.events_absorbed = 0
+        self._progress_marks: deque[tuple[float, int]] = deque()
+        self._token_marks: dict[tuple[str, str], deque[tuple[float, int]]] = {}
+
+    # -- derived figures ---------------------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """A run is going (in this app or, when following, in another process)."""
+        return self.status in ACTIVE
+
+    @property
+    def keep_rate(self) -> float | None:
+        return self.kept_pairs / self.judged_pairs if self.judged_pairs else None
+
+    def elapsed(self, now: float) -> float | None:
+        if self.started_at is None:
+            return None
+        return max(0.0, (self.finished_at or now) - self.started_at)
+
+    def rate(self, now: float) -> Rate:
+        """Units per second: over the recent window while running, the run's average once ended."""
+        remaining = max(0, self.total_units - self.done_units)
+        if not self.active:
+            elapsed = self.elapsed(now)
+            done = self.done_units - self.start_done
+            per_second = done / elapsed if elapsed and done > 0 else None
+            return Rate(per_second, 0.0 if per_second and not remaining else None)
+        marks = self._progress_marks
+        if len(marks) < 2 or marks[-1][0] <= marks[0][0]:
+            return Rate(None, None)
+        per_second = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
+        if per_second <= 0:
+            return Rate(0.0, None)
+        return Rate(per_second, remaining / per_second)
+
+    def tokens_per_second(self, key: tuple[str, str], now: float) -> float | None:
+        """Output tokens per second: recent while running, the run's average once it ended."""
+        if not self.active:
+            elapsed = self.elapsed(now)
+            tally = self.endpoints.get(key)
+            if not elapsed or tally is None or not tally.tokens_out:
+                return None
+            return tally.tokens_out / elapsed
+        marks = self._token_marks.get(key)
+        if not marks or len(marks) < 2 or marks[-1][0] <= marks[0][0]:
+            return None
+        return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
+
+    def endpoint_rows(self) -> list[tuple[tuple[str, str], EndpointStats]]:
+        """(model, endpoint) and the figures of each endpoint, in name order."""
+        in_flight: dict[tuple[str, str], int] = {}
+        for lane in self.lanes.values():
+            key = (lane.model, lane.endpoint)
+            in_flight[key] = in_flight.get(key, 0) + 1
+        return [(key, tally.stats(in_flight.get(key, 0)))
+                for key, tally in sorted(self.endpoints.items())]
+
+    def _tally(self, model: str, endpoint: str) -> EndpointTally:
+        key = (model, endpoint)
+        tally = self.endpoints.get(key)
+        if tally is None:
+            tally = self.endpoints[key] = EndpointTally(model, endpoint,
+                                                        self.instances.get(model, 1))
+        return tally
+
+    def _changed(self) -> None:
+        self.version += 1
+
+    def _mark_progress(self, now: float) -> None:
+        marks = self._progress_marks
+        if marks and marks[-1][1] == self.done_units and len(marks) > 1:
+            marks[-1] = (now, self.done_units)
+        else:
+            marks.append((now, self.done_units))
+        while len(marks) > 2 and now - marks[0][0] > RATE_WINDOW:
+            marks.popleft()
+
+    def _mark_tokens(self, key: tuple[str, str], tokens_out: int, now: float) -> None:
+        marks = self._token_marks.setdefault(key, deque())
+        marks.append((now, tokens_out))
+        while len(marks) > 2 and now - marks[0][0] > RATE_WINDOW:
+            marks.popleft()
+
+    # -- a run in this app -------------------------------------------------------------------
+    def run_requested(self) -> None:
+        """The user started a run; events will follow."""
+        self.source = "live"
+        self.status = "starting"
+        self.message = ""
+        self._live_buckets.clear()
+        self._live_kept = 0
+        self._changed()
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self._changed()
+
+    def apply_events(self, events: Iterable[Event], now: float) -> int:
+        """Absorb a batch of pipeline events; returns how many there were."""
+        count = 0
+        progressed = False
+        touched: set[tuple[str, str]] = set()
+        for event in events:
+            count += 1
+            if isinstance(event, CallStarted):
+                self.lanes[event.call_id] = InFlightCall(
+                    event.call_id, event.stage, event.image_id, event.task, event.model,
+                    event.endpoint, event.attempt, now)
+            elif isinstance(event, CallFinished):
+                touched.add(self._call_finished(event, now))
+            elif isinstance(event, ImageDone):
+                self.done_units = event.done_units
+                self.total_units = event.total_units
+                self.failed_units += 0 if event.ok else 1
+                progressed = True
+            elif isinstance(event, PairsJudged):
+                self._pairs_judged(event)
+            elif isinstance(event, EndpointHealth):
+                self._endpoint_health(event, now)
+            elif isinstance(event, CostUpdated):
+                self.cost_usd = event.cost_usd
+                self.projected_cost_usd = event.projected_cost_usd
+                self.cost_per_kept_pair_usd = event.cost_per_kept_pair_usd
+            elif isinstance(event, RunStarted):
+                self._run_started(event, now)
+                progressed = True
+            elif isinstance(event, RunFinished):
+                self._run_finished(event, now)
+                progressed = True
+        if count:
+            self.events_absorbed += count
+            for key in touched:
+                if key in self.endpoints:
+                    self._mark_tokens(key, self.endpoints[key].tokens_out, now)
+            if progressed:
+                self._mark_progress(now)
+            self._changed()
+        return count
+
+    def _run_started(self, event: RunStarted, now: float) -> None:
+        self.source = "live"
+        self.run_id = event.run_id
+        if self.status in ("starting", "none") or self.status not in ACTIVE:
+            self.status = "running"
+        self.total_units = event.total_units
+        self.done_units = self.start_done = event.done_units
+        self.failed_units = 0
+        self.started_at, self.finished_at = now, None
+        self.endpoints.clear()
+        self.lanes.clear()
+        self._token_marks.clear()
+        self._progress_marks.clear()
+
+    def _run_finished(self, event: RunFinished, now: float) -> None:
+        self.status = event.status
+        self.done_units, self.total_units = event.done_units, event.total_units
+        self.failed_units = event.failed_units
+        self.finished_at = now
+        if self.started_at is not None:
+            self.started_at = now - event.elapsed_s
+        self.cost_usd = event.cost_usd
+        self.lanes.clear()
+
+    def _call_finished(self, event: CallFinished, now: float) -> tuple[str, str]:
+        lane = self.lanes.pop(event.call_id, None)
+        # A failed attempt's event names no endpoint; the lane that sent it does.
+        endpoint = event.endpoint or (lane.endpoint if lane else "")
+        self._tally(event.model, endpoint).call_finished(event)
+        if event.status == "ok":
+            return (event.model, endpoint)
+        self.errors.appendleft(CallError(
+            event.call_id, now, event.stage, event.image_id, event.task, event.model, endpoint,
+            event.error_kind, event.error_class, event.error))
+        return (event.model, endpoint)
+
+    def _pairs_judged(self, event: PairsJudged) -> None:
+        for score in event.scores:
+            bucket = 0 if score is None else max(0, min(10, round(score)))
+            self.score_buckets[bucket] = self.score_buckets.get(bucket, 0) + 1
+            self._live_buckets[bucket] = self._live_buckets.get(bucket, 0) + 1
+        self.judged_pairs += len(event.scores)
+        self.kept_pairs += event.kept
+        self._live_kept += event.kept
+        self.threshold = event.threshold
+        self.samples.appendleft(JudgedSample(event.generation_id, event.image_id, event.task,
+                                             tuple(event.scores)))
+
+    def _endpoint_health(self, event: EndpointHealth, now: float) -> None:
+        # Counts come from call events (health events are sampled); the pool knows the rest.
+        tally = self._tally(event.model, event.endpoint)
+        tally.limit = event.limit
+        tally.health = event.health
+
+    def fill_questions(self, questions: dict[int, str]) -> None:
+        """Attach first questions (looked up in the store) to the samples that lack them."""
+        if not questions:
+            return
+        self.samples = deque((replace(s, question=questions.get(s.generation_id, s.question))
+                              for s in self.samples), maxlen=MAX_SAMPLES)
+        self._changed()
+
+    # -- a store read (at start, before a run, and when following another process) ------------
+    def apply_scores(self, scores: ScoreCounts, *, full: bool, changed: bool = True) -> None:
+        """Judge scores read from the store: all of them (`full`), or only new ones to add."""
+        if full:
+            # Scores that arrived as events while the store was read stay counted on top.
+            self.score_buckets = dict(scores.buckets)
+            for bucket, count in self._live_buckets.items():
+                self.score_buckets[bucket] = self.score_buckets.get(bucket, 0) + count
+            self.judged_pairs = scores.judged + sum(self._live_buckets.values())
+            self.kept_pairs = scores.kept + self._live_kept
+        else:
+            for bucket, count in scores.buckets.items():
+                self.score_buckets[bucket] = self.score_buckets.get(bucket, 0) + count
+            self.judged_pairs += scores.judged
+            self.kept_pairs += scores.kept
+        if changed:
+            self._changed()
+
+    def apply_snapshot(self, snapshot: StoreSnapshot, now: float, *, follow: bool) -> None:
+        """Take the store's view; `follow` also takes progress, lanes and endpoints from it."""
+        progress = snapshot.progress
+        if follow:
+            self._live_buckets.clear()
+            self._live_kept = 0
+            if progress.run_id != self.run_id:
+                self._progress_marks.clear()
+                self._token_marks.clear()
+                self.start_done = progress.done_units if progress.status == "running" else 0
+            self.run_id = progress.run_id
+            self.status = progress.status
+            self.message = progress.message
+            self.total_units = progress.total_units
+            self.done_units = progress.done_units
+            self.failed_units = progress.failed_units
+            self.started_at, self.finished_at = progress.started_at, progress.finished_at
+            if progress.status == "running":
+                self._mark_progress(now)
+            self.endpoints = {}
+            for stats in snapshot.endpoints:
+                key = (stats.model, stats.endpoint)
+                tally = self._tally(stats.model, stats.endpoint)
+                tally.stored = stats
+                tally.tokens_out = stats.tokens_out
+                if progress.status == "running":
+                    self._mark_tokens(key, stats.tokens_out, now)
+            self.lanes = {call.call_id: call for call in snapshot.in_flight}
+            self.errors = deque(snapshot.errors, maxlen=MAX_ERRORS)
+            self.samples = deque(snapshot.samples, maxlen=MAX_SAMPLES)
+        self.threshold = snapshot.threshold
+        self.apply_scores(snapshot.scores, full=snapshot.full_scores, changed=False)
+        if snapshot.cost is not None:
+            self.cost_usd = snapshot.cost.cost_usd
+            self.projected_cost_usd = snapshot.cost.projected_cost_usd
+            self.cost_per_kept_pair_usd = snapshot.cost.cost_per_kept_pair_usd
+        self._changed()

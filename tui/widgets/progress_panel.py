@@ -1,0 +1,74 @@
+"""The run's overall progress: status, a bar, rate and ETA, pairs kept, and cost."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
+from textual.widgets import Label, ProgressBar
+from visinstruct.tui.state import RunState
+from visinstruct.tui.widgets.formatting import duration, money, per_second, percent
+
+STATUS_STYLE = {
+    "running": "bold green", "starting": "bold green", "paused": "bold yellow",
+    "stopping": "bold yellow", "finished": "bold cyan", "interrupted": "bold yellow",
+    "budget": "bold yellow", "failed": "bold red", "none": "dim",
+}
+STATUS_TEXT = {"none": "no run yet", "budget": "stopped at the budget"}
+
+
+def status_line(state: RunState, now: float, following: bool) -> Text:
+    """'Run 3 · running · following the store · 4m 10s'."""
+    line = Text()
+    if state.run_id is not None:
+        line.append(f"Run {state.run_id}", style="bold")
+        line.append(" · ")
+    line.append(STATUS_TEXT.get(state.status, state.status), style=STATUS_STYLE.get(state.status, ""))
+    if following:
+        line.append(" · following the store", style="italic")
+    elapsed = state.elapsed(now)
+    if elapsed is not None:
+        line.append(f" · {duration(elapsed)}")
+    if state.message and state.status not in ("running", "starting"):
+        line.append(f" · {state.message}", style="dim")
+    return line
+
+
+def units_line(state: RunState, now: float) -> Text:
+    """'70/72 units · 2 failed · 12.5 units/s · ETA 3s'."""
+    rate = state.rate(now)
+    line = Text(f"{state.done_units:,}/{state.total_units:,} units")
+    if state.failed_units:
+        line.append(f" · {state.failed_units:,} failed", style="red")
+    line.append(f" · {per_second(rate.per_second, ' units/s')}")
+    if state.active:
+        line.append(f" · ETA {duration(rate.eta_seconds)}")
+    return line
+
+
+def pairs_line(state: RunState) -> Text:
+    """'163 pairs judged · 81 kept (50%) · $1.20 so far · $9.80 projected'."""
+    line = Text(f"{state.judged_pairs:,} pairs judged · ")
+    line.append(f"{state.kept_pairs:,} kept ({percent(state.kept_pairs, state.judged_pairs)})",
+                style="green")
+    line.append(f" · {money(state.cost_usd)} so far · {money(state.projected_cost_usd)} projected")
+    return line
+
+
+class ProgressPanel(Vertical):
+    """Three lines and a bar; `show(state, now)` redraws them."""
+
+    def compose(self) -> ComposeResult:
+        yield Label(id="run-status")
+        yield ProgressBar(total=1, show_eta=False, id="run-bar")
+        yield Label(id="run-units")
+        yield Label(id="run-pairs")
+
+    def show(self, state: RunState, now: float, following: bool) -> None:
+        # One line each, always: no layout pass needed when they change.
+        self.query_one("#run-status", Label).update(status_line(state, now, following), layout=False)
+        bar = self.query_one("#run-bar", ProgressBar)
+        # Never indeterminate: its animation would redraw forever with nothing to say.
+        bar.update(total=max(1, state.total_units), progress=state.done_units)
+        self.query_one("#run-units", Label).update(units_line(state, now), layout=False)
+        self.query_one("#run-pairs", Label).update(pairs_line(state), layout=False)
