@@ -99,7 +99,10 @@ class ScriptedBackend:
 def _context_lines(request: CompletionRequest) -> list[str]:
     text = request.messages[-1].content if request.messages else ""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    captions = [line for line in lines if not re.search(r"\[\d\.\d+,", line)]
+    # The context is what follows the last "Context:" line, minus boxes and the reply cue.
+    start = max((i for i, line in enumerate(lines) if line == "Context:"), default=-1) + 1
+    captions = [line for line in lines[start:] if not re.search(r"\[\d\.\d+,", line)
+                and not line.endswith(":")]
     return captions[-5:] or ["a scene"]
 
 

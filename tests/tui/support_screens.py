@@ -162,3 +162,45 @@ async def open_evaluation(pilot: Pilot[Any]) -> EvaluationScreen:
     await wait_for(pilot, lambda: screen.overview is not None, "the figures")
     await settle(pilot, app)  # type: ignore[arg-type]
     return screen
+
+
+# -- README screenshots ---------------------------------------------------------------------------
+async def save_readme_screens(folder: Path, work: Path) -> list[Path]:
+    """Review, prompt lab (after a trial) and evaluation at 120x40, as SVG, on a real store."""
+    config = write_config(work, max_in_flight=1)
+    build_store(config)
+    app = make_app(config, frozen=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    saved: list[Path] = []
+    async with app.run_test(size=SIZE) as pilot:
+        review = await open_review(pilot)
+        await wait_for(pilot, lambda: review.total is not None, "the count")
+        await pilot.press("down")
+        await wait_for(pilot, lambda: review.pane.detail is not None
+                       and review.pane.detail.task == "conversation", "the conversation")
+        await settle(pilot, app)
+        saved.append(Path(app.save_screenshot("review.svg", str(folder))))
+        lab = await open_lab(pilot)
+        lab.editor.load_text(lab.editor.text.replace("3 to 5 turns", "2 to 4 turns"))
+        from textual.widgets import Input
+
+        lab.query_one("#lab-images", Input).value = "990001, 990004, 990005"
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: lab.result is not None, "the trial", 120)
+        await settle(pilot, app)
+        saved.append(Path(app.save_screenshot("prompt_lab.svg", str(folder))))
+        await open_evaluation(pilot)
+        await settle(pilot, app)
+        saved.append(Path(app.save_screenshot("evaluation.svg", str(folder))))
+    return saved
+
+
+if __name__ == "__main__":
+    import asyncio
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/screens")
+        for path in asyncio.run(save_readme_screens(out, Path(scratch))):
+            print(path)
