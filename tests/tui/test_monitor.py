@@ -73,7 +73,7 @@ async def test_run_started_in_the_app_fills_every_part_of_the_monitor(tmp_path: 
 
 
 async def test_pause_resume_and_stop_steer_the_run(tmp_path: Path) -> None:
-    app = make_app(write_config(tmp_path, latency=0.03, max_in_flight=2))
+    app = make_app(write_config(tmp_path, latency=0.08, max_in_flight=2))
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("s")
         await wait_for(pilot, lambda: app.state.done_units >= 4, "some units done")
