@@ -52,12 +52,16 @@ def child(images: int, workers: int) -> None:
         config = Config(db=db, source=SourceConfig(), generation=GenerationConfig(model="fake"),
                         judge=JudgeConfig(model="fake"), models={"fake": fake})
         calls = {"n": 0}
+        window = {"first": 0.0, "last": 0.0}
         lock = threading.Lock()
 
         def emit(event: Event) -> None:
             if type(event).__name__ == "CallFinished":
                 with lock:
                     calls["n"] += 1
+                    window["last"] = time.perf_counter()
+                    if not window["first"]:
+                        window["first"] = window["last"]
 
         store = Store(db)
         started = time.perf_counter()
@@ -65,8 +69,10 @@ def child(images: int, workers: int) -> None:
         elapsed = time.perf_counter() - started
         store.close()
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        steady = calls["n"] / max(1e-9, window["last"] - window["first"])
         print(json.dumps({"images": images, "units": summary.done_units, "calls": calls["n"],
-                          "seconds": elapsed, "rss_mb": rss, "status": summary.status}))
+                          "seconds": elapsed, "steady": steady, "rss_mb": rss,
+                          "status": summary.status}))
 
 
 def main() -> int:
@@ -97,7 +103,8 @@ def main() -> int:
         figure = json.loads(out.stdout.strip().splitlines()[-1])
         print(f"{figure['images']:>7,} images, {workers:>3} workers: {figure['calls']:,} calls "
               f"in {figure['seconds']:,.1f} s = {figure['calls'] / figure['seconds']:,.0f} "
-              f"calls/s end to end; peak RSS {figure['rss_mb']:,.0f} MB")
+              f"calls/s end to end ({figure['steady']:,.0f}/s from first to last call, "
+              f"without start-up and the closing report); peak RSS {figure['rss_mb']:,.0f} MB")
         if workers == options.workers:
             figures.append(figure)
     rate = min(f["calls"] / f["seconds"] for f in figures)

@@ -6,6 +6,7 @@ import hashlib
 import json
 import sqlite3
 from dataclasses import dataclass
+from typing import Any
 
 from visinstruct.core.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
@@ -29,8 +30,22 @@ def request_hash(request: CompletionRequest) -> str:
         digest.update(message.content.encode())
         digest.update(b"\x01")
     digest.update(repr((request.max_tokens, request.temperature, request.top_p, request.stop,
-                        json.dumps(request.json_schema, sort_keys=True))).encode())
+                        _schema_text(request.json_schema))).encode())
     return digest.hexdigest()
+
+
+_SCHEMA_TEXT: dict[int, tuple[Any, str]] = {}
+
+
+def _schema_text(schema: Any) -> str:
+    """The schema as canonical JSON, remembered per object (schemas are module constants)."""
+    if schema is None:
+        return ""
+    cached = _SCHEMA_TEXT.get(id(schema))
+    if cached is None or cached[0] is not schema:
+        cached = (schema, json.dumps(schema, sort_keys=True))
+        _SCHEMA_TEXT[id(schema)] = cached
+    return cached[1]
 
 
 @dataclass(frozen=True)
@@ -102,7 +117,7 @@ class CallListener:
                 "prompt_version, request_hash, attempt, status, started_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_flight', ?)", row).lastrowid
 
-        ledger.store.write(insert, on_commit=lambda _: ledger.emit(CallStarted(
+        ledger.store.write_nowait(insert, on_commit=lambda _: ledger.emit(CallStarted(
             ref.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt)))
         return ref
 
@@ -112,7 +127,7 @@ class CallListener:
         ledger = self.ledger
         message = str(error)[:2000]
         endpoint, attempt = self._sent.get(id(call), ("", 0))
-        ledger.store.write(
+        ledger.store.write_nowait(
             lambda c: c.execute(
                 "UPDATE llm_calls SET status = 'error', latency_ms = ?, error_kind = ?, "
                 "error_class = ?, error = ?, finished_at = ? WHERE id = ?",

@@ -62,6 +62,14 @@ def json_values(text: str) -> list[tuple[Any, bool]]:
     Trailing commas and single quotes are forgiven; a value cut off at the end of the text is
     closed after its last complete element and comes back with cut_short=True.
     """
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[") and stripped[-1:] in ("}", "]"):
+        # The common case (schema-constrained output): the whole reply is one JSON value,
+        # read by the C parser without the character-by-character scan below.
+        try:
+            return [(json.loads(stripped), False)]
+        except ValueError:
+            pass
     values: list[tuple[Any, bool]] = []
     position, starts, scanned, repairs = 0, 0, 0, 0
     while starts < _MAX_STARTS and scanned < _MAX_SCANNED:

@@ -377,8 +377,8 @@ def _description_in(value: Any) -> str | None:
 
 def _looks_like_prose(text: str) -> bool:
     words = re.findall(r"[^\W\d_]{2,}", text)
-    letters = sum(ch.isalpha() for ch in text)
-    visible = sum(not ch.isspace() for ch in text)
+    letters = sum(map(str.isalpha, text))
+    visible = len(text) - sum(map(str.isspace, text))
     return len(words) >= 5 and visible > 0 and letters / visible >= 0.6
 
 

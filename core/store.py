@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import queue
 import sqlite3
 import threading
 import time
@@ -16,7 +15,7 @@ from visinstruct.core.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
-_QUEUE_LIMIT = 20_000  # writes waiting for the writer; producers block past this
+_QUEUE_LIMIT = 4_000  # writes waiting for the writer; producers block past this (bounded RSS)
 
 
 class RowRef:
@@ -54,7 +53,7 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
 @dataclass
 class _Op:
     fn: WriteFn
-    future: Future[Any]
+    future: Future[Any] | None
     on_commit: Callable[[Any], None] | None
 
 
@@ -67,7 +66,10 @@ class Store:
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=_QUEUE_LIMIT)
+        self.failed_writes = 0
+        self.last_write_error: BaseException | None = None
+        self._pending: list[Any] = []
+        self._pending_changed = threading.Condition()
         self._closed = False
         self._write_conn = self._open_and_migrate()
         self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
@@ -155,11 +157,25 @@ class Store:
     # -- writing ---------------------------------------------------------------------------
     def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
         """Queue `fn(conn)` for the writer; the future resolves after its batch commits."""
+        future: Future[Any] = Future()
+        self._put(_Op(fn, future, on_commit))
+        return future
+
+    def write_nowait(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> None:
+        """Queue `fn(conn)` when nobody will wait for it (a failure is reported to on_commit
+        callers only through the store's error log, so use it for bookkeeping rows)."""
+        self._put(_Op(fn, None, on_commit))
+
+    def _put(self, op: "_Op") -> None:
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
-        future: Future[Any] = Future()
-        self._queue.put(_Op(fn, future, on_commit))
-        return future
+        with self._pending_changed:
+            # Producers wait only while the writer is far behind (bounded memory).
+            while len(self._pending) >= _QUEUE_LIMIT:
+                self._pending_changed.wait()
+            self._pending.append(op)
+            if len(self._pending) == 1:
+                self._pending_changed.notify_all()
 
     def write_sync(self, fn: WriteFn) -> Any:
         """Run `fn(conn)` on the writer and wait for its commit; returns fn's result."""
@@ -172,60 +188,73 @@ class Store:
     def _writer_loop(self) -> None:
         conn = self._write_conn
         while True:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            stop_after = False
-            while len(batch) < self._batch_size:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is _STOP:
-                    stop_after = True
-                    break
-                batch.append(item)
-            self._run_batch(conn, batch)
+            # Take everything queued in one go: one lock round per batch, not per write.
+            with self._pending_changed:
+                while not self._pending:
+                    self._pending_changed.wait()
+                batch, self._pending = self._pending, []
+                self._pending_changed.notify_all()
+            stop_after = batch[-1] is _STOP
+            ops = [op for op in batch if op is not _STOP]
+            for start in range(0, len(ops), self._batch_size):
+                self._run_batch(conn, ops[start:start + self._batch_size])
             if stop_after:
                 break
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
-        results: list[tuple[_Op, Any, BaseException | None]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:
             for op in batch:
-                op.future.set_exception(StoreError(f"{self.path}: cannot write: {exc}"))
+                self._fail(op, StoreError(f"{self.path}: cannot write: {exc}"))
             return
-        for op in batch:
-            # A savepoint per op: one failing write does not undo the others in its batch.
-            conn.execute("SAVEPOINT op")
-            try:
-                value = op.fn(conn)
-                conn.execute("RELEASE op")
-                results.append((op, value, None))
-            except BaseException as exc:  # noqa: BLE001 - reported through the future
-                conn.execute("ROLLBACK TO op")
-                conn.execute("RELEASE op")
-                results.append((op, None, exc))
+        results: list[tuple[_Op, Any, BaseException | None]] = []
+        try:
+            # The common case: every write succeeds, one transaction, no per-write overhead.
+            results = [(op, op.fn(conn), None) for op in batch]
+        except BaseException:  # noqa: BLE001 - redone write by write below
+            conn.execute("ROLLBACK")
+            conn.execute("BEGIN IMMEDIATE")
+            results = [self._run_guarded(conn, op) for op in batch]
         try:
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             conn.execute("ROLLBACK")
             for op, _value, _err in results:
-                op.future.set_exception(StoreError(f"{self.path}: commit failed: {exc}"))
+                self._fail(op, StoreError(f"{self.path}: commit failed: {exc}"))
             return
         for op, value, err in results:
             if err is not None:
-                op.future.set_exception(err)
+                self._fail(op, err)
                 continue
             if op.on_commit is not None:
                 try:
                     op.on_commit(value)
                 except Exception:  # noqa: BLE001 - a listener must not stop the writer
                     pass
-            op.future.set_result(value)
+            if op.future is not None:
+                op.future.set_result(value)
+
+    @staticmethod
+    def _run_guarded(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
+        """One write in a savepoint, so its failure does not undo the rest of its batch."""
+        conn.execute("SAVEPOINT op")
+        try:
+            value = op.fn(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported through the future
+            conn.execute("ROLLBACK TO op")
+            conn.execute("RELEASE op")
+            return op, None, exc
+        conn.execute("RELEASE op")
+        return op, value, None
+
+    def _fail(self, op: _Op, error: BaseException) -> None:
+        if op.future is not None:
+            op.future.set_exception(error)
+        else:
+            # Nobody waits for this write: keep count so a caller (and the tests) can see it.
+            self.failed_writes += 1
+            self.last_write_error = error
 
     # -- reading ---------------------------------------------------------------------------
     def reader(self) -> sqlite3.Connection:
@@ -271,7 +300,9 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)  # blocks only while the queue is full, i.e. the writer is busy
+        with self._pending_changed:
+            self._pending.append(_STOP)
+            self._pending_changed.notify_all()
         self._writer.join()
         self._write_conn.close()
         mine = getattr(self._local, "conn", None)

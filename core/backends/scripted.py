@@ -85,6 +85,8 @@ class ScriptedBackend:
                 return self._response(text, endpoint)
         if self.latency:
             time.sleep(self.latency)
+        if self.responder is builtin_reply:
+            return self._response(builtin_reply(request, digest), endpoint)
         return self._response(self.responder(request), endpoint)
 
     def _response(self, text: str, endpoint: str | None) -> CompletionResponse:
@@ -106,9 +108,9 @@ def _context_lines(request: CompletionRequest) -> list[str]:
     return captions[-5:] or ["a scene"]
 
 
-def builtin_reply(request: CompletionRequest) -> str:
+def builtin_reply(request: CompletionRequest, digest_hex: str = "") -> str:
     """A deterministic, well-formed answer for each kind of request the pipeline sends."""
-    digest = int(request_digest(request), 16)
+    digest = int(digest_hex or request_digest(request), 16)
     stage, _, arg = request.tag.partition(":")
     if stage == "generate" and arg == "detail":
         lines = _context_lines(request)
