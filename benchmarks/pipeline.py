@@ -26,15 +26,16 @@ def seed_store(db: Path, images: int) -> None:
     Store(db).close()  # creates the schema
     conn = sqlite3.connect(db)
     with conn:
+        # Generators, not lists: the seeding must not raise the peak RSS being measured.
         conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
-                         [(i, f"{i:012d}.jpg") for i in range(1, images + 1)])
+                         ((i, f"{i:012d}.jpg") for i in range(1, images + 1)))
         conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
-                         [(i, k, f"A person number {k} stands near a table in scene {i}.")
-                          for i in range(1, images + 1) for k in range(5)])
+                         ((i, k, f"A person number {k} stands near a table in scene {i}.")
+                          for i in range(1, images + 1) for k in range(5)))
         conn.executemany("INSERT INTO boxes (image_id, idx, category, x1, y1, x2, y2, crowd) "
                          "VALUES (?, ?, ?, 0.1, 0.2, 0.5, 0.9, 0)",
-                         [(i, k, ("person", "dining table", "cup", "chair")[k])
-                          for i in range(1, images + 1) for k in range(4)])
+                         ((i, k, ("person", "dining table", "cup", "chair")[k])
+                          for i in range(1, images + 1) for k in range(4)))
     conn.close()
 
 
