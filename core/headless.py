@@ -119,6 +119,8 @@ class RichProgress:
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
             self._live.__exit__(None, None, None)
+            if not self.console.is_terminal:
+                self.console.line()  # the last frame ends without a newline when not a terminal
 
     def summary(self, event: RunFinished) -> None:
         """The closing lines after a run."""
