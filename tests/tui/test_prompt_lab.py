@@ -11,39 +11,18 @@ from visinstruct.core.prompts import load_prompt
 from visinstruct.tests.tui.support_screens import (
     SIZE,
     SMALL,
-    build_store,
-    copy_built,
     make_app,
     open_lab,
     query,
     screen_text,
     settle,
     wait_for,
-    write_config,
 )
 from visinstruct.tui.screens.dialogs import ErrorDialog
 from visinstruct.tui.screens.prompt_lab import parse_image_ids
 from visinstruct.tui.widgets.lab_results import LabSamplesTable, VersionTable
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("built")
-    build_store(write_config(folder))
-    return folder
-
-
-@pytest.fixture
-def config_path(built: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the built store and its config."""
-    return copy_built(built, tmp_path)
 
 
 def cells(table: LabSamplesTable | VersionTable) -> list[list[str]]:

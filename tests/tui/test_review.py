@@ -14,7 +14,6 @@ from visinstruct.tests.tui.support_screens import (
     SIZE,
     SMALL,
     build_store,
-    copy_built,
     make_app,
     open_review,
     query,
@@ -30,24 +29,6 @@ from visinstruct.tui.widgets.review_edit import EditPairDialog
 from visinstruct.tui.widgets.review_list import SampleTable
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("built")
-    build_store(write_config(folder))
-    return folder
-
-
-@pytest.fixture
-def config_path(built: Path, tmp_path: Path) -> Path:
-    """This test's own copy of the built store and its config."""
-    return copy_built(built, tmp_path)
 
 
 def judge_script(config_path: Path, rule: dict[str, Any]) -> None:
