@@ -14,8 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from visinstruct.core.aggregate import Summary, stored_verdict_rows, summarize, summarize_by_task
-from visinstruct.core.backends import make_backend
-from visinstruct.core.backends.base import Backend, CompletionRequest
+from visinstruct.core.backends.base import CompletionRequest
 from visinstruct.core.backends.replies import image_format
 from visinstruct.core.config import Config, ModelConfig
 from visinstruct.core.errors import BackendError, InputError, StoreError
@@ -39,11 +38,10 @@ from visinstruct.core.events import (
 from visinstruct.core.ledger import Ledger
 from visinstruct.core.model_text import clean_model_text
 from visinstruct.core.parse_scores import parse_verdict
-from visinstruct.core.pool import Pool
 from visinstruct.core.prompt_versions import active_template
 from visinstruct.core.prompts import PromptTemplate, answer_messages, evaluation_messages
 from visinstruct.core.records import Image
-from visinstruct.core.stages import CallOutcome, StageContext, make_call
+from visinstruct.core.stages import CallOutcome, StageContext, build_pools, make_call
 from visinstruct.core.store import Store, now
 
 MODES = ("conversation", "answers")
@@ -356,19 +354,6 @@ def _refuse_live_run(store: Store) -> None:
                              "evaluate when it has finished or stop it first")
 
 
-def _build_pools(config: Config, names: Sequence[str],
-                 cancel: threading.Event) -> tuple[dict[str, Backend], dict[str, Pool]]:
-    """One backend and one endpoint pool per model the evaluation calls."""
-    backends: dict[str, Backend] = {}
-    pools: dict[str, Pool] = {}
-    for name in dict.fromkeys(names):
-        model = config.model(name)
-        backends[name] = make_backend(model)
-        pools[name] = Pool(backends[name], model=name, max_in_flight=model.max_in_flight,
-                           attempts=model.attempts, cancel=cancel)
-    return backends, pools
-
-
 def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None, *,
              mode: str = "conversation", sample: int | None = None,
              seed: int | None = None) -> EvaluationReport:
@@ -407,7 +392,7 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     store.write_sync(lambda c: c.execute(
         "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight' "
         "AND stage IN ('evaluate', 'answer')", (now(),)))
-    backends, pools = _build_pools(config, names, cancel)
+    backends, pools = build_pools(config, names, cancel)
     ctx = StageContext(store, Ledger(store, 0, emit), pools, emit, cancel)
     state = _Evaluation(config, store, emit, cancel, mode, ctx, template, answer_template)
     try:

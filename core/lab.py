@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
 from visinstruct.core.aggregate import ComparedItem, relative_score
-from visinstruct.core.backends import make_backend
 from visinstruct.core.backends.base import Backend
 from visinstruct.core.config import Config
 from visinstruct.core.errors import ConfigError, InputError
@@ -21,12 +20,11 @@ from visinstruct.core.judge import JudgeResult, is_kept, judge
 from visinstruct.core.lab_compare import compare_with_baseline
 from visinstruct.core.lab_stats import VersionStats, version_stats
 from visinstruct.core.ledger import Ledger
-from visinstruct.core.pool import Pool
 from visinstruct.core.prompt_versions import active_template
 from visinstruct.core.prompts import PromptTemplate, parse_prompt
 from visinstruct.core.queries import load_images
 from visinstruct.core.records import TASKS, Image
-from visinstruct.core.stages import StageContext
+from visinstruct.core.stages import StageContext, build_pools
 from visinstruct.core.store import Store
 
 LAB_TASKS: tuple[str, ...] = (*TASKS, "judge")
@@ -163,13 +161,8 @@ def call_context(config: Config, store: Store, models: Iterable[str], emit: Emit
     cancel = cancel or threading.Event()
     backends: dict[str, Backend] = {}
     try:
-        pools = {}
-        for name in dict.fromkeys(models):
-            model = config.model(name)
-            backends[name] = make_backend(model)
-            pools[name] = Pool(backends[name], model=name, max_in_flight=model.max_in_flight,
-                               attempts=model.attempts, cancel=cancel)
-        ledger = Ledger(store, None, emit)  # type: ignore[arg-type]  # no run: NULL run_id
+        backends, pools = build_pools(config, models, cancel)
+        ledger = Ledger(store, None, emit)  # no run: NULL run_id
         yield StageContext(store, ledger, pools, emit, cancel)
     finally:
         for backend in backends.values():

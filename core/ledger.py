@@ -64,7 +64,7 @@ class CallInfo:
 class Ledger:
     """Writes call rows through the store's writer; nobody waits for those writes to commit."""
 
-    def __init__(self, store: Store, run_id: int, emit: Emit) -> None:
+    def __init__(self, store: Store, run_id: int | None, emit: Emit) -> None:
         self.store = store
         self.run_id = run_id
         self.emit = emit

@@ -12,7 +12,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Iterator
 
-from visinstruct.core.backends import make_backend
 from visinstruct.core.backends.base import Backend
 from visinstruct.core.config import Config
 from visinstruct.core.cost import CostMeter, cost_report
@@ -36,7 +35,7 @@ from visinstruct.core.prompt_versions import active_template
 from visinstruct.core.prompts import PromptTemplate
 from visinstruct.core.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair
-from visinstruct.core.stages import StageContext
+from visinstruct.core.stages import StageContext, build_pools
 from visinstruct.core.store import RowRef, Store, now
 
 _PAGE = 500
@@ -135,14 +134,9 @@ class _Runner:
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_pools(self) -> None:
-        for name in {self.config.generation.model, self.config.judge.model}:
-            model = self.config.model(name)
-            backend = make_backend(model)
-            self.backends[name] = backend
-            self.pools[name] = Pool(backend, model=name, max_in_flight=model.max_in_flight,
-                                    attempts=model.attempts, cancel=self.cancel,
-                                    probe_after=model.probe_seconds,
-                                    on_health=self._on_health)
+        self.backends, self.pools = build_pools(
+            self.config, (self.config.generation.model, self.config.judge.model), self.cancel,
+            on_health=self._on_health)
 
     def _on_health(self, snap: EndpointSnapshot) -> None:
         # The pool reports a few times a second per endpoint: these are for eyes, not for logs.

@@ -4,14 +4,31 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterable
 
-from visinstruct.core.backends.base import CompletionRequest
+from visinstruct.core.backends import make_backend
+from visinstruct.core.backends.base import Backend, CompletionRequest
+from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import Emit
 from visinstruct.core.ledger import CallInfo, Ledger, call_key, request_hash
-from visinstruct.core.pool import Cancelled, Pool, PoolResult
+from visinstruct.core.pool import Cancelled, EndpointSnapshot, Pool, PoolResult
 from visinstruct.core.store import Store
+
+
+def build_pools(config: Config, names: Iterable[str], cancel: threading.Event,
+                on_health: Callable[[EndpointSnapshot], None] | None = None,
+                ) -> tuple[dict[str, Backend], dict[str, Pool]]:
+    """One backend and one endpoint pool per named model (a model named twice is built once)."""
+    backends: dict[str, Backend] = {}
+    pools: dict[str, Pool] = {}
+    for name in dict.fromkeys(names):
+        model = config.model(name)
+        backends[name] = make_backend(model)
+        pools[name] = Pool(backends[name], model=name, max_in_flight=model.max_in_flight,
+                           attempts=model.attempts, cancel=cancel,
+                           probe_after=model.probe_seconds, on_health=on_health)
+    return backends, pools
 
 
 @dataclass
