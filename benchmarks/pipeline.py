@@ -21,7 +21,7 @@ from pathlib import Path
 
 def seed_store(db: Path, images: int) -> None:
     """A store with `images` images of 5 captions and 4 boxes each, written directly."""
-    from visinstruct.core.store import Store
+    from visinstruct.core.store.database import Store
 
     Store(db).close()  # creates the schema
     conn = sqlite3.connect(db)
@@ -44,7 +44,7 @@ def child(images: int, workers: int) -> None:
     from visinstruct.core import pipeline
     from visinstruct.core.config import Config, JudgeConfig, GenerationConfig, ModelConfig, SourceConfig
     from visinstruct.core.events import Event
-    from visinstruct.core.store import Store
+    from visinstruct.core.store.database import Store
 
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"

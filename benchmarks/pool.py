@@ -40,7 +40,7 @@ def serve(options: argparse.Namespace) -> int:
 
 
 def seed(db: Path, images: int) -> None:
-    from visinstruct.core.store import Store
+    from visinstruct.core.store.database import Store
 
     Store(db).close()
     with sqlite3.connect(db) as conn:
@@ -60,7 +60,7 @@ def measure(port: int, endpoints: int, ceiling: int, images: int, seconds: float
     from visinstruct.core import pipeline
     from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
     from visinstruct.core.events import CallFinished, Event
-    from visinstruct.core.store import Store
+    from visinstruct.core.store.database import Store
 
     db = work / f"{name}.db"
     seed(db, images)

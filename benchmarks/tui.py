@@ -37,7 +37,7 @@ from visinstruct.core.events import (
     PairsJudged,
     RunStarted,
 )
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.tui.app import VisinstructApp
 from visinstruct.tui.context import AppContext
 

@@ -1,1 +1,1 @@
-
+"""The engine: everything but the app; nothing below it imports Textual."""

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 # CI clones the repository beside shared/, so the real fixtures sit one folder above the root.

@@ -16,7 +16,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import InputError, VisinstructError
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
 from visinstruct.tui.screens.dialogs import ConfirmDialog, ErrorDialog

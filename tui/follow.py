@@ -7,8 +7,8 @@ import time
 from typing import Callable
 
 from visinstruct.core.config import Config
-from visinstruct.core.monitor import StoreReader, StoreSnapshot
-from visinstruct.core.store import Store
+from visinstruct.core.store.snapshots import StoreReader, StoreSnapshot
+from visinstruct.core.store.database import Store
 
 Deliver = Callable[[StoreSnapshot], None]
 COST_SECONDS = 5.0

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from textual.message import Message
 from visinstruct.core.events import Event
-from visinstruct.core.monitor import ScoreCounts, StoreSnapshot
+from visinstruct.core.store.snapshots import ScoreCounts, StoreSnapshot
 
 StoreRead = StoreSnapshot | ScoreCounts
 

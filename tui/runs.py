@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from textual.timer import Timer
 from textual.worker import Worker, WorkerState
 
-from visinstruct.core.monitor import (
+from visinstruct.core.store.snapshots import (
     StoreReader,
     StoreSnapshot,
     first_questions,

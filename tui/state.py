@@ -17,7 +17,7 @@ from visinstruct.core.events import (
     RunFinished,
     RunStarted,
 )
-from visinstruct.core.monitor import (
+from visinstruct.core.store.snapshots import (
     CallError,
     EndpointStats,
     InFlightCall,

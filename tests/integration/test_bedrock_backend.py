@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from visinstruct.core.backends.base import CompletionRequest, Message
-from visinstruct.core.backends.bedrock import BedrockBackend
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.bedrock import BedrockBackend
 from visinstruct.core.errors import BackendError
 from visinstruct.tests.fakes.aws import aws_env
 from visinstruct.tests.fakes.bedrock_server import BedrockServer

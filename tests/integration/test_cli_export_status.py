@@ -15,8 +15,8 @@ import pytest
 
 from visinstruct.core.errors import ExitCode
 from visinstruct.core.records import TASKS
-from visinstruct.core.store import Store
-from visinstruct.core.validate import validate_llava_file
+from visinstruct.core.store.database import Store
+from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.dataset import sample
 
 CliResult = tuple[int, str, str]

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from visinstruct.core.errors import ExitCode
-from visinstruct.core.schema import LATEST_VERSION
+from visinstruct.core.store.schema import LATEST_VERSION
 from visinstruct.dataset import sample
 
 CliResult = tuple[int, str, str]

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
-from visinstruct.core.deploy import wait_until_in_service
+from visinstruct.core.cli.deploy import wait_until_in_service
 from visinstruct.core.errors import DeployError, ExitCode
 from visinstruct.tests.fakes.aws import aws_env
 

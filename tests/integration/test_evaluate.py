@@ -21,9 +21,9 @@ import pytest
 from PIL import Image as PILImage
 from visinstruct.core.config import Config, ModelConfig, load_config
 from visinstruct.core.errors import InputError
-from visinstruct.core.evaluate import EvaluationReport, evaluate, model_sees_images
+from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate, model_sees_images
 from visinstruct.core.events import EvaluationNotice, Event
-from visinstruct.core.store import Store, now
+from visinstruct.core.store.database import Store, now
 from visinstruct.dataset.llava import read_mix665k
 from visinstruct.tests.conftest import SHARED_DATA
 from visinstruct.tests.fakes.aws import aws_env, aws_env_vars

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from visinstruct.core.cli import main
-from visinstruct.core.validate import validate_llava_file
+from visinstruct.core.export.validate import validate_llava_file
 
 pytest.importorskip("llama_cpp", reason="the `local` extra is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from visinstruct.core.backends.base import CompletionRequest, Message
-from visinstruct.core.backends.openai import OpenAIBackend
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.openai import OpenAIBackend
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.tests.fakes.openai_server import OpenAIServer
 from visinstruct.tests.fakes.scripting import (

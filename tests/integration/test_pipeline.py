@@ -18,7 +18,7 @@ import pytest
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import Event, ImageDone, PairsJudged, RunFinished, RunStarted
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]

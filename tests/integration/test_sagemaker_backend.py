@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.backends.base import CompletionRequest, Message
-from visinstruct.core.backends.mixtral import fold_system, mixtral_prompt
-from visinstruct.core.backends.sagemaker import SageMakerBackend
-from visinstruct.core.backends.sagemaker_payloads import parse_body
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.mixtral import fold_system, mixtral_prompt
+from visinstruct.core.models.backends.sagemaker import SageMakerBackend
+from visinstruct.core.models.backends.sagemaker_payloads import parse_body
 from visinstruct.core.errors import BackendError
 from visinstruct.tests.fakes import sagemaker_server
 from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
@@ -358,8 +358,8 @@ def test_runs_as_a_subprocess_with_a_json_script(tmp_path: Path) -> None:
         port = int(server.stdout.readline())
         env = aws_env_vars(sagemaker_url=f"http://127.0.0.1:{port}")
         probe = (
-            "from visinstruct.core.backends.sagemaker import SageMakerBackend\n"
-            "from visinstruct.core.backends.base import CompletionRequest, Message\n"
+            "from visinstruct.core.models.backends.sagemaker import SageMakerBackend\n"
+            "from visinstruct.core.models.backends.base import CompletionRequest, Message\n"
             "from visinstruct.core.errors import BackendError\n"
             "b = SageMakerBackend(['mixtral-a'])\n"
             "r = CompletionRequest((Message('user', 'hi'),))\n"

@@ -16,7 +16,7 @@ from textual.pilot import Pilot
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import ignore
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
 from visinstruct.tui.app import VisinstructApp
 from visinstruct.tui.context import AppContext

@@ -14,9 +14,9 @@ from typing import Any
 from textual.pilot import Pilot
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
-from visinstruct.core.evaluate import evaluate
+from visinstruct.core.evaluation.evaluate import evaluate
 from visinstruct.core.events import ignore
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
 from visinstruct.tui.app import VisinstructApp
 from visinstruct.tui.context import AppContext

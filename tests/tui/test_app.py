@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 
-from visinstruct.core.cli import build_parser
+from visinstruct.core.cli.main import build_parser
 from visinstruct.core.errors import InputError
 from visinstruct.tests.tui.support_monitor import (
     SIZE,

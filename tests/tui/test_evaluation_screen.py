@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from visinstruct.core.aggregate import summarize, summarize_by_task
-from visinstruct.core.evaluation_view import evaluation_sets, verdict_rows
-from visinstruct.core.store import Store
+from visinstruct.core.evaluation.aggregate import summarize, summarize_by_task
+from visinstruct.core.evaluation.view import evaluation_sets, verdict_rows
+from visinstruct.core.store.database import Store
 from visinstruct.tests.tui.support_screens import (
     SIZE,
     SMALL,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Checkbox, Input, Select, TextArea
-from visinstruct.core.prompts import load_prompt
+from visinstruct.core.text.prompts import load_prompt
 from visinstruct.tests.tui.support_screens import (
     SIZE,
     SMALL,

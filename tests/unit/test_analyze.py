@@ -8,10 +8,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from visinstruct.core.analyze import ALL, Figures, analyze, distinct_n, percentile
-from visinstruct.core.analyze_report import write_report
-from visinstruct.core.store import Store
-from visinstruct.core.synonyms import (
+from visinstruct.core.analysis.figures import ALL, Figures, analyze, distinct_n, percentile
+from visinstruct.core.analysis.report import write_report
+from visinstruct.core.store.database import Store
+from visinstruct.core.text.synonyms import (
     COCO_CATEGORIES,
     mentioned_categories,
     plural,

@@ -10,9 +10,9 @@ from pathlib import Path
 import ijson
 import pytest
 
-from visinstruct.core import export as export_module
+from visinstruct.core.export import writers as export_module
 from visinstruct.core.errors import ExportError
-from visinstruct.core.export import (
+from visinstruct.core.export.writers import (
     ExportItem,
     ExportSummary,
     RecordRejected,
@@ -20,7 +20,7 @@ from visinstruct.core.export import (
     to_llava_record,
 )
 from visinstruct.core.records import Pair
-from visinstruct.core.validate import validate_llava_file
+from visinstruct.core.export.validate import validate_llava_file
 
 CONVERSATION = ExportItem(
     image_id=9,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 from visinstruct.core.errors import InputError
-from visinstruct.core.model_text import clean_model_text, json_values
-from visinstruct.core.parse_pairs import ParseResult, leak_of, parse_pairs
+from visinstruct.core.text.model_text import clean_model_text, json_values
+from visinstruct.core.text.parse_pairs import ParseResult, leak_of, parse_pairs
 from visinstruct.core.records import TASKS, Pair
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.parse_scores import parse_judgement, parse_verdict
+from visinstruct.core.text.parse_scores import parse_judgement, parse_verdict
 from visinstruct.core.records import Judgement, Verdict
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"

@@ -9,9 +9,9 @@ from typing import Callable
 
 import pytest
 
-from visinstruct.core.backends.base import CompletionRequest, CompletionResponse, Message
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.errors import BackendError
-from visinstruct.core.pool import Pool
+from visinstruct.core.models.pool import Pool
 
 REQUEST = CompletionRequest(messages=(Message("user", "hi"),))
 
@@ -183,7 +183,7 @@ def test_in_flight_never_exceeds_the_limit_and_spreads_over_endpoints() -> None:
 
 
 def test_cancel_wakes_callers_waiting_for_a_slot() -> None:
-    from visinstruct.core.pool import Cancelled
+    from visinstruct.core.models.pool import Cancelled
 
     gate = threading.Event()
     backend = FakeBackend(("a",), gate=gate)

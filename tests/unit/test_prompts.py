@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 from visinstruct.core.errors import ConfigError
-from visinstruct.core.parse_pairs import parse_pairs
-from visinstruct.core.parse_scores import parse_judgement
-from visinstruct.core.prompts import (
+from visinstruct.core.text.parse_pairs import parse_pairs
+from visinstruct.core.text.parse_scores import parse_judgement
+from visinstruct.core.text.prompts import (
     DETAIL_SCHEMA,
     GENERATION_SCHEMA,
     JUDGE_SCHEMA,

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import BackendError, InputError
-from visinstruct.core.queries import KEPT_SQL
-from visinstruct.core.review import (
+from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.review.samples import (
     STATES,
     SampleFilter,
     accept_pair,
@@ -27,7 +27,7 @@ from visinstruct.core.review import (
     sample_detail,
     sample_page,
 )
-from visinstruct.core.store import Store
+from visinstruct.core.store.database import Store
 from visinstruct.tests.tui.support_screens import (
     PARSE_FAILURE,
     SAMPLES,

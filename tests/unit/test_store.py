@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import pytest
-from visinstruct.core import store as store_module
+from visinstruct.core.store import database as store_module
 from visinstruct.core.errors import ExitCode, StoreError
-from visinstruct.core.schema import LATEST_VERSION, MIGRATIONS
-from visinstruct.core.store import Store
+from visinstruct.core.store.schema import LATEST_VERSION, MIGRATIONS
+from visinstruct.core.store.database import Store
 
 WRITER_THREADS = 8
 WRITES_PER_THREAD = 500

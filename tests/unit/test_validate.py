@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from visinstruct.core.errors import ExportError
-from visinstruct.core.validate import (
+from visinstruct.core.export.validate import (
     FILE_RULES,
     RULES,
     check_record,

@@ -11,7 +11,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual.worker import Worker, WorkerState
-from visinstruct.core.evaluation_view import (
+from visinstruct.core.evaluation.view import (
     EvaluationOverview,
     EvaluationSet,
     evaluation_overview,

@@ -15,8 +15,8 @@ from textual.widgets import Button, Checkbox, Footer, Header, Input, Select, Sta
 from textual.worker import Worker, WorkerState
 from visinstruct.core.errors import InputError
 from visinstruct.core.events import Event
-from visinstruct.core.interrupt import ReadCancelled
-from visinstruct.core.lab import (
+from visinstruct.core.store.interrupt import ReadCancelled
+from visinstruct.core.lab.trials import (
     LAB_TASKS,
     LabImageDone,
     LabResult,
@@ -26,8 +26,8 @@ from visinstruct.core.lab import (
     run_lab,
     version_stats,
 )
-from visinstruct.core.prompt_versions import active_template, save_version
-from visinstruct.core.prompts import PromptTemplate, prompt_version
+from visinstruct.core.store.prompt_versions import active_template, save_version
+from visinstruct.core.text.prompts import PromptTemplate, prompt_version
 from visinstruct.tui.widgets.lab_results import LabSamplesTable, VersionTable
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 

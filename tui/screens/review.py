@@ -13,8 +13,8 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Footer, Header, Static
 from textual.worker import Worker, WorkerState
-from visinstruct.core.interrupt import ReadCancelled
-from visinstruct.core.review import (
+from visinstruct.core.store.interrupt import ReadCancelled
+from visinstruct.core.review.samples import (
     SampleDetail,
     SampleFilter,
     SamplePage,

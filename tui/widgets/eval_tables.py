@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
-from visinstruct.core.aggregate import Summary
-from visinstruct.core.evaluation_view import EvaluatedSample
+from visinstruct.core.evaluation.aggregate import Summary
+from visinstruct.core.evaluation.view import EvaluatedSample
 
 OUTCOME_STYLE = {"win": "green", "loss": "red", "tie": "yellow", "unparsed": "magenta"}
 SAMPLE_ORDERS = ("image", "losses first", "wins first")

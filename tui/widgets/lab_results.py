@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
-from visinstruct.core.lab import LabResult, LabSample, LabSummary, VersionStats
+from visinstruct.core.lab.trials import LabResult, LabSample, LabSummary, VersionStats
 
 TASK_SHORT = {"conversation": "conv", "detail": "detail", "complex_reasoning": "reason"}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
-from visinstruct.core.monitor import JudgedSample
+from visinstruct.core.store.snapshots import JudgedSample
 from visinstruct.tui.messages import SampleChosen
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import shorten

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from visinstruct.core.records import Pair
-from visinstruct.core.review import PairView, SampleDetail, VerdictView
+from visinstruct.core.review.samples import PairView, SampleDetail, VerdictView
 from visinstruct.tui.widgets.image_preview import ImagePreview
 
 

@@ -9,7 +9,7 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Select
 from visinstruct.core.records import TASKS
-from visinstruct.core.review import STATES, SampleFilter
+from visinstruct.core.review.samples import STATES, SampleFilter
 
 STATE_LABELS = {
     "kept": "kept",

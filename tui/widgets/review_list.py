@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
-from visinstruct.core.review import SampleRow
+from visinstruct.core.review.samples import SampleRow
 
 TASK_SHORT = {"conversation": "conv", "detail": "detail", "complex_reasoning": "reason"}
 STATE_STYLE = {"kept": "green", "dropped": "red", "unjudged": "yellow", "parse_failure": "magenta"}

@@ -1,0 +1,1 @@
+"""Dataset statistics, grounding and diversity, and the report with its plots."""

@@ -1,0 +1,138 @@
+"""`visinstruct evaluate`: ours vs the GPT-4 baseline, as a table or one JSON object on stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from visinstruct.core.evaluation.aggregate import Summary
+from visinstruct.core.config import Config
+from visinstruct.core.errors import ExitCode, InputError
+from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
+from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _threshold_from_store(config: Config, args: argparse.Namespace, store: Any) -> Config:
+    """Use the run's own threshold unless the user gave a config or set one."""
+    if args.config is not None or any(o.startswith("judge.threshold") for o in args.overrides):
+        return config
+    stored = store.get_meta("judge_threshold")
+    if stored is None:
+        return config
+    return replace(config, judge=replace(config.judge, threshold=float(stored)))
+
+
+class _Talk:
+    """Notices as notes on stderr, and a progress line when stderr is a terminal."""
+
+    def __init__(self) -> None:
+        self.live = sys.stderr.isatty()
+        self.lock = threading.Lock()
+        self.open = False  # a progress line is on screen without its newline
+
+    def __call__(self, event: Event) -> None:
+        with self.lock:
+            if isinstance(event, EvaluationNotice):
+                self._end_line()
+                _say(f"note: {event.message}")
+            elif isinstance(event, VerdictRecorded) and self.live:
+                sys.stderr.write(f"\revaluated {event.done_verdicts:,}/{event.total_verdicts:,}")
+                sys.stderr.flush()
+                self.open = True
+
+    def _end_line(self) -> None:
+        if self.open:
+            sys.stderr.write("\n")
+            self.open = False
+
+
+def _cell(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def table(report: EvaluationReport) -> str:
+    """The figures as a fixed-width table, one row per task and one overall."""
+    header = (f"{'task':<18}{'n':>5}{'relative':>10}  {'95% CI':<17}{'wins':>5}{'ties':>5}"
+              f"{'losses':>7}{'pos.bias':>9}{'unparsed':>9}")
+    lines = [header]
+
+    def row(name: str, s: Summary) -> str:
+        interval = (f"[{_cell(s.ci_low, 2)}, {_cell(s.ci_high, 2)}]"
+                    if s.ci_low is not None else "-")
+        return (f"{name:<18}{s.n:>5}{_cell(s.relative_score, 2):>10}  {interval:<17}"
+                f"{s.wins:>5}{s.ties:>5}{s.losses:>7}{_cell(s.position_bias, 3):>9}"
+                f"{s.unparsed:>9}")
+
+    lines += [row(task, summary) for task, summary in report.by_task.items()]
+    lines.append(row("overall", report.overall))
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run (or resume) an evaluation and print its figures; exit 3 if stopped, 1 on failed calls."""
+    from visinstruct.core.cli.main import _config
+    from visinstruct.core.store.database import Store
+
+    config = _config(args)
+    if args.sample is not None and args.sample < 0:
+        raise InputError(f"--sample {args.sample}: give 0 (every image) or more")
+    if not Path(config.db).is_file():
+        raise InputError(f"{config.db}: no such store; run `visinstruct prepare` and "
+                         "`visinstruct run` first, or pass --db")
+    cancel = threading.Event()
+    stops = {"n": 0}
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stops["n"] += 1
+        if stops["n"] > 1:
+            _say("stopping now; calls in flight will be sent again on resume")
+            os._exit(ExitCode.INTERRUPTED)
+        _say("stopping: no new comparisons; finishing calls in flight "
+             "(press Ctrl-C again to quit now)")
+        cancel.set()
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in saved:
+        signal.signal(sig, on_signal)
+    talk = _Talk()
+    store = Store(config.db)
+    try:
+        config = _threshold_from_store(config, args, store)
+        report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
+                          seed=args.seed)
+    finally:
+        store.close()
+        talk._end_line()
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        print(table(report))
+    _say(f"{report.mode} mode, evaluator {report.model}: {report.images:,} images, "
+         f"{report.units:,} (image, task) units, {report.verdicts:,} verdicts "
+         f"({report.new_calls:,} new calls, {report.failed_calls:,} failed, "
+         f"{report.missing_images:,} images not shown); store: {config.db}")
+    if report.status == "interrupted":
+        _say("stopped: what was compared is saved; run the same command again to finish")
+        return ExitCode.INTERRUPTED
+    return ExitCode.FAILED if report.failed_calls else ExitCode.OK
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    """`visinstruct analyze`, which lives in analyze_cli."""
+    from visinstruct.core.cli.analyze import cmd_analyze as run
+
+    return int(run(args))

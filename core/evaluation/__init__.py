@@ -1,0 +1,1 @@
+"""Ours against the baseline: sampled comparisons in both orders and their aggregates."""

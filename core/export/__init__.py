@@ -1,0 +1,1 @@
+"""LLaVA JSON, JSON Lines and Hugging Face exports, and the mix665k validator."""

@@ -1,0 +1,322 @@
+"""Write kept conversations as mix665k-shaped LLaVA JSON, JSON Lines, or a Hugging Face dataset."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from visinstruct.core.errors import ExportError
+from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
+
+FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
+HF_COLUMNS: tuple[str, ...] = ("id", "image", "conversations", "task")
+_RESERVED_KEYS = frozenset({"id", "image", "conversations", "task"})
+# Files a `save_to_disk` folder holds; an existing folder is only replaced if it has one.
+_HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
+_WRITE_BUFFER = 1 << 20
+
+
+def coco_image_path(image_id: int) -> str:
+    """The mix665k image path of a COCO train2017 image."""
+    return f"coco/train2017/{image_id:012d}.jpg"
+
+
+@dataclass(frozen=True)
+class ExportItem:
+    """One kept conversation to export; `meta` (prompt version, model, scores) is for jsonl."""
+
+    image_id: int
+    task: str
+    pairs: tuple[Pair, ...]
+    image_path: str = ""
+    meta: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not self.image_path:
+            object.__setattr__(self, "image_path", coco_image_path(self.image_id))
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    """What an export wrote: how many records and pairs, and where."""
+
+    records: int
+    pairs: int
+    path: Path
+
+
+class RecordRejected(ExportError):
+    """A record broke a validation rule, so nothing was written; `index` is 0-based."""
+
+    title = "Invalid record"
+
+    def __init__(self, message: str, *, index: int, record_id: str, rule: str) -> None:
+        super().__init__(message)
+        self.index = index
+        self.record_id = record_id
+        self.rule = rule
+
+
+def to_llava_record(item: ExportItem) -> dict[str, Any]:
+    """The mix665k record of one item: `<image>` opens the first question, turns alternate."""
+    conversations: list[dict[str, Any]] = []
+    for position, pair in enumerate(item.pairs):
+        question = f"{IMAGE_TOKEN}\n{pair.question}" if position == 0 else pair.question
+        conversations.append({"from": "human", "value": question})
+        conversations.append({"from": "gpt", "value": pair.answer})
+    return {
+        "id": _record_id(item.image_id),
+        "image": item.image_path,
+        "conversations": conversations,
+    }
+
+
+def export(items: Iterable[ExportItem], fmt: str, out: Path | str) -> ExportSummary:
+    """Validate and write every item to `out` atomically; on any error `out` is left as it was."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
+    out = Path(out)
+    _prepare_parent(out)
+    if fmt == "hf":
+        return _export_hf(items, out)
+    if out.is_dir():
+        raise ExportError(f"{out}: is a directory; give the path of a file (inside it, say)")
+    with _staged_file(out) as sink:
+        if fmt == "llava":
+            records, pairs = _write_llava(items, sink)
+        else:
+            records, pairs = _write_jsonl(items, sink)
+    return ExportSummary(records, pairs, out)
+
+
+def _record_id(image_id: int) -> str:
+    return f"{image_id:012d}" if isinstance(image_id, int) else str(image_id)
+
+
+def _checked_records(
+    items: Iterable[ExportItem],
+) -> Iterator[tuple[int, ExportItem, dict[str, Any]]]:
+    """Each item's llava record, or RecordRejected naming the first bad one."""
+    for index, item in enumerate(items):
+        record = to_llava_record(item)
+        violations = check_record(record)
+        if violations:
+            first = violations[0]
+            raise _rejected(index, record, first.rule, first.detail)
+        if item.task not in TASKS:
+            detail = f"task must be one of {', '.join(TASKS)}, got {item.task!r}"
+            raise _rejected(index, record, "task", detail)
+        yield index, item, record
+
+
+def _rejected(index: int, record: dict[str, Any], rule: str, detail: str) -> RecordRejected:
+    record_id = str(record.get("id", ""))
+    return RecordRejected(
+        f"record {index} (id {record_id}) breaks rule {rule}: {detail}; "
+        "nothing was written: fix or drop that conversation and export again",
+        index=index,
+        record_id=record_id,
+        rule=rule,
+    )
+
+
+def _write_llava(items: Iterable[ExportItem], sink: IO[str]) -> tuple[int, int]:
+    # The same separators json.dump uses for a list, so the bytes equal json.dump(all_records).
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    records = pairs = 0
+    sink.write("[")
+    for index, item, record in _checked_records(items):
+        if index:
+            sink.write(", ")
+        sink.write(encode(record))
+        records += 1
+        pairs += len(item.pairs)
+    sink.write("]")
+    return records, pairs
+
+
+def _write_jsonl(items: Iterable[ExportItem], sink: IO[str]) -> tuple[int, int]:
+    encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
+    records = pairs = 0
+    for index, item, record in _checked_records(items):
+        clashing = sorted(_RESERVED_KEYS & item.meta.keys())
+        if clashing:
+            raise _rejected(
+                index, record, "meta-keys", f"meta must not use the keys {', '.join(clashing)}"
+            )
+        line = {**record, "task": item.task, **item.meta}
+        try:
+            sink.write(encode(line))
+        except (TypeError, ValueError) as error:
+            raise _rejected(
+                index, record, "meta-json", f"meta is not plain JSON ({error})"
+            ) from error
+        sink.write("\n")
+        records += 1
+        pairs += len(item.pairs)
+    return records, pairs
+
+
+def _prepare_parent(out: Path) -> None:
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as error:
+        raise ExportError(
+            f"{out}: cannot create folder {parent}: a file of that name is in the way"
+        ) from error
+    except OSError as error:
+        raise ExportError(
+            f"{out}: cannot create folder {parent} ({error.strerror or error})"
+        ) from error
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ExportError(f"{out}: folder {parent} is not writable; choose another output path")
+
+
+def _staging_name(out: Path, suffix: str) -> Path:
+    # A dot-name beside `out`, so os.replace stays on one filesystem and stays atomic.
+    return out.with_name(f".{out.name}.{secrets.token_hex(4)}.{suffix}")
+
+
+@contextmanager
+def _staged_file(out: Path) -> Iterator[IO[str]]:
+    """A text file beside `out` that replaces it only if the block finishes; else it is removed."""
+    while True:
+        staged = _staging_name(out, "tmp")
+        try:
+            # 0o666 before the umask: the export gets the same mode a plain open() would give.
+            descriptor = os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            break
+        except FileExistsError:
+            continue
+        except OSError as error:
+            raise ExportError(
+                f"{out}: cannot write there ({error.strerror or error}); choose another output path"
+            ) from error
+    try:
+        with open(descriptor, "w", encoding="utf-8", newline="\n", buffering=_WRITE_BUFFER) as sink:
+            yield sink
+            sink.flush()
+            # On disk before the rename, so a crash can never leave a half-written export.
+            os.fsync(sink.fileno())
+        os.replace(staged, out)
+    except BaseException as error:
+        staged.unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise ExportError(
+                f"{out}: writing failed ({error.strerror or error}); nothing was changed"
+            ) from error
+        raise
+
+
+def _export_hf(items: Iterable[ExportItem], out: Path) -> ExportSummary:
+    """Save a `datasets.Dataset` with `save_to_disk`, built by a generator so rows stream."""
+    if out.exists() and not _replaceable_dataset_dir(out):
+        raise ExportError(
+            f"{out}: exists and is not a saved dataset; choose a new output path or remove it"
+        )
+    import datasets  # slow to import; only this format needs it
+
+    counts = {"records": 0, "pairs": 0}
+
+    def rows() -> Iterator[dict[str, Any]]:
+        for _, item, record in _checked_records(items):
+            counts["records"] += 1
+            counts["pairs"] += len(item.pairs)
+            yield {**record, "task": item.task}
+
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "image": datasets.Value("string"),
+            "conversations": [
+                {"from": datasets.Value("string"), "value": datasets.Value("string")}
+            ],
+            "task": datasets.Value("string"),
+        }
+    )
+    staging = _staging_name(out, "tmp")
+    try:
+        staging.mkdir()
+    except OSError as error:
+        raise ExportError(
+            f"{out}: cannot write there ({error.strerror or error}); choose another output path"
+        ) from error
+    try:
+        with _quiet_progress(datasets):
+            # A fresh fingerprint and a private cache: no hashing of `items`, no stale cache hit.
+            dataset = datasets.Dataset.from_generator(
+                rows,
+                features=features,
+                cache_dir=str(staging / "cache"),
+                fingerprint=secrets.token_hex(8),
+            )
+            dataset.save_to_disk(str(staging / "dataset"))
+        del dataset
+        _swap_in_dir(staging / "dataset", out)
+    except Exception as error:
+        cause = _export_error_within(error)
+        if cause is not None and cause is not error:
+            raise cause from None
+        if isinstance(error, OSError):
+            raise ExportError(
+                f"{out}: writing failed ({error.strerror or error}); nothing was changed"
+            ) from error
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ExportSummary(counts["records"], counts["pairs"], out)
+
+
+@contextmanager
+def _quiet_progress(datasets: Any) -> Iterator[None]:
+    # The caller owns progress display; datasets' own bars would only clutter stderr.
+    was_enabled = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            datasets.enable_progress_bars()
+
+
+def _replaceable_dataset_dir(path: Path) -> bool:
+    # Never delete a folder we did not make: only an empty one or an earlier save_to_disk.
+    return path.is_dir() and (
+        not any(path.iterdir()) or any((path / m).exists() for m in _HF_MARKERS)
+    )
+
+
+def _swap_in_dir(new: Path, out: Path) -> None:
+    """Put folder `new` at `out`; an old dataset there is moved aside first and removed after."""
+    if not out.exists():
+        os.replace(new, out)
+        return
+    old = _staging_name(out, "old")
+    os.replace(out, old)
+    try:
+        os.replace(new, out)
+    except BaseException:
+        os.replace(old, out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _export_error_within(error: BaseException) -> ExportError | None:
+    """The ExportError that `datasets` wrapped (it re-raises generator errors as its own)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ExportError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None

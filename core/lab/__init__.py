@@ -1,0 +1,1 @@
+"""The prompt lab: trials of edited prompts and versions side by side."""

@@ -1,0 +1,306 @@
+"""OpenAI-compatible chat servers (vLLM, TGI, llama.cpp server, Ollama) over stdlib HTTP."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import urlsplit
+
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
+from visinstruct.core.models.backends.mixtral import fold_system
+from visinstruct.core.models.backends.replies import (
+    image_format,
+    invalid,
+    naming_target,
+    parse_chat_completion,
+    read_json,
+)
+from visinstruct.core.errors import BackendError, ConfigError
+
+JSON_MODES = ("response_format", "guided_json", "none")
+_ERROR_TEXT_LIMIT = 300
+# A keep-alive socket the server already closed fails like this before any reply arrives.
+_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+
+
+def _content(message: Message) -> str | list[dict[str, Any]]:
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [
+        {
+            "type": "image_url",
+            "image_url": {
+                "url": f"data:image/{image_format(image)};base64,"
+                + base64.b64encode(image).decode("ascii")
+            },
+        }
+        for image in message.images
+    ]
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    return parts
+
+
+def chat_body(
+    model: str, request: CompletionRequest, *, json_mode: str, fold_system_role: bool
+) -> dict[str, Any]:
+    """The `/chat/completions` body; images become data URLs, the schema goes per json_mode."""
+    if request.max_tokens < 1:
+        raise invalid(f"max_tokens must be at least 1, got {request.max_tokens}")
+    messages: Sequence[Message] = request.messages
+    if fold_system_role:
+        try:
+            messages = fold_system(messages)
+        except ValueError as error:
+            raise invalid(f"cannot build the chat messages: {error}") from error
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [{"role": m.role, "content": _content(m)} for m in messages],
+        "max_tokens": request.max_tokens,
+        "temperature": max(request.temperature, 0.0),
+        "top_p": request.top_p,
+    }
+    if request.stop:
+        body["stop"] = list(request.stop)
+    if request.seed is not None:
+        body["seed"] = request.seed
+    if request.json_schema is not None:
+        if json_mode == "response_format":
+            body["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "output", "schema": request.json_schema},
+            }
+        elif json_mode == "guided_json":
+            body["guided_json"] = request.json_schema
+    return body
+
+
+def status_kind(status: int) -> str:
+    """How the pool should treat an HTTP error status."""
+    if status in (429, 503):
+        return BackendError.BACKPRESSURE
+    if status >= 500 or status == 408:
+        return BackendError.TRANSIENT
+    return BackendError.PERMANENT
+
+
+def status_class(status: int) -> str:
+    """A CamelCase name for an HTTP status, e.g. 429 -> TooManyRequests."""
+    try:
+        return HTTPStatus(status).phrase.title().replace(" ", "").replace("-", "")
+    except ValueError:
+        return f"HTTP{status}"
+
+
+class OpenAIBackend:
+    """OpenAI-compatible base URLs serving `model`; one keep-alive connection per thread and URL."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        model: str,
+        api_key: str | None = None,
+        base_urls: Sequence[str] | None = None,
+        max_in_flight: int = 16,
+        read_timeout: float = 120.0,
+        connect_timeout: float = 5.0,
+        json_mode: str = "response_format",
+        fold_system_role: bool = False,
+    ) -> None:
+        urls = list(base_urls or ())
+        if not urls:
+            url = base_url or os.environ.get("OPENAI_BASE_URL", "")
+            if not url:
+                raise ConfigError(
+                    "the OpenAI backend needs a base URL: set `base_url` (like "
+                    "http://127.0.0.1:8000/v1) or OPENAI_BASE_URL"
+                )
+            urls = [url]
+        if json_mode not in JSON_MODES:
+            raise ConfigError(
+                f"unknown json_mode {json_mode!r}; use one of {', '.join(JSON_MODES)}"
+            )
+        for url in urls:
+            if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+                raise ConfigError(f"bad OpenAI base URL {url!r}; write it like http://host:8000/v1")
+        self.name = f"openai:{model}"
+        self.endpoints: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        self.model = model
+        self.max_in_flight = max_in_flight
+        self.read_timeout = read_timeout
+        self.connect_timeout = connect_timeout
+        self.json_mode = json_mode
+        self.fold_system_role = fold_system_role
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        self._local = threading.local()
+        self._all_connections: list[http.client.HTTPConnection] = []
+        self._connections_lock = threading.Lock()
+
+    def complete(
+        self, request: CompletionRequest, endpoint: str | None = None
+    ) -> CompletionResponse:
+        """POST one chat completion to `endpoint` (default: the first base URL)."""
+        base = (endpoint or self.endpoints[0]).rstrip("/")
+        body = json.dumps(
+            chat_body(
+                self.model, request, json_mode=self.json_mode,
+                fold_system_role=self.fold_system_role,
+            )
+        ).encode("utf-8")
+        status, raw = self._post(base, "/chat/completions", body)
+        if status != 200:
+            raise self._status_error(base, status, raw)
+        try:
+            reply = parse_chat_completion(read_json(raw))
+        except BackendError as error:
+            raise naming_target(error, f"OpenAI-compatible server {base}") from error
+        return CompletionResponse(
+            text=reply.text,
+            finish_reason=reply.finish_reason,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            endpoint=base,
+            raw=raw.decode("utf-8", errors="replace"),
+        )
+
+    def _headers(self, length: int) -> dict[str, str]:
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json",
+            "Content-Length": str(length),
+        }
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        return headers
+
+    def _post(self, base: str, path: str, body: bytes) -> tuple[int, bytes]:
+        parts = urlsplit(base)
+        target = f"{parts.path.rstrip('/')}{path}"
+        headers = self._headers(len(body))
+        connection, reused = self._connection(base)
+        try:
+            try:
+                connection.request("POST", target, body=body, headers=headers)
+                response = connection.getresponse()
+            except _STALE_CONNECTION:
+                if not reused:
+                    raise
+                # The server closed an idle keep-alive socket: nothing was processed, resend once.
+                self._drop(base, connection)
+                connection, _ = self._connection(base)
+                connection.request("POST", target, body=body, headers=headers)
+                response = connection.getresponse()
+            raw = response.read()
+            if response.will_close:
+                self._drop(base, connection)
+            return response.status, raw
+        except Exception as error:
+            self._drop(base, connection)
+            raise self._transport_error(base, error) from error
+
+    def _thread_pool(self) -> dict[str, http.client.HTTPConnection]:
+        """This thread's connections by base URL."""
+        pool: dict[str, http.client.HTTPConnection] | None = getattr(self._local, "pool", None)
+        if pool is None:
+            pool = {}
+            self._local.pool = pool
+        return pool
+
+    def _connection(self, base: str) -> tuple[http.client.HTTPConnection, bool]:
+        """This thread's connection to `base` and whether it was used before."""
+        pool = self._thread_pool()
+        existing = pool.get(base)
+        if existing is not None and existing.sock is not None:
+            return existing, True
+        parts = urlsplit(base)
+        connection_class = (
+            http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+        )
+        connection = connection_class(
+            parts.hostname or "", parts.port, timeout=self.connect_timeout
+        )
+        try:
+            connection.connect()
+        except Exception as error:
+            connection.close()
+            raise self._transport_error(base, error, connecting=True) from error
+        if connection.sock is not None:
+            connection.sock.settimeout(self.read_timeout)
+        pool[base] = connection
+        with self._connections_lock:
+            self._all_connections.append(connection)
+        return connection, False
+
+    def _drop(self, base: str, connection: http.client.HTTPConnection) -> None:
+        connection.close()
+        pool = self._thread_pool()
+        if pool.get(base) is connection:
+            del pool[base]
+        with self._connections_lock:
+            if connection in self._all_connections:
+                self._all_connections.remove(connection)
+
+    def _transport_error(
+        self, base: str, error: Exception, *, connecting: bool = False
+    ) -> BackendError:
+        if isinstance(error, BackendError):
+            return error
+        if isinstance(error, (socket.timeout, TimeoutError)):
+            error_class = "ConnectTimeout" if connecting else "ReadTimeout"
+        elif isinstance(error, ConnectionRefusedError) or connecting:
+            error_class = "ConnectError"
+        elif isinstance(error, (ConnectionError, http.client.IncompleteRead)):
+            error_class = "ConnectionReset"
+        elif isinstance(error, (http.client.HTTPException, OSError)):
+            error_class = type(error).__name__
+        else:
+            raise error
+        return BackendError(
+            f"OpenAI-compatible server {base}: {error_class}: "
+            f"{self._scrub(str(error) or repr(error))}",
+            kind=BackendError.TRANSIENT,
+            error_class=error_class,
+        )
+
+    def _status_error(self, base: str, status: int, raw: bytes) -> BackendError:
+        detail = raw.decode("utf-8", errors="replace")
+        try:
+            document = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            document = None
+        if isinstance(document, dict):
+            inner = document.get("error")
+            if isinstance(inner, dict):
+                detail = str(inner.get("message") or detail)
+            elif isinstance(inner, str):
+                detail = inner
+            elif document.get("message") or document.get("detail"):
+                detail = str(document.get("message") or document.get("detail"))
+        detail = self._scrub(detail.strip())[:_ERROR_TEXT_LIMIT] or "no message"
+        return BackendError(
+            f"OpenAI-compatible server {base}: HTTP {status}: {detail}",
+            kind=status_kind(status),
+            error_class=status_class(status),
+            status=status,
+        )
+
+    def _scrub(self, text: str) -> str:
+        """Remove the API key from server text; some servers echo the key they rejected."""
+        if self._api_key:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def close(self) -> None:
+        """Close every connection this backend opened, in any thread."""
+        with self._connections_lock:
+            connections, self._all_connections = self._all_connections, []
+        for connection in connections:
+            connection.close()

@@ -1,0 +1,118 @@
+"""SageMaker real-time endpoints (`sagemaker-runtime`) speaking TGI, LMI or Messages payloads."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from visinstruct.core.models.backends.aws_client import client_config, make_client, translate_exception
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
+from visinstruct.core.models.backends.replies import ParsedReply, naming_target
+from visinstruct.core.models.backends.sagemaker_payloads import (
+    SCHEMAS,
+    StreamAssembler,
+    build_body,
+    parse_body,
+)
+from visinstruct.core.errors import BackendError, ConfigError
+
+
+class SageMakerBackend:
+    """SageMaker endpoints serving one model through one shared, thread-safe client.
+
+    The client never retries: the pool owns retries and needs every failure classified at once.
+    """
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        schema: str = "tgi",
+        region: str = "us-east-1",
+        max_in_flight: int = 64,
+        read_timeout: float = 75.0,
+        connect_timeout: float = 5.0,
+        stream: bool = False,
+        model_name: str = "mixtral",
+        endpoint_url: str | None = None,
+    ) -> None:
+        if not endpoints:
+            raise ConfigError(
+                "the SageMaker backend needs at least one endpoint name in `endpoints`"
+            )
+        if schema not in SCHEMAS:
+            raise ConfigError(
+                f"unknown SageMaker schema {schema!r}; set `schema` to one of {', '.join(SCHEMAS)}"
+            )
+        self.name = f"sagemaker:{model_name}"
+        self.endpoints: tuple[str, ...] = tuple(endpoints)
+        self.schema = schema
+        self.stream = stream
+        # Every endpoint shares one host, hence one urllib3 pool: size it for all of them.
+        config = client_config(
+            max_in_flight=max_in_flight * len(self.endpoints),
+            read_timeout=read_timeout,
+            connect_timeout=connect_timeout,
+        )
+        self._client: Any = make_client(
+            "sagemaker-runtime", region=region, config=config, endpoint_url=endpoint_url
+        )
+
+    def complete(
+        self, request: CompletionRequest, endpoint: str | None = None
+    ) -> CompletionResponse:
+        """Invoke `endpoint` (default: the first) once; return its reply or raise BackendError."""
+        target = endpoint or self.endpoints[0]
+        label = f"SageMaker endpoint {target!r}"
+        try:
+            body = json.dumps(build_body(self.schema, request, stream=self.stream)).encode()
+            if self.stream:
+                reply, raw, variant = self._invoke_streaming(target, body)
+            else:
+                reply, raw, variant = self._invoke(target, body)
+        except BackendError as error:
+            raise naming_target(error, label) from error
+        except Exception as error:  # translate_exception re-raises what it does not know
+            raise translate_exception(error, label) from error
+        return CompletionResponse(
+            text=reply.text,
+            finish_reason=reply.finish_reason,
+            tokens_in=reply.tokens_in,
+            tokens_out=reply.tokens_out,
+            endpoint=target,
+            raw=raw,
+            extra={"variant": variant} if variant else {},
+        )
+
+    def _invoke(self, target: str, body: bytes) -> tuple[ParsedReply, str, str]:
+        response = self._client.invoke_endpoint(
+            EndpointName=target, Body=body, ContentType="application/json",
+            Accept="application/json",
+        )
+        raw_bytes = response["Body"].read()
+        raw = raw_bytes.decode("utf-8", errors="replace")
+        variant = str(response.get("InvokedProductionVariant") or "")
+        return parse_body(self.schema, raw_bytes), raw, variant
+
+    def _invoke_streaming(self, target: str, body: bytes) -> tuple[ParsedReply, str, str]:
+        response = self._client.invoke_endpoint_with_response_stream(
+            EndpointName=target, Body=body, ContentType="application/json",
+            Accept="application/json",
+        )
+        assembler = StreamAssembler()
+        event_stream = response["Body"]
+        try:
+            for event in event_stream:
+                part = event.get("PayloadPart")
+                if part is not None:
+                    assembler.feed(part.get("Bytes", b""))
+        finally:
+            event_stream.close()
+        reply = assembler.finish()
+        raw = bytes(assembler.raw).decode("utf-8", errors="replace")
+        return reply, raw, str(response.get("InvokedProductionVariant") or "")
+
+    def close(self) -> None:
+        """Close the client's connection pool."""
+        self._client.close()

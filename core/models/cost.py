@@ -1,0 +1,99 @@
+"""What a run costs: instance-hours for SageMaker, tokens for Bedrock and OpenAI-compatible servers."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from visinstruct.core.config import Config
+from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.store.database import Store
+
+
+@dataclass(frozen=True)
+class CostReport:
+    """Spent so far, per kept pair, and projected for the whole source."""
+
+    cost_usd: float
+    cost_per_kept_pair_usd: float | None
+    projected_cost_usd: float | None
+    by_model: dict[str, float]
+
+
+def wall_hours(store: Store) -> float:
+    """Hours the store's runs have been going (finished runs plus the running one)."""
+    total = 0.0
+    current = time.time()
+    for started, finished in store.query("SELECT started_at, finished_at FROM runs"):
+        total += max(0.0, (finished or current) - started)
+    return total / 3600
+
+
+def cost_report(store: Store, config: Config, *, kept_pairs: int | None = None,
+                done_units: int | None = None) -> CostReport:
+    """Price the ledger with each model's price keys; models without prices cost nothing.
+
+    A running pipeline passes its own counts of kept pairs and done units, which saves two
+    queries that are slow on a large store.
+    """
+    tokens = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
+        "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM llm_calls GROUP BY model")}
+    hours = wall_hours(store)
+    by_model: dict[str, float] = {}
+    for name, model in config.models.items():
+        if model.backend == "sagemaker":
+            if name not in tokens or not model.price_per_instance_hour:
+                continue
+            instances = model.instances * max(1, len(model.endpoints))
+            by_model[name] = hours * instances * model.price_per_instance_hour
+        else:
+            used_in, used_out = tokens.get(name, (0, 0))
+            spent = (used_in * model.price_in_per_million
+                     + used_out * model.price_out_per_million) / 1e6
+            if spent:
+                by_model[name] = spent
+    total = sum(by_model.values())
+    kept = kept_pairs if kept_pairs is not None else int(store.scalar(
+        f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0)
+    images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
+    tasks = len(config.generation.tasks)
+    done = done_units if done_units is not None else int(store.scalar(
+        "SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations "
+        "WHERE purpose = 'run')") or 0)
+    projected = total / done * images * tasks if done and images else None
+    return CostReport(round(total, 6), round(total / kept, 6) if kept else None,
+                      round(projected, 4) if projected is not None else None, by_model)
+
+
+class CostMeter:
+    """A running run's spend, kept in memory: priced once from the store, then per call."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.config = config
+        report = cost_report(store, config, kept_pairs=0, done_units=0)
+        sagemaker = {n for n, m in config.models.items() if m.backend == "sagemaker"}
+        self._tokens_usd = sum(v for n, v in report.by_model.items() if n not in sagemaker)
+        # Instance-hours accrue with time for every priced SageMaker model the run uses.
+        self._usd_per_hour = sum(
+            m.instances * max(1, len(m.endpoints)) * m.price_per_instance_hour
+            for n, m in config.models.items() if n in sagemaker and m.price_per_instance_hour
+            and n in (config.generation.model, config.judge.model))
+        self._hours_before = wall_hours(store)
+        self._started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def add_call(self, model: str, tokens_in: int, tokens_out: int) -> None:
+        """Count one finished call's tokens."""
+        priced = self.config.models.get(model)
+        if priced is None or priced.backend == "sagemaker":
+            return
+        with self._lock:
+            self._tokens_usd += (tokens_in * priced.price_in_per_million
+                                 + tokens_out * priced.price_out_per_million) / 1e6
+
+    def total_usd(self) -> float:
+        """Spent so far, this run included."""
+        hours = self._hours_before + (time.monotonic() - self._started) / 3600
+        with self._lock:
+            return self._tokens_usd + hours * self._usd_per_hour

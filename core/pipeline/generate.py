@@ -1,0 +1,125 @@
+"""Generation: prompt -> call -> parse -> pairs, written with its ledger row in one transaction."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from visinstruct.core.models.backends.base import CompletionRequest
+from visinstruct.core.config import GenerationConfig
+from visinstruct.core.events import GenerationParsed
+from visinstruct.core.text.parse_pairs import parse_pairs
+from visinstruct.core.text.prompts import (
+    PromptTemplate,
+    generation_messages,
+    output_schema,
+    pick_description_request,
+)
+from visinstruct.core.records import Image, Pair
+from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.store.database import RowRef, now
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    """A generation queued for writing: its row reference, its pairs and what went wrong.
+
+    `ref.id` is known to later writes; `generation_id` waits for the commit.
+    """
+
+    ref: RowRef
+    pairs: tuple[Pair, ...]
+    parse_failure: bool
+    problems: tuple[str, ...] = ()
+    outcome: CallOutcome | None = None
+    written: Future[int] | None = field(default=None, compare=False)
+
+    @property
+    def generation_id(self) -> int:
+        """The stored id (blocks until the write has committed)."""
+        if self.written is not None:
+            self.written.result()
+        return int(self.ref.id or 0)
+
+
+def generation_request(template: PromptTemplate, image: Image, settings: GenerationConfig,
+                       task: str) -> CompletionRequest:
+    """The request for one (image, task), asking for JSON where the backend can enforce it."""
+    return CompletionRequest(
+        messages=generation_messages(template, image),
+        max_tokens=settings.max_tokens,
+        temperature=settings.temperature,
+        top_p=settings.top_p,
+        json_schema=output_schema(template),
+        tag=f"generate:{task}",
+    )
+
+
+def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt_version: str,
+                      model: str, call_id: int | None, status: str, raw: str,
+                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run") -> int:
+    """Write a generation and its pairs; returns the generation id."""
+    cursor = conn.execute(
+        "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
+        "problems, purpose, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (image_id, task, prompt_version, model, call_id, status, raw,
+         json.dumps(list(problems)), purpose, now()))
+    generation_id = int(cursor.lastrowid or 0)
+    conn.executemany(
+        "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (?, ?, ?, ?)",
+        [(generation_id, i, p.question, p.answer) for i, p in enumerate(pairs)])
+    return generation_id
+
+
+def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+             settings: GenerationConfig, model: str,
+             purpose: str = "run") -> GenerationResult | CallOutcome:
+    """Generate pairs for one (image, task); a failed call comes back as its CallOutcome.
+
+    `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
+    """
+    ref = RowRef()
+    if not image.captions:
+        # Nothing to describe: a counted row, not a call that would make things up.
+        no_captions: tuple[str, ...] = ("the image has no captions",)
+
+        def write_empty(conn: sqlite3.Connection) -> int:
+            ref.id = insert_generation(conn, image.image_id, task, template.version, model, None,
+                                       "parse_failure", "", (), no_captions, purpose)
+            return ref.id
+
+        written = ctx.store.write(write_empty, on_commit=lambda gid: ctx.emit(
+            GenerationParsed(gid, image.image_id, task, 0, True, no_captions)))
+        return GenerationResult(ref, (), True, no_captions, None, written)
+    request = generation_request(template, image, settings, task)
+    outcome = make_call(ctx, stage="generate", image_id=image.image_id, task=task, model=model,
+                        prompt_version=template.version, request=request,
+                        item="" if purpose == "run" else purpose)
+    if outcome.result is None:
+        return outcome
+    result = outcome.result
+    text = result.response.text
+    request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
+    parsed = parse_pairs(text, task, description_request=request_text)
+    pairs = parsed.pairs
+    problems: tuple[str, ...] = tuple(parsed.problems)
+    if result.response.finish_reason == "length" and task != "detail":
+        problems += ("output was cut at max_tokens",)
+    status = "ok" if pairs else "parse_failure"
+    ledger = ctx.ledger
+
+    def write(conn: sqlite3.Connection) -> int:
+        ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
+        ref.id = insert_generation(conn, image.image_id, task, template.version, model,
+                                   result.call_id, status, text, pairs, problems, purpose)
+        return ref.id
+
+    def committed(gid: int) -> None:
+        ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
+                                       result.latency_ms, result.attempt))
+        ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
+
+    written = ctx.store.write(write, on_commit=committed)
+    return GenerationResult(ref, pairs, not pairs, problems, outcome, written)

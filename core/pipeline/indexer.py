@@ -1,0 +1,151 @@
+"""Index the configured sources (COCO captions and boxes, mix665k baseline) into the store."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+from visinstruct.core.config import SourceConfig
+from visinstruct.core.records import BaselineConversation, Image
+from visinstruct.core.store.database import Store
+
+Progress = Callable[[str, int], None]
+_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class IndexSummary:
+    """What one `prepare` added to the store."""
+
+    images: int
+    captions: int
+    boxes: int
+    baseline_conversations: int
+    skipped_images: int
+    baseline_counts: dict[str, int]
+
+
+def source_fingerprint(source: SourceConfig) -> str:
+    """A short hash of the source files (path, size, mtime): a changed source gets indexed again."""
+    parts = []
+    for key in ("coco_captions", "coco_instances", "baseline"):
+        path = getattr(source, key)
+        if path is None:
+            parts.append(f"{key}=")
+            continue
+        stat = Path(path).stat()
+        parts.append(f"{key}={Path(path).resolve()}:{stat.st_size}:{int(stat.st_mtime)}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+def index_sources(store: Store, source: SourceConfig, progress: Progress | None = None) -> IndexSummary:
+    """Read the sources and write them in one transaction: a bad file leaves the store as it was."""
+    def work(conn: sqlite3.Connection) -> IndexSummary:
+        counts: collections.Counter[str] = collections.Counter()
+        baseline_ids: set[int] | None = None
+        n_baseline = 0
+        if source.baseline is not None:
+            from visinstruct.dataset.llava import read_mix665k
+
+            baseline_ids = set()
+            n_baseline = _index_baseline(conn, read_mix665k(Path(source.baseline), counts=counts),
+                                         baseline_ids, progress)
+        existing = {row[0] for row in conn.execute("SELECT id FROM images")}
+        summary = {"images": 0, "captions": 0, "boxes": 0, "skipped": 0}
+        if source.coco_captions is not None:
+            from visinstruct.dataset.coco import read_coco
+
+            images = read_coco(Path(source.coco_captions),
+                               Path(source.coco_instances) if source.coco_instances else None,
+                               split=_split_of(Path(source.coco_captions)))
+            _index_images(conn, images, baseline_ids, existing, summary, progress)
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('source_fingerprint', ?)",
+                     (source_fingerprint(source),))
+        return IndexSummary(
+            images=summary["images"], captions=summary["captions"], boxes=summary["boxes"],
+            baseline_conversations=n_baseline, skipped_images=summary["skipped"],
+            baseline_counts=dict(counts),
+        )
+
+    result: IndexSummary = store.write_sync(work)
+    return result
+
+
+def _split_of(path: Path) -> str:
+    name = path.name
+    for split in ("train2017", "val2017", "train2014", "val2014"):
+        if split in name:
+            return split
+    return ""
+
+
+def _index_baseline(conn: sqlite3.Connection, records: Iterable[BaselineConversation],
+                    baseline_ids: set[int], progress: Progress | None) -> int:
+    # The baseline file is the truth for the baseline: indexing it again replaces it.
+    conn.execute("DELETE FROM baseline_conversations")
+    rows: list[tuple[int, str, str, str]] = []
+    added = 0
+    for record in records:
+        baseline_ids.add(record.image_id)
+        pairs = json.dumps([[p.question, p.answer] for p in record.pairs], ensure_ascii=False)
+        rows.append((record.image_id, record.task, record.record_id, pairs))
+        if len(rows) >= _BATCH:
+            added += _flush_baseline(conn, rows, progress)
+    added += _flush_baseline(conn, rows, progress)
+    return added
+
+
+def _flush_baseline(conn: sqlite3.Connection, rows: list[tuple[int, str, str, str]],
+                    progress: Progress | None) -> int:
+    n = len(rows)
+    if rows:
+        conn.executemany(
+            "INSERT INTO baseline_conversations (image_id, task, record_id, pairs) "
+            "VALUES (?, ?, ?, ?)", rows)
+        rows.clear()
+        if progress:
+            progress("baseline", n)
+    return n
+
+
+def _index_images(conn: sqlite3.Connection, images: Iterable[Image], only: set[int] | None,
+                  existing: set[int], summary: dict[str, int], progress: Progress | None) -> None:
+    image_rows: list[tuple[int, str, int, int, str]] = []
+    caption_rows: list[tuple[int, int, str]] = []
+    box_rows: list[tuple[int, int, str, float, float, float, float, int]] = []
+
+    def flush() -> None:
+        conn.executemany("INSERT INTO images (id, file_name, width, height, split) "
+                         "VALUES (?, ?, ?, ?, ?)", image_rows)
+        conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
+                         caption_rows)
+        conn.executemany("INSERT INTO boxes (image_id, idx, category, x1, y1, x2, y2, crowd) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", box_rows)
+        if progress and image_rows:
+            progress("images", len(image_rows))
+        image_rows.clear()
+        caption_rows.clear()
+        box_rows.clear()
+
+    for image in images:
+        if (only is not None and image.image_id not in only) or image.image_id in existing:
+            summary["skipped"] += 1
+            continue
+        existing.add(image.image_id)
+        image_rows.append((image.image_id, image.file_name, image.width, image.height, image.split))
+        caption_rows.extend((image.image_id, i, text) for i, text in enumerate(image.captions))
+        box_rows.extend(
+            (image.image_id, i, box.category, *box.bbox, int(box.crowd))
+            for i, box in enumerate(image.boxes)
+        )
+        summary["images"] += 1
+        summary["captions"] += len(image.captions)
+        summary["boxes"] += len(image.boxes)
+        if len(image_rows) >= _BATCH:
+            flush()
+    flush()

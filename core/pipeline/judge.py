@@ -1,0 +1,94 @@
+"""Judging: one call per generated conversation, one score per pair, kept at or above the threshold."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from visinstruct.core.models.backends.base import CompletionRequest
+from visinstruct.core.config import JudgeConfig
+from visinstruct.core.events import PairsJudged
+from visinstruct.core.text.parse_scores import parse_judgement
+from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
+from visinstruct.core.records import Image, Judgement, Pair
+from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.store.database import RowRef, Store, now
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """The judgements of one conversation (queued for writing) and how many pairs were kept."""
+
+    judgements: tuple[Judgement, ...]
+    kept: int
+    written: Future[int] | None = field(default=None, compare=False)
+
+
+def is_kept(score: float | None, threshold: float) -> bool:
+    """A pair is kept when its score is readable and at least the threshold."""
+    return score is not None and score >= threshold
+
+
+def judge_request(template: PromptTemplate, image: Image, pairs: tuple[Pair, ...],
+                  settings: JudgeConfig) -> CompletionRequest:
+    """The request rating every pair of one conversation."""
+    return CompletionRequest(
+        messages=judge_messages(template, image, pairs),
+        max_tokens=settings.max_tokens,
+        temperature=max(settings.temperature, 0.0),
+        top_p=0.9,
+        json_schema=output_schema(template),
+        tag=f"judge:{len(pairs)}",
+    )
+
+
+def stored_pairs(store: Store, generation_id: int) -> list[tuple[int, Pair]]:
+    """(pair id, pair) of a generation, in order."""
+    return [(row[0], Pair(row[1], row[2])) for row in store.query(
+        "SELECT id, question, answer FROM pairs WHERE generation_id = ? ORDER BY idx",
+        (generation_id,))]
+
+
+def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+          generation: RowRef | int, pair_rows: Sequence[tuple[int, Pair]] | Sequence[Pair],
+          settings: JudgeConfig, model: str) -> JudgeResult | CallOutcome:
+    """Rate the pairs of one generation; a failed call comes back as its CallOutcome.
+
+    `generation` may be a RowRef whose insert is still queued: the write resolves it.
+    """
+    pairs = tuple(p if isinstance(p, Pair) else p[1] for p in pair_rows)
+    ref = generation if isinstance(generation, RowRef) else RowRef(generation)
+    request = judge_request(template, image, pairs, settings)
+    outcome = make_call(ctx, stage="judge", image_id=image.image_id, task=task, model=model,
+                        prompt_version=template.version, request=request,
+                        item=f"{template.version}:{len(pairs)}" if ref.id is None else str(ref.id))
+    if outcome.result is None:
+        return outcome
+    result = outcome.result
+    judgements = parse_judgement(result.response.text, len(pairs))
+    ledger = ctx.ledger
+
+    def write(conn: sqlite3.Connection) -> int:
+        ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
+        pair_ids = [row[0] for row in conn.execute(
+            "SELECT id FROM pairs WHERE generation_id = ? ORDER BY idx", (ref.id,))]
+        created = now()
+        conn.executemany(
+            "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
+            "prompt_version, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(pair_id, ref.id, j.score, j.reason, result.call_id, template.version,
+              model, created) for pair_id, j in zip(pair_ids, judgements)])
+        return int(ref.id or 0)
+
+    kept = sum(is_kept(j.score, settings.threshold) for j in judgements)
+
+    def committed(gid: int) -> None:
+        ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
+                                       result.latency_ms, result.attempt))
+        ctx.emit(PairsJudged(gid, image.image_id, task, tuple(j.score for j in judgements), kept,
+                             settings.threshold))
+
+    written = ctx.store.write(write, on_commit=committed)
+    return JudgeResult(judgements, kept, written)

@@ -1,0 +1,1 @@
+"""Human review: sample lists with filters, decisions, edits and re-judging."""

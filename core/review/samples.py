@@ -1,0 +1,387 @@
+"""Human review: paged sample lists with filters, one sample's detail, decisions, edits, re-judging."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from visinstruct.core.config import Config
+from visinstruct.core.errors import BackendError, InputError
+from visinstruct.core.events import Emit, ignore
+from visinstruct.core.store.interrupt import ReadCancelled, interruptible
+from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
+from visinstruct.core.lab.trials import call_context
+from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.store.queries import baseline_pairs, load_images
+from visinstruct.core.records import TASKS, Image, Pair
+from visinstruct.core.store.database import Store, now
+
+STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "parse_failure", "evaluated")
+DECISIONS: tuple[str, ...] = ("accept", "reject")
+
+# The sample shown for an (image, task): its current ok generation, else its latest failure.
+_SAMPLE_GENERATION = """
+    g.purpose = 'run' AND g.id = (
+        SELECT g2.id FROM generations g2
+        WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.purpose = 'run'
+        ORDER BY g2.status = 'ok' DESC, g2.id DESC LIMIT 1)
+"""
+# Per pair: its latest judgement's score and its latest accept/reject decision.
+_PAIR_FACTS = """
+    SELECT (SELECT j.score FROM judgements j WHERE j.pair_id = p.id
+            ORDER BY j.id DESC LIMIT 1) AS s,
+           (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id
+            AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d
+    FROM pairs p WHERE p.generation_id = g.id LIMIT -1
+"""
+# One pass over a sample's pairs: [pairs, mean score, kept, scored], as JSON so it is computed once
+# (the LIMIT -1 above stops SQLite from flattening, which would repeat the lookups per use).
+_STATS = f"""
+    (SELECT json_array(COUNT(*), AVG(s),
+            COALESCE(SUM(d = 'accept' OR (d IS NULL AND s IS NOT NULL AND s >= :threshold)), 0),
+            COUNT(s))
+     FROM ({_PAIR_FACTS}))
+"""
+_STATE_SQL: dict[str, str] = {
+    "kept": "status = 'ok' AND json_extract(stats, '$[2]') > 0",
+    "dropped": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') > 0",
+    "unjudged": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0",
+    "parse_failure": "status = 'parse_failure'",
+    "evaluated": "evaluated",
+}
+
+
+@dataclass(frozen=True)
+class SampleFilter:
+    """What the review list shows; None means any."""
+
+    task: str | None = None
+    min_score: float | None = None
+    max_score: float | None = None
+    state: str | None = None
+    prompt_version: str | None = None
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    """One (image, task) in the review list."""
+
+    generation_id: int
+    image_id: int
+    task: str
+    status: str
+    prompt_version: str
+    pairs: int
+    mean_score: float | None
+    kept: int
+    scored: int
+    evaluated: bool
+
+    @property
+    def key(self) -> tuple[int, str]:
+        """The keyset position of this row: the list is ordered by (image id, task)."""
+        return (self.image_id, self.task)
+
+    @property
+    def state(self) -> str:
+        """parse_failure, kept, unjudged or dropped."""
+        if self.status != "ok":
+            return "parse_failure"
+        if self.kept:
+            return "kept"
+        return "dropped" if self.scored else "unjudged"
+
+
+@dataclass(frozen=True)
+class SamplePage:
+    """One page of the list and whether another follows it."""
+
+    rows: tuple[SampleRow, ...]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class PairView:
+    """One of our pairs as review shows it: current text, the original, score and decision."""
+
+    pair_id: int
+    idx: int
+    question: str
+    answer: str
+    original_question: str
+    original_answer: str
+    score: float | None
+    reason: str
+    decision: str | None
+    edited: bool
+    kept: bool
+
+
+@dataclass(frozen=True)
+class VerdictView:
+    """One evaluation row: which side was shown first and the scores mapped to each side."""
+
+    mode: str
+    item: int
+    shown_first: str
+    ours_score: float | None
+    baseline_score: float | None
+    parsed: bool
+    rationale: str
+    model: str
+
+
+@dataclass(frozen=True)
+class SampleDetail:
+    """Everything the detail pane shows for one (image, task)."""
+
+    image: Image
+    task: str
+    tasks: tuple[str, ...]
+    generation_id: int | None
+    status: str
+    prompt_version: str
+    model: str
+    raw: str
+    problems: tuple[str, ...]
+    pairs: tuple[PairView, ...]
+    baseline: tuple[Pair, ...]
+    verdicts: tuple[VerdictView, ...]
+
+
+def _where(filters: SampleFilter) -> tuple[list[str], list[str], dict[str, object]]:
+    """Conditions on the generation row, conditions on the computed columns, and parameters."""
+    inner = [_SAMPLE_GENERATION]
+    outer: list[str] = []
+    params: dict[str, object] = {}
+    if filters.task:
+        # Unary plus: filter on the row, keep walking the (image_id, task) index in order.
+        inner.append("+g.task = :task")
+        params["task"] = filters.task
+    if filters.prompt_version:
+        inner.append("g.prompt_version = :version")
+        params["version"] = filters.prompt_version
+    if filters.min_score is not None:
+        outer.append("json_extract(stats, '$[1]') >= :min_score")
+        params["min_score"] = filters.min_score
+    if filters.max_score is not None:
+        outer.append("json_extract(stats, '$[1]') <= :max_score")
+        params["max_score"] = filters.max_score
+    if filters.state:
+        if filters.state not in _STATE_SQL:
+            raise InputError(f"unknown review state {filters.state!r}; one of {', '.join(STATES)}")
+        outer.append(_STATE_SQL[filters.state])
+    return inner, outer, params
+
+
+def _sample_sql(filters: SampleFilter, threshold: float, after: tuple[int, str] | None,
+                image_id: int | None = None) -> tuple[str, dict[str, object]]:
+    inner, outer, params = _where(filters)
+    params["threshold"] = threshold
+    if image_id is not None:
+        inner.append("g.image_id = :image")
+        params["image"] = image_id
+    if after is not None:
+        inner.append("(g.image_id, g.task) > (:after_image, :after_task)")
+        params["after_image"], params["after_task"] = after
+    # LIMIT -1 keeps SQLite from flattening the subquery, so each row's stats run once.
+    sql = f"""
+        SELECT * FROM (
+            SELECT g.id AS generation_id, g.image_id, g.task, g.status, g.prompt_version,
+                   {_STATS} AS stats,
+                   EXISTS (SELECT 1 FROM evaluations e
+                           WHERE e.image_id = g.image_id AND e.task = g.task) AS evaluated
+            FROM generations g
+            WHERE {' AND '.join(inner)}
+            ORDER BY g.image_id, g.task LIMIT -1)
+        {'WHERE ' + ' AND '.join(outer) if outer else ''}
+    """
+    return sql, params
+
+
+def sample_page(store: Store, filters: SampleFilter, threshold: float, *,
+                after: tuple[int, str] | None = None, limit: int = 50,
+                cancel: threading.Event | None = None) -> SamplePage:
+    """The `limit` samples after keyset position `after` that pass `filters`.
+
+    A rare state or a narrow score range may scan far; `cancel` stops it (ReadCancelled).
+    """
+    sql, params = _sample_sql(filters, threshold, after)
+    with interruptible(store, cancel):
+        rows = store.query(sql + " LIMIT :limit", {**params, "limit": limit + 1})
+    samples = tuple(_row(r) for r in rows[:limit])
+    return SamplePage(samples, len(rows) > limit)
+
+
+def sample_row(store: Store, image_id: int, task: str, threshold: float) -> SampleRow | None:
+    """One sample's list row as it is now (after a review action), filters aside."""
+    sql, params = _sample_sql(SampleFilter(task=task), threshold, None, image_id)
+    rows = store.query(sql, params)
+    return _row(rows[0]) if rows else None
+
+
+def count_samples(store: Store, filters: SampleFilter, threshold: float,
+                  cancel: threading.Event | None = None) -> int | None:
+    """How many samples pass `filters`, or None when `cancel` was set before it finished.
+
+    Filters on scores or states look at every pair, seconds on a big store: callers count
+    after showing the page, and cancel a count the user no longer needs.
+    """
+    if filters == SampleFilter(task=filters.task):
+        # Nothing but a task: count distinct (image, task) on the index, no per-pair work.
+        sql = ("SELECT COUNT(*) FROM (SELECT DISTINCT image_id, task FROM generations "
+               "WHERE purpose = 'run' AND (:task IS NULL OR task = :task))")
+        named: dict[str, object] = {"task": filters.task}
+    else:
+        inner, named = _sample_sql(filters, threshold, None)
+        sql = f"SELECT COUNT(*) FROM ({inner})"
+    try:
+        with interruptible(store, cancel):
+            return int(store.scalar(sql, named) or 0)
+    except ReadCancelled:
+        return None
+
+
+def _row(row: sqlite3.Row) -> SampleRow:
+    pairs, mean, kept, scored = json.loads(row["stats"])
+    return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
+                     row["prompt_version"], int(pairs), None if mean is None else float(mean),
+                     int(kept), int(scored), bool(row["evaluated"]))
+
+
+def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:
+    """(version, task) of every stored generation prompt, newest first, for the version filter."""
+    marks = ",".join("?" * len(TASKS))
+    return [(r[0], r[1]) for r in store.query(
+        f"SELECT version, task FROM prompts WHERE task IN ({marks}) ORDER BY created_at DESC",
+        TASKS)]
+
+
+def sample_detail(store: Store, image_id: int, task: str | None, threshold: float) -> SampleDetail | None:
+    """One image's sample for `task` (its first sample's task when None); None if no such image."""
+    images = load_images(store, [image_id])
+    if image_id not in images:
+        return None
+    samples = {r["task"]: r for r in store.query(
+        f"SELECT g.id, g.task, g.status, g.prompt_version, g.model, g.raw, g.problems "
+        f"FROM generations g WHERE g.image_id = :image AND {_SAMPLE_GENERATION}",
+        {"image": image_id})}
+    tasks = tuple(t for t in TASKS if t in samples) + tuple(
+        sorted(t for t in samples if t not in TASKS))
+    if task is None:
+        task = tasks[0] if tasks else TASKS[0]
+    sample = samples.get(task)
+    baseline = tuple(p for _, pairs in baseline_pairs(store, image_id, task) for p in pairs)
+    verdicts = tuple(VerdictView(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6] or "", r[7] or "")
+                     for r in store.query(
+        "SELECT mode, item, shown_first, ours_score, baseline_score, parsed, rationale, model "
+        "FROM evaluations WHERE image_id = ? AND task = ? ORDER BY item, id", (image_id, task)))
+    if sample is None:
+        return SampleDetail(images[image_id], task, tasks, None, "none", "", "", "", (), (),
+                            baseline, verdicts)
+    return SampleDetail(images[image_id], task, tasks, sample["id"], sample["status"],
+                        sample["prompt_version"], sample["model"], sample["raw"] or "",
+                        tuple(json.loads(sample["problems"] or "[]")),
+                        pair_views(store, sample["id"], threshold), baseline, verdicts)
+
+
+def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[PairView, ...]:
+    """The pairs of a generation with their latest score, decision and edit."""
+    rows = store.query(
+        "SELECT p.id, p.idx, p.question, p.answer, "
+        "(SELECT score FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1), "
+        "(SELECT reason FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1), "
+        "(SELECT decision FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject') "
+        " ORDER BY id DESC LIMIT 1), "
+        "(SELECT json_array(question, answer) FROM reviews WHERE pair_id = p.id "
+        " AND decision = 'edit' ORDER BY id DESC LIMIT 1) "
+        "FROM pairs p WHERE p.generation_id = ? ORDER BY p.idx", (generation_id,))
+    views = []
+    for pair_id, idx, question, answer, score, reason, decision, edit in rows:
+        current = json.loads(edit) if edit else (question, answer)
+        kept = decision == "accept" or (decision is None and score is not None and score >= threshold)
+        views.append(PairView(pair_id, idx, current[0], current[1], question, answer, score,
+                              reason or "", decision, edit is not None, kept))
+    return tuple(views)
+
+
+def image_file(config: Config, image: Image) -> Path | None:
+    """The picture on disk when [source].images_dir has it."""
+    folder = config.source.images_dir
+    if folder is None:
+        return None
+    path = Path(folder) / image.file_name
+    return path if path.is_file() else None
+
+
+# -- writes ------------------------------------------------------------------------------------
+def _insert_review(store: Store, pair_id: int, decision: str, question: str | None = None,
+                   answer: str | None = None) -> int:
+    def work(conn: sqlite3.Connection) -> int:
+        if conn.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
+            raise InputError(f"pair {pair_id} is not in {store.path}; refresh the review list")
+        cursor = conn.execute(
+            "INSERT INTO reviews (pair_id, decision, question, answer, created_at) "
+            "VALUES (?, ?, ?, ?, ?)", (pair_id, decision, question, answer, now()))
+        return int(cursor.lastrowid or 0)
+
+    review_id: int = store.write_sync(work)
+    return review_id
+
+
+def decide_pair(store: Store, pair_id: int, decision: str) -> int:
+    """Record a human accept or reject of a pair; the latest decision wins over the judge."""
+    if decision not in DECISIONS:
+        raise InputError(f"review decision {decision!r} is not one of {', '.join(DECISIONS)}")
+    return _insert_review(store, pair_id, decision)
+
+
+def accept_pair(store: Store, pair_id: int) -> int:
+    """Keep a pair whatever its score."""
+    return decide_pair(store, pair_id, "accept")
+
+
+def reject_pair(store: Store, pair_id: int) -> int:
+    """Drop a pair whatever its score."""
+    return decide_pair(store, pair_id, "reject")
+
+
+def edit_pair(store: Store, pair_id: int, question: str, answer: str) -> int:
+    """Store a human edit of a pair's text; the generated original stays in `pairs`."""
+    question, answer = question.strip(), answer.strip()
+    if not question or not answer:
+        raise InputError("an edited pair needs both a question and an answer; fill in the empty one")
+    return _insert_review(store, pair_id, "edit", question, answer)
+
+
+def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignore,
+            cancel: threading.Event | None = None) -> JudgeResult:
+    """Judge one generation again with the active judge prompt; the new scores become current."""
+    row = store.reader().execute(
+        "SELECT image_id, task, status FROM generations WHERE id = ?", (generation_id,)).fetchone()
+    if row is None:
+        raise InputError(f"generation {generation_id} is not in {store.path}; refresh the review list")
+    image_id, task, status = row
+    pairs = stored_pairs(store, generation_id)
+    if status != "ok" or not pairs:
+        raise InputError(f"generation {generation_id} (image {image_id}, {task}) has no pairs to "
+                         "judge: its output could not be parsed")
+    image = load_images(store, [image_id])[image_id]
+    template = active_template(store, "judge")
+    model = config.judge.model
+    with call_context(config, store, [model], emit, cancel) as ctx:
+        result = judge(ctx, template, image, task, generation_id, pairs, config.judge, model)
+        if isinstance(result, JudgeResult) and result.written is not None:
+            result.written.result()
+    store.flush()  # the ledger's rows too: callers read the store right after
+    if isinstance(result, JudgeResult):
+        return result
+    if result.cancelled:
+        raise BackendError("re-judging was cancelled before the call was sent")
+    error = result.error
+    raise BackendError(f"re-judging image {image_id} ({task}) failed: {error}",
+                       kind=error.kind if error else "permanent",
+                       error_class=error.error_class if error else "")

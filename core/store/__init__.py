@@ -1,0 +1,1 @@
+"""The SQLite store: schema and migrations, the one writer, the ledger, read queries and snapshots."""

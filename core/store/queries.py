@@ -1,0 +1,101 @@
+"""Read queries over the store: images with their context, counts, kept pairs for export."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Iterator, Sequence
+
+from visinstruct.core.records import Box, Image, Pair
+from visinstruct.core.store.database import Store
+
+KEPT_SQL = "(decision = 'accept' OR (decision IS NULL AND score IS NOT NULL AND score >= ?))"
+
+
+def load_images(store: Store, ids: Sequence[int]) -> dict[int, Image]:
+    """Images with their captions and boxes, in three queries for the whole batch."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    captions: dict[int, list[str]] = defaultdict(list)
+    for row in store.query(f"SELECT image_id, text FROM captions WHERE image_id IN ({marks}) "
+                           "ORDER BY image_id, idx", ids):
+        captions[row[0]].append(row[1])
+    boxes: dict[int, list[Box]] = defaultdict(list)
+    for row in store.query(f"SELECT image_id, category, x1, y1, x2, y2, crowd FROM boxes "
+                           f"WHERE image_id IN ({marks}) ORDER BY image_id, idx", ids):
+        boxes[row[0]].append(Box(row[1], (row[2], row[3], row[4], row[5]), bool(row[6])))
+    result = {}
+    for row in store.query(f"SELECT id, file_name, width, height, split FROM images "
+                           f"WHERE id IN ({marks})", ids):
+        image_id = row[0]
+        result[image_id] = Image(image_id, row[1], row[2], row[3],
+                                 tuple(captions.get(image_id, ())), tuple(boxes.get(image_id, ())),
+                                 row[4])
+    return result
+
+
+def image_ids(store: Store, after: int = -1, page: int = 1000) -> list[int]:
+    """A page of image ids in id order, after `after`."""
+    return [r[0] for r in store.query(
+        "SELECT id FROM images WHERE id > ? ORDER BY id LIMIT ?", (after, page))]
+
+
+def count_images(store: Store) -> int:
+    return int(store.scalar("SELECT COUNT(*) FROM images") or 0)
+
+
+def baseline_pairs(store: Store, image_id: int, task: str | None = None) -> list[tuple[str, tuple[Pair, ...]]]:
+    """The baseline conversations of an image as (task, pairs)."""
+    sql = "SELECT task, pairs FROM baseline_conversations WHERE image_id = ?"
+    params: list[object] = [image_id]
+    if task:
+        sql += " AND task = ?"
+        params.append(task)
+    return [(row[0], tuple(Pair(q, a) for q, a in json.loads(row[1])))
+            for row in store.query(sql + " ORDER BY id", params)]
+
+
+def status_counts(store: Store, threshold: float) -> dict[str, int]:
+    """What the store holds; the keys are part of the `status --json` contract."""
+    def n(sql: str, params: Sequence[object] = ()) -> int:
+        return int(store.scalar(sql, params) or 0)
+
+    return {
+        "images": n("SELECT COUNT(*) FROM images"),
+        "captions": n("SELECT COUNT(*) FROM captions"),
+        "boxes": n("SELECT COUNT(*) FROM boxes"),
+        "images_with_boxes": n("SELECT COUNT(DISTINCT image_id) FROM boxes"),
+        "baseline_conversations": n("SELECT COUNT(*) FROM baseline_conversations"),
+        "baseline_images": n("SELECT COUNT(DISTINCT image_id) FROM baseline_conversations"),
+        "conversations": n("SELECT COUNT(*) FROM current_generations"),
+        "pairs": n("SELECT COUNT(*) FROM pair_state"),
+        "kept_pairs": n(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (threshold,)),
+        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL"),
+        "calls": n("SELECT COUNT(*) FROM llm_calls"),
+        "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
+        "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
+        "in_flight_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'in_flight'"),
+        "parse_failures": n("SELECT COUNT(*) FROM generations WHERE status = 'parse_failure' AND purpose = 'run'"),
+        "evaluations": n("SELECT COUNT(*) FROM evaluations"),
+        "runs": n("SELECT COUNT(*) FROM runs"),
+    }
+
+
+def kept_conversations(store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:
+    """(image_id, task, prompt_version, model, kept pairs) per conversation with a kept pair."""
+    rows = store.iter_query(
+        f"SELECT image_id, task, prompt_version, model, question, answer FROM pair_state "
+        f"WHERE {KEPT_SQL} ORDER BY image_id, task, generation_id, idx", (threshold,), size=5000)
+    current: tuple[int, str] | None = None
+    meta: tuple[str, str] = ("", "")
+    pairs: list[Pair] = []
+    for row in rows:
+        key = (row[0], row[1])
+        if key != current:
+            if current is not None and pairs:
+                yield current[0], current[1], meta[0], meta[1], tuple(pairs)
+            current, meta, pairs = key, (row[2], row[3]), []
+        pairs.append(Pair(row[4], row[5]))
+    if current is not None and pairs:
+        yield current[0], current[1], meta[0], meta[1], tuple(pairs)

@@ -1,0 +1,393 @@
+"""Read-only queries the run monitor needs to follow a store that another process writes."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Sequence
+
+from visinstruct.core.config import Config
+from visinstruct.core.models.cost import CostReport, cost_report
+from visinstruct.core.cli.status import stored_config
+from visinstruct.core.store.database import Store
+
+# Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
+_LATENCY_WINDOW = 500
+# Calls behind the "health" of an endpoint when only the ledger is known.
+_HEALTH_WINDOW = 5
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """The latest run row and how many of its units the store shows as done."""
+
+    run_id: int | None
+    status: str                  # none | running | finished | interrupted | failed | budget
+    started_at: float | None
+    finished_at: float | None
+    total_units: int
+    done_units: int
+    failed_units: int
+    generation_model: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class EndpointStats:
+    """One endpoint's figures from the ledger; `limit` is None when only the store is known."""
+
+    model: str
+    endpoint: str
+    in_flight: int
+    done: int
+    errors: int
+    throttles: int
+    p50_ms: float
+    p95_ms: float
+    tokens_out: int
+    health: str
+    limit: int | None = None
+    instances: int = 1
+
+
+@dataclass(frozen=True)
+class InFlightCall:
+    """A call sent and not yet answered: one worker lane."""
+
+    call_id: int
+    stage: str
+    image_id: int
+    task: str
+    model: str
+    endpoint: str
+    attempt: int
+    started_at: float
+
+
+@dataclass(frozen=True)
+class CallError:
+    """A failed call attempt, as the error feed shows it."""
+
+    call_id: int
+    finished_at: float
+    stage: str
+    image_id: int
+    task: str
+    model: str
+    endpoint: str
+    kind: str
+    error_class: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JudgedSample:
+    """A judged conversation: its scores (one per pair) and its first question."""
+
+    generation_id: int
+    image_id: int
+    task: str
+    scores: tuple[float | None, ...]
+    question: str = ""
+
+
+@dataclass(frozen=True)
+class ScoreCounts:
+    """Judge scores seen in judgements with ids in (after_id, last_id]; bucket 0 is unreadable."""
+
+    last_id: int
+    buckets: dict[int, int] = field(default_factory=dict)
+    kept: int = 0
+    threshold: float = 7.0
+
+    @property
+    def judged(self) -> int:
+        return sum(self.buckets.values())
+
+
+@dataclass(frozen=True)
+class StoreSnapshot:
+    """Everything the monitor shows, read from the store at one moment."""
+
+    progress: RunProgress
+    endpoints: tuple[EndpointStats, ...]
+    in_flight: tuple[InFlightCall, ...]
+    errors: tuple[CallError, ...]
+    samples: tuple[JudgedSample, ...]
+    scores: ScoreCounts
+    threshold: float
+    full_scores: bool            # True: `scores` counts every judgement; False: only new ones
+    cost: CostReport | None = None
+
+
+def threshold_of(store: Store, fallback: float) -> float:
+    """The judge threshold the last run used (kept in meta), else `fallback`."""
+    value = store.get_meta("judge_threshold")
+    try:
+        return float(value) if value is not None else fallback
+    except ValueError:
+        return fallback
+
+
+def latest_run(store: Store) -> tuple[int, str, float | None, float | None, int, str, str] | None:
+    """(id, status, started_at, finished_at, total_units, generation model, message) of the last run."""
+    row = store.reader().execute(
+        "SELECT id, status, started_at, finished_at, total_units, config, message "
+        "FROM runs ORDER BY id DESC LIMIT 1").fetchone()
+    if row is None:
+        return None
+    run_id, status, started, finished, total, settings, message = tuple(row)
+    try:
+        model = str(json.loads(settings or "{}").get("generation", {}).get("model", ""))
+    except (ValueError, AttributeError):
+        model = ""
+    return int(run_id), str(status), started, finished, int(total or 0), model, str(message or "")
+
+
+def failed_units(store: Store, run_id: int) -> int:
+    """Units of a run whose calls ended in error with none of their calls answered or in flight."""
+    return int(store.scalar(
+        "SELECT COUNT(DISTINCT e.key) FROM llm_calls e WHERE e.status = 'error' AND e.run_id = ? "
+        "AND NOT EXISTS (SELECT 1 FROM llm_calls c WHERE c.key = e.key AND c.run_id = e.run_id "
+        "AND c.status IN ('ok', 'in_flight'))", (run_id,)) or 0)
+
+
+class UnitTally:
+    """Units done (judged, or unparseable) in the store, counting only rows added since last time.
+
+    A unit is a run generation with a judgement or a parse failure; a regenerated unit (after a
+    prompt change) counts again, so the figure is capped at the run's total.
+    """
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.done = 0
+        self._judgements_read = 0
+        self._generations_read = 0
+
+    def count(self, store: Store) -> int:
+        last_judgement = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
+        last_generation = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM generations") or 0)
+        model = self.model
+        if last_judgement > self._judgements_read:
+            self.done += int(store.scalar(
+                "SELECT COUNT(DISTINCT j.generation_id) FROM judgements j "
+                "JOIN generations g ON g.id = j.generation_id "
+                "WHERE j.id > :after AND j.id <= :last AND g.purpose = 'run' "
+                "AND (:model = '' OR g.model = :model) AND NOT EXISTS (SELECT 1 FROM judgements o "
+                "WHERE o.generation_id = j.generation_id AND o.id <= :after)",
+                {"after": self._judgements_read, "last": last_judgement, "model": model}) or 0)
+            self._judgements_read = last_judgement
+        if last_generation > self._generations_read:
+            self.done += int(store.scalar(
+                "SELECT COUNT(*) FROM generations WHERE id > :after AND id <= :last "
+                "AND status = 'parse_failure' AND purpose = 'run' AND (:model = '' OR model = :model)",
+                {"after": self._generations_read, "last": last_generation, "model": model}) or 0)
+            self._generations_read = last_generation
+        return self.done
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    if not sorted_values:
+        return 0.0
+    return float(sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))])
+
+
+_COUNTS_SQL = (
+    "SELECT model, COALESCE(endpoint, ''), SUM(status = 'in_flight'), SUM(status = 'ok'), "
+    "SUM(status = 'error' AND COALESCE(error_kind, '') != 'backpressure'), "
+    "SUM(status = 'error' AND error_kind = 'backpressure'), SUM(COALESCE(tokens_out, 0)) "
+    "FROM llm_calls WHERE run_id = ? AND id >= ? AND id < ? GROUP BY 1, 2")
+
+
+class LedgerTally:
+    """Per-endpoint call counts of one run, reading only ledger rows that can still change.
+
+    Every row older than the oldest call in flight is final, so it is counted once and kept.
+    """
+
+    def __init__(self, run_id: int) -> None:
+        self.run_id = run_id
+        self._settled_below = 0
+        self._settled: dict[tuple[str, str], list[int]] = {}
+
+    def counts(self, store: Store) -> dict[tuple[str, str], list[int]]:
+        """(model, endpoint) -> [in flight, done, errors, throttles, tokens out]."""
+        oldest = store.scalar("SELECT MIN(id) FROM llm_calls WHERE status = 'in_flight' "
+                              "AND run_id = ?", (self.run_id,))
+        end = int(oldest) if oldest is not None else \
+            int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM llm_calls") or 0) + 1
+        if end > self._settled_below:
+            for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, end)):
+                figures = self._settled.setdefault((row[0], row[1]), [0] * 5)
+                for index in range(5):
+                    figures[index] += int(row[2 + index] or 0)
+            self._settled_below = end
+        totals = {key: list(figures) for key, figures in self._settled.items()}
+        for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, 2 ** 62)):
+            figures = totals.setdefault((row[0], row[1]), [0] * 5)
+            for index in range(5):
+                figures[index] += int(row[2 + index] or 0)
+        return totals
+
+
+def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointStats]:
+    """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
+    stats = []
+    run_id = tally.run_id
+    for (model, endpoint), (in_flight, done, errors, throttles, tokens_out) in sorted(
+            tally.counts(store).items()):
+        latencies = sorted(r[0] for r in store.query(
+            "SELECT latency_ms FROM llm_calls WHERE run_id = ? AND model = ? AND endpoint = ? "
+            "AND status = 'ok' ORDER BY id DESC LIMIT ?", (run_id, model, endpoint, _LATENCY_WINDOW)))
+        recent = [r[0] for r in store.query(
+            "SELECT status FROM llm_calls WHERE run_id = ? AND model = ? AND endpoint = ? "
+            "AND status IN ('ok', 'error') ORDER BY id DESC LIMIT ?",
+            (run_id, model, endpoint, _HEALTH_WINDOW))]
+        failures = len(recent) if all(s == "error" for s in recent) else recent.index("ok")
+        health = "down" if recent and failures >= _HEALTH_WINDOW else (
+            "degraded" if failures else "healthy")
+        instances = 1
+        if config is not None and model in config.models:
+            instances = config.models[model].instances
+        stats.append(EndpointStats(str(model), str(endpoint), in_flight, done, errors, throttles,
+                                   _percentile(latencies, 0.5), _percentile(latencies, 0.95),
+                                   tokens_out, health, None, instances))
+    return stats
+
+
+def in_flight_calls(store: Store, limit: int = 200) -> list[InFlightCall]:
+    """Calls written `in_flight` and not yet finished, oldest first."""
+    return [InFlightCall(int(r[0]), r[1], int(r[2] or 0), r[3] or "", r[4], r[5] or "", int(r[6]),
+                         float(r[7]))
+            for r in store.query(
+                "SELECT id, stage, image_id, task, model, endpoint, attempt, started_at "
+                "FROM llm_calls WHERE status = 'in_flight' ORDER BY id LIMIT ?", (limit,))]
+
+
+def recent_errors(store: Store, limit: int = 50) -> list[CallError]:
+    """The latest failed call attempts, newest first."""
+    return [CallError(int(r[0]), float(r[1] or r[2]), r[3], int(r[4] or 0), r[5] or "", r[6],
+                      r[7] or "", r[8] or "", r[9] or "", r[10] or "")
+            for r in store.query(
+                "SELECT id, finished_at, started_at, stage, image_id, task, model, endpoint, "
+                "error_kind, error_class, error FROM llm_calls WHERE status = 'error' "
+                "ORDER BY id DESC LIMIT ?", (limit,))]
+
+
+def first_questions(store: Store, generation_ids: Sequence[int]) -> dict[int, str]:
+    """The first question of each generation."""
+    if not generation_ids:
+        return {}
+    marks = ",".join("?" * len(generation_ids))
+    return {int(r[0]): str(r[1]) for r in store.query(
+        f"SELECT generation_id, question FROM pairs WHERE generation_id IN ({marks}) AND idx = 0",
+        list(generation_ids))}
+
+
+def latest_samples(store: Store, limit: int = 20) -> list[JudgedSample]:
+    """The most recently judged run conversations with their scores, newest first."""
+    recent: list[int] = []
+    for row in store.query("SELECT generation_id FROM judgements ORDER BY id DESC LIMIT ?",
+                           (limit * 12,)):
+        if row[0] not in recent:
+            recent.append(int(row[0]))
+    if not recent:
+        return []
+    marks = ",".join("?" * len(recent))
+    heads = {int(r[0]): (int(r[1]), str(r[2])) for r in store.query(
+        f"SELECT id, image_id, task FROM generations WHERE id IN ({marks}) AND purpose = 'run'",
+        recent)}
+    scores: dict[int, dict[int, float | None]] = {}
+    for gid, idx, score in store.query(
+            f"SELECT j.generation_id, p.idx, j.score FROM judgements j JOIN pairs p ON p.id = j.pair_id "
+            f"WHERE j.generation_id IN ({marks}) ORDER BY j.id", recent):
+        scores.setdefault(int(gid), {})[int(idx)] = score
+    ids = [g for g in recent if g in heads][:limit]
+    questions = first_questions(store, ids)
+    return [JudgedSample(g, heads[g][0], heads[g][1],
+                         tuple(v for _, v in sorted(scores.get(g, {}).items())),
+                         questions.get(g, ""))
+            for g in ids]
+
+
+def last_judgement_id(store: Store) -> int:
+    return int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
+
+
+def score_counts(store: Store, threshold: float, after_id: int = 0,
+                 upto_id: int | None = None) -> ScoreCounts:
+    """Judge scores of run conversations (rounded to whole buckets) in judgements after `after_id`
+    and up to `upto_id` (default: the latest)."""
+    last = last_judgement_id(store) if upto_id is None else upto_id
+    if last <= after_id:
+        return ScoreCounts(after_id, threshold=threshold)
+    buckets: Counter[int] = Counter()
+    kept = 0
+    for bucket, count, kept_here in store.query(
+            "SELECT CAST(ROUND(COALESCE(j.score, 0)) AS INTEGER), COUNT(*), "
+            "SUM(j.score IS NOT NULL AND j.score >= ?) FROM judgements j "
+            "JOIN generations g ON g.id = j.generation_id "
+            "WHERE j.id > ? AND j.id <= ? AND g.purpose = 'run' GROUP BY 1",
+            (threshold, after_id, last)):
+        buckets[max(0, min(10, int(bucket)))] += int(count)
+        kept += int(kept_here or 0)
+    return ScoreCounts(last, dict(buckets), kept, threshold)
+
+
+def run_cost(store: Store, threshold: float) -> CostReport:
+    """What the store's runs cost so far and projected, priced with the models the last run used."""
+    return cost_report(store, stored_config(store, threshold))
+
+
+class StoreReader:
+    """Reads what the monitor shows from one store; running tallies make every read after the
+    first cost only what was written since (a poll stays cheap on a store of any size)."""
+
+    def __init__(self, store: Store, config: Config) -> None:
+        self.store = store
+        self.config = config
+        self._run_id: int | None = None
+        self._ledger: LedgerTally | None = None
+        self._units: UnitTally | None = None
+        self._judgements_read = 0
+
+    def snapshot(self, *, with_cost: bool = True, samples: int = 20,
+                 errors: int = 50) -> StoreSnapshot:
+        """Everything the monitor shows; scores are all of them the first time, then new ones."""
+        store = self.store
+        threshold = threshold_of(store, self.config.judge.threshold)
+        priced = stored_config(store, threshold) if store.get_meta("models") else self.config
+        run = latest_run(store)
+        if run is None:
+            progress = RunProgress(None, "none", None, None, 0, 0, 0)
+            endpoints: list[EndpointStats] = []
+        else:
+            run_id, status, started, finished, total, model, message = run
+            if run_id != self._run_id or self._ledger is None or self._units is None:
+                self._run_id, self._ledger, self._units = run_id, LedgerTally(run_id), UnitTally(model)
+            failed = failed_units(store, run_id)
+            done = self._units.count(store) + failed
+            progress = RunProgress(run_id, status, started, finished, total,
+                                   min(total, done) if total else done, failed, model, message)
+            endpoints = endpoint_stats(store, self._ledger, priced)
+        full = self._judgements_read == 0
+        scores = score_counts(store, threshold, self._judgements_read)
+        self._judgements_read = scores.last_id
+        return StoreSnapshot(
+            progress=progress,
+            endpoints=tuple(endpoints),
+            in_flight=tuple(in_flight_calls(store)),
+            errors=tuple(recent_errors(store, errors)),
+            samples=tuple(latest_samples(store, samples)),
+            scores=scores,
+            threshold=threshold,
+            full_scores=full,
+            cost=cost_report(store, priced) if with_cost else None,
+        )
+
+
+def take_snapshot(store: Store, config: Config, *, with_cost: bool = True) -> StoreSnapshot:
+    """One full read of what the monitor shows."""
+    return StoreReader(store, config).snapshot(with_cost=with_cost)
