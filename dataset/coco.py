@@ -187,15 +187,18 @@ def _box_row(
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
     ):
         raise DataError(f"{path}: a box of image id {image_id} is not four numbers: {bbox!r}")
-    x, y, w, h = bbox
     return (
         _field(path, item, "category_id", int),
-        _unit(x / width),
-        _unit(y / height),
-        _unit((x + w) / width),
-        _unit((y + h) / height),
+        *normalised_box(*bbox, width, height),
         item.get("iscrowd", 0) == 1,
     )
+
+
+def normalised_box(
+    x: float, y: float, w: float, h: float, width: int, height: int
+) -> tuple[float, float, float, float]:
+    """A pixel [x, y, w, h] box as [x1, y1, x2, y2] fractions of the image size (3 decimals)."""
+    return (_unit(x / width), _unit(y / height), _unit((x + w) / width), _unit((y + h) / height))
 
 
 def _unit(value: float) -> float:

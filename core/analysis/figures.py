@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from visinstruct.core.analysis.sources import SourceView
 from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
@@ -213,9 +214,10 @@ class _PairFacts:
     mentions: frozenset[str]
 
 
-def _facts(question: str, answer: str) -> _PairFacts:
+def _facts(question: str, answer: str, gqa: SourceView | None = None) -> _PairFacts:
+    mentions = gqa.gqa_mentions(answer) if gqa is not None else mentioned_categories(answer)
     return _PairFacts(len(words(question)), len(words(answer)), question_family(question),
-                      question_template(question), mentioned_categories(answer))
+                      question_template(question), mentions)
 
 
 class _Slice:
@@ -330,16 +332,20 @@ def _conversations(store: Store, threshold: float
 def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
     """Compute every figure of the report from the store, with pairs kept at `threshold`."""
     boxes = _boxes(store)
+    view = SourceView(store)
     slices: dict[str, dict[str, _Slice]] = {name: defaultdict(_Slice) for name in DATASETS}
     for dataset, image_id, task, rows in _conversations(store, threshold):
-        facts = [(q, a, kept, _facts(q, a)) for q, a, kept in rows]
+        gqa = view.is_gqa(image_id)
+        facts = [(q, a, kept, _facts(q, a, view if gqa else None)) for q, a, kept in rows]
         targets = [(dataset, [(q, a, f) for q, a, _k, f in facts])]
         if dataset == "generated":
             targets.append(("ours", [(q, a, f) for q, a, k, f in facts if k]))
         for name, pairs in targets:
             if pairs:
-                for key in (task, ALL):
-                    slices[name][key].add(image_id, pairs, boxes.get(image_id))
+                # With both sources, each also gets its own slice ("coco", "gqa").
+                keys = (task, ALL, view.source(image_id)) if view.several else (task, ALL)
+                for key in keys:
+                    slices[name][key].add(image_id, pairs, view.present(image_id, boxes))
     others = sorted({key for by_key in slices.values() for key in by_key} - {*TASKS, ALL})
     keys = (*TASKS, *others, ALL)
     datasets: dict[str, dict[str, SliceStats]] = {name: {} for name in DATASETS}
