@@ -141,6 +141,32 @@ def test_store_of_migration_1_and_4_alone_indexes_sources(tmp_path: Path,
         assert summary.gqa_images == 4 and summary.facts["gqa"] == 10
 
 
+def expected_gqa_context() -> dict[str, list[str]]:
+    """Per GQA scene: each object with its attributes, each relation triple, each fact."""
+    scenes = json.loads(sample.gqa_scene_graphs_path().read_text())
+    questions = json.loads(sample.gqa_questions_path().read_text())
+    expected: dict[str, list[str]] = {}
+    for scene_id, scene in scenes.items():
+        objects = scene["objects"]
+        # The first line names the scene uniquely: its place, or its first object line.
+        labels = {"location": "Place", "weather": "Weather"}
+        texts = [", ".join(f"{labels[k]}: {scene[k]}" for k in labels if k in scene)
+                 ] if "location" in scene else []
+
+        def described(body: dict[str, Any]) -> str:
+            return " ".join([*body["attributes"], body["name"]])
+
+        for body in objects.values():
+            attributes = f" ({', '.join(body['attributes'])})" if body["attributes"] else ""
+            texts.append(f"\n{body['name']}{attributes}")
+            texts.extend(f"{described(body)} {r['name']} {described(objects[r['object']])}"
+                         for r in body["relations"])
+        texts.extend(f"Q: {q['question']} A: {q['answer']}" for q in questions.values()
+                     if q["imageId"] == scene_id)
+        expected[scene_id] = texts
+    return expected
+
+
 def fleet_config(tmp_path: Path, db: Path, tasks: str = "") -> Path:
     config = tmp_path / "run.toml"
     config.write_text(f"""db = "{db}"
@@ -176,16 +202,15 @@ def test_run_over_the_fleet_sends_scene_graphs_and_facts_and_exports_gqa_paths(
     generation = [p for p in prompts if "\nPair 1\n" not in p]
     judging = [p for p in prompts if "\nPair 1\n" in p]
     assert len(generation) == 28 * 2 and len(judging) == 28 * 2
-    scene = json.loads(sample.gqa_scene_graphs_path().read_text())["2390002"]
     for group in (generation, judging):
-        dog = [p for p in group if "wooden bench in front of tall green tree" in p]
-        assert dog, "no prompt holds the park scene's relations"
-        for prompt in dog:
-            for body in scene["objects"].values():
-                assert f"{body['name']} ({', '.join(body['attributes'])})" in prompt
-            assert "black small dog to the left of wooden bench" in prompt
-            assert "Q: Is the bench made of wood or metal? A: wood" in prompt
-            assert "scene graph" in prompt  # the prompt says what the context holds
+        for scene_id, expected in expected_gqa_context().items():
+            # Each GQA image is asked about in two tasks: both prompts hold its whole graph.
+            prompts_of_scene = [p for p in group if expected[0] in p]
+            assert len(prompts_of_scene) == 2, scene_id
+            for prompt in prompts_of_scene:
+                missing = [text for text in expected if text not in prompt]
+                assert not missing, (scene_id, missing)
+                assert "scene graph" in prompt  # the prompt says what the context holds
         frisbee = [p for p in group if "A man throwing a frisbee to his dog" in p]
         assert frisbee and all("Q: What is the man throwing? A: frisbee" in p for p in frisbee)
     out = tmp_path / "out.json"
@@ -238,8 +263,8 @@ def test_short_answer_task_makes_mix665k_records_without_a_model_call(
     laptop = by_id["2390001"]
     assert laptop["image"] == "gqa/images/2390001.jpg"
     questions = [t["value"] for t in laptop["conversations"][::2]]
-    assert questions == ["<image>\nWhat color is the laptop?\nAnswer the question using a "
-                         "single word or phrase.",
+    assert questions == [("<image>\nWhat color is the laptop?\nAnswer the question using a "
+                         "single word or phrase."),
                          "Is the mug to the left or to the right of the laptop?",
                          "What is the laptop on?", "Is there a mug on the table?"]
     report = status(run_cli, db)

@@ -56,8 +56,8 @@ def test_vqa_joins_questions_with_their_multiple_choice_answer() -> None:
     ('[]', "not a JSON object"),
     ('{"1": {"width": 0, "height": 5, "objects": {}}}', "zero size"),
     ('{"1": {"width": 5, "height": 5}}', "'objects'"),
-    ('{"1": {"width": 5, "height": 5, "objects": {"a": {"name": "x", "x": 1, "y": 1, "w": 1, '
-     '"h": "big"}}}}', "h='big'"),
+    (('{"1": {"width": 5, "height": 5, "objects": {"a": {"name": "x", "x": 1, "y": 1, "w": 1, '
+     '"h": "big"}}}}'), "h='big'"),
 ])
 def test_bad_scene_graphs_raise_naming_the_file(tmp_path: Path, text: str, fix: str) -> None:
     path = tmp_path / "val_sceneGraphs.json"
