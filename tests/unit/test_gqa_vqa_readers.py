@@ -126,3 +126,34 @@ def test_validator_accepts_gqa_records_and_checks_their_id() -> None:
     assert [v.rule for v in wrong] == ["image-path"]
     assert [v.rule for v in check_record({"id": "1", "image": "gqa/1.png",
                                           "conversations": turns})] == ["image-path"]
+
+
+@pytest.mark.parametrize(("body", "fix"), [
+    ('gqa_questions = "{q}"', "needs [source].gqa_scene_graphs"),
+    ('vqa_questions = "{v}"', "go together"),
+    ('gqa_scene_graphs = "missing.json"', "[source].gqa_scene_graphs file not found"),
+    ('gqa_images_dir = "nowhere"', "[source].gqa_images_dir is not a directory"),
+])
+def test_source_keys_are_checked(tmp_path: Path, body: str, fix: str) -> None:
+    from visinstruct.core.config import load_config
+    from visinstruct.core.errors import ConfigError
+
+    config = tmp_path / "run.toml"
+    config.write_text("[source]\n" + body.format(q=sample.gqa_questions_path(),
+                                                 v=sample.vqa_questions_path()) + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(config)
+    assert fix in str(caught.value) and str(config) in str(caught.value)
+
+
+def test_short_answer_is_a_task_and_source_paths_are_relative_to_the_config(
+        tmp_path: Path) -> None:
+    from visinstruct.core.config import load_config
+
+    (tmp_path / "g.json").write_text("{}")
+    config = tmp_path / "run.toml"
+    config.write_text('[source]\ngqa_scene_graphs = "g.json"\n'
+                      '[generation]\ntasks = ["short_answer", "detail"]\n')
+    loaded = load_config(config)
+    assert loaded.source.gqa_scene_graphs == tmp_path / "g.json"
+    assert loaded.generation.tasks == ("short_answer", "detail")
