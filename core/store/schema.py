@@ -185,6 +185,8 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         ALTER TABLE images ADD COLUMN location TEXT NOT NULL DEFAULT '';
         ALTER TABLE images ADD COLUMN weather TEXT NOT NULL DEFAULT '';
         CREATE INDEX images_source ON images(source, source_id);
+        -- A GQA image is one row: its own id is unique within its source (COCO rows have '').
+        CREATE UNIQUE INDEX images_source_id ON images(source, source_id) WHERE source_id != '';
         CREATE TABLE objects (
             id INTEGER PRIMARY KEY,
             image_id INTEGER NOT NULL REFERENCES images(id),
