@@ -3,9 +3,9 @@
 Builds (once, cached in --work) files the size of the real ones: 118K images with 591K
 captions, 860K instances with segmentation polygons (about 450 MB), 665K mix665k records
 (about 1 GB), GQA train scene graphs (75K images, 1.2M objects) and balanced questions
-(943K, about 1.1 GB), and VQAv2 train questions and annotations (444K). Runs `visinstruct
-prepare` on them in a child process, then `visinstruct export --format llava` of 150K
-conversations, and prints the figures. `--scale 0.25` builds every file at a quarter size;
+(943K, with GQA's fields), and VQAv2 train questions and annotations (444K). Runs
+`visinstruct prepare` on them in a child process, then `visinstruct export --format llava`
+of 150K conversations (not with `--sources qa`), and prints the figures. `--scale 0.25` builds every file at a quarter size;
 `--sources qa` prepares the captions, GQA and VQAv2 files only (no instances, no mix665k).
 Targets: prepare <= 180 s (COCO and mix665k) and <= 1.5 GB peak RSS; export <= 30 s.
 """
@@ -115,7 +115,7 @@ def write_mix665k(path: Path, rng: random.Random) -> None:
         out.write("]")
 
 
-def build(work: Path, scale: float = 1.0) -> dict[str, Path]:
+def build(work: Path, scale: float = 1.0, skip: tuple[str, ...] = ()) -> dict[str, Path]:
     paths = {"captions": work / "captions_train2017.json",
              "instances": work / "instances_train2017.json",
              "mix665k": work / "llava_v1_5_mix665k.json",
@@ -130,7 +130,7 @@ def build(work: Path, scale: float = 1.0) -> dict[str, Path]:
         "vqa": lambda p, r: qa_files.write_vqa(
             p, work / "v2_mscoco_train2014_annotations.json", r, scale, coco_images)}
     for name, path in paths.items():
-        if path.exists():
+        if path.exists() or name in skip:
             continue
         started = time.monotonic()
         partial = path.with_suffix(".part")
@@ -199,7 +199,8 @@ def main() -> int:
         options.conversations = int(options.conversations * options.scale)
         options.work = options.work.with_name(f"{options.work.name}-x{options.scale:g}")
     options.work.mkdir(parents=True, exist_ok=True)
-    paths = build(options.work, options.scale)
+    paths = build(options.work, options.scale,
+                  ("instances", "mix665k") if options.sources == "qa" else ())
     qa = ["--gqa-scene-graphs", str(paths["gqa_scene_graphs"]),
           "--gqa-questions", str(paths["gqa_questions"]),
           "--vqa-questions", str(paths["vqa"]),
@@ -222,6 +223,8 @@ def main() -> int:
           f"{store['baseline_conversations']:,} baseline conversations, "
           f"{store['images_by_source']['gqa']:,} GQA images, {store['facts']:,} facts "
           f"(scale {options.scale:g}, sources {options.sources})")
+    if options.sources == "qa":
+        return 0
     seed_conversations(db, options.conversations)
     out = options.work / "export.json"
     seconds, rss, result = timed_child([*cli, "export", "--format", "llava", "--db", str(db),
