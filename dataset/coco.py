@@ -187,9 +187,10 @@ def _box_row(
         or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
     ):
         raise DataError(f"{path}: a box of image id {image_id} is not four numbers: {bbox!r}")
+    x, y, w, h = bbox
     return (
         _field(path, item, "category_id", int),
-        *normalised_box(*bbox, width, height),
+        *normalised_box(x, y, w, h, width, height),
         item.get("iscrowd", 0) == 1,
     )
 

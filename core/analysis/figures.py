@@ -343,8 +343,8 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
         for name, pairs in targets:
             if pairs:
                 # With both sources, each also gets its own slice ("coco", "gqa").
-                keys = (task, ALL, view.source(image_id)) if view.several else (task, ALL)
-                for key in keys:
+                slice_keys = (task, ALL, view.source(image_id)) if view.several else (task, ALL)
+                for key in slice_keys:
                     slices[name][key].add(image_id, pairs, view.present(image_id, boxes))
     others = sorted({key for by_key in slices.values() for key in by_key} - {*TASKS, ALL})
     keys = (*TASKS, *others, ALL)

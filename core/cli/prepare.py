@@ -38,13 +38,15 @@ def downloaded_source(config: Config, which: str, data_dir: Path | None) -> Sour
                              coco_instances=by_name.get("instances_train2017.json"),
                              baseline=by_name.get("llava_v1_5_mix665k.json"))
         if "gqa" in names:
-            source = replace(source, **download_gqa(
+            fetched: dict[str, Any] = dict(download_gqa(
                 folder, scene_graphs_url=urls.gqa_scene_graphs_url,
                 questions_url=urls.gqa_questions_url, progress=progress))
+            source = replace(source, **fetched)
         if "vqa" in names:
-            source = replace(source, **download_vqa(
+            fetched = dict(download_vqa(
                 folder, questions_url=urls.vqa_questions_url,
                 annotations_url=urls.vqa_annotations_url, progress=progress))
+            source = replace(source, **fetched)
     return source
 
 
