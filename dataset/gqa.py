@@ -102,7 +102,12 @@ def _scene(path: Path, image_id: str, body: Any) -> GqaScene:
 def _object(item: Any, key: str, width: int, height: int, where: str) -> SceneObject:
     if not isinstance(item, dict) or not isinstance(item.get("name"), str):
         raise DataError(f"{where} has no 'name': not a GQA scene graphs file")
-    x, y, w, h = (_number(item, k, where) for k in ("x", "y", "w", "h"))
+    box: tuple[Any, ...] = (item.get("x"), item.get("y"), item.get("w"), item.get("h"))
+    # One pass with exact type checks (a bool is no number): this runs for every object.
+    if not all(type(v) is float or type(v) is int for v in box):
+        for key in ("x", "y", "w", "h"):
+            _number(item, key, where)
+    x, y, w, h = box
     attributes = item.get("attributes") or []
     if not isinstance(attributes, list) or not all(isinstance(a, str) for a in attributes):
         raise DataError(f"{where}: 'attributes' must be a list of strings")
