@@ -105,8 +105,8 @@ def _object(item: Any, key: str, width: int, height: int, where: str) -> SceneOb
     box: tuple[Any, ...] = (item.get("x"), item.get("y"), item.get("w"), item.get("h"))
     # One pass with exact type checks (a bool is no number): this runs for every object.
     if not all(type(v) is float or type(v) is int for v in box):
-        for key in ("x", "y", "w", "h"):
-            _number(item, key, where)
+        for name in ("x", "y", "w", "h"):
+            _number(item, name, where)
     x, y, w, h = box
     attributes = item.get("attributes") or []
     if not isinstance(attributes, list) or not all(isinstance(a, str) for a in attributes):
