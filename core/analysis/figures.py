@@ -374,7 +374,9 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     histogram = dict.fromkeys(SCORE_BINS, 0)
     scores: list[float] = []
     kept = pairs = 0
-    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state",
+    # Short answers are the datasets' own answers: no judge ever scores them.
+    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state "
+                                           "WHERE task != 'short_answer'",
                                            (threshold,)):
         pairs += 1
         kept += bool(is_kept)

@@ -51,3 +51,21 @@ def test_one_source_has_no_source_slices(tmp_path: Path) -> None:
         index_sources(store, SourceConfig(coco_captions=sample.captions_path()))
         store.write_sync(lambda conn: add_generation(conn, 990002, [("Q?", "A dog.")]))
         assert "coco" not in analyze(store, 7).slices
+
+
+def test_short_answers_are_not_counted_as_unjudged(tmp_path: Path) -> None:
+    with Store(tmp_path / "s.db") as store:
+        index_sources(store, SourceConfig(coco_captions=sample.captions_path()))
+
+        def write(conn: sqlite3.Connection) -> None:
+            add_generation(conn, 990002, [("Q?", "A dog.")])
+            cursor = conn.execute(
+                "INSERT INTO generations (image_id, task, prompt_version, model, status, purpose, "
+                "created_at) VALUES (990003, 'short_answer', 's', 'facts', 'ok', 'run', 0)")
+            conn.execute("INSERT INTO pairs (generation_id, idx, question, answer) "
+                         "VALUES (?, 0, 'What color is the bus?', 'red')", (cursor.lastrowid,))
+
+        store.write_sync(write)
+        figures = analyze(store, 7)
+    assert figures.judge.histogram["unjudged"] == 0 and figures.judge.pairs == 1
+    assert figures.datasets["ours"]["short_answer"].pairs == 1  # kept, with no judge
