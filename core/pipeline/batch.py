@@ -1,0 +1,454 @@
+"""Stages through Bedrock batch jobs: submit a stage's pending requests, poll, read, write results.
+
+Each record's reply goes through the same parse-and-store code as an online call, so a batch
+run's ledger, pairs and judgements look exactly like an online run's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from visinstruct.core.config import Config, ModelConfig
+from visinstruct.core.errors import BackendError
+from visinstruct.core.events import BatchJobUpdated, BatchRecordsWaiting, ImageDone
+from visinstruct.core.models.backends.base import CompletionResponse
+from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput, record_error
+from visinstruct.core.models.backends.bedrock_bodies import read_reply
+from visinstruct.core.models.calls import CallOutcome, StageContext
+from visinstruct.core.models.pool import PoolResult
+from visinstruct.core.pipeline.batch_records import PendingRecord, pending_records
+from visinstruct.core.pipeline.generate import GenerationResult, generate, handle_generation
+from visinstruct.core.pipeline.judge import JudgeResult, handle_judgement, judge, stored_pairs
+from visinstruct.core.store.batch_jobs import (
+    BatchJob,
+    BatchRecord,
+    finished_keys,
+    job_records,
+    mark_read,
+    save_job,
+    set_status,
+    tries_by_key,
+    tries_this_run,
+    unread_jobs,
+)
+from visinstruct.core.store.ledger import CallInfo
+from visinstruct.core.store.prompt_versions import stored_template
+from visinstruct.core.store.queries import load_images
+from visinstruct.core.text.prompts import PromptTemplate
+
+if TYPE_CHECKING:
+    from visinstruct.core.pipeline.runner import _Runner
+
+BACKEND = "bedrock-batch"
+STAGES = ("generate", "judge")
+
+
+def batch_stages(config: Config) -> dict[str, str]:
+    """{stage: model name} for the run's stages whose model is a batch model."""
+    models = {"generate": config.generation.model, "judge": config.judge.model}
+    return {stage: name for stage, name in models.items()
+            if config.model(name).backend == BACKEND}
+
+
+def job_token(stage: str, model: ModelConfig, records: list[PendingRecord],
+              tries: dict[str, int]) -> str:
+    """The clientRequestToken: the same records in the same round always make the same job."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{stage}\x00{model.name}\x00{model.model_id}\x00".encode())
+    for record in sorted(records, key=lambda r: r.record.key):
+        digest.update(f"{record.record.key}\x00{record.record.request_hash}\x00"
+                      f"{tries.get(record.record.key, 0)}\x01".encode())
+    return digest.hexdigest()
+
+
+class _Backoff:
+    """Poll intervals: `base` after news, growing by half per quiet poll up to 5x base."""
+
+    def __init__(self, base: float) -> None:
+        self.base = base
+        self.current = base
+
+    def reset(self) -> None:
+        self.current = self.base
+
+    def next(self) -> float:
+        value = self.current
+        self.current = min(self.base * 5, self.current * 1.5)
+        return value
+
+
+@dataclass
+class _Counts:
+    ok: int = 0
+    errors: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class BatchDriver:
+    """Runs the run's batch stages to the end (or until cancelled), jobs first, remainders after."""
+
+    def __init__(self, runner: _Runner, ctx: StageContext, run_id: int,
+                 client: BatchClient | None = None) -> None:
+        self.runner = runner
+        self.ctx = ctx
+        self.config: Config = runner.config
+        self.store = ctx.store
+        self.cancel: threading.Event = ctx.cancel
+        self.run_id = run_id
+        self.stages = batch_stages(self.config)
+        self._clients: dict[str, BatchClient] = {}
+        # Keys sent on demand in this run: never sent on demand twice (a failure stays failed).
+        self._sent_on_demand: set[str] = set()
+        if client is not None:
+            for name in self.stages.values():
+                self._clients[self.config.model(name).region] = client
+
+    # -- set-up -------------------------------------------------------------------------------
+    def client(self, model: ModelConfig) -> BatchClient:
+        if model.region not in self._clients:
+            self._clients[model.region] = BatchClient(model.region)
+        return self._clients[model.region]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+
+    # -- the loop -----------------------------------------------------------------------------
+    def drive(self, stages: tuple[str, ...]) -> None:
+        """Submit, poll and read until `stages` have nothing pending or open, or cancel is set."""
+        stages = tuple(s for s in stages if s in self.stages)
+        if not stages:
+            return
+        backoff = _Backoff(min(self.config.model(self.stages[s]).poll_seconds for s in stages))
+        dirty = True
+        while not self.cancel.is_set():
+            if dirty:
+                for stage in stages:
+                    self._submit(stage, final=self._upstream_done(stage, stages))
+                    if self.cancel.is_set():
+                        return
+                dirty = False
+            unread = [job for job in unread_jobs(self.store) if job.stage in stages]
+            if not unread:
+                if self._more_work(stages):
+                    dirty = True
+                    continue
+                return
+            if self._poll(unread):
+                backoff.reset()
+                dirty = True
+                continue
+            self.cancel.wait(backoff.next())
+
+    def _upstream_done(self, stage: str, stages: tuple[str, ...]) -> bool:
+        """Judging may take its remainder once generation has nothing left to produce."""
+        if stage != "judge" or "generate" not in stages:
+            return True
+        if unread_jobs(self.store, "generate"):
+            return False
+        return not any(True for _ in self._pending("generate", bodies=False))
+
+    def _more_work(self, stages: tuple[str, ...]) -> bool:
+        """Records still to submit after a pass that left no job open (on-demand results feed
+        the next stage)."""
+        for stage in stages:
+            model = self.config.model(self.stages[stage])
+            pending = sum(1 for r in self._pending(stage, bodies=False)
+                          if r.record.key not in self._sent_on_demand)
+            if pending >= model.min_records:
+                return True
+            if pending and model.on_demand_remainder:
+                return True
+        return False
+
+    # -- submitting ---------------------------------------------------------------------------
+    def _pending(self, stage: str, bodies: bool = True) -> Iterator[PendingRecord]:
+        model = self.config.model(self.stages[stage])
+        return pending_records(self.runner, self.run_id, stage, model, bodies=bodies)
+
+    def _submit(self, stage: str, *, final: bool) -> None:
+        model = self.config.model(self.stages[stage])
+        tries = tries_by_key(self.store, stage)
+        chunk: list[PendingRecord] = []
+        for record in self._pending(stage):
+            if self.cancel.is_set():
+                return
+            if record.no_call:
+                self._no_call(record)
+                continue
+            chunk.append(record)
+            if len(chunk) >= model.max_records_per_job:
+                self._submit_job(stage, model, chunk, tries)
+                chunk = []
+        if not chunk:
+            return
+        if len(chunk) >= model.min_records:
+            self._submit_job(stage, model, chunk, tries)
+            return
+        chunk = [r for r in chunk if r.record.key not in self._sent_on_demand]
+        if not chunk:
+            return
+        if final and model.on_demand_remainder:
+            self._sent_on_demand.update(r.record.key for r in chunk)
+            self._on_demand(stage, model, chunk)
+        elif final:
+            self.ctx.emit(BatchRecordsWaiting(stage, model.name, len(chunk), model.min_records))
+
+    def _submit_job(self, stage: str, model: ModelConfig, chunk: list[PendingRecord],
+                    tries: dict[str, int]) -> None:
+        client = self.client(model)
+        token = job_token(stage, model, chunk, tries)
+        name = f"visinstruct-{stage}-{token[:24]}"
+        base = f"{model.s3_uri.rstrip('/')}/run-{self.run_id}/{stage}/{name}/"
+        lines = [json.dumps({"recordId": r.record.record_id, "modelInput": r.body},
+                            ensure_ascii=False) for r in chunk]
+        client.put_records(f"{base}records.jsonl", lines)
+        arn = client.create_job(name=name, token=token, model_id=model.model_id,
+                                role_arn=model.role_arn, input_uri=f"{base}records.jsonl",
+                                output_uri=f"{base}output/", timeout_hours=model.timeout_hours)
+        # A repeated token returns the first job, whose output may sit under an older run.
+        state = client.job_state(arn)
+        job = save_job(self.store, arn=arn, run_id=self.run_id, stage=stage, model=model.name,
+                       model_id=model.model_id, region=model.region, token=token,
+                       input_uri=f"{base}records.jsonl",
+                       output_uri=state.output_uri or f"{base}output/",
+                       status=state.status or "Submitted",
+                       records=[r.record for r in chunk])
+        self._announce(job)
+
+    def _announce(self, job: BatchJob, ok: int = 0, errors: int = 0) -> None:
+        self.ctx.emit(BatchJobUpdated(job.arn, job.job_id, job.stage, job.model, job.records,
+                                      job.status, job.submitted_at, job.message, ok, errors))
+
+    # -- polling and reading --------------------------------------------------------------------
+    def _poll(self, jobs: list[BatchJob]) -> bool:
+        """Ask after every open job and read each ended one; True when anything changed."""
+        changed = False
+        for job in jobs:
+            if self.cancel.is_set():
+                return changed
+            model = self.config.models.get(job.model)
+            if model is None:
+                self._note(f"batch job {job.job_id} belongs to model {job.model!r}, which this "
+                           "config no longer defines; it is left unread")
+                continue
+            if not job.ended:
+                try:
+                    state = self.client(model).job_state(job.arn)
+                except BackendError as error:
+                    self._note(f"polling batch job {job.job_id}: {error}")
+                    continue
+                if state.status != job.status or state.message != job.message:
+                    set_status(self.store, job, state.status, state.message, state.ended_at)
+                    job = _replace_status(job, state.status, state.message, state.ended_at)
+                    self._announce(job)
+                    changed = True
+                if not job.ended:
+                    continue
+            self._read(job, model)
+            changed = True
+        return changed
+
+    def _read(self, job: BatchJob, model: ModelConfig) -> None:
+        records = job_records(self.store, job)
+        try:
+            output = self.client(model).read_output(job.output_uri, job.job_id)
+        except BackendError as error:
+            if job.status in ("Completed", "PartiallyCompleted"):
+                self._note(f"reading batch job {job.job_id}: {error}")
+                return  # read again on the next pass
+            output = JobOutput((), {}, 0)
+        if job.status not in ("Completed",):
+            self._note(f"batch job {job.job_id} ({job.stage}, {job.records} records) ended "
+                       f"{job.status}: {job.message or 'no message'}; records without an "
+                       "output go back to pending")
+        endpoint = f"batch:{job.job_id}"
+        done = finished_keys(self.store, endpoint, (r.key for r in records.values()))
+        replies: list[tuple[BatchRecord, CompletionResponse | None, BackendError | None]] = []
+        seen: set[str] = set()
+        for line in output.lines:
+            record = records.get(line["recordId"])
+            if record is None or record.key in done or record.key in seen:
+                continue
+            seen.add(record.key)
+            if "modelOutput" in line:
+                try:
+                    reply = read_reply(model.model_id, line["modelOutput"])
+                except BackendError as error:
+                    replies.append((record, None, error))
+                    continue
+                raw = json.dumps(line["modelOutput"], ensure_ascii=False)
+                replies.append((record, CompletionResponse(
+                    reply.text, reply.finish_reason, reply.tokens_in, reply.tokens_out,
+                    endpoint, raw), None))
+            else:
+                replies.append((record, None, record_error(line.get("error"))))
+        replies = _spread_manifest_tokens(replies, output.manifest)
+        counts = self._write(job, model, replies)
+        mark_read(self.store, job, ok=counts.ok, errors=counts.errors,
+                  tokens_in=counts.tokens_in, tokens_out=counts.tokens_out)
+        self._announce(job, counts.ok, counts.errors)
+
+    def _write(self, job: BatchJob, model: ModelConfig,
+               replies: list[tuple[BatchRecord, CompletionResponse | None, BackendError | None]]
+               ) -> _Counts:
+        counts = _Counts()
+        if not replies:
+            return counts
+        images = load_images(self.store, sorted({r.image_id for r, _, _ in replies}))
+        tries = tries_this_run(self.store, job.stage, self.run_id)
+        ended = job.ended_at or job.submitted_at
+        latency_ms = max(0.0, (ended - job.submitted_at) * 1000)
+        endpoint = f"batch:{job.job_id}"
+        for record, response, error in replies:
+            image = images.get(record.image_id)
+            if image is None:
+                continue
+            attempt = tries.get(record.key, 0) + 1
+            info = CallInfo(job.stage, record.image_id, record.task, model.name,
+                            record.prompt_version, record.key, record.request_hash)
+            listener = self.ctx.ledger.listener(info)
+            ref = listener.started(endpoint, attempt)
+            if response is None:
+                assert error is not None
+                counts.errors += 1
+                retry = attempt < model.attempts
+                listener.failed(ref, error, latency_ms, retry)
+                if not retry and (job.stage == "generate" or "generate" in self.stages):
+                    self._unit_done(image.image_id, record.task, False)
+                continue
+            counts.ok += 1
+            counts.tokens_in += response.tokens_in
+            counts.tokens_out += response.tokens_out
+            outcome = CallOutcome(info, PoolResult(response, ref, latency_ms, attempt))
+            self._handle(job.stage, record, image, outcome)
+        return counts
+
+    def _handle(self, stage: str, record: BatchRecord, image: Any, outcome: CallOutcome) -> None:
+        if stage == "generate":
+            template = self._template(record.task, record.prompt_version)
+            result = handle_generation(self.ctx, template, image, record.task,
+                                       self.config.generation, self.stages[stage], outcome)
+            if result.parse_failure:
+                self._unit_done(image.image_id, record.task, True)
+            return
+        template = self._template("judge", record.prompt_version)
+        pairs = stored_pairs(self.store, record.generation_id)
+        judged = handle_judgement(self.ctx, template, image, record.task, record.generation_id,
+                                  pairs, self.config.judge, self.stages[stage], outcome)
+        self._kept(judged.kept)
+        if "generate" in self.stages:  # else the workers counted the unit when it was generated
+            self._unit_done(image.image_id, record.task, True)
+
+    # -- records that need no batch ---------------------------------------------------------------
+    def _no_call(self, record: PendingRecord) -> None:
+        """An image with nothing to describe: generate() writes its counted row, no call."""
+        result = generate(self.ctx, self.runner.templates[record.record.task], record.image,
+                          record.record.task, self.config.generation, self.stages["generate"])
+        if isinstance(result, GenerationResult):
+            self._unit_done(record.image.image_id, record.record.task, True)
+
+    def _on_demand(self, stage: str, model: ModelConfig, chunk: list[PendingRecord]) -> None:
+        """Fewer records than a job may hold: the same model on demand, through its pool."""
+        def one(record: PendingRecord) -> None:
+            if self.cancel.is_set():
+                return
+            try:
+                self._online(stage, model, record)
+            except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the rest
+                self._note(f"{type(exc).__name__}: {exc}")
+
+        with ThreadPoolExecutor(max_workers=max(1, min(len(chunk), model.max_in_flight)),
+                                thread_name_prefix="on-demand") as pool:
+            list(pool.map(one, chunk))
+
+    def _online(self, stage: str, model: ModelConfig, record: PendingRecord) -> None:
+        runner = self.runner
+        task = record.record.task
+        image = record.image
+        if stage == "generate":
+            generated = generate(self.ctx, runner.templates[task], image, task,
+                                 self.config.generation, model.name)
+            if isinstance(generated, CallOutcome):
+                if not generated.cancelled:
+                    self._unit_done(image.image_id, task, False)
+            elif generated.parse_failure:
+                self._unit_done(image.image_id, task, True)
+            return
+        assert runner.judge_template is not None
+        judged = judge(self.ctx, runner.judge_template, image, task, record.record.generation_id,
+                       stored_pairs(self.store, record.record.generation_id), self.config.judge,
+                       model.name)
+        if isinstance(judged, JudgeResult):
+            self._kept(judged.kept)
+            self._unit_done(image.image_id, task, True)
+        elif not judged.cancelled:
+            self._unit_done(image.image_id, task, False)
+
+    # -- accounting ----------------------------------------------------------------------------
+    def _unit_done(self, image_id: int, task: str, ok: bool) -> None:
+        """A unit finished its last stage (or failed for good): count it as the workers do."""
+        runner = self.runner
+        with runner.lock:
+            runner.done_units += 1
+            if not ok:
+                runner.failed_units += 1
+            done = runner.done_units
+        self.ctx.emit(ImageDone(image_id, task, ok, done, runner.total_units))
+
+    def _kept(self, kept: int) -> None:
+        with self.runner.lock:
+            self.runner.kept_pairs += kept
+
+    def _template(self, name: str, version: str) -> PromptTemplate:
+        """The template a record was made with (the active one, or an older stored version)."""
+        active = self.runner.judge_template if name == "judge" else self.runner.templates[name]
+        if active is not None and active.version == version:
+            return active
+        return stored_template(self.store, version) or active  # type: ignore[return-value]
+
+    def _note(self, message: str) -> None:
+        self.store.write(lambda c: c.execute("UPDATE runs SET message = ? WHERE id = ?",
+                                             (message[:500], self.run_id)))
+
+
+def _replace_status(job: BatchJob, status: str, message: str, ended_at: float | None) -> BatchJob:
+    from dataclasses import replace
+
+    return replace(job, status=status, message=message, ended_at=ended_at or job.ended_at)
+
+
+Reply = tuple[BatchRecord, CompletionResponse | None, BackendError | None]
+
+
+def _spread_manifest_tokens(replies: list[Reply], manifest: dict[str, Any]) -> list[Reply]:
+    """Give replies without token counts (Mistral's) their share of the manifest's totals."""
+    bare = [i for i, (_, response, _) in enumerate(replies)
+            if response is not None and not response.tokens_in and not response.tokens_out]
+    if not bare:
+        return replies
+    counted_in = sum(r.tokens_in for _, r, _ in replies if r is not None)
+    counted_out = sum(r.tokens_out for _, r, _ in replies if r is not None)
+    left_in = max(0, _count(manifest.get("inputTokenCount")) - counted_in)
+    left_out = max(0, _count(manifest.get("outputTokenCount")) - counted_out)
+    spread = list(replies)
+    for n, index in enumerate(bare):
+        record, response, _ = replies[index]
+        assert response is not None
+        share_in = left_in // len(bare) + (1 if n < left_in % len(bare) else 0)
+        share_out = left_out // len(bare) + (1 if n < left_out % len(bare) else 0)
+        spread[index] = (record, CompletionResponse(
+            response.text, response.finish_reason, share_in, share_out, response.endpoint,
+            response.raw), None)
+    return spread
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
