@@ -335,7 +335,7 @@ class BatchDriver:
         if stage == "generate":
             template = self._template(record.task, record.prompt_version)
             result = handle_generation(self.ctx, template, image, record.task,
-                                       self.config.generation, self.stages[stage], outcome)
+                                       self.stages[stage], outcome)
             if result.parse_failure:
                 self._unit_done(image.image_id, record.task, True)
             return

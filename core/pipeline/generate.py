@@ -107,6 +107,7 @@ def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image,
     """Parse a successful generation call and queue it with its ledger row (online or batch)."""
     result = outcome.result
     assert result is not None
+    ref = RowRef()
     text = result.response.text
     request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
     parsed = parse_pairs(text, task, description_request=request_text)

@@ -184,7 +184,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE TABLE batch_jobs (
             id INTEGER PRIMARY KEY,
             arn TEXT NOT NULL UNIQUE,
-            job_id TEXT NOT NULL,            -- the ARN's last part; outputs sit under it
+            job_id TEXT NOT NULL,            -- the ARN's last part, the folder of its outputs
             run_id INTEGER,
             stage TEXT NOT NULL,             -- generate | judge
             model TEXT NOT NULL,             -- the [models.X] name
