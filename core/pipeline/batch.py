@@ -219,7 +219,7 @@ class BatchDriver:
                        model_id=model.model_id, region=model.region, token=token,
                        input_uri=f"{base}records.jsonl",
                        output_uri=state.output_uri or f"{base}output/",
-                       status=state.status or "Submitted",
+                       status=state.status or "Submitted", message=state.message,
                        records=[r.record for r in chunk])
         self._announce(job)
 

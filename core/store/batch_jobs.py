@@ -62,7 +62,7 @@ def _job(row: Sequence[object]) -> BatchJob:
 
 def save_job(store: Store, *, arn: str, run_id: int | None, stage: str, model: str,
              model_id: str, region: str, token: str, input_uri: str, output_uri: str,
-             status: str, records: Sequence[BatchRecord]) -> BatchJob:
+             status: str, records: Sequence[BatchRecord], message: str = "") -> BatchJob:
     """Store a created job and its record keys in one transaction and wait for the commit.
 
     A job already stored under the same ARN (a repeated token returns the first job) is
@@ -75,10 +75,11 @@ def save_job(store: Store, *, arn: str, run_id: int | None, stage: str, model: s
         stamp = now()
         job_id = conn.execute(
             "INSERT INTO batch_jobs (arn, job_id, run_id, stage, model, model_id, region, token, "
-            "input_uri, output_uri, records, status, submitted_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "input_uri, output_uri, records, status, message, submitted_at, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (arn, arn.rsplit("/", 1)[-1], run_id, stage, model, model_id, region, token,
-             input_uri, output_uri, len(records), status, stamp, stamp)).lastrowid
+             input_uri, output_uri, len(records), status, message[:2000], stamp,
+             stamp)).lastrowid
         conn.executemany(
             "INSERT INTO batch_records (job, record_id, key, image_id, task, prompt_version, "
             "generation_id, request_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
