@@ -6,23 +6,26 @@ run's ledger, pairs and judgements look exactly like an online run's.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from visinstruct.core.config import Config, ModelConfig
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import BatchJobUpdated, BatchRecordsWaiting, ImageDone
-from visinstruct.core.models.backends.base import CompletionResponse
-from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput, record_error
-from visinstruct.core.models.backends.bedrock_bodies import read_reply
+from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.pool import PoolResult
-from visinstruct.core.pipeline.batch_records import PendingRecord, pending_records
+from visinstruct.core.pipeline.batch_records import (
+    Backoff,
+    PendingRecord,
+    job_token,
+    pending_records,
+)
+from visinstruct.core.pipeline.batch_replies import Reply, join_replies
 from visinstruct.core.pipeline.generate import GenerationResult, generate, handle_generation
 from visinstruct.core.pipeline.judge import JudgeResult, handle_judgement, judge, stored_pairs
 from visinstruct.core.store.batch_jobs import (
@@ -54,33 +57,6 @@ def batch_stages(config: Config) -> dict[str, str]:
     models = {"generate": config.generation.model, "judge": config.judge.model}
     return {stage: name for stage, name in models.items()
             if config.model(name).backend == BACKEND}
-
-
-def job_token(stage: str, model: ModelConfig, records: list[PendingRecord],
-              tries: dict[str, int]) -> str:
-    """The clientRequestToken: the same records in the same round always make the same job."""
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{stage}\x00{model.name}\x00{model.model_id}\x00".encode())
-    for record in sorted(records, key=lambda r: r.record.key):
-        digest.update(f"{record.record.key}\x00{record.record.request_hash}\x00"
-                      f"{tries.get(record.record.key, 0)}\x01".encode())
-    return digest.hexdigest()
-
-
-class _Backoff:
-    """Poll intervals: `base` after news, growing by half per quiet poll up to 5x base."""
-
-    def __init__(self, base: float) -> None:
-        self.base = base
-        self.current = base
-
-    def reset(self) -> None:
-        self.current = self.base
-
-    def next(self) -> float:
-        value = self.current
-        self.current = min(self.base * 5, self.current * 1.5)
-        return value
 
 
 @dataclass
@@ -126,7 +102,7 @@ class BatchDriver:
         stages = tuple(s for s in stages if s in self.stages)
         if not stages:
             return
-        backoff = _Backoff(min(self.config.model(self.stages[s]).poll_seconds for s in stages))
+        backoff = Backoff(min(self.config.model(self.stages[s]).poll_seconds for s in stages))
         dirty = True
         while not self.cancel.is_set():
             if dirty:
@@ -271,34 +247,14 @@ class BatchDriver:
                        "output go back to pending")
         endpoint = f"batch:{job.job_id}"
         done = finished_keys(self.store, endpoint, (r.key for r in records.values()))
-        replies: list[tuple[BatchRecord, CompletionResponse | None, BackendError | None]] = []
-        seen: set[str] = set()
-        for line in output.lines:
-            record = records.get(line["recordId"])
-            if record is None or record.key in done or record.key in seen:
-                continue
-            seen.add(record.key)
-            if "modelOutput" in line:
-                try:
-                    reply = read_reply(model.model_id, line["modelOutput"])
-                except BackendError as error:
-                    replies.append((record, None, error))
-                    continue
-                raw = json.dumps(line["modelOutput"], ensure_ascii=False)
-                replies.append((record, CompletionResponse(
-                    reply.text, reply.finish_reason, reply.tokens_in, reply.tokens_out,
-                    endpoint, raw), None))
-            else:
-                replies.append((record, None, record_error(line.get("error"))))
-        replies = _spread_manifest_tokens(replies, output.manifest)
+        replies = join_replies(output, records, done, model.model_id, endpoint)
         counts = self._write(job, model, replies)
         mark_read(self.store, job, ok=counts.ok, errors=counts.errors,
                   tokens_in=counts.tokens_in, tokens_out=counts.tokens_out)
         self._announce(job, counts.ok, counts.errors)
 
     def _write(self, job: BatchJob, model: ModelConfig,
-               replies: list[tuple[BatchRecord, CompletionResponse | None, BackendError | None]]
-               ) -> _Counts:
+               replies: list[Reply]) -> _Counts:
         counts = _Counts()
         if not replies:
             return counts
@@ -420,35 +376,4 @@ class BatchDriver:
 
 
 def _replace_status(job: BatchJob, status: str, message: str, ended_at: float | None) -> BatchJob:
-    from dataclasses import replace
-
     return replace(job, status=status, message=message, ended_at=ended_at or job.ended_at)
-
-
-Reply = tuple[BatchRecord, CompletionResponse | None, BackendError | None]
-
-
-def _spread_manifest_tokens(replies: list[Reply], manifest: dict[str, Any]) -> list[Reply]:
-    """Give replies without token counts (Mistral's) their share of the manifest's totals."""
-    bare = [i for i, (_, response, _) in enumerate(replies)
-            if response is not None and not response.tokens_in and not response.tokens_out]
-    if not bare:
-        return replies
-    counted_in = sum(r.tokens_in for _, r, _ in replies if r is not None)
-    counted_out = sum(r.tokens_out for _, r, _ in replies if r is not None)
-    left_in = max(0, _count(manifest.get("inputTokenCount")) - counted_in)
-    left_out = max(0, _count(manifest.get("outputTokenCount")) - counted_out)
-    spread = list(replies)
-    for n, index in enumerate(bare):
-        record, response, _ = replies[index]
-        assert response is not None
-        share_in = left_in // len(bare) + (1 if n < left_in % len(bare) else 0)
-        share_out = left_out // len(bare) + (1 if n < left_out % len(bare) else 0)
-        spread[index] = (record, CompletionResponse(
-            response.text, response.finish_reason, share_in, share_out, response.endpoint,
-            response.raw), None)
-    return spread
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

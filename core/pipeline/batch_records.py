@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -84,3 +85,30 @@ def pending_records(runner: _Runner, run_id: int, stage: str, model: ModelConfig
                 BatchRecord(key, key, image_id, task, record.prompt_version, generation_id,
                             request_hash(request)),
                 request_body(model.model_id, request), image)
+
+
+def job_token(stage: str, model: ModelConfig, records: list[PendingRecord],
+              tries: dict[str, int]) -> str:
+    """The clientRequestToken: the same records in the same round always make the same job."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(f"{stage}\x00{model.name}\x00{model.model_id}\x00".encode())
+    for record in sorted(records, key=lambda r: r.record.key):
+        digest.update(f"{record.record.key}\x00{record.record.request_hash}\x00"
+                      f"{tries.get(record.record.key, 0)}\x01".encode())
+    return digest.hexdigest()
+
+
+class Backoff:
+    """Poll intervals: `base` after news, growing by half per quiet poll up to 5x base."""
+
+    def __init__(self, base: float) -> None:
+        self.base = base
+        self.current = base
+
+    def reset(self) -> None:
+        self.current = self.base
+
+    def next(self) -> float:
+        value = self.current
+        self.current = min(self.base * 5, self.current * 1.5)
+        return value

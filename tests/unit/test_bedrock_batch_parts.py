@@ -10,7 +10,7 @@ from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.backends.bedrock_batch import record_error, split_s3_uri
 from visinstruct.core.models.backends.bedrock_bodies import read_reply, request_body
-from visinstruct.core.pipeline.batch import _spread_manifest_tokens
+from visinstruct.core.pipeline.batch_replies import spread_manifest_tokens
 from visinstruct.core.store.batch_jobs import BatchRecord
 
 BATCH = """
@@ -107,7 +107,7 @@ def test_manifest_tokens_are_spread_over_replies_that_carry_none() -> None:
     counted = CompletionResponse("b", tokens_in=10, tokens_out=4, endpoint="batch:x")
     replies = [(record, bare, None), (record, bare, None), (record, counted, None),
                (record, None, BackendError("e"))]
-    spread = _spread_manifest_tokens(replies, {"inputTokenCount": 31, "outputTokenCount": 9})
+    spread = spread_manifest_tokens(replies, {"inputTokenCount": 31, "outputTokenCount": 9})
     totals = [(r.tokens_in, r.tokens_out) for _, r, _ in spread if r is not None]
     assert totals == [(11, 3), (10, 2), (10, 4)]
     assert sum(t[0] for t in totals) == 31 and sum(t[1] for t in totals) == 9

@@ -127,7 +127,7 @@ class BatchClient:
         manifest: dict[str, Any] = {}
         files = 0
         for key in keys:
-            if not (key.endswith(".jsonl.out") or key.endswith("manifest.json.out")):
+            if not key.endswith((".jsonl.out", "manifest.json.out")):
                 continue
             body = self._call(f"S3 s3://{bucket}/{key}", self._s3.get_object, Bucket=bucket,
                               Key=key)["Body"].read().decode("utf-8", errors="replace")
