@@ -276,3 +276,45 @@ def test_ctrl_c_leaves_the_job_running_and_batch_stop_stops_it(
     assert code == 0, err
     statuses = [(j["stage"], j["status"]) for j in status(run_cli, db)["batch_jobs"]]
     assert statuses[0] == ("generate", "Stopped") and statuses[-1] == ("judge", "Completed")
+
+
+def test_mixed_stages_batch_judging_after_online_generation_and_the_reverse(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    online = write_config(tmp_path, "online", backend="bedrock")
+    assert run_cli("run", "--headless", "--config", online)[0] == 0
+    expected = exported(run_cli, db_of(online), tmp_path / "online.json")
+    on_demand = f"""[models.live]
+backend = "bedrock"
+model_id = "{MODEL_ID}"
+"""
+    for name, stage in (("judge_batch", "generation"), ("generate_batch", "judge")):
+        config = write_config(tmp_path, name, extra="min_records = 5\n")
+        config.write_text(config.read_text().replace(f'[{stage}]\nmodel = "claude"',
+                                                     f'[{stage}]\nmodel = "live"') + on_demand)
+        code, _, err = run_cli("run", "--headless", "--config", config)
+        assert code == 0, err
+        jobs = status(run_cli, db_of(config))["batch_jobs"]
+        assert [j["stage"] for j in jobs] == ["judge" if stage == "generation" else "generate"]
+        pairs = exported(run_cli, db_of(config), tmp_path / f"{name}.json")
+        # Same replies, same pairs; only the model recorded for one stage differs.
+        assert [p["conversations"] for p in pairs] == [p["conversations"] for p in expected]
+
+
+def test_a_mistral_batch_takes_its_token_counts_from_the_manifest(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="min_records = 5\n")
+    config.write_text(config.read_text().replace(MODEL_ID, "mistral.mixtral-8x7b-instruct-v0:1"))
+    code, _, err = run_cli("run", "--headless", "--config", config)
+    assert code == 0, err
+    db = db_of(config)
+    prompts = [json.loads(line)["modelInput"]["prompt"] for line in boto3.client(
+        "s3", region_name="us-east-1").get_object(
+            Bucket=BUCKET, Key=next(iter(aws.plane.jobs.values())).input_uri.split(
+                f"s3://{BUCKET}/", 1)[1])["Body"].read().decode().splitlines()]
+    assert all(p.startswith("<s>[INST] ") and p.endswith(" [/INST]") for p in prompts)
+    for job in aws.plane.jobs.values():
+        stored = rows(db, "SELECT SUM(tokens_in), SUM(tokens_out) FROM llm_calls "
+                          "WHERE endpoint = ?", (f"batch:{job.job_id}",))[0]
+        assert stored == (job.counts["inputTokenCount"], job.counts["outputTokenCount"])
+        assert stored[0] > 0
+    assert status(run_cli, db)["kept_pairs"] > 0
