@@ -111,3 +111,39 @@ def test_manifest_tokens_are_spread_over_replies_that_carry_none() -> None:
     totals = [(r.tokens_in, r.tokens_out) for _, r, _ in spread if r is not None]
     assert totals == [(11, 3), (10, 2), (10, 4)]
     assert sum(t[0] for t in totals) == 31 and sum(t[1] for t in totals) == 9
+
+
+def test_the_job_token_depends_on_the_records_and_their_round_only(tmp_path: Path) -> None:
+    from visinstruct.core.pipeline.batch_records import PendingRecord, job_token
+    from visinstruct.core.records import Image
+
+    model = load_config(config_with(tmp_path)).model("mixtral")
+    image = Image(1, "1.jpg", 640, 480)
+    records = [PendingRecord(BatchRecord(f"generate|{i}|detail|v|mixtral|", f"generate|{i}|"
+                                         "detail|v|mixtral|", i, "detail", "v", 0, f"h{i}"),
+                             {}, image) for i in range(3)]
+    token = job_token("generate", model, records, {})
+    assert token == job_token("generate", model, list(reversed(records)), {})
+    assert token.isalnum() and len(token) <= 256  # Bedrock's idempotency-token pattern
+    assert token != job_token("generate", model, records[:2], {})
+    assert token != job_token("generate", model, records, {records[0].record.key: 1})
+
+
+def test_a_batch_models_on_demand_calls_cost_twice_its_batch_prices(tmp_path: Path) -> None:
+    from visinstruct.core.models.cost import CostMeter, cost_report
+    from visinstruct.core.store.database import Store
+
+    config = load_config(config_with(tmp_path, "price_in_per_million = 1.0\n"
+                                               "price_out_per_million = 2.0\n"))
+    with Store(tmp_path / "cost.db") as store:
+        store.write_sync(lambda c: c.executemany(
+            "INSERT INTO llm_calls (key, stage, model, endpoint, status, tokens_in, tokens_out, "
+            "started_at) VALUES ('k', 'generate', 'mixtral', ?, 'ok', ?, ?, 0)",
+            [("batch:job000000001", 1_000_000, 500_000),
+             ("mistral.mixtral-8x7b-instruct-v0:1", 1_000_000, 0)]))
+        # batch: 1.0 + 1.0 at batch prices; on demand: 1.0 x 2
+        assert cost_report(store, config).by_model["mixtral"] == pytest.approx(4.0)
+        meter = CostMeter(store, config)
+        meter.add_call("mixtral", 1_000_000, 0, "batch:job000000002")
+        meter.add_call("mixtral", 1_000_000, 0, "mistral.mixtral-8x7b-instruct-v0:1")
+        assert meter.total_usd() == pytest.approx(4.0 + 1.0 + 2.0)
