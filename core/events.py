@@ -207,3 +207,13 @@ class BatchRecordsWaiting(Event):
     model: str
     records: int
     min_records: int
+
+
+@dataclass(frozen=True)
+class BatchNotice(Event):
+    """Something about a batch stage the user must know: a job that could not be submitted,
+    or one that ended without all its records."""
+
+    stage: str
+    model: str
+    message: str

@@ -14,6 +14,7 @@ from typing import Any
 
 from visinstruct.core.events import (
     BatchJobUpdated,
+    BatchNotice,
     BatchRecordsWaiting,
     CallFinished,
     CostUpdated,
@@ -64,6 +65,7 @@ class RichProgress:
         self.cost: CostUpdated | None = None
         self.batch_jobs: dict[str, BatchJobUpdated] = {}
         self.waiting: dict[str, BatchRecordsWaiting] = {}
+        self.notices: list[BatchNotice] = []
         self.started = time.monotonic()
         self._live: Any = None
 
@@ -90,6 +92,11 @@ class RichProgress:
                 self.batch_jobs[event.arn] = event
             elif isinstance(event, BatchRecordsWaiting):
                 self.waiting[event.stage] = event
+            elif isinstance(event, BatchNotice):
+                self.notices.append(event)
+        if isinstance(event, BatchNotice):
+            # Printed above the live display, outside the lock its refresh takes.
+            self.console.print(f"{event.stage} ({event.model}): {event.message}")
 
     def render(self) -> Any:
         from rich.progress_bar import ProgressBar

@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 from visinstruct.core.config import Config, ModelConfig
 from visinstruct.core.errors import BackendError
-from visinstruct.core.events import BatchJobUpdated, BatchRecordsWaiting, ImageDone
+from visinstruct.core.events import (
+    BatchJobUpdated,
+    BatchNotice,
+    BatchRecordsWaiting,
+    ImageDone,
+)
 from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.pool import PoolResult
@@ -82,6 +87,9 @@ class BatchDriver:
         self._clients: dict[str, BatchClient] = {}
         # Keys sent on demand in this run: never sent on demand twice (a failure stays failed).
         self._sent_on_demand: set[str] = set()
+        # Stages whose jobs cannot be submitted (a permission or validation error): the run
+        # stops submitting them and says why; their records stay pending for the next run.
+        self._blocked: dict[str, str] = {}
         if client is not None:
             for name in self.stages.values():
                 self._clients[self.config.model(name).region] = client
@@ -106,11 +114,16 @@ class BatchDriver:
         dirty = True
         while not self.cancel.is_set():
             if dirty:
+                dirty = False
                 for stage in stages:
-                    self._submit(stage, final=self._upstream_done(stage, stages))
+                    if stage in self._blocked:
+                        continue
+                    try:
+                        self._submit(stage, final=self._upstream_done(stage, stages))
+                    except BackendError as error:
+                        dirty = self._submit_failed(stage, error, backoff)
                     if self.cancel.is_set():
                         return
-                dirty = False
             unread = [job for job in unread_jobs(self.store) if job.stage in stages]
             if not unread:
                 if self._more_work(stages):
@@ -135,6 +148,8 @@ class BatchDriver:
         """Records still to submit after a pass that left no job open (on-demand results feed
         the next stage)."""
         for stage in stages:
+            if stage in self._blocked:
+                continue
             model = self.config.model(self.stages[stage])
             pending = sum(1 for r in self._pending(stage, bodies=False)
                           if r.record.key not in self._sent_on_demand)
@@ -176,6 +191,26 @@ class BatchDriver:
             self._on_demand(stage, model, chunk)
         elif final:
             self.ctx.emit(BatchRecordsWaiting(stage, model.name, len(chunk), model.min_records))
+
+    def _submit_failed(self, stage: str, error: BackendError, backoff: Backoff) -> bool:
+        """Back-pressure (too many jobs at once): wait and submit again; anything else stops
+        the stage's submissions for this run. True when the next pass should submit again."""
+        model = self.stages[stage]
+        if error.kind == BackendError.BACKPRESSURE:
+            self._notice(stage, model, f"batch job not accepted yet ({error}); trying again")
+            self.cancel.wait(backoff.next())
+            return True
+        self._blocked[stage] = str(error)
+        self._notice(stage, model, f"cannot submit {stage} batch jobs: {error}; their records "
+                     "stay pending (fix the cause and run again)")
+        # Counted as failed units, so the run ends with "some units failed" (exit 1).
+        for record in self._pending(stage, bodies=False):
+            self._unit_done(record.image.image_id, record.record.task, False)
+        return False
+
+    def _notice(self, stage: str, model: str, message: str) -> None:
+        self._note(message)
+        self.ctx.emit(BatchNotice(stage, model, message))
 
     def _submit_job(self, stage: str, model: ModelConfig, chunk: list[PendingRecord],
                     tries: dict[str, int]) -> None:
@@ -228,23 +263,25 @@ class BatchDriver:
                     changed = True
                 if not job.ended:
                     continue
-            self._read(job, model)
-            changed = True
+            changed = self._read(job, model) or changed
         return changed
 
-    def _read(self, job: BatchJob, model: ModelConfig) -> None:
+    def _read(self, job: BatchJob, model: ModelConfig) -> bool:
+        """Write the ended job's records to the ledger; False when its output cannot be read
+        yet (it is tried again on the next poll)."""
         records = job_records(self.store, job)
         try:
             output = self.client(model).read_output(job.output_uri, job.job_id)
         except BackendError as error:
             if job.status in ("Completed", "PartiallyCompleted"):
                 self._note(f"reading batch job {job.job_id}: {error}")
-                return  # read again on the next pass
+                return False
             output = JobOutput((), {}, 0)
         if job.status not in ("Completed",):
-            self._note(f"batch job {job.job_id} ({job.stage}, {job.records} records) ended "
-                       f"{job.status}: {job.message or 'no message'}; records without an "
-                       "output go back to pending")
+            self._notice(job.stage, job.model,
+                         f"batch job {job.job_id} ({job.stage}, {job.records} records) ended "
+                         f"{job.status}: {job.message or 'no message'}; records without an "
+                         "output go back to pending")
         endpoint = f"batch:{job.job_id}"
         done = finished_keys(self.store, endpoint, (r.key for r in records.values()))
         replies = join_replies(output, records, done, model.model_id, endpoint)
@@ -252,6 +289,7 @@ class BatchDriver:
         mark_read(self.store, job, ok=counts.ok, errors=counts.errors,
                   tokens_in=counts.tokens_in, tokens_out=counts.tokens_out)
         self._announce(job, counts.ok, counts.errors)
+        return True
 
     def _write(self, job: BatchJob, model: ModelConfig,
                replies: list[Reply]) -> _Counts:

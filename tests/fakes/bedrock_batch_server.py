@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 from urllib.parse import unquote
 
 import boto3
@@ -85,6 +85,8 @@ class BatchControlPlane:
         self.record_error: Callable[[str], dict[str, Any] | None] = lambda _rid: None
         self.out_of_order = False
         self.drop_records: set[str] = set()
+        # (HTTP status, error code, message) every CreateModelInvocationJob fails with.
+        self.create_error: tuple[int, str, str] | None = None
         self.jobs: dict[str, FakeJob] = {}
         self.creates = 0           # CreateModelInvocationJob calls, repeated tokens included
         self.stops = 0
@@ -99,7 +101,7 @@ class BatchControlPlane:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
-    def start(self) -> BatchControlPlane:
+    def start(self) -> Self:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -141,7 +143,7 @@ class BatchControlPlane:
             self._server.server_close()
         self._server = None
 
-    def __enter__(self) -> BatchControlPlane:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -167,6 +169,9 @@ class BatchControlPlane:
     def _create(self, request: dict[str, Any]) -> tuple[int, Any, str]:
         with self._lock:
             self.creates += 1
+            if self.create_error is not None:
+                status, code, message = self.create_error
+                return status, {"message": message}, code
             token = request.get("clientRequestToken") or ""
             for job in self.jobs.values():
                 if token and job.token == token:

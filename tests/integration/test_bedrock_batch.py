@@ -269,7 +269,7 @@ def test_ctrl_c_leaves_the_job_running_and_batch_stop_stops_it(
     db = db_of(config)
     code, out, err = run_cli("batch", "stop", "--db", db)
     assert code == 0, err
-    assert aws.plane.stops == 1
+    assert aws.plane.stops == 1 and out.strip() == next(iter(aws.plane.jobs.values())).arn
     assert [j["status"] for j in status(run_cli, db)["batch_jobs"]] == ["Stopping"]
     aws.plane.hold.clear()
     code, _, err = run_cli("run", "--headless", "--config", config)
@@ -318,3 +318,17 @@ def test_a_mistral_batch_takes_its_token_counts_from_the_manifest(
         assert stored == (job.counts["inputTokenCount"], job.counts["outputTokenCount"])
         assert stored[0] > 0
     assert status(run_cli, db)["kept_pairs"] > 0
+
+
+def test_a_job_that_cannot_be_submitted_is_reported_and_nothing_runs_on_demand(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    aws.plane.create_error = (403, "AccessDeniedException",
+                              "not authorized to perform iam:PassRole on BedrockBatch")
+    config = write_config(tmp_path, extra="min_records = 5\n")
+    code, out, err = run_cli("run", "--headless", "--json", "--config", config)
+    assert code == 1, err  # every unit failed to go out; run again once the role is fixed
+    notices = [json.loads(line) for line in out.splitlines()
+               if json.loads(line)["event"] == "BatchNotice"]
+    assert len(notices) == 1 and "iam:PassRole" in notices[0]["message"]
+    assert aws.runtime.script.count() == 0
+    assert status(run_cli, db_of(config))["batch_jobs"] == []
