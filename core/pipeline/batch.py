@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from visinstruct.core.events import (
 from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.pool import PoolResult
+from visinstruct.core.pipeline.batch_on_demand import send_on_demand, write_without_call
 from visinstruct.core.pipeline.batch_records import (
     Backoff,
     PendingRecord,
@@ -31,8 +31,8 @@ from visinstruct.core.pipeline.batch_records import (
     pending_records,
 )
 from visinstruct.core.pipeline.batch_replies import Reply, join_replies
-from visinstruct.core.pipeline.generate import GenerationResult, generate, handle_generation
-from visinstruct.core.pipeline.judge import JudgeResult, handle_judgement, judge, stored_pairs
+from visinstruct.core.pipeline.generate import handle_generation
+from visinstruct.core.pipeline.judge import handle_judgement, stored_pairs
 from visinstruct.core.store.batch_jobs import (
     BatchJob,
     BatchRecord,
@@ -205,11 +205,11 @@ class BatchDriver:
                      "stay pending (fix the cause and run again)")
         # Counted as failed units, so the run ends with "some units failed" (exit 1).
         for record in self._pending(stage, bodies=False):
-            self._unit_done(record.image.image_id, record.record.task, False)
+            self.unit_done(record.image.image_id, record.record.task, False)
         return False
 
     def _notice(self, stage: str, model: str, message: str) -> None:
-        self._note(message)
+        self.note(message)
         self.ctx.emit(BatchNotice(stage, model, message))
 
     def _submit_job(self, stage: str, model: ModelConfig, chunk: list[PendingRecord],
@@ -247,14 +247,14 @@ class BatchDriver:
                 return changed
             model = self.config.models.get(job.model)
             if model is None:
-                self._note(f"batch job {job.job_id} belongs to model {job.model!r}, which this "
+                self.note(f"batch job {job.job_id} belongs to model {job.model!r}, which this "
                            "config no longer defines; it is left unread")
                 continue
             if not job.ended:
                 try:
                     state = self.client(model).job_state(job.arn)
                 except BackendError as error:
-                    self._note(f"polling batch job {job.job_id}: {error}")
+                    self.note(f"polling batch job {job.job_id}: {error}")
                     continue
                 if state.status != job.status or state.message != job.message:
                     set_status(self.store, job, state.status, state.message, state.ended_at)
@@ -274,7 +274,7 @@ class BatchDriver:
             output = self.client(model).read_output(job.output_uri, job.job_id)
         except BackendError as error:
             if job.status in ("Completed", "PartiallyCompleted"):
-                self._note(f"reading batch job {job.job_id}: {error}")
+                self.note(f"reading batch job {job.job_id}: {error}")
                 return False
             output = JobOutput((), {}, 0)
         if job.status not in ("Completed",):
@@ -285,11 +285,24 @@ class BatchDriver:
         endpoint = f"batch:{job.job_id}"
         done = finished_keys(self.store, endpoint, (r.key for r in records.values()))
         replies = join_replies(output, records, done, model.model_id, endpoint)
+        self._count_lost(job, model, records, done | {r.key for r, _, _ in replies})
         counts = self._write(job, model, replies)
         mark_read(self.store, job, ok=counts.ok, errors=counts.errors,
                   tokens_in=counts.tokens_in, tokens_out=counts.tokens_out)
         self._announce(job, counts.ok, counts.errors)
         return True
+
+    def _count_lost(self, job: BatchJob, model: ModelConfig, records: dict[str, BatchRecord],
+                    returned: set[str]) -> None:
+        """Records a job did not return go back to pending; on their last attempt they are
+        failed units (a stage whose jobs keep failing must still end)."""
+        lost = [r for r in records.values() if r.key not in returned]
+        if not lost or (job.stage == "judge" and "generate" not in self.stages):
+            return
+        tries = tries_this_run(self.store, job.stage, self.run_id)
+        for record in lost:
+            if tries.get(record.key, 0) + 1 >= model.attempts:
+                self.unit_done(record.image_id, record.task, False)
 
     def _write(self, job: BatchJob, model: ModelConfig,
                replies: list[Reply]) -> _Counts:
@@ -316,7 +329,7 @@ class BatchDriver:
                 retry = attempt < model.attempts
                 listener.failed(ref, error, latency_ms, retry)
                 if not retry and (job.stage == "generate" or "generate" in self.stages):
-                    self._unit_done(image.image_id, record.task, False)
+                    self.unit_done(image.image_id, record.task, False)
                 continue
             counts.ok += 1
             counts.tokens_in += response.tokens_in
@@ -331,63 +344,25 @@ class BatchDriver:
             result = handle_generation(self.ctx, template, image, record.task,
                                        self.stages[stage], outcome)
             if result.parse_failure:
-                self._unit_done(image.image_id, record.task, True)
+                self.unit_done(image.image_id, record.task, True)
             return
         template = self._template("judge", record.prompt_version)
         pairs = stored_pairs(self.store, record.generation_id)
         judged = handle_judgement(self.ctx, template, image, record.task, record.generation_id,
                                   pairs, self.config.judge, self.stages[stage], outcome)
-        self._kept(judged.kept)
+        self.kept(judged.kept)
         if "generate" in self.stages:  # else the workers counted the unit when it was generated
-            self._unit_done(image.image_id, record.task, True)
+            self.unit_done(image.image_id, record.task, True)
 
     # -- records that need no batch ---------------------------------------------------------------
     def _no_call(self, record: PendingRecord) -> None:
-        """An image with nothing to describe: generate() writes its counted row, no call."""
-        result = generate(self.ctx, self.runner.templates[record.record.task], record.image,
-                          record.record.task, self.config.generation, self.stages["generate"])
-        if isinstance(result, GenerationResult):
-            self._unit_done(record.image.image_id, record.record.task, True)
+        write_without_call(self, record)
 
     def _on_demand(self, stage: str, model: ModelConfig, chunk: list[PendingRecord]) -> None:
-        """Fewer records than a job may hold: the same model on demand, through its pool."""
-        def one(record: PendingRecord) -> None:
-            if self.cancel.is_set():
-                return
-            try:
-                self._online(stage, model, record)
-            except Exception as exc:  # noqa: BLE001 - one bad unit must not stop the rest
-                self._note(f"{type(exc).__name__}: {exc}")
-
-        with ThreadPoolExecutor(max_workers=max(1, min(len(chunk), model.max_in_flight)),
-                                thread_name_prefix="on-demand") as pool:
-            list(pool.map(one, chunk))
-
-    def _online(self, stage: str, model: ModelConfig, record: PendingRecord) -> None:
-        runner = self.runner
-        task = record.record.task
-        image = record.image
-        if stage == "generate":
-            generated = generate(self.ctx, runner.templates[task], image, task,
-                                 self.config.generation, model.name)
-            if isinstance(generated, CallOutcome):
-                if not generated.cancelled:
-                    self._unit_done(image.image_id, task, False)
-            elif generated.parse_failure:
-                self._unit_done(image.image_id, task, True)
-            return
-        assert runner.judge_template is not None
-        judged = judge(self.ctx, runner.judge_template, image, task, record.record.generation_id,
-                       stored_pairs(self.store, record.record.generation_id), self.config.judge,
-                       model.name)
-        if isinstance(judged, JudgeResult):
-            self._kept(judged.kept)
-            self._unit_done(image.image_id, task, True)
-        elif not judged.cancelled:
-            self._unit_done(image.image_id, task, False)
+        send_on_demand(self, stage, model, chunk)
 
     # -- accounting ----------------------------------------------------------------------------
-    def _unit_done(self, image_id: int, task: str, ok: bool) -> None:
+    def unit_done(self, image_id: int, task: str, ok: bool) -> None:
         """A unit finished its last stage (or failed for good): count it as the workers do."""
         runner = self.runner
         with runner.lock:
@@ -397,7 +372,7 @@ class BatchDriver:
             done = runner.done_units
         self.ctx.emit(ImageDone(image_id, task, ok, done, runner.total_units))
 
-    def _kept(self, kept: int) -> None:
+    def kept(self, kept: int) -> None:
         with self.runner.lock:
             self.runner.kept_pairs += kept
 
@@ -408,7 +383,7 @@ class BatchDriver:
             return active
         return stored_template(self.store, version) or active  # type: ignore[return-value]
 
-    def _note(self, message: str) -> None:
+    def note(self, message: str) -> None:
         self.store.write(lambda c: c.execute("UPDATE runs SET message = ? WHERE id = ?",
                                              (message[:500], self.run_id)))
 
