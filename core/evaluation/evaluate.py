@@ -389,6 +389,11 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notice(f"the evaluator {evaluator.name!r} does not take pictures; it compares on "
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])
+    for name in dict.fromkeys(names):
+        if config.model(name).backend == "bedrock-batch":
+            # Evaluation has no batch driver yet: its few hundred calls go on demand.
+            notice(f"{name!r} is a bedrock-batch model; evaluation sends its calls on demand "
+                   "(same model id) at on-demand prices")
     store.write_sync(lambda c: c.execute(
         "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight' "
         "AND stage IN ('evaluate', 'answer')", (now(),)))
