@@ -309,7 +309,10 @@ class BatchDriver:
         counts = _Counts()
         if not replies:
             return counts
-        images = load_images(self.store, sorted({r.image_id for r, _, _ in replies}))
+        images: dict[int, Any] = {}
+        wanted = sorted({r.image_id for r, _, _ in replies})
+        for start in range(0, len(wanted), 500):  # SQLite caps the parameters of one query
+            images.update(load_images(self.store, wanted[start:start + 500]))
         tries = tries_this_run(self.store, job.stage, self.run_id)
         ended = job.ended_at or job.submitted_at
         latency_ms = max(0.0, (ended - job.submitted_at) * 1000)
