@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from visinstruct.core.config import ModelConfig
@@ -53,38 +53,26 @@ def pending_records(runner: _Runner, run_id: int, stage: str, model: ModelConfig
         images = load_images(runner.store, sorted({p[0] for p in pending}))
         for image_id, task, _need, generation_id in pending:
             image = images[image_id]
-            if stage == "generate":
-                template = runner.templates[task]
-                key = call_key("generate", image_id, task, template.version, model.name, "")
-                if key in in_jobs or failed.get(key, 0) >= model.attempts:
-                    continue
-                record = BatchRecord(key, key, image_id, task, template.version, 0, "")
-                if not image.captions:
-                    yield PendingRecord(record, {}, image, no_call=True)
-                    continue
-                request = generation_request(template, image, runner.config.generation, task)
-            else:
-                assert judge_template is not None
-                key = call_key("judge", image_id, task, judge_template.version, model.name,
-                               str(generation_id))
-                if key in in_jobs or failed.get(key, 0) >= model.attempts:
-                    continue
-                if not bodies:
-                    yield PendingRecord(BatchRecord(key, key, image_id, task,
-                                                    judge_template.version, generation_id, ""),
-                                        {}, image)
-                    continue
-                pairs = tuple(p for _, p in stored_pairs(runner.store, generation_id))
-                request = judge_request(judge_template, image, pairs, runner.config.judge)
-                record = BatchRecord(key, key, image_id, task, judge_template.version,
-                                     generation_id, "")
+            template = runner.templates[task] if stage == "generate" else judge_template
+            assert template is not None
+            item = "" if stage == "generate" else str(generation_id)
+            key = call_key(stage, image_id, task, template.version, model.name, item)
+            if key in in_jobs or failed.get(key, 0) >= model.attempts:
+                continue
+            record = BatchRecord(key, key, image_id, task, template.version, generation_id)
+            if stage == "generate" and not image.captions:
+                yield PendingRecord(record, {}, image, no_call=True)
+                continue
             if not bodies:
                 yield PendingRecord(record, {}, image)
                 continue
-            yield PendingRecord(
-                BatchRecord(key, key, image_id, task, record.prompt_version, generation_id,
-                            request_hash(request)),
-                request_body(model.model_id, request), image)
+            if stage == "generate":
+                request = generation_request(template, image, runner.config.generation, task)
+            else:
+                pairs = tuple(p for _, p in stored_pairs(runner.store, generation_id))
+                request = judge_request(template, image, pairs, runner.config.judge)
+            yield PendingRecord(replace(record, request_hash=request_hash(request)),
+                                request_body(model.model_id, request), image)
 
 
 def job_token(stage: str, model: ModelConfig, records: list[PendingRecord],
