@@ -69,8 +69,8 @@ class BatchControlPlane:
     Knobs (set before or during a test): `polls_to_finish` (Get calls a job stays InProgress),
     `hold` (while set, jobs stay InProgress whatever the polls), `fail_jobs` (job numbers,
     from 1, that end Failed), `record_error` (recordId -> error object or None),
-    `out_of_order` (shuffle output lines), `drop_records` (recordIds missing from the output,
-    with the job ending PartiallyCompleted).
+    `out_of_order` (shuffle output lines), `drop_record` (recordId -> True for records missing
+    from the output, the job then ending PartiallyCompleted).
     """
 
     def __init__(self, s3_endpoint: str, *, respond: Responder = model_reply,
@@ -84,7 +84,7 @@ class BatchControlPlane:
         self.fail_message = "The job failed: an internal error occurred."
         self.record_error: Callable[[str], dict[str, Any] | None] = lambda _rid: None
         self.out_of_order = False
-        self.drop_records: set[str] = set()
+        self.drop_record: Callable[[str], bool] = lambda _rid: False
         # (HTTP status, error code, message) every CreateModelInvocationJob fails with.
         self.create_error: tuple[int, str, str] | None = None
         self.jobs: dict[str, FakeJob] = {}
@@ -261,7 +261,7 @@ class BatchControlPlane:
                 record = json.loads(line)
                 record_id = record.get("recordId", "")
                 totals["totalRecordCount"] += 1
-                if record_id in self.drop_records:
+                if self.drop_record(record_id):
                     continue
                 totals["processedRecordCount"] += 1
                 words_in = len(prompt_text(record["modelInput"]).split())

@@ -332,3 +332,34 @@ def test_a_job_that_cannot_be_submitted_is_reported_and_nothing_runs_on_demand(
     assert len(notices) == 1 and "iam:PassRole" in notices[0]["message"]
     assert aws.runtime.script.count() == 0
     assert status(run_cli, db_of(config))["batch_jobs"] == []
+
+
+def test_a_partially_completed_job_keeps_what_it_returned_and_resends_the_rest(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    dropped = {f"generate|{first_image_id()}|detail|", f"generate|{first_image_id()}|conversation|"}
+    lost_once: set[str] = set()
+
+    def drop(record_id: str) -> bool:
+        # The first job never gets to two records (as when the job's time runs out).
+        if any(record_id.startswith(d) for d in dropped) and record_id not in lost_once:
+            lost_once.add(record_id)
+            return True
+        return False
+
+    aws.plane.drop_record = drop
+    config = write_config(tmp_path, extra="min_records = 1\n")
+    code, out, err = run_cli("run", "--headless", "--json", "--config", config)
+    assert code == 0, err
+    db = db_of(config)
+    report = status(run_cli, db)
+    assert [(j["stage"], j["records"], j["status"], j["ok_records"])
+            for j in report["batch_jobs"]][:2] == [("generate", 12, "PartiallyCompleted", 10),
+                                                 ("generate", 2, "Completed", 2)]
+    notices = [json.loads(line)["message"] for line in out.splitlines()
+               if json.loads(line)["event"] == "BatchNotice"]
+    assert any("PartiallyCompleted" in n for n in notices)
+    assert rows(db, "SELECT COUNT(*) FROM generations")[0][0] == 12
+    tokens_in, tokens_out = rows(db, "SELECT SUM(tokens_in), SUM(tokens_out) FROM llm_calls "
+                                     "WHERE status = 'ok'")[0]
+    assert report["cost_usd"] == pytest.approx((tokens_in * 0.125 + tokens_out * 0.625) / 1e6,
+                                               abs=1e-6)
