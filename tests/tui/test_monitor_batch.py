@@ -43,3 +43,4 @@ async def test_an_attached_store_shows_its_batch_jobs(tmp_path: Path) -> None:
     assert len(rows) == 1
     assert "judge" in str(rows[0][0]) and "1,234" in str(rows[0][0])
     assert str(rows[0][-1]) == "InProgress" and str(rows[0][6]) == "10m"
+    assert str(rows[0][7]) == "ETA ?"

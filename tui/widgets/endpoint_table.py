@@ -58,6 +58,8 @@ def batch_job_rows(state: RunState, now: float) -> list[tuple[object, ...]]:
             f"{job.model}:batch {job.stage} {job.job_id} ({job.records:,} rec)", "", "",
             f"{job.ok_records:,}",
             Text(f"{job.error_records:,}", style="red" if job.error_records else ""),
-            "", clock, "", "", Text(job.status, style=JOB_STYLE.get(job.status, "cyan")),
+            # Age under p50; no ETA until the job ends (Bedrock gives no progress figure).
+            "", clock, "" if job.status in JOB_STYLE else "ETA ?", "",
+            Text(job.status, style=JOB_STYLE.get(job.status, "cyan")),
         ))
     return rows
