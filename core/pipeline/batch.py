@@ -350,7 +350,7 @@ class BatchDriver:
                 self.unit_done(image.image_id, record.task, True)
             return
         template = self._template("judge", record.prompt_version)
-        pairs = stored_pairs(self.store, record.generation_id)
+        pairs = tuple(p for _, p in stored_pairs(self.store, record.generation_id))
         judged = handle_judgement(self.ctx, template, image, record.task, record.generation_id,
                                   pairs, self.config.judge, self.stages[stage], outcome)
         self.kept(judged.kept)
