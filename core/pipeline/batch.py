@@ -39,6 +39,7 @@ from visinstruct.core.store.batch_jobs import (
     finished_keys,
     job_records,
     mark_read,
+    open_jobs,
     save_job,
     set_status,
     tries_by_key,
@@ -108,8 +109,15 @@ class BatchDriver:
     def drive(self, stages: tuple[str, ...]) -> None:
         """Submit, poll and read until `stages` have nothing pending or open, or cancel is set."""
         stages = tuple(s for s in stages if s in self.stages)
-        if not stages:
-            return
+        if stages:
+            self._drive(stages)
+        left = open_jobs(self.store) if self.cancel.is_set() else []
+        if left:
+            # Stopping the run does not stop the jobs: they are paid for and finish on AWS.
+            self.note(f"{len(left)} Bedrock batch job(s) still running on AWS; run again to "
+                      "collect them, or `visinstruct batch stop` to stop them")
+
+    def _drive(self, stages: tuple[str, ...]) -> None:
         backoff = Backoff(min(self.config.model(self.stages[s]).poll_seconds for s in stages))
         dirty = True
         while not self.cancel.is_set():
@@ -121,7 +129,7 @@ class BatchDriver:
                     try:
                         self._submit(stage, final=self._upstream_done(stage, stages))
                     except BackendError as error:
-                        dirty = self._submit_failed(stage, error, backoff)
+                        dirty = self._submit_failed(stage, error, backoff) or dirty
                     if self.cancel.is_set():
                         return
             unread = [job for job in unread_jobs(self.store) if job.stage in stages]
