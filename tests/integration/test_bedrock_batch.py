@@ -363,3 +363,30 @@ def test_a_partially_completed_job_keeps_what_it_returned_and_resends_the_rest(
                                      "WHERE status = 'ok'")[0]
     assert report["cost_usd"] == pytest.approx((tokens_in * 0.125 + tokens_out * 0.625) / 1e6,
                                                abs=1e-6)
+
+
+def test_a_crash_between_creating_a_job_and_storing_it_still_makes_one_job(
+        aws: Aws, run_cli: RunCli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from visinstruct.core import pipeline
+    from visinstruct.core.config import load_config
+    from visinstruct.core.events import ignore
+    from visinstruct.core.pipeline import batch
+    from visinstruct.core.store.database import Store
+
+    def crash(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the process died here")
+
+    path = write_config(tmp_path, extra="min_records = 5\n")
+    config = load_config(path)
+    with monkeypatch.context() as patched, Store(config.db) as store:
+        patched.setattr(batch, "save_job", crash)
+        with pytest.raises(RuntimeError):
+            pipeline.run(config, store, ignore)
+    assert aws.plane.creates == 1 and len(aws.plane.jobs) == 1
+    code, _, err = run_cli("run", "--headless", "--config", path)
+    assert code == 0, err
+    # The same records made the same token: Bedrock answered with the first job.
+    assert len([j for j in aws.plane.jobs.values() if "generate" in j.name]) == 1
+    assert aws.plane.creates == 3  # generation twice (one job), judging once
+    assert [j["stage"] for j in status(run_cli, db_of(path))["batch_jobs"]] == [
+        "generate", "judge"]
