@@ -20,17 +20,18 @@ from visinstruct.core.events import (
     BatchRecordsWaiting,
     ImageDone,
 )
-from visinstruct.core.models.backends.bedrock_batch import BatchClient, JobOutput
+from visinstruct.core.models.backends.bedrock_batch import (
+    Backoff,
+    BatchClient,
+    JobOutput,
+    Reply,
+    job_token,
+    join_replies,
+)
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.pool import PoolResult
 from visinstruct.core.pipeline.batch_on_demand import send_on_demand, write_without_call
-from visinstruct.core.pipeline.batch_records import (
-    Backoff,
-    PendingRecord,
-    job_token,
-    pending_records,
-)
-from visinstruct.core.pipeline.batch_replies import Reply, join_replies
+from visinstruct.core.pipeline.batch_records import PendingRecord, pending_records
 from visinstruct.core.pipeline.generate import handle_generation
 from visinstruct.core.pipeline.judge import handle_judgement, stored_pairs
 from visinstruct.core.store.batch_jobs import (
@@ -109,6 +110,8 @@ class BatchDriver:
     def drive(self, stages: tuple[str, ...]) -> None:
         """Submit, poll and read until `stages` have nothing pending or open, or cancel is set."""
         stages = tuple(s for s in stages if s in self.stages)
+        # Pending work is read from the store: what the workers queued must be in it first.
+        self.store.flush()
         if stages:
             self._drive(stages)
         left = open_jobs(self.store) if self.cancel.is_set() else []
@@ -223,7 +226,8 @@ class BatchDriver:
     def _submit_job(self, stage: str, model: ModelConfig, chunk: list[PendingRecord],
                     tries: dict[str, int]) -> None:
         client = self.client(model)
-        token = job_token(stage, model, chunk, tries)
+        token = job_token(stage, model.name, model.model_id,
+                          [(r.record.key, r.record.request_hash) for r in chunk], tries)
         name = f"visinstruct-{stage}-{token[:24]}"
         base = f"{model.s3_uri.rstrip('/')}/run-{self.run_id}/{stage}/{name}/"
         lines = [json.dumps({"recordId": r.record.record_id, "modelInput": r.body},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -73,30 +72,3 @@ def pending_records(runner: _Runner, run_id: int, stage: str, model: ModelConfig
                 request = judge_request(template, image, pairs, runner.config.judge)
             yield PendingRecord(replace(record, request_hash=request_hash(request)),
                                 request_body(model.model_id, request), image)
-
-
-def job_token(stage: str, model: ModelConfig, records: list[PendingRecord],
-              tries: dict[str, int]) -> str:
-    """The clientRequestToken: the same records in the same round always make the same job."""
-    digest = hashlib.blake2b(digest_size=20)
-    digest.update(f"{stage}\x00{model.name}\x00{model.model_id}\x00".encode())
-    for record in sorted(records, key=lambda r: r.record.key):
-        digest.update(f"{record.record.key}\x00{record.record.request_hash}\x00"
-                      f"{tries.get(record.record.key, 0)}\x01".encode())
-    return digest.hexdigest()
-
-
-class Backoff:
-    """Poll intervals: `base` after news, growing by half per quiet poll up to 5x base."""
-
-    def __init__(self, base: float) -> None:
-        self.base = base
-        self.current = base
-
-    def reset(self) -> None:
-        self.current = self.base
-
-    def next(self) -> float:
-        value = self.current
-        self.current = min(self.base * 5, self.current * 1.5)
-        return value

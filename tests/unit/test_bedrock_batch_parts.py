@@ -8,9 +8,12 @@ import pytest
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
-from visinstruct.core.models.backends.bedrock_batch import record_error, split_s3_uri
+from visinstruct.core.models.backends.bedrock_batch import (
+    record_error,
+    split_s3_uri,
+    spread_manifest_tokens,
+)
 from visinstruct.core.models.backends.bedrock_bodies import read_reply, request_body
-from visinstruct.core.pipeline.batch_replies import spread_manifest_tokens
 from visinstruct.core.store.batch_jobs import BatchRecord
 
 BATCH = """
@@ -114,19 +117,15 @@ def test_manifest_tokens_are_spread_over_replies_that_carry_none() -> None:
 
 
 def test_the_job_token_depends_on_the_records_and_their_round_only(tmp_path: Path) -> None:
-    from visinstruct.core.pipeline.batch_records import PendingRecord, job_token
-    from visinstruct.core.records import Image
+    from visinstruct.core.models.backends.bedrock_batch import job_token
 
-    model = load_config(config_with(tmp_path)).model("mixtral")
-    image = Image(1, "1.jpg", 640, 480)
-    records = [PendingRecord(BatchRecord(f"generate|{i}|detail|v|mixtral|", f"generate|{i}|"
-                                         "detail|v|mixtral|", i, "detail", "v", 0, f"h{i}"),
-                             {}, image) for i in range(3)]
-    token = job_token("generate", model, records, {})
-    assert token == job_token("generate", model, list(reversed(records)), {})
+    model = ("mixtral", "mistral.mixtral-8x7b-instruct-v0:1")
+    records = [(f"generate|{i}|detail|v|mixtral|", f"h{i}") for i in range(3)]
+    token = job_token("generate", *model, records, {})
+    assert token == job_token("generate", *model, list(reversed(records)), {})
     assert token.isalnum() and len(token) <= 256  # Bedrock's idempotency-token pattern
-    assert token != job_token("generate", model, records[:2], {})
-    assert token != job_token("generate", model, records, {records[0].record.key: 1})
+    assert token != job_token("generate", *model, records[:2], {})
+    assert token != job_token("generate", *model, records, {records[0][0]: 1})
 
 
 def test_a_batch_models_on_demand_calls_cost_twice_its_batch_prices(tmp_path: Path) -> None:
