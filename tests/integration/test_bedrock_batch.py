@@ -390,3 +390,32 @@ def test_a_crash_between_creating_a_job_and_storing_it_still_makes_one_job(
     assert aws.plane.creates == 3  # generation twice (one job), judging once
     assert [j["stage"] for j in status(run_cli, db_of(path))["batch_jobs"]] == [
         "generate", "judge"]
+
+
+def test_evaluation_by_batch_stores_a_verdict_per_comparison(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="min_records = 5\n")
+    config.write_text(config.read_text().replace(
+        "limit = 4\n", f'limit = 4\nbaseline = "{sample.baseline_path()}"\n')
+        + '[evaluation]\nmodel = "claude"\nsample = 0\n')
+    assert run_cli("run", "--headless", "--config", config)[0] == 0
+
+    def verdict(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        return {"content": [{"type": "text", "text": "8 6\nThe first answer is fuller."}],
+                "stop_reason": "end_turn", "usage": {"input_tokens": 50, "output_tokens": 9}}
+
+    aws.plane.respond = verdict
+    code, out, err = run_cli("evaluate", "--config", config, "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    jobs = [j for j in status(run_cli, db_of(config))["batch_jobs"] if j["stage"] == "evaluate"]
+    assert len(jobs) == 1 and jobs[0]["status"] == "Completed"
+    units = report["sample"]["units"]
+    assert units > 0 and report["new_calls"] == 2 * units  # both orders of every comparison
+    assert jobs[0]["records"] == 2 * units and report["verdicts"] == 2 * units
+    assert report["overall"]["unparsed"] == 0
+    assert aws.runtime.script.count() == 0
+    # Run again: everything is stored, nothing is sent.
+    code, out, err = run_cli("evaluate", "--config", config, "--json")
+    assert code == 0, err
+    assert aws.plane.creates == 3 and json.loads(out)["new_calls"] == 0
