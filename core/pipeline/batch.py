@@ -123,8 +123,11 @@ class BatchDriver:
     def _drive(self, stages: tuple[str, ...]) -> None:
         backoff = Backoff(min(self.config.model(self.stages[s]).poll_seconds for s in stages))
         dirty = True
+        pause = self.runner.pause
         while not self.cancel.is_set():
-            if dirty:
+            # Paused: jobs already out are polled and read; nothing new is submitted.
+            paused = pause is not None and pause.is_set()
+            if dirty and not paused:
                 dirty = False
                 for stage in stages:
                     if stage in self._blocked:
@@ -136,6 +139,9 @@ class BatchDriver:
                     if self.cancel.is_set():
                         return
             unread = [job for job in unread_jobs(self.store) if job.stage in stages]
+            if not unread and paused:
+                self.cancel.wait(0.2)
+                continue
             if not unread:
                 if self._more_work(stages):
                     dirty = True
