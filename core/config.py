@@ -9,6 +9,7 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS
@@ -467,6 +468,12 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
     elif model.backend == "openai":
         if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
             raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
+        for url in (model.base_url, *model.base_urls):
+            if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+                # The URL itself is not echoed: it may carry a password.
+                raise ConfigError(f"{where}.base_url must be an http:// or https:// URL with a "
+                                  f"host (its scheme is {urlsplit(url).scheme!r}); write it "
+                                  "like http://host:8000/v1")
         if not model.model:
             raise ConfigError(f"{where} needs model = the served model's name for backend openai")
         if model.json_mode not in OPENAI_JSON_MODES:
