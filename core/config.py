@@ -469,10 +469,11 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
         if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
             raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
         for url in (model.base_url, *model.base_urls):
-            if url and (urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
                 # The URL itself is not echoed: it may carry a password.
                 raise ConfigError(f"{where}.base_url must be an http:// or https:// URL with a "
-                                  f"host (its scheme is {urlsplit(url).scheme!r}); write it "
+                                  f"host (its scheme is {parts.scheme!r}); write it "
                                   "like http://host:8000/v1")
         if not model.model:
             raise ConfigError(f"{where} needs model = the served model's name for backend openai")

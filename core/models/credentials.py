@@ -39,7 +39,8 @@ def _check_model(model: ModelConfig, hint: str) -> None:
         # failing credential_process shows up here rather than on every call.
         frozen = credentials.get_frozen_credentials() if credentials is not None else None
     except (BotoCoreError, OSError, ValueError) as exc:
-        raise ConfigError(f"{where} in {region}: cannot load AWS credentials ({exc}){hint}") from exc
+        raise ConfigError(
+            f"{where} in {region}: cannot load AWS credentials ({exc}){hint}") from exc
     if frozen is None or not frozen.access_key or not frozen.secret_key:
         raise ConfigError(
             f"{where} in {region}: no AWS credentials found; set AWS_PROFILE or "

@@ -223,6 +223,7 @@ class Store:
 
     def _writer_loop(self) -> None:
         conn = self._write_conn
+        assert conn is not None  # the writer runs only for stores opened for writing
         while True:
             # Take everything queued in one go: one lock round per batch, not per write.
             with self._pending_changed:

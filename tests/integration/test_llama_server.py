@@ -1,4 +1,4 @@
-"""A real OpenAI-compatible server (llama-cpp-python's, serving the bundled GGUF) with json_mode auto.
+"""json_mode auto against a real OpenAI-compatible server: llama-cpp-python's, on the bundled GGUF.
 
 That server refuses `response_format.type = "json_schema"` with an HTTP 500 validation error;
 the default json_mode must step down to the form it takes, with no failed call.

@@ -1,4 +1,4 @@
-"""json_mode auto: each server gets the richest JSON form it takes; a refused request is permanent."""
+"""json_mode auto: each server gets the richest JSON form it takes; a refusal is permanent."""
 
 from __future__ import annotations
 
@@ -148,5 +148,6 @@ class _Listener:
     def started(self, endpoint: str, attempt: int) -> int:
         return attempt
 
-    def failed(self, call_id: Any, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed(self, call_id: Any, error: BackendError, latency_ms: float,
+               will_retry: bool) -> None:
         self.failures.append(will_retry)

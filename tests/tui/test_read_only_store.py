@@ -33,8 +33,8 @@ async def test_a_read_only_store_is_browsed_but_not_run(
     before = db.read_bytes()
     real_access = os.access
     # Tests run as root, where permission bits do not bind: the store reports itself unwritable.
-    monkeypatch.setattr(opening.os, "access", lambda path, mode, **kw: False
-                        if str(path) == str(db) and mode & os.W_OK else real_access(path, mode, **kw))
+    monkeypatch.setattr(opening.os, "access", lambda path, mode, **kw: (
+        False if str(path) == str(db) and mode & os.W_OK else real_access(path, mode, **kw)))
     app = make_app(config)
     assert app.store.readonly
     async with app.run_test(size=SIZE) as pilot:
