@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -328,7 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("visinstruct: interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except sqlite3.DatabaseError as exc:  # met outside a command's own store handling
+        from visinstruct.core.store.opening import translate
+
+        error = translate(Path(getattr(args, "db", None) or "the store"), exc)
+        _say(f"visinstruct: {error.title.lower()}: {error}")
+        return int(error.exit_code)
 
 
 if __name__ == "__main__":

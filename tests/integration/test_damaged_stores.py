@@ -118,6 +118,11 @@ def test_a_read_only_store_is_read_but_not_run(
     code, _, err = run_cli("export", "--db", store_file, "--out", out)
     assert code == ExitCode.OK, err
     assert json.loads(out.read_text(encoding="utf-8")) == []
+    code, _, err = run_cli("analyze", "--db", store_file, "--out", tmp_path / "report")
+    assert code == ExitCode.OK, err
+    assert (tmp_path / "report" / "figures.json").is_file()
+    code, _, err = run_cli("evaluate", "--db", store_file, "--set", "evaluation.model=tiny")
+    assert code == ExitCode.BAD_INPUT and "read-only" in one_line(err)
 
     code, stdout, err = run_cli("run", "--headless", "--db", store_file, "--limit", "1")
     line = one_line(err)
