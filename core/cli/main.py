@@ -130,13 +130,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
     config = _config(args, {"source.limit": args.limit})
-    if not args.headless:
-        return cmd_tui(args)
     from visinstruct.core.models.credentials import check_aws_access
 
+    # Before the app or the store: a run without credentials would only fail every call.
     check_aws_access(config, (config.generation.model, config.judge.model),
                      hint="; or run a local model: --set generation.model=tiny "
                           "--set judge.model=tiny")
+    if not args.headless:
+        return cmd_tui(args)
     cancel = threading.Event()
     stops = {"n": 0}
 

@@ -112,6 +112,10 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
         conn.close()
     # A WAL store in a folder nobody may write: SQLite cannot make its -shm file there, so
     # read the file as it stands (a closed store has everything checkpointed into it).
+    wal = path.with_name(path.name + "-wal")
+    if wal.exists() and wal.stat().st_size > 0:
+        raise StoreError(f"{path}: its folder is read-only and {wal.name} holds changes not yet "
+                         "in the store; copy both files to a writable folder and open it there")
     return sqlite3.connect(f"{uri}?immutable=1", uri=True, timeout=60,
                            check_same_thread=False, isolation_level=None)
 

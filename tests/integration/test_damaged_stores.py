@@ -152,20 +152,66 @@ def _can_mount_read_only(folder: Path) -> bool:
     return probe.returncode == 0
 
 
-def test_status_in_a_really_read_only_folder(store_file: Path, tmp_path: Path) -> None:
-    """A read-only bind mount: the kernel refuses writes even to root (EROFS)."""
+def _read_only_mount_script(folder: Path, *commands: str) -> list[str]:
+    """`unshare` arguments running `commands` (each followed by its exit code) with `folder`
+    bind-mounted read-only in a private mount namespace."""
+    steps = " ; ".join(f"{command} ; echo exit=$?" for command in commands)
+    return ["unshare", "-m", "sh", "-c",
+            f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder} && "
+            f"{steps}"]
+
+
+def _cli(*args: object) -> str:
+    return " ".join([sys.executable, "-m", "visinstruct.core.cli", *(str(a) for a in args)])
+
+
+@pytest.fixture
+def read_only_mounts(tmp_path: Path) -> None:
     if shutil.which("unshare") is None or not _can_mount_read_only(tmp_path):
         pytest.skip("needs unshare and mount rights (root in a private mount namespace)")
-    folder = store_file.parent
-    script = (f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder} {folder} && "
-              f"{sys.executable} -m visinstruct.core.cli status --db {store_file} ; "
-              f"echo exit=$? ; "
-              f"{sys.executable} -m visinstruct.core.cli run --headless --limit 1 "
-              f"--db {store_file} ; echo exit=$?")
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script], capture_output=True,
-                          text=True, timeout=120, check=False,
-                          env={**os.environ, "NO_COLOR": "1"})
+
+
+@pytest.mark.usefixtures("read_only_mounts")
+def test_status_in_a_really_read_only_folder(store_file: Path) -> None:
+    """A read-only bind mount: the kernel refuses writes even to root (EROFS)."""
+    done = subprocess.run(
+        _read_only_mount_script(store_file.parent, _cli("status", "--db", store_file),
+                                _cli("run", "--headless", "--limit", "1", "--db", store_file)),
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "NO_COLOR": "1"})
     exits = [line for line in done.stdout.splitlines() if line.startswith("exit=")]
     assert exits == ["exit=0", "exit=2"], done.stdout + done.stderr
     assert "images" in done.stdout
     assert "read-only" in done.stderr and "Traceback" not in done.stderr
+
+
+_LEAVE_WAL = (
+    "import os, sqlite3, sys\n"
+    "conn = sqlite3.connect(sys.argv[1])\n"
+    "conn.execute('PRAGMA wal_autocheckpoint = 0')\n"
+    "conn.execute(\"INSERT OR REPLACE INTO meta VALUES ('note', 'unsaved')\")\n"
+    "conn.commit()\n"
+    "os._exit(0)\n"  # no close, so no checkpoint: the change stays in the -wal file
+)
+
+
+@pytest.mark.usefixtures("read_only_mounts")
+def test_unsaved_wal_changes_in_a_read_only_folder(store_file: Path) -> None:
+    subprocess.run([sys.executable, "-c", _LEAVE_WAL, str(store_file)], check=True)
+    assert store_file.with_name("store.db-wal").stat().st_size > 0
+
+    def status() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            _read_only_mount_script(store_file.parent, _cli("status", "--db", store_file)),
+            capture_output=True, text=True, timeout=120, check=False,
+            env={**os.environ, "NO_COLOR": "1"})
+
+    # With its -shm beside it, SQLite reads the WAL's changes without writing anything.
+    done = status()
+    assert "exit=0" in done.stdout and "images" in done.stdout, done.stdout + done.stderr
+    # Without it, the file alone would be stale: refused rather than read wrong.
+    store_file.with_name("store.db-shm").unlink()
+    done = status()
+    assert "exit=2" in done.stdout, done.stdout + done.stderr
+    line = one_line(done.stderr)
+    assert "store.db-wal" in line and "writable folder" in line

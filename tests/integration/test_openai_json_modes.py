@@ -115,6 +115,7 @@ def test_a_fixed_mode_refused_by_the_server_is_permanent_and_sent_once(
     assert error.kind == BackendError.PERMANENT and error.status == 500
     assert error.error_class == "InvalidRequest"
     assert "response_format" in str(error) and "json_object" in str(error)
+    assert 'json_mode = "auto"' in str(error)
     assert listener.failures == [False]  # no retry
     assert pool.snapshots()[0].health != "down"
 

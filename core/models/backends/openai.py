@@ -164,9 +164,13 @@ class OpenAIBackend:
             error = self._status_error(base, status, raw)
             # A server that refuses this way of asking for JSON gets the next one down; a
             # refused request is never processed, so asking again costs nothing.
-            if not (request.json_schema is not None and error.kind == BackendError.PERMANENT
-                    and names_json_field(error.message)
-                    and self._json_forms.step_down(base, form)):
+            refused_form = (request.json_schema is not None
+                            and error.kind == BackendError.PERMANENT
+                            and names_json_field(error.message))
+            if not (refused_form and self._json_forms.step_down(base, form)):
+                if refused_form and not self._json_forms.auto:
+                    error.message += '; json_mode = "auto" finds the form this server takes'
+                    error.args = (error.message,)
                 raise error
         try:
             reply = parse_chat_completion(read_json(raw))
