@@ -14,8 +14,9 @@ from urllib.parse import urlsplit
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS
 
-BACKENDS = ("sagemaker", "bedrock", "openai", "local", "scripted")
+BACKENDS = ("sagemaker", "bedrock", "bedrock-batch", "openai", "local", "scripted")
 SAGEMAKER_SCHEMAS = ("tgi", "lmi", "messages")
+BATCH_FAMILIES = ("anthropic", "mistral", "meta")  # model providers whose batch bodies we write
 # How an OpenAI-compatible request asks for JSON; "auto" finds the form each server takes,
 # "response_format" is the older name of "json_schema".
 OPENAI_JSON_MODES = ("auto", "json_schema", "json_object", "guided_json", "none",
@@ -115,6 +116,14 @@ class ModelConfig:
     price_per_instance_hour: float = 0.0
     price_in_per_million: float = 0.0
     price_out_per_million: float = 0.0
+    # bedrock-batch: where records and outputs go, the role Bedrock uses, and job sizes.
+    s3_uri: str = ""
+    role_arn: str = ""
+    min_records: int = 100
+    max_records_per_job: int = 50_000
+    poll_seconds: float = 60.0
+    timeout_hours: int = 24
+    on_demand_remainder: bool = True
 
 
 @dataclass(frozen=True)
@@ -465,6 +474,8 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
             raise ConfigError(f"{where} needs model_id for backend bedrock")
         if model.api not in ("invoke", "converse"):
             raise ConfigError(f"{where}.api must be invoke or converse")
+    elif model.backend == "bedrock-batch":
+        _validate_batch_model(model, where)
     elif model.backend == "openai":
         if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
             raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
@@ -484,6 +495,37 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
         check_gguf(Path(model.gguf), where)
     elif model.backend == "scripted" and model.script and not Path(model.script).is_file():
         raise ConfigError(f"{where}.script file not found: {model.script}")
+
+
+def _validate_batch_model(model: ModelConfig, where: str) -> None:
+    """The keys a Bedrock batch job needs, checked before any record is written."""
+    if not batch_family(model.model_id):
+        raise ConfigError(f"{where}.model_id must name an {', '.join(BATCH_FAMILIES)} model "
+                          f"for backend bedrock-batch, got {model.model_id!r}")
+    bucket = model.s3_uri[5:].split("/", 1)[0] if model.s3_uri.startswith("s3://") else ""
+    if not bucket:
+        raise ConfigError(f"{where}.s3_uri must be s3://bucket/prefix/ (where records and "
+                          f"outputs go), got {model.s3_uri!r}")
+    if not (model.role_arn.startswith("arn:aws") and ":role/" in model.role_arn):
+        raise ConfigError(f"{where}.role_arn must be the ARN of the IAM role Bedrock uses "
+                          f"(arn:aws:iam::ACCOUNT:role/NAME), got {model.role_arn!r}")
+    if model.min_records < 1:
+        raise ConfigError(f"{where}.min_records must be at least 1")
+    if model.max_records_per_job < model.min_records:
+        raise ConfigError(f"{where}.max_records_per_job must be at least min_records "
+                          f"({model.min_records})")
+    if model.poll_seconds <= 0:
+        raise ConfigError(f"{where}.poll_seconds must be more than 0")
+    if not 24 <= model.timeout_hours <= 168:
+        raise ConfigError(f"{where}.timeout_hours must be between 24 and 168 (Bedrock's limits)")
+
+
+def batch_family(model_id: str) -> str:
+    """The provider of a Bedrock model id ("us.anthropic.claude-..." -> "anthropic"), or ""."""
+    parts = model_id.split(".")
+    # Cross-region inference profiles put a geography first.
+    provider = parts[1] if len(parts) > 2 and parts[0] in ("us", "eu", "apac", "global") else parts[0]
+    return provider if provider in BATCH_FAMILIES else ""
 
 
 def check_gguf(path: Path, where: str) -> None:

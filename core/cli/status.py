@@ -8,6 +8,7 @@ from typing import Any
 
 from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.models.cost import cost_report
+from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.queries import status_counts
 from visinstruct.core.store.database import Store
 
@@ -32,6 +33,7 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     report["cost_per_kept_pair_usd"] = cost.cost_per_kept_pair_usd
     report["projected_cost_usd"] = cost.projected_cost_usd
     report["threshold"] = threshold
+    report["batch_jobs"] = batch_jobs_report(store)
     last = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()

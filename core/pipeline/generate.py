@@ -99,7 +99,15 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
                         item="" if purpose == "run" else purpose)
     if outcome.result is None:
         return outcome
+    return handle_generation(ctx, template, image, task, model, outcome, purpose)
+
+
+def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+                      model: str, outcome: CallOutcome, purpose: str = "run") -> GenerationResult:
+    """Parse a successful generation call and queue it with its ledger row (online or batch)."""
     result = outcome.result
+    assert result is not None
+    ref = RowRef()
     text = result.response.text
     request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
     parsed = parse_pairs(text, task, description_request=request_text)

@@ -66,7 +66,16 @@ def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
                         item=f"{template.version}:{len(pairs)}" if ref.id is None else str(ref.id))
     if outcome.result is None:
         return outcome
+    return handle_judgement(ctx, template, image, task, ref, pairs, settings, model, outcome)
+
+
+def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+                     generation: RowRef | int, pairs: tuple[Pair, ...], settings: JudgeConfig,
+                     model: str, outcome: CallOutcome) -> JudgeResult:
+    """Read the scores of a successful judge call and queue them with its ledger row."""
     result = outcome.result
+    assert result is not None
+    ref = generation if isinstance(generation, RowRef) else RowRef(generation)
     judgements = parse_judgement(result.response.text, len(pairs))
     ledger = ctx.ledger
 

@@ -26,6 +26,7 @@ from visinstruct.core.events import (
     RunFinished,
     RunStarted,
 )
+from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
@@ -131,6 +132,8 @@ class _Runner:
         self.judge_template: PromptTemplate | None = None
         self.backends: dict[str, Backend] = {}
         self.pools: dict[str, Pool] = {}
+        # Stages whose model runs Bedrock batch jobs: the batch driver does them, not workers.
+        self.batch: dict[str, str] = batch_stages(config)
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_pools(self) -> None:
@@ -208,7 +211,7 @@ class _Runner:
 
     def units(self) -> Iterator[Unit]:
         for ids in self.image_pages():
-            pending = list(self._pending(ids))
+            pending = [p for p in self._pending(ids) if p[2] not in self.batch]
             if not pending:
                 continue
             images = load_images(self.store, sorted({p[0] for p in pending}))
@@ -225,6 +228,8 @@ class _Runner:
                 return False
             if generated.parse_failure:
                 return True
+            if "judge" in self.batch:
+                return True  # judged by a batch job once generation is done
             generation: RowRef = generated.ref
             pairs: list[Pair] = list(generated.pairs)
         else:
@@ -284,7 +289,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
 
     def metered_emit(event: Event) -> None:
         if isinstance(event, CallFinished) and event.status == "ok":
-            meter.add_call(event.model, event.tokens_in, event.tokens_out)
+            meter.add_call(event.model, event.tokens_in, event.tokens_out, event.endpoint)
             _check_budget(runner, config, meter)
         outer_emit(event)
 
@@ -318,7 +323,10 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
                                daemon=True, name="cost-monitor")
     monitor.start()
+    batch = BatchDriver(runner, ctx, run_id) if runner.batch else None
     try:
+        if batch is not None:
+            batch.drive(("generate", "judge"))
         for unit in runner.units():
             while not cancel.is_set():
                 try:
@@ -328,6 +336,14 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                     pass
             if cancel.is_set():
                 break
+        if batch is not None and "judge" in runner.batch and "generate" not in runner.batch:
+            # Judging by batch after online generation: let the workers finish generating first.
+            for _ in threads:
+                jobs.put(_DONE)
+            for thread in threads:
+                thread.join()
+            threads.clear()
+            batch.drive(("judge",))
     finally:
         for _ in threads:
             jobs.put(_DONE)
@@ -348,6 +364,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         report = cost_report(store, config)
         for backend in runner.backends.values():
             backend.close()
+        if batch is not None:
+            batch.close()
     emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
                      counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
                      counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd))

@@ -177,6 +177,49 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
                 SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit');
         """,
     ),
+    (
+        6,
+        "bedrock batch jobs and their records",
+        """
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY,
+            arn TEXT NOT NULL UNIQUE,
+            job_id TEXT NOT NULL,            -- the ARN's last part, the folder of its outputs
+            run_id INTEGER,
+            stage TEXT NOT NULL,             -- generate | judge
+            model TEXT NOT NULL,             -- the [models.X] name
+            model_id TEXT NOT NULL,
+            region TEXT NOT NULL,
+            token TEXT NOT NULL,             -- clientRequestToken, derived from the records
+            input_uri TEXT NOT NULL,
+            output_uri TEXT NOT NULL,
+            records INTEGER NOT NULL,
+            status TEXT NOT NULL,            -- Bedrock's: Submitted ... Completed, Failed, Stopped
+            message TEXT,
+            submitted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL,
+            processed INTEGER NOT NULL DEFAULT 0,   -- 1 once its output is in the ledger
+            ok_records INTEGER NOT NULL DEFAULT 0,
+            error_records INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX batch_jobs_stage ON batch_jobs(processed, stage);
+        CREATE TABLE batch_records (
+            job INTEGER NOT NULL REFERENCES batch_jobs(id),
+            record_id TEXT NOT NULL,         -- the recordId in the JSONL
+            key TEXT NOT NULL,               -- the ledger key of the call it stands for
+            image_id INTEGER NOT NULL,
+            task TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            generation_id INTEGER NOT NULL DEFAULT 0,   -- judge records: what is judged
+            request_hash TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job, record_id)
+        );
+        CREATE INDEX batch_records_key ON batch_records(key);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
