@@ -29,6 +29,7 @@ from visinstruct.core.review.samples import (
     sample_page,
     sample_row,
 )
+from visinstruct.tui.screens.blind_review import BlindReviewScreen
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
@@ -61,6 +62,7 @@ class ReviewScreen(Screen[None]):
         Binding("b", "previous_page", "Previous page", group=PAGES),
         Binding("t", "next_task", "Next task", show=False),
         Binding("slash", "focus_filters", "Filters", key_display="/"),
+        Binding("B", "blind_review", "Blind review", key_display="B"),
     ]
     DEFAULT_CSS = """
     ReviewScreen #review-body {
@@ -300,6 +302,10 @@ class ReviewScreen(Screen[None]):
             return
         self._pages.pop()
         self.reload(keep_pages=True)
+
+    def action_blind_review(self) -> None:
+        """Judge-free review: pairs without their scores, to measure the judge (see blind_review)."""
+        self.app.push_screen(BlindReviewScreen())
 
     def action_focus_filters(self) -> None:
         self.query_one(ReviewFilters).focus_first()
