@@ -34,6 +34,9 @@ from visinstruct.tui.widgets.lab_results import DiversityTable, LabSamplesTable,
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 RANDOM_COUNT = 3
+DIVERSITY_KEY = ("n answers · d-2 distinct-2 · sBLEU self-BLEU · near near-duplicate share · "
+                 "zlib compression ratio · tpl share of the top-10 question templates; higher "
+                 "sBLEU, near, zlib or tpl = more repetitive (see README: Analysis)")
 
 
 def parse_image_ids(text: str) -> list[int]:
@@ -92,6 +95,9 @@ class PromptLabScreen(Screen[None]):
         text-style: bold;
         color: $text-accent;
     }
+    PromptLabScreen #lab-diversity-key {
+        color: $text-muted;
+    }
     PromptLabScreen #lab-status {
         height: 1;
         color: $text-muted;
@@ -143,6 +149,7 @@ class PromptLabScreen(Screen[None]):
                 yield Static("Diversity: ours, then GPT-4 on the same images",
                              classes="lab-heading")
                 yield DiversityTable(id="lab-diversity")
+                yield Static(DIVERSITY_KEY, id="lab-diversity-key")
         yield Static("", id="lab-status")
         yield Footer()
 

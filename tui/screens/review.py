@@ -51,6 +51,7 @@ class ReviewScreen(Screen[None]):
     """Pages through samples with keyset queries; every read and write runs in a thread worker."""
 
     TITLE = "Review"
+    blind_seed: int | None = None
     AUTO_FOCUS = "#review-list"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -304,8 +305,8 @@ class ReviewScreen(Screen[None]):
         self.reload(keep_pages=True)
 
     def action_blind_review(self) -> None:
-        """Judge-free review: pairs without their scores, to measure the judge (see blind_review)."""
-        self.app.push_screen(BlindReviewScreen())
+        """Pairs without their scores, to measure the judge (tests fix `blind_seed`)."""
+        self.app.push_screen(BlindReviewScreen(seed=self.blind_seed))
 
     def action_focus_filters(self) -> None:
         self.query_one(ReviewFilters).focus_first()

@@ -117,7 +117,7 @@ class VersionTable(DataTable[object]):
 
 def _diversity_cells(d: Diversity) -> tuple[str, ...]:
     return (f"{d.sample_answers:,}", number(d.distinct_2, 2), number(d.self_bleu, 2),
-            rate(d.near_duplicate_rate), number(d.compression_ratio, 2), rate(d.template_share))
+            rate(d.near_duplicate_rate), number(d.compression_ratio, 1), rate(d.template_share))
 
 
 class DiversityTable(DataTable[object]):
@@ -135,8 +135,8 @@ class DiversityTable(DataTable[object]):
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        for label, width in (("version", 15), ("side", 8), ("n", 5), ("dist2", 5),
-                             ("sBLEU", 5), ("neardup", 7), ("zlib", 5), ("top10", 5)):
+        for label, width in (("version", 13), ("side", 4), ("n", 5), ("d-2", 4),
+                             ("sBLEU", 5), ("near", 4), ("zlib", 4), ("tpl", 4)):
             self.add_column(label, key=label, width=width)
 
     def show(self, versions: Sequence[VersionDiversity], stats: Sequence[VersionStats],
@@ -144,9 +144,9 @@ class DiversityTable(DataTable[object]):
         """The trial's sides on its images first, then the versions the version table shows."""
         self.clear()
         if trial is not None:
-            for label, side in (("trial these", trial.trial), ("saved these", trial.saved),
+            for label, side in (("trial: these", trial.trial), ("saved: these", trial.saved),
                                 ("", trial.baseline)):
-                self.add_row(label, "baseline" if not label else "ours",
+                self.add_row(label, "base" if not label else "ours",
                              *_diversity_cells(side))
         by_version = {v.version: v for v in versions}
         shown = 0
@@ -157,5 +157,6 @@ class DiversityTable(DataTable[object]):
                 continue
             shown += 1
             label = "active" if item.active else ("trial" if item.version == trial_version else "")
-            self.add_row(f"{label} {item.version[:8]}".strip(), "ours", *_diversity_cells(found.ours))
-            self.add_row("", "baseline", *_diversity_cells(found.baseline))
+            self.add_row(f"{label} {item.version[:6]}".strip(), "ours",
+                         *_diversity_cells(found.ours))
+            self.add_row("", "base", *_diversity_cells(found.baseline))
