@@ -56,33 +56,43 @@ def self_bleu(answers: Sequence[str]) -> float | None:
     """Mean sentence BLEU (0..1) of each answer against all the others as references.
 
     High means the answers repeat each other's phrasing. sacrebleu does the tokenising
-    (13a, lowercased), the n-gram counting and the smoothed BLEU formula; the clipped counts
-    against "every other answer" come from each n-gram's two largest counts, so the cost is
-    linear in the text rather than quadratic. None for fewer than two answers.
+    (13a, lowercased), the n-gram counting and the smoothed BLEU formula. The clipped
+    counts against "every other answer" need no pairwise work: an n-gram an answer holds
+    once matches when any other answer holds it; only repeated n-grams need the largest
+    count among the others. None for fewer than two answers.
     """
     if len(answers) < 2:
         return None
-    counted = [extract_all_word_ngrams(_TOKENIZE(a.lower()), 1, BLEU_ORDER) for a in answers]
-    # Per n-gram: the largest count over all answers, which answer holds it, and the runner-up.
-    best: dict[tuple[str, ...], tuple[int, int, int]] = {}
-    for index, (ngrams, _length) in enumerate(counted):
-        for ngram, count in ngrams.items():
-            top, holder, second = best.get(ngram, (0, -1, 0))
-            if count > top:
-                best[ngram] = (count, index, top)
-            elif count > second:
-                best[ngram] = (top, holder, count)
-    lengths = sorted(length for _ngrams, length in counted)
+    tokenized = [_TOKENIZE(answer.lower()) for answer in answers]
+    lengths = [len(text.split()) for text in tokenized]
+    correct = [[0] * BLEU_ORDER for _ in answers]
+    for order in range(1, BLEU_ORDER + 1):
+        counters = [extract_all_word_ngrams(text, order, order)[0] for text in tokenized]
+        holders = Counter(itertools.chain.from_iterable(counters))   # answers holding each
+        repeated = [{g: c for g, c in counter.items() if c > 1} for counter in counters]
+        # For n-grams some answer repeats: the two largest counts and who has the largest.
+        best: dict[tuple[str, ...], tuple[int, int, int]] = {}
+        for index, mine in enumerate(repeated):
+            for ngram, count in mine.items():
+                top, holder, second = best.get(ngram, (1, -1, 1))
+                if count > top:
+                    best[ngram] = (count, index, top)
+                elif count > second:
+                    best[ngram] = (top, holder, count)
+        for index, counter in enumerate(counters):
+            matched = sum(1 for ngram in counter if holders[ngram] > 1)
+            for ngram, count in repeated[index].items():
+                if holders[ngram] < 2:
+                    continue
+                top, holder, second = best[ngram]
+                # Any other holder has at least 1; the largest other count may be more.
+                matched += min(count, second if holder == index else top) - 1
+            correct[index][order - 1] = matched
+    ordered = sorted(lengths)
     scores = []
-    for index, (ngrams, length) in enumerate(counted):
-        correct = [0] * BLEU_ORDER
-        total = [0] * BLEU_ORDER
-        for ngram, count in ngrams.items():
-            top, holder, second = best[ngram]
-            others = second if holder == index else top
-            total[len(ngram) - 1] += count
-            correct[len(ngram) - 1] += min(count, others)
-        score = BLEU.compute_bleu(correct, total, length, _closest_other(lengths, length),
+    for index, length in enumerate(lengths):
+        total = [max(0, length - n + 1) for n in range(1, BLEU_ORDER + 1)]
+        score = BLEU.compute_bleu(correct[index], total, length, _closest_other(ordered, length),
                                   smooth_method="exp", effective_order=True)
         scores.append(score.score / 100.0)
     return math.fsum(scores) / len(scores)
@@ -263,34 +273,37 @@ def _equal_size(sizes: Sequence[int], cap: int | None = None) -> int:
 
 
 def measure_sides(sides: Mapping[str, tuple[Sequence[str], Sequence[str]]], *, seed: int = 0,
-                  cap: int = SAMPLE_CAP) -> dict[str, Diversity]:
+                  cap: int = SAMPLE_CAP,
+                  totals: Mapping[str, int] | None = None) -> dict[str, Diversity]:
     """Diversity of each side's (answers, questions), every figure on equal-size samples.
 
-    Each side's answers and questions are shuffled with `seed`; a sample is the first so
-    many of them, the size being the smallest side's (sides with none are not counted), and
-    never more than `cap` answers or questions, so a large store costs no more than a small.
+    Each side's answers and questions are shuffled with `seed` and cut to `cap`, so a large
+    store costs no more than a small one; each figure then takes the first so many, the size
+    being the smallest side's (sides with none are not counted). `totals`: each side's word
+    count when the caller knows it (it is reported, not sampled); else it is counted here.
     """
     shuffled: dict[str, tuple[list[str], list[str], int]] = {}
     for name, (answers, questions) in sides.items():
         answer_list, question_list = list(answers), list(questions)
         random.Random(seed).shuffle(answer_list)
         random.Random(seed).shuffle(question_list)
-        total = sum(len(words(a)) for a in answer_list)
-        shuffled[name] = (answer_list, question_list, total)
-    tokens = _equal_size([total for _a, _q, total in shuffled.values()])
-    count = _equal_size([len(a) for a, _q, _t in shuffled.values()], cap)
-    asked = _equal_size([len(q) for _a, q, _t in shuffled.values()], cap)
+        del answer_list[cap:], question_list[cap:]
+        shuffled[name] = (answer_list, question_list, sum(len(words(a)) for a in answer_list))
+    tokens = _equal_size([in_sample for _a, _q, in_sample in shuffled.values()])
+    count = _equal_size([len(a) for a, _q, _w in shuffled.values()])
+    asked = _equal_size([len(q) for _a, q, _w in shuffled.values()])
     compressed = _equal_size([sum(len(a.split()) for a in answers[:count])
-                              for answers, _q, _t in shuffled.values()])
+                              for answers, _q, _w in shuffled.values()])
     result = {}
-    for name, (answers, questions, total) in shuffled.items():
+    for name, (answers, questions, in_sample) in shuffled.items():
         sampled = answers[:count]
-        d1, d2 = distinct_n(answers, min(tokens, total))
+        d1, d2 = distinct_n(answers, min(tokens, in_sample))
         templates = template_share(questions[:asked])
+        squeezed = first_words(sampled, compressed)
         result[name] = Diversity(
-            total, min(tokens, total), d1, d2, len(sampled), self_bleu(sampled),
-            near_duplicate_rate(sampled),
-            sum(len(a.split()) for a in first_words(sampled, compressed)),
-            compression_ratio(first_words(sampled, compressed)) if compressed else None,
+            totals[name] if totals is not None else in_sample, min(tokens, in_sample), d1, d2,
+            len(sampled), self_bleu(sampled), near_duplicate_rate(sampled),
+            sum(len(a.split()) for a in squeezed),
+            compression_ratio(squeezed) if compressed else None,
             templates.questions, templates.share, templates.templates, templates.top)
     return result

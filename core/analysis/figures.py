@@ -322,8 +322,9 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
     keys = (*TASKS, *others, ALL)
     datasets: dict[str, dict[str, SliceStats]] = {name: {} for name in DATASETS}
     for key in keys:
-        diversity = measure_sides({name: (slices[name][key].answers, slices[name][key].questions)
-                                   for name in DATASETS}, seed=seed)
+        diversity = measure_sides(
+            {name: (slices[name][key].answers, slices[name][key].questions) for name in DATASETS},
+            seed=seed, totals={name: sum(slices[name][key].answer_words) for name in DATASETS})
         for name in DATASETS:
             datasets[name][key] = slices[name][key].stats(diversity[name])
     baseline_total = int(store.scalar("SELECT COUNT(*) FROM baseline_conversations") or 0)
