@@ -57,6 +57,11 @@ def diversity_blocks(figures: Figures, main: list[str]) -> list[Block]:
                            Picture("diversity.png", "Diversity, all tasks: ours against the "
                                    "baseline (lower self-BLEU, near-dup, zlib ratio and template "
                                    "share, and higher distinct-2, mean more varied data).")]
+    sampled = [f"{LABELS[name]} has {figures.datasets[name][ALL].pairs:,} pairs"
+               for name in main if figures.datasets[name][ALL].pairs > SAMPLE_CAP]
+    if sampled:
+        blocks.insert(2, Paragraph(f"Sampled: {'; '.join(sampled)}, so each figure above uses "
+                                   f"{SAMPLE_CAP:,} of them at most (seed {figures.seed})."))
     for name in main:
         top = figures.datasets[name][ALL].diversity.top_templates[:5]
         if top:

@@ -359,3 +359,17 @@ def test_judge_agreement_from_blind_decisions(tmp_path: Path) -> None:
     assert agreement.kappa == pytest.approx((0.4 - 0.48) / 0.52)
     assert agreement.precision == pytest.approx(1 / 3) and agreement.recall == 0.5
     assert agreement.kappa_ci is not None
+
+
+def test_the_report_says_when_it_samples(figures: Figures) -> None:
+    from dataclasses import replace
+
+    from visinstruct.core.analysis.report_diversity import diversity_blocks
+
+    text = " ".join(getattr(b, "text", "") for b in diversity_blocks(figures, ["ours"]))
+    assert "Sampled:" not in text
+    big = replace(figures.datasets["ours"][ALL], pairs=5000)
+    datasets = {**figures.datasets, "ours": {**figures.datasets["ours"], ALL: big}}
+    blocks = diversity_blocks(replace(figures, datasets=datasets), ["ours", "baseline"])
+    text = " ".join(getattr(b, "text", "") for b in blocks)
+    assert "Sampled: ours (kept) has 5,000 pairs, so each figure above uses 2,000" in text
