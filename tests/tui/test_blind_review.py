@@ -55,7 +55,7 @@ async def test_blind_decisions_in_the_app_give_kappa_and_its_interval(config_pat
             accepted = (score >= THRESHOLD) != (n in (0, 3))
             made.append((score, accepted))
             await pilot.press("a" if accepted else "x")
-            await wait_for(pilot, lambda: blind.current is not pair, "the next pair")
+            await wait_for(pilot, lambda shown=pair: blind.current is not shown, "the next pair")
         await wait_for(pilot, lambda: blind.decided == DECISIONS, "the decisions to be stored")
         assert f"{DECISIONS} decided now" in screen_text(app)
         await pilot.press("escape")
