@@ -34,9 +34,9 @@ from visinstruct.tui.widgets.lab_results import DiversityTable, LabSamplesTable,
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 RANDOM_COUNT = 3
-DIVERSITY_KEY = ("n answers · d-2 distinct-2 · sBLEU self-BLEU · near near-duplicate share · "
-                 "zlib compression ratio · tpl share of the top-10 question templates; higher "
-                 "sBLEU, near, zlib or tpl = more repetitive (see README: Analysis)")
+DIVERSITY_KEY = ("n answers · d-1/d-2 distinct-1/2 · sBLEU self-BLEU · near near-duplicate "
+                 "share · zlib compression ratio · tpl share of the top-10 question templates; "
+                 "higher sBLEU, near, zlib or tpl = more repetitive (README: Analysing the data)")
 
 
 def parse_image_ids(text: str) -> list[int]:
@@ -146,7 +146,7 @@ class PromptLabScreen(Screen[None]):
                 yield LabSamplesTable(id="lab-samples")
                 yield Static("Versions", classes="lab-heading")
                 yield VersionTable(id="lab-versions")
-                yield Static("Diversity: ours, then GPT-4 on the same images",
+                yield Static("Diversity: each version, then GPT-4 on the same images",
                              classes="lab-heading")
                 yield DiversityTable(id="lab-diversity")
                 yield Static(DIVERSITY_KEY, id="lab-diversity-key")

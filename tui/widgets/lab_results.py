@@ -116,12 +116,13 @@ class VersionTable(DataTable[object]):
 
 
 def _diversity_cells(d: Diversity) -> tuple[str, ...]:
-    return (f"{d.sample_answers:,}", number(d.distinct_2, 2), number(d.self_bleu, 2),
-            rate(d.near_duplicate_rate), number(d.compression_ratio, 1), rate(d.template_share))
+    return (f"{d.sample_answers:,}", number(d.distinct_1, 2), number(d.distinct_2, 2),
+            number(d.self_bleu, 2), rate(d.near_duplicate_rate), number(d.compression_ratio, 1),
+            rate(d.template_share))
 
 
 class DiversityTable(DataTable[object]):
-    """Per version: distinct-2, self-BLEU, near-duplicates, zlib ratio, top-10 template share,
+    """Per version: distinct-1/2, self-BLEU, near-duplicates, zlib ratio, top-10 template share,
     each with the baseline's on the same images in the row below."""
 
     DEFAULT_CSS = """
@@ -130,13 +131,14 @@ class DiversityTable(DataTable[object]):
         max-height: 14;
     }
     """
+    BASELINE = "  GPT-4"
 
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(id=id, cursor_type="row", zebra_stripes=True)
 
     def on_mount(self) -> None:
-        for label, width in (("version", 13), ("side", 4), ("n", 5), ("d-2", 4),
-                             ("sBLEU", 5), ("near", 4), ("zlib", 4), ("tpl", 4)):
+        for label, width in (("version", 13), ("n", 5), ("d-1", 4), ("d-2", 4), ("sBLEU", 5),
+                             ("near", 4), ("zlib", 4), ("tpl", 4)):
             self.add_column(label, key=label, width=width)
 
     def show(self, versions: Sequence[VersionDiversity], stats: Sequence[VersionStats],
@@ -145,9 +147,8 @@ class DiversityTable(DataTable[object]):
         self.clear()
         if trial is not None:
             for label, side in (("trial: these", trial.trial), ("saved: these", trial.saved),
-                                ("", trial.baseline)):
-                self.add_row(label, "base" if not label else "ours",
-                             *_diversity_cells(side))
+                                (self.BASELINE, trial.baseline)):
+                self.add_row(label, *_diversity_cells(side))
         by_version = {v.version: v for v in versions}
         shown = 0
         for item in stats:
@@ -157,6 +158,5 @@ class DiversityTable(DataTable[object]):
                 continue
             shown += 1
             label = "active" if item.active else ("trial" if item.version == trial_version else "")
-            self.add_row(f"{label} {item.version[:6]}".strip(), "ours",
-                         *_diversity_cells(found.ours))
-            self.add_row("", "base", *_diversity_cells(found.baseline))
+            self.add_row(f"{label} {item.version[:6]}".strip(), *_diversity_cells(found.ours))
+            self.add_row(self.BASELINE, *_diversity_cells(found.baseline))
