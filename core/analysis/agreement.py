@@ -6,9 +6,11 @@ inflated by the human deferring to the judge.
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -79,38 +81,81 @@ def recall(kept: Sequence[bool], accepted: Sequence[bool]) -> float | None:
     return sum(wanted) / len(wanted) if wanted else None
 
 
-def _kept(decisions: Sequence[Decision], threshold: float) -> list[bool]:
-    return [score >= threshold for score, _ in decisions]
+# -- the same figures from a count table ----------------------------------------------------------
+# Every figure depends only on how many decisions share each (score, accepted) cell, and
+# scores take few values, so the bootstrap resamples cell counts: O(cells) per figure
+# instead of O(n log n), and the same distribution as resampling the decisions themselves.
+Table = dict[tuple[float, bool], int]
+NAMES: tuple[str, ...] = ("kappa", "spearman", "precision", "recall")
 
 
-def _human(decisions: Sequence[Decision]) -> list[bool]:
-    return [accepted for _, accepted in decisions]
+def count_table(decisions: Sequence[Decision]) -> Table:
+    """How many decisions fall in each (score, accepted) cell."""
+    return dict(Counter((float(score), bool(accepted)) for score, accepted in decisions))
 
 
-Metric = Callable[[Sequence[Decision], float], "float | None"]
-METRICS: dict[str, Metric] = {
-    "kappa": lambda d, t: cohen_kappa(_kept(d, t), _human(d)),
-    "spearman": lambda d, t: spearman([s for s, _ in d], [float(a) for _, a in d]),
-    "precision": lambda d, t: precision(_kept(d, t), _human(d)),
-    "recall": lambda d, t: recall(_kept(d, t), _human(d)),
-}
+def table_figures(table: Table, threshold: float) -> dict[str, float | None]:
+    """Kappa, Spearman, precision and recall of a count table; the same values as the
+    functions above on the decisions it counts."""
+    n = sum(table.values())
+    cells: Counter[tuple[bool, bool]] = Counter()   # (kept, accepted) -> count
+    for (score, accepted), count in table.items():
+        cells[(score >= threshold, accepted)] += count
+    both, kept_only = cells[(True, True)], cells[(True, False)]
+    accepted_only, neither = cells[(False, True)], cells[(False, False)]
+    kappa = None
+    if n:
+        kept_rate, accepted_rate = (both + kept_only) / n, (both + accepted_only) / n
+        chance = kept_rate * accepted_rate + (1 - kept_rate) * (1 - accepted_rate)
+        if chance < 1:
+            kappa = ((both + neither) / n - chance) / (1 - chance)
+    return {"kappa": kappa, "spearman": _table_spearman(table, n),
+            "precision": both / (both + kept_only) if both + kept_only else None,
+            "recall": both / (both + accepted_only) if both + accepted_only else None}
 
 
-def bootstrap(decisions: Sequence[Decision], threshold: float, metrics: dict[str, Metric], *,
+def _table_spearman(table: Table, n: int) -> float | None:
+    if n < 2:
+        return None
+    per_score: Counter[float] = Counter()
+    for (score, _accepted), count in table.items():
+        per_score[score] += count
+    score_rank: dict[float, float] = {}
+    before = 0
+    for score in sorted(per_score):
+        score_rank[score] = before + (per_score[score] + 1) / 2   # ties share the mean rank
+        before += per_score[score]
+    rejected = sum(c for (_s, accepted), c in table.items() if not accepted)
+    verdict_rank = {False: (rejected + 1) / 2, True: rejected + (n - rejected + 1) / 2}
+    mean = (n + 1) / 2   # the mean of ranks 1..n, ties or not
+    cov = vx = vy = 0.0
+    for (score, accepted), count in table.items():
+        dx, dy = score_rank[score] - mean, verdict_rank[accepted] - mean
+        cov += count * dx * dy
+        vx += count * dx * dx
+        vy += count * dy * dy
+    if vx == 0 or vy == 0:
+        return None
+    return cov / math.sqrt(vx * vy)
+
+
+def bootstrap(decisions: Sequence[Decision], threshold: float, *,
               resamples: int = RESAMPLES, seed: int = SEED) -> dict[str, Interval]:
-    """95% percentile bootstrap interval of each metric, on one seeded set of resamples.
+    """95% percentile bootstrap interval of each figure, on one seeded set of resamples.
 
-    Resamples where a metric is undefined (say, nobody accepted anything) are left out of
-    that metric's interval; None when fewer than two decisions or no resample is defined.
+    Resamples where a figure is undefined (say, nobody accepted anything) are left out of
+    that figure's interval; None when fewer than two decisions or no resample is defined.
     """
-    values: dict[str, list[float]] = {name: [] for name in metrics}
+    values: dict[str, list[float]] = {name: [] for name in NAMES}
     n = len(decisions)
     if n >= 2:
         rng = random.Random(seed)
+        cells = sorted(count_table(decisions).items())
+        weights = list(itertools.accumulate(count for _cell, count in cells))
         for _ in range(resamples):
-            drawn = [decisions[rng.randrange(n)] for _ in range(n)]
-            for name, metric in metrics.items():
-                value = metric(drawn, threshold)
+            drawn = Counter(rng.choices(range(len(cells)), cum_weights=weights, k=n))
+            resampled = {cells[index][0]: count for index, count in drawn.items()}
+            for name, value in table_figures(resampled, threshold).items():
                 if value is not None:
                     values[name].append(value)
     intervals: dict[str, Interval] = {}
@@ -132,8 +177,9 @@ def best_threshold(decisions: Sequence[Decision],
                                                                                   float | None]:
     """The candidate threshold with the highest kappa (the lower one on ties), and that kappa."""
     best: tuple[float | None, float | None] = (None, None)
+    table = count_table(decisions)
     for threshold in candidates:
-        kappa = METRICS["kappa"](decisions, threshold)
+        kappa = table_figures(table, threshold)["kappa"]
         if kappa is not None and (best[1] is None or kappa > best[1] + 1e-12):
             best = (threshold, kappa)
     return best
@@ -167,14 +213,16 @@ class JudgeAgreement:
 def judge_agreement(decisions: Sequence[Decision], threshold: float, *,
                     resamples: int = RESAMPLES, seed: int = SEED) -> JudgeAgreement:
     """Every agreement figure of `decisions` at `threshold`, each with its bootstrap interval."""
-    intervals = bootstrap(decisions, threshold, METRICS, resamples=resamples, seed=seed)
+    intervals = bootstrap(decisions, threshold, resamples=resamples, seed=seed)
+    point = table_figures(count_table(decisions), threshold)
     figures: dict[str, Any] = {}
-    for name, metric in METRICS.items():
-        figures[name] = metric(decisions, threshold) if decisions else None
+    for name in NAMES:
+        figures[name] = point[name]
         figures[f"{name}_ci"] = intervals[name]
     best, best_kappa = best_threshold(decisions)
+    kept = sum(score >= threshold for score, _ in decisions)
     return JudgeAgreement(n=len(decisions), threshold=threshold,
-                          accepted=sum(_human(decisions)), kept=sum(_kept(decisions, threshold)),
+                          accepted=sum(accepted for _, accepted in decisions), kept=kept,
                           best_threshold=best, best_kappa=best_kappa, **figures)
 
 

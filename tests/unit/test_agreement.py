@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from visinstruct.core.analysis.agreement import (
-    METRICS,
+    NAMES,
     best_threshold,
     bootstrap,
     cohen_kappa,
+    count_table,
     judge_agreement,
     precision,
     ranks,
     recall,
     spearman,
+    table_figures,
 )
 
 # (judge score, human accepted); at threshold 7 the judge keeps the 9, 8, 7 and the second 8.
@@ -55,23 +58,41 @@ def test_best_threshold_by_hand() -> None:
     # 10: 0. The lower of the tied best wins.
     threshold, kappa = best_threshold(DECISIONS)
     assert threshold == 5 and kappa == pytest.approx(9 / 17)
-    assert METRICS["kappa"](DECISIONS, 8) == pytest.approx(7 / 15)
-    assert METRICS["kappa"](DECISIONS, 9) == pytest.approx(5 / 13)
+    table = count_table(DECISIONS)
+    assert table_figures(table, 8)["kappa"] == pytest.approx(7 / 15)
+    assert table_figures(table, 9)["kappa"] == pytest.approx(5 / 13)
     assert best_threshold([]) == (None, None)
 
 
 def test_bootstrap_interval() -> None:
     perfect = [(9, True), (2, False)] * 10
     # Every resample holding both kinds agrees fully; one-kind resamples are undefined.
-    assert bootstrap(perfect, 7, {"kappa": METRICS["kappa"]})["kappa"] == (1.0, 1.0)
-    once = bootstrap(DECISIONS, 7, METRICS, resamples=200, seed=1)
-    again = bootstrap(DECISIONS, 7, METRICS, resamples=200, seed=1)
-    assert once == again
+    assert bootstrap(perfect, 7)["kappa"] == (1.0, 1.0)
+    once = bootstrap(DECISIONS, 7, resamples=200, seed=1)
+    assert once == bootstrap(DECISIONS, 7, resamples=200, seed=1)
     for name, interval in once.items():
         assert interval is not None and interval[0] <= interval[1], name
     low, high = once["kappa"]
     assert -1 <= low <= 0.25 <= high <= 1
-    assert bootstrap(DECISIONS[:1], 7, METRICS) == dict.fromkeys(METRICS)
+    assert bootstrap(DECISIONS[:1], 7) == dict.fromkeys(NAMES)
+
+
+def test_count_table_figures_equal_the_figures_on_decisions() -> None:
+    rng = random.Random(11)
+    for _ in range(50):
+        decisions = [(rng.choice((1, 3, 5, 6.5, 7, 7.5, 8, 10)), rng.random() < 0.5)
+                     for _ in range(rng.randint(1, 30))]
+        kept = [s >= 7 for s, _ in decisions]
+        accepted = [a for _, a in decisions]
+        expected = {"kappa": cohen_kappa(kept, accepted),
+                    "spearman": spearman([s for s, _ in decisions], [float(a) for a in accepted]),
+                    "precision": precision(kept, accepted), "recall": recall(kept, accepted)}
+        found = table_figures(count_table(decisions), 7)
+        for name in NAMES:
+            if expected[name] is None:
+                assert found[name] is None, name
+            else:
+                assert found[name] == pytest.approx(expected[name]), name
 
 
 def test_judge_agreement_all_figures() -> None:

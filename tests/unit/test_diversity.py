@@ -55,7 +55,7 @@ def test_self_bleu_matches_sacrebleu_sentence_bleu_against_all_others() -> None:
 def test_compression_ratio() -> None:
     texts = ["a red bus on a street", "two dogs play in the grass"]
     raw = b"a red bus on a street\ntwo dogs play in the grass"
-    assert compression_ratio(texts) == len(raw) / len(zlib.compress(raw, 9))
+    assert compression_ratio(texts) == len(raw) / len(zlib.compress(raw, 6))
     repeated = compression_ratio(["A sunny morning outside a small bakery."] * 50)
     varied = compression_ratio([f"answer {n} names object {n * 7919 % 1000}" for n in range(50)])
     assert repeated is not None and varied is not None and repeated > 3 * varied
