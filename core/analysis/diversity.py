@@ -112,8 +112,8 @@ def _closest_other(lengths: list[int], length: int) -> int:
 
 
 # -- compression ---------------------------------------------------------------------------------
+def compression_ratio(texts: Sequence[str]) -> float | None:
     """Bytes of the texts (one per line, UTF-8) over their zlib size; higher = more repetitive.
-    """Bytes of the texts (one per line, UTF-8) over their zlib size (level 6); higher = more repetitive.
 
     It grows with the amount of text too, so compare equal-size samples.
     """
