@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/diversity.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

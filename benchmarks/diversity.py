@@ -18,7 +18,8 @@ from visinstruct.core.analysis.diversity import (
 
 
 def _texts(rng: random.Random, count: int, low: int, high: int) -> list[str]:
-    vocabulary = [f"w{i}" for i in range(3000)] + "the a dog cat on in is are of with".split() * 50
+    common = ["the", "a", "dog", "cat", "on", "in", "is", "are", "of", "with"]
+    vocabulary = [f"w{i}" for i in range(3000)] + common * 50
     return [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(low, high)))
             for _ in range(count)]
 
