@@ -86,3 +86,30 @@ async def test_blind_decisions_in_the_app_give_kappa_and_its_interval(config_pat
     assert -1 <= low <= high <= 1
     assert f"kappa {kappa:.2f} [{low:.2f}, {high:.2f}]" in shown
     assert f"n {DECISIONS} blind decisions" in shown
+
+
+async def test_skipping_moves_on_and_a_new_batch_never_repeats_a_shown_pair(
+        config_path: Path) -> None:
+    db = config_path.with_name("run.db")
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_review(pilot)
+        await app.push_screen(BlindReviewScreen(seed=2, batch=2))
+        blind = app.screen
+        assert isinstance(blind, BlindReviewScreen)
+        await wait_for(pilot, lambda: blind.current is not None, "the first blind pair")
+        seen = []
+        for _ in range(5):   # two batches and a half
+            pair = blind.current
+            assert pair is not None
+            seen.append(pair.pair_id)
+            await pilot.press("s")
+            await wait_for(pilot, lambda shown=pair: blind.current is not None
+                           and blind.current is not shown, "the next pair")
+        assert len(set(seen)) == 5
+        await pilot.press("x")
+        await wait_for(pilot, lambda: blind.decided == 1, "the decision")
+    # Skips write nothing; the one reject is stored as a blind decision.
+    assert query(db, "SELECT COUNT(*) FROM reviews WHERE blind = 1 AND decision = 'reject'") == [
+        (1,)]
+    assert query(db, "SELECT COUNT(*) FROM reviews WHERE blind = 1") == [(1,)]
