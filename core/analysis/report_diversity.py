@@ -97,12 +97,13 @@ def _interval(value: float | None, interval: tuple[float, float] | None, digits:
     return f"{num(value, digits)} [{num(interval[0], digits)}, {num(interval[1], digits)}]"
 
 
-def agreement_cells(a: JudgeAgreement) -> tuple[tuple[str, str], ...]:
-    """(figure, value [95% interval]) rows of the agreement table."""
-    return (("Cohen's kappa (kept vs accepted)", _interval(a.kappa, a.kappa_ci)),
-            ("Spearman (score vs accepted)", _interval(a.spearman, a.spearman_ci)),
-            ("precision of kept", _interval(a.precision, a.precision_ci)),
-            ("recall of human accepts", _interval(a.recall, a.recall_ci)))
+def agreement_cells(a: JudgeAgreement) -> tuple[tuple[str, str, str], ...]:
+    """(figure, value [95% interval], n) rows of the agreement table."""
+    return (("Cohen's kappa (kept vs accepted)", _interval(a.kappa, a.kappa_ci), f"{a.n:,}"),
+            ("Spearman (score vs accepted)", _interval(a.spearman, a.spearman_ci), f"{a.n:,}"),
+            ("precision of kept", _interval(a.precision, a.precision_ci), f"{a.kept:,} kept"),
+            ("recall of human accepts", _interval(a.recall, a.recall_ci),
+             f"{a.accepted:,} accepted"))
 
 
 def agreement_blocks(figures: Figures) -> list[Block]:
@@ -123,7 +124,7 @@ def agreement_blocks(figures: Figures) -> list[Block]:
         "accept (1) or reject (0). Blind review samples evenly across judge scores, so rare "
         "scores weigh more here than in the data; read precision and recall as the judge's "
         "behaviour across the score range rather than as the rates of the kept set."),
-        Table(("figure", "value [95% interval]"), agreement_cells(a)),
+        Table(("figure", "value [95% interval]", "n"), agreement_cells(a)),
         Paragraph(f"The threshold that would agree best with these decisions: {best}.")]
 
 

@@ -46,8 +46,9 @@ def agreement_text(agreement: JudgeAgreement) -> str:
     best = "–" if agreement.best_threshold is None else f"{agreement.best_threshold:g}"
     return (f"kappa {_ci(agreement.kappa, agreement.kappa_ci)} · Spearman "
             f"{_ci(agreement.spearman, agreement.spearman_ci)} · n {agreement.n} blind decisions\n"
-            f"precision {_ci(agreement.precision, agreement.precision_ci)} · recall "
-            f"{_ci(agreement.recall, agreement.recall_ci)} · at threshold "
+            f"precision {_ci(agreement.precision, agreement.precision_ci)} (n {agreement.kept}"
+            f" kept) · recall {_ci(agreement.recall, agreement.recall_ci)} (n "
+            f"{agreement.accepted} accepted) · at threshold "
             f"{agreement.threshold:g}; best agreement at {best} · [95% bootstrap intervals]")
 
 
