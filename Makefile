@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
 	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/diversity.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -6,6 +6,7 @@ import json
 from dataclasses import fields
 from typing import Any
 
+from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.models.cost import cost_report
 from visinstruct.core.store.batch_jobs import batch_jobs_report
@@ -40,4 +41,7 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     report["last_run"] = None if last is None else {
         "id": last[0], "status": last[1], "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
+    # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
+    # figure is null.
+    report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
     return report

@@ -220,6 +220,16 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX batch_records_key ON batch_records(key);
         """,
     ),
+    (
+        8,
+        "blind review decisions",
+        """
+        -- 1: an accept/reject made in blind review (score and gate verdicts hidden), which counts
+        -- like any decision, and only blind ones measure the judge against a human.
+        ALTER TABLE reviews ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX reviews_blind ON reviews(blind, pair_id);
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]
