@@ -153,6 +153,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
+    from visinstruct.core.pipeline.panel import self_preference_warning
+
+    warning = self_preference_warning(config)
+    if warning:
+        _say(warning)
     store = _open_store(config.db)
     try:
         with display:
@@ -280,6 +285,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         width = max(len(k) for k in report)
         for key, value in report.items():
+            if isinstance(value, dict) and key.endswith("_by_rule"):
+                value = ", ".join(f"{rule} {n:,}" for rule, n in value.items()) or "none"
             print(f"{key:<{width}}  {value}")
     return ExitCode.OK
 

@@ -138,6 +138,17 @@ def mentioned_categories(text: str) -> frozenset[str]:
                      for match in _mention_pattern().finditer(lowered))
 
 
+def category_mentions(text: str) -> list[tuple[str, str, int]]:
+    """(category, the form as written, where it starts) for each COCO category mention in `text`."""
+    forms = surface_forms()
+    lowered = text.lower().replace("\u2019", "'")
+    mentions = []
+    for match in _mention_pattern().finditer(lowered):
+        form = re.sub(r"\s+", " ", match.group(0))
+        mentions.append((forms[form], form, match.start()))
+    return mentions
+
+
 # Question types by their opening words; "how much" counts with "how many" (both ask a quantity).
 QUESTION_FAMILIES: tuple[str, ...] = (
     "what", "how many", "where", "why", "how", "who", "which", "when", "yes/no", "describe",
