@@ -110,7 +110,7 @@ def _prompt(store: Store, version: str) -> PromptText | None:
 
 
 def flag_templates(store: Store, settings: GatesConfig) -> int:
-    """Flag pairs repeated word for word on `template_images` images or more; returns pairs flagged.
+    """Flag passing pairs repeated word for word on `template_images` images or more; returns how many.
 
     Template collapse is a property of the whole dataset, so it is counted after the run's
     work instead of per reply, and flagged (never dropped): each copy may be a fine pair.
@@ -118,8 +118,10 @@ def flag_templates(store: Store, settings: GatesConfig) -> int:
     least = settings.template_images if settings.duplicate else 0
     # Case and end punctuation aside, the same words: what a template looks like in SQL.
     key_q, key_a = "lower(trim(p.question, ' .!?'))", "lower(trim(p.answer, ' .!?'))"
+    passing = ("NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id "
+               "AND x.action = 'drop')")
     run_pairs = ("FROM pairs p JOIN generations g ON g.id = p.generation_id "
-                 "WHERE g.status = 'ok' AND g.purpose = 'run'")
+                 f"WHERE g.status = 'ok' AND g.purpose = 'run' AND {passing}")
     sql = f"""
         INSERT INTO pair_gates (pair_id, rule, action, reason)
         SELECT p.id, 'duplicate', '{FLAG}',
@@ -127,7 +129,7 @@ def flag_templates(store: Store, settings: GatesConfig) -> int:
         FROM pairs p JOIN generations g ON g.id = p.generation_id
         JOIN (SELECT {key_q} AS q, {key_a} AS a, COUNT(DISTINCT g.image_id) AS n {run_pairs}
               GROUP BY q, a HAVING n >= ?) t ON t.q = {key_q} AND t.a = {key_a}
-        WHERE g.status = 'ok' AND g.purpose = 'run'
+        WHERE g.status = 'ok' AND g.purpose = 'run' AND {passing}
     """
 
     def work(conn: sqlite3.Connection) -> int:
