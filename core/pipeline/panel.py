@@ -25,6 +25,14 @@ def unjudged_pairs(store: Store, generation_id: int, settings: JudgeConfig,
         (generation_id, prompt_version, settings.identity))]
 
 
+def passing_pairs(store: Store, generation_id: int) -> list[tuple[int, Pair]]:
+    """(index, pair) of a generation's pairs that no quality gate dropped."""
+    return [(row[0], Pair(row[1], row[2])) for row in store.query(
+        "SELECT p.idx, p.question, p.answer FROM pairs p WHERE p.generation_id = ? "
+        "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') "
+        "ORDER BY p.idx", (generation_id,))]
+
+
 def combine_scores(scores: Sequence[float | None], how: str) -> float | None:
     """The panel's score: mean or min of its members'; None unless every member gave one."""
     if not scores or any(s is None for s in scores):
@@ -35,10 +43,10 @@ def combine_scores(scores: Sequence[float | None], how: str) -> float | None:
 
 def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
                 generation: RowRef | int, targets: Sequence[tuple[int, Pair]],
-                settings: JudgeConfig) -> JudgeResult | CallOutcome:
+                settings: JudgeConfig, *, fresh: bool = False) -> JudgeResult | CallOutcome:
     """Score `targets` ((index, pair) of one generation) by the judge or by every panel member.
 
-    A member whose scores are already stored (a resumed run) is not asked again.
+    A member whose scores are already stored (a resumed run) is not asked again unless `fresh`.
     """
     indices = [idx for idx, _ in targets]
     pairs = [pair for _, pair in targets]
@@ -49,7 +57,8 @@ def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task:
     ref = generation if isinstance(generation, RowRef) else RowRef(generation)
     members: list[tuple[Judgement, ...]] = []
     for model in panel:
-        stored = _stored_scores(ctx.store, ref, indices, model, template.version)
+        stored = None if fresh else _stored_scores(ctx.store, ref, indices, model,
+                                                   template.version)
         if stored is None:
             result = judge(ctx, template, image, task, ref, pairs, settings, model,
                            indices=indices, announce=False)

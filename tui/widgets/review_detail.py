@@ -24,11 +24,18 @@ def pair_prompt(pair: PairView) -> Text:
     text.append(f"#{pair.idx + 1} ", style="bold")
     text.append(f"score {_score(pair.score)} ", style="bold")
     text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
+    if pair.gate_rule:
+        restored = " · restored by you" if pair.decision == "accept" else " · a: restore"
+        text.append(f" · gated: {pair.gate_rule}{restored}", style="bold red")
     if pair.decision:
         text.append(f" · {pair.decision}ed by you", style="cyan")
     if pair.edited:
         text.append(" · edited", style="cyan")
     text.append(f"\nQ: {pair.question}\nA: {pair.answer}")
+    if pair.gate_rule:
+        text.append(f"\ngate {pair.gate_rule}: {pair.gate_reason}", style="red")
+    for rule, why in pair.flags:
+        text.append(f"\nflag {rule}: {why}", style="yellow")
     if pair.reason:
         text.append(f"\njudge: {pair.reason}", style="dim")
     if pair.edited:
