@@ -23,11 +23,13 @@ def pair_prompt(pair: PairView) -> Text:
     text = Text()
     text.append(f"#{pair.idx + 1} ", style="bold")
     text.append(f"score {_score(pair.score)} ", style="bold")
-    text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
-    if pair.gate_rule:
-        restored = " · restored by you" if pair.decision == "accept" else " · a: restore"
-        text.append(f" · gated: {pair.gate_rule}{restored}", style="bold red")
-    if pair.decision:
+    if pair.gate_rule and pair.decision != "accept":
+        text.append(f"gated: {pair.gate_rule} · a: restore", style="bold red")
+    else:
+        text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
+    if pair.gate_rule and pair.decision == "accept":
+        text.append(f" · gated: {pair.gate_rule}, restored by you", style="cyan")
+    elif pair.decision:
         text.append(f" · {pair.decision}ed by you", style="cyan")
     if pair.edited:
         text.append(" · edited", style="cyan")
