@@ -60,50 +60,67 @@ def is_cut_off(finish_reason: str) -> bool:
     return finish_reason.strip().lower() in CUT_OFF_REASONS
 
 
+class _Words:
+    """A pair's words, read once for every rule (the gates run on every pair of a run)."""
+
+    __slots__ = ("pair", "question", "answer", "shingles")
+
+    def __init__(self, pair: Pair) -> None:
+        self.pair = pair
+        self.question = words(pair.question)
+        self.answer = words(pair.answer)
+        # Single words, the question's apart from the answer's: short pairs reworded by one or
+        # two words ("What is the colour of..." / "What colour is...") still come out close.
+        self.shingles = frozenset([*("q " + w for w in self.question),
+                                   *("a " + w for w in self.answer)])
+
+
 def gate_pairs(pairs: Sequence[Pair], image: Image, task: str, settings: GatesConfig, *,
                prompt: PromptText | None = None, finish_reason: str = "stop") -> tuple[Verdicts, ...]:
     """Every rule's verdicts for each pair of one reply, in order; at most one `drop` per pair."""
     verdicts: list[Verdicts] = []
-    earlier: list[tuple[Pair, frozenset[str]]] = []  # passing pairs, for the duplicate rule
+    earlier: list[_Words] = []  # the pairs that passed so far, for the duplicate rule
     cut = is_cut_off(finish_reason) and task != "detail"  # detail keeps its complete sentences
     context = _Context(image, prompt, settings.prompt_copy_words)
     for position, pair in enumerate(pairs):
-        found: list[GateVerdict] = []
-        reason = _first_drop(pair, settings, context, cut and position == len(pairs) - 1)
-        shingles = _shingles(pair)
+        said = _Words(pair)
+        reason = _first_drop(said, settings, context, cut and position == len(pairs) - 1)
         if not reason and settings.duplicate:
-            reason = _duplicate_of(pair, shingles, earlier, settings.duplicate_similarity)
+            reason = _duplicate_of(said, earlier, settings.duplicate_similarity)
+        found: tuple[GateVerdict, ...] = ()
         if reason:
-            found.append(GateVerdict(reason[0], DROP, reason[1]))
-        if not found and settings.ungrounded_object != "off":
-            ungrounded = ungrounded_objects(pair.answer, image)
+            found = (GateVerdict(reason[0], DROP, reason[1]),)
+        elif settings.ungrounded_object != "off":
+            ungrounded = _ungrounded(said.answer, image)
             if ungrounded:
                 action = DROP if settings.ungrounded_object == "drop" else FLAG
-                found.append(GateVerdict("ungrounded_object", action, ungrounded))
+                found = (GateVerdict("ungrounded_object", action, ungrounded),)
         if not any(v.action == DROP for v in found):
-            earlier.append((pair, shingles))
-        verdicts.append(tuple(found))
+            earlier.append(said)
+        verdicts.append(found)
     return tuple(verdicts)
 
 
-def _first_drop(pair: Pair, settings: GatesConfig, context: "_Context",
+def _first_drop(said: _Words, settings: GatesConfig, context: "_Context",
                 cut_here: bool) -> tuple[str, str] | None:
+    pair = said.pair
     if settings.placeholder:
-        why = placeholder(pair.question, "question") or placeholder(pair.answer, "answer")
+        why = (_placeholder(pair.question, said.question, "question")
+               or _placeholder(pair.answer, said.answer, "answer"))
         if why:
             return "placeholder", why
-    if settings.refusal:
+    if settings.refusal and _REFUSAL_WORDS.intersection(said.answer):
         why = refusal(pair.answer)
         if why:
             return "refusal", why
     if settings.cut_off and cut_here and not ends_sentence(pair.answer):
         return "cut_off", "the reply stopped at the token limit inside this answer"
     if settings.same_as_question:
-        why = same_as_question(pair.question, pair.answer)
+        why = _same_as_question(pair.question, said.question, said.answer)
         if why:
             return "same_as_question", why
     if settings.prompt_copy:
-        why = context.copied(pair)
+        why = context.copied(said)
         if why:
             return "prompt_copy", why
     return None
@@ -127,15 +144,22 @@ _TEMPLATE_SLOT = re.compile(
 
 def placeholder(text: str, part: str = "text") -> str:
     """Why `text` is template filler rather than content, or ''."""
+    return _placeholder(text, words(text), part)
+
+
+def _placeholder(text: str, tokens: Sequence[str], part: str) -> str:
     stripped = text.strip()
     if not stripped:
         return f"the {part} is empty"
-    if not any(ch.isalnum() for ch in stripped):
+    if not tokens:
         return f"the {part} is only punctuation ({_short(stripped)})"
-    bare = " ".join(stripped.lower().split()).strip(" .!?:;\"'`*_")
-    if bare in _PLACEHOLDER_WORDS:
-        return f"the {part} is a placeholder ({_short(stripped)})"
-    if _WHOLE_BRACKET.match(stripped) or _TEMPLATE_SLOT.search(stripped):
+    if len(tokens) <= 2:
+        bare = " ".join(stripped.lower().split()).strip(" .!?:;\"'`*_")
+        if bare in _PLACEHOLDER_WORDS:
+            return f"the {part} is a placeholder ({_short(stripped)})"
+    # The regexes only where they can match: brackets, "... here", lorem ipsum.
+    if (any(c in stripped for c in "[<{") or "here" in tokens or "lorem" in tokens) and (
+            _WHOLE_BRACKET.match(stripped) or _TEMPLATE_SLOT.search(stripped)):
         return f"the {part} holds template text ({_short(stripped)})"
     return ""
 
@@ -156,6 +180,10 @@ _REFUSAL = re.compile(
     r"|^\W*(?:i'?m sorry|i am sorry|sorry|i apologi[sz]e),? (?:but )?i\b",
     re.IGNORECASE,
 )
+
+
+# Every refusal pattern has one of these words; an answer without them skips the regex.
+_REFUSAL_WORDS = frozenset({"i", "i'm", "ai", "sorry", "apologize", "apologise", "model"})
 
 
 def refusal(answer: str) -> str:
@@ -180,34 +208,53 @@ def same_as_question(question: str, answer: str) -> str:
     A yes/no question may be answered by restating it ("Is there a dog?" "There is a dog."),
     so there only a word-for-word copy counts.
     """
-    asked, said = words(question), words(answer)
+    return _same_as_question(question, words(question), words(answer))
+
+
+def _same_as_question(question: str, asked: Sequence[str], said: Sequence[str]) -> str:
     if not said:
         return ""
-    if asked == said:
+    if list(asked) == list(said):
         return "the answer is the question again"
+    said_set = set(said)
+    asked_set = set(asked)
+    if not said_set <= asked_set or len(said_set) < 0.75 * len(asked_set):
+        return ""
     if question_family(question) == "yes/no":
         return ""
-    asked_set, said_set = set(asked), set(said)
-    if said_set <= asked_set and len(said_set) >= 0.75 * len(asked_set):
-        return "the answer only restates the question's words"
-    return ""
+    return "the answer only restates the question's words"
 
 
 # -- prompt copy ---------------------------------------------------------------------------------
-_PROMPT_SHINGLES: dict[tuple[str, int], frozenset[tuple[str, ...]]] = {}
+_PROMPT_SHINGLES: dict[tuple[str, int], tuple[frozenset[str], frozenset[tuple[str, ...]]]] = {}
 
 
 def _ngrams(tokens: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
     return (tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def _prompt_shingles(prompt: PromptText, n: int) -> frozenset[tuple[str, ...]]:
+def _prompt_shingles(prompt: PromptText, n: int) -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
+    """The prompt's words and its runs of `n` words, cached by prompt version."""
     cached = _PROMPT_SHINGLES.get((prompt.key, n))
     if cached is None:
         # Prompt versions are content hashes: a key never changes meaning, so caching is safe.
-        cached = frozenset(_ngrams(words(prompt.text), n))
+        tokens = words(prompt.text)
+        cached = (frozenset(tokens), frozenset(_ngrams(tokens, n)))
         _PROMPT_SHINGLES[(prompt.key, n)] = cached
     return cached
+
+
+def _longest_run(tokens: Sequence[str], vocabulary: frozenset[str]) -> int:
+    """The most words in a row of `tokens` that all occur in `vocabulary`."""
+    best = current = 0
+    for token in tokens:
+        if token in vocabulary:
+            current += 1
+            if current > best:
+                best = current
+        else:
+            current = 0
+    return best
 
 
 class _Context:
@@ -216,7 +263,8 @@ class _Context:
     def __init__(self, image: Image, prompt: PromptText | None, n: int) -> None:
         self.image = image
         self.n = max(1, n)
-        self.shingles = _prompt_shingles(prompt, self.n) if prompt is not None else frozenset()
+        self.vocabulary, self.shingles = (_prompt_shingles(prompt, self.n) if prompt is not None
+                                          else (frozenset(), frozenset()))
         self._own: frozenset[tuple[str, ...]] | None = None
 
     def own(self) -> frozenset[tuple[str, ...]]:
@@ -224,11 +272,13 @@ class _Context:
             self._own = frozenset(_ngrams(words(render_context(self.image, True)), self.n))
         return self._own
 
-    def copied(self, pair: Pair) -> str:
+    def copied(self, said: _Words) -> str:
         if not self.shingles:
             return ""
-        for part, text in (("question", pair.question), ("answer", pair.answer)):
-            tokens = words(text)
+        for part, tokens in (("question", said.question), ("answer", said.answer)):
+            # Most pairs never have n prompt words in a row: skip building their runs.
+            if _longest_run(tokens, self.vocabulary) < self.n:
+                continue
             for run in _ngrams(tokens, self.n):
                 if run in self.shingles and run not in self.own():
                     return (f"the {part} repeats {self.n} words in a row from the prompt: "
@@ -237,13 +287,6 @@ class _Context:
 
 
 # -- duplicate -----------------------------------------------------------------------------------
-def _shingles(pair: Pair) -> frozenset[str]:
-    # Single words, the question's apart from the answer's: short pairs reworded by one or two
-    # words ("What is the colour of..." / "What colour is...") still come out close.
-    return frozenset([*("q " + w for w in words(pair.question)),
-                      *("a " + w for w in words(pair.answer))])
-
-
 def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     """Jaccard similarity of two shingle sets."""
     if not a and not b:
@@ -251,16 +294,15 @@ def similarity(a: frozenset[str], b: frozenset[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def _duplicate_of(pair: Pair, shingles: frozenset[str], earlier: Sequence[tuple[Pair, frozenset[str]]],
-                  threshold: float) -> tuple[str, str] | None:
-    asked = words(pair.question)
-    for number, (other, other_shingles) in enumerate(earlier, 1):
-        if asked and asked == words(other.question):
-            return "duplicate", f"asks the same question as an earlier pair: {_short(other.question)}"
-        score = similarity(shingles, other_shingles)
+def _duplicate_of(said: _Words, earlier: Sequence[_Words], threshold: float) -> tuple[str, str] | None:
+    for other in earlier:
+        if said.question and said.question == other.question:
+            return "duplicate", ("asks the same question as an earlier pair: "
+                                 f"{_short(other.pair.question)}")
+        score = similarity(said.shingles, other.shingles)
         if score >= threshold:
             return "duplicate", (f"{score:.0%} the same as an earlier pair of this image: "
-                                 f"{_short(other.question)}")
+                                 f"{_short(other.pair.question)}")
     return None
 
 
@@ -279,15 +321,18 @@ def ungrounded_objects(answer: str, image: Image) -> str:
 
     An image without any boxes is not judged: nothing says what it lacks.
     """
+    return _ungrounded(words(answer), image)
+
+
+def _ungrounded(tokens: Sequence[str], image: Image) -> str:
     if not image.boxes:
         return ""
     boxed = {box.category for box in image.boxes}
-    lowered = answer.lower().replace("\u2019", "'")
     missing: dict[str, str] = {}
-    for category, form, start in category_mentions(answer):
+    for category, form, position in category_mentions(tokens):
         if category in boxed or category in missing:
             continue
-        before = words(lowered[max(0, start - 40):start])[-4:]
+        before = tokens[max(0, position - 4):position]
         if any(w in _NEGATORS or w.endswith("n't") for w in before):
             continue
         missing[category] = form
