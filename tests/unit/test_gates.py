@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-
 from visinstruct.core.config import GatesConfig
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.text.gates import DROP, FLAG, gate_pairs, prompt_text
@@ -15,10 +14,11 @@ BUS = Image(1, "bus.jpg", 640, 480,
             ("A red bus drives down a city street.", "A man waits at a bus stop."),
             (Box("bus", (0.1, 0.2, 0.8, 0.9)), Box("person", (0.7, 0.3, 0.8, 0.9))))
 GOOD = Pair("What colour is the bus?", "The bus is red.")
+DEFAULTS = GatesConfig()
 
 
 def verdicts(*pairs: Pair, task: str = "conversation", finish: str = "stop",
-             settings: GatesConfig = GatesConfig(), image: Image = BUS) -> list[list[tuple[str, str]]]:
+             settings: GatesConfig = DEFAULTS, image: Image = BUS) -> list[list[tuple[str, str]]]:
     prompt = prompt_text(load_prompt("detail" if task == "detail" else "conversation"))
     found = gate_pairs(pairs, image, task, settings, prompt=prompt, finish_reason=finish)
     return [[(v.rule, v.action) for v in one] for one in found]
