@@ -41,13 +41,14 @@ _PAIR_FACTS = """
            EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x
     FROM pairs p WHERE p.generation_id = g.id LIMIT -1
 """
-# One pass over a sample's pairs: [pairs, mean score, kept, scored], as JSON so it is computed once
+# One pass over a sample's pairs: [pairs, mean score, kept, scored, gated] (gated pairs'
+# old scores left out), as JSON so it is computed once
 # (the LIMIT -1 above stops SQLite from flattening, which would repeat the lookups per use).
 _STATS = f"""
-    (SELECT json_array(COUNT(*), AVG(s),
+    (SELECT json_array(COUNT(*), AVG(CASE WHEN x THEN NULL ELSE s END),
             COALESCE(SUM(d = 'accept' OR (d IS NULL AND NOT x AND s IS NOT NULL
                                           AND s >= :threshold)), 0),
-            COUNT(s), COALESCE(SUM(x), 0))
+            COUNT(CASE WHEN x THEN NULL ELSE s END), COALESCE(SUM(x), 0))
      FROM ({_PAIR_FACTS}))
 """
 _STATE_SQL: dict[str, str] = {
