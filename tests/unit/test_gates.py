@@ -186,3 +186,13 @@ def test_every_rule_can_be_turned_off() -> None:
     bad = [Pair("...", "..."), Pair("Q?", "As an AI I cannot see images."),
            Pair("They board.", "They board."), Pair("...", "..."), Pair("Q2?", "The")]
     assert verdicts(*bad, finish="length", settings=off) == [[]] * 5
+
+
+@pytest.mark.parametrize("reason", ["length", "max_tokens", "MAX_TOKENS", "max_length"])
+def test_every_wire_spelling_of_the_token_limit_reads_as_cut_off(reason: str) -> None:
+    from visinstruct.core.models.backends.replies import normal_finish_reason
+    from visinstruct.core.text.gates import is_cut_off
+
+    assert normal_finish_reason(reason) == "length"
+    assert is_cut_off(reason) and is_cut_off(normal_finish_reason(reason))
+    assert not is_cut_off(normal_finish_reason("end_turn"))
