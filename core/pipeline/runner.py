@@ -362,7 +362,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
             backend.close()
     emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
                      counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
-                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd))
+                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd,
+                     counts["dropped_pairs"]))
     return RunSummary(run_id, status, runner.done_units, total, runner.failed_units, counts,
                       report.cost_usd, elapsed)
 
