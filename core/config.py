@@ -21,6 +21,8 @@ BATCH_FAMILIES = ("anthropic", "mistral", "meta")  # model providers whose batch
 # "response_format" is the older name of "json_schema".
 OPENAI_JSON_MODES = ("auto", "json_schema", "json_object", "guided_json", "none",
                      "response_format")
+JUDGE_COMBINE = ("mean", "min")
+UNGROUNDED_ACTIONS = ("flag", "drop", "off")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,19 @@ class JudgeConfig:
     threshold: float = 7
     max_tokens: int = 256
     temperature: float = 0.2
+    models: tuple[str, ...] = ()   # a panel: every pair scored by each, then combined
+    combine: str = "mean"          # mean | min: how a panel's scores become one
+
+    @property
+    def panel(self) -> tuple[str, ...]:
+        """The judge models: `models` when set, else `model` alone."""
+        return self.models or (self.model,)
+
+    @property
+    def identity(self) -> str:
+        """The model name judgements are stored under: the one judge's, or the panel's."""
+        panel = self.panel
+        return panel[0] if len(panel) == 1 else f"panel:{self.combine}:{'+'.join(panel)}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +78,22 @@ class EvaluationConfig:
     sample: int = 200
     seed: int = 0
     max_tokens: int = 512
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    """The quality gates (core/text/gates.py): each rule on or off, with its threshold."""
+
+    cut_off: bool = True
+    prompt_copy: bool = True
+    prompt_copy_words: int = 8          # this many prompt words in a row make a copy
+    same_as_question: bool = True
+    placeholder: bool = True
+    refusal: bool = True
+    duplicate: bool = True
+    duplicate_similarity: float = 0.8   # word-shingle Jaccard to an earlier pair of the image
+    template_images: int = 5            # a pair word for word on this many images is flagged
+    ungrounded_object: str = "flag"     # flag | drop | off
 
 
 @dataclass(frozen=True)
@@ -136,6 +167,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     origin: str = "<embedded defaults>"
@@ -151,6 +183,7 @@ _SECTIONS: dict[str, type] = {
     "judge": JudgeConfig,
     "evaluation": EvaluationConfig,
     "budget": BudgetConfig,
+    "gates": GatesConfig,
     "download": DownloadConfig,
 }
 _TOP_KEYS = ("db", "models", *_SECTIONS)
@@ -387,6 +420,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{origin}: [evaluation].sample must be 0 or more")
     if config.budget.max_usd < 0:
         raise ConfigError(f"{origin}: [budget].max_usd must be 0 (no limit) or more")
+    _validate_judge(config)
+    _validate_gates(config.gates, origin)
     for stage in ("generation", "judge", "evaluation"):
         name = getattr(config, stage).model
         if name not in config.models:
@@ -397,6 +432,8 @@ def validate(config: Config) -> None:
     # The evaluation model too: `evaluate` should not find a broken model after the run's work.
     for stage in ("generation", "judge", "evaluation"):
         _validate_model(config.models[getattr(config, stage).model], origin)
+    for name in config.judge.models:
+        _validate_model(config.models[name], origin)
     for model in config.models.values():
         if model.backend not in BACKENDS:
             raise ConfigError(
@@ -454,6 +491,42 @@ def check_ranges(config: Config) -> None:
             if not math.isfinite(value) or not allowed.allows(value):
                 raise ConfigError(
                     f"{config.origin}: {where}.{key} must be {allowed}, got {value!r}")
+
+
+def _validate_judge(config: Config) -> None:
+    origin, judge = config.origin, config.judge
+    missing = [name for name in judge.models if name not in config.models]
+    if missing:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, missing))} but no such "
+            f"[models.NAME] is defined (defined: {', '.join(sorted(config.models))})")
+    if len(set(judge.models)) != len(judge.models):
+        raise ConfigError(f"{origin}: [judge].models names a model twice; list each judge once")
+    batch = [name for name in judge.models
+             if config.models[name].backend == "bedrock-batch"]
+    if batch:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, batch))}, a bedrock-batch "
+            "model; a judge panel runs online: use one batch judge ([judge].model) or "
+            "online panel members")
+    if judge.combine not in JUDGE_COMBINE:
+        raise ConfigError(f"{origin}: [judge].combine must be one of {', '.join(JUDGE_COMBINE)}, "
+                          f"got {judge.combine!r}")
+
+
+def _validate_gates(gates: GatesConfig, origin: str) -> None:
+    if gates.prompt_copy_words < 3:
+        raise ConfigError(f"{origin}: [gates].prompt_copy_words must be 3 or more (default 8); "
+                          "fewer words in a row are common phrases, not copies")
+    if not 0 < gates.duplicate_similarity <= 1:
+        raise ConfigError(f"{origin}: [gates].duplicate_similarity must be above 0 and at most 1 "
+                          "(default 0.8)")
+    if gates.template_images < 0 or gates.template_images == 1:
+        raise ConfigError(f"{origin}: [gates].template_images must be 0 (off) or 2 or more "
+                          "(default 5)")
+    if gates.ungrounded_object not in UNGROUNDED_ACTIONS:
+        raise ConfigError(f"{origin}: [gates].ungrounded_object must be one of "
+                          f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, got {gates.ungrounded_object!r}")
 
 
 def _validate_model(model: ModelConfig, origin: str) -> None:

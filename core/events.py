@@ -128,6 +128,7 @@ class RunFinished(Event):
     failed_calls: int
     elapsed_s: float
     cost_usd: float
+    dropped_pairs: int = 0   # stopped by the quality gates, never judged
 
 
 Emit = Callable[[Event], None]

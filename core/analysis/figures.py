@@ -364,11 +364,14 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     # Every generation made with a version counts here, including ones later replaced.
     outcome = {row[0]: row[1:] for row in store.query(
         f"SELECT prompt_version, COUNT(*), COUNT(score), AVG(score), SUM({KEPT_SQL}) FROM ("
-        "SELECT g.prompt_version, j.score AS score, d.decision AS decision FROM pairs p "
+        "SELECT g.prompt_version, j.score AS score, d.decision AS decision, x.rule AS gate_rule "
+        "FROM pairs p "
         "JOIN generations g ON g.id = p.generation_id AND g.purpose = 'run' AND g.status = 'ok' "
         "LEFT JOIN judgements j ON j.id = (SELECT MAX(id) FROM judgements WHERE pair_id = p.id) "
         "LEFT JOIN reviews d ON d.id = (SELECT MAX(id) FROM reviews WHERE pair_id = p.id "
-        "AND decision IN ('accept', 'reject'))) GROUP BY prompt_version", (threshold,))}
+        "AND decision IN ('accept', 'reject')) "
+        "LEFT JOIN pair_gates x ON x.id = (SELECT MIN(id) FROM pair_gates WHERE pair_id = p.id "
+        "AND action = 'drop')) GROUP BY prompt_version", (threshold,))}
     versions = []
     for version in sorted(made, key=lambda v: (names.get(v, ""), v)):
         generations, failures = made[version]

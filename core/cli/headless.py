@@ -146,7 +146,8 @@ class RichProgress:
         """The closing lines after a run."""
         self.console.print(
             f"run {event.run_id} {event.status}: {event.done_units:,}/{event.total_units:,} units, "
-            f"{event.failed_units:,} failed; {event.pairs:,} pairs, {event.kept_pairs:,} kept, "
+            f"{event.failed_units:,} failed; {event.pairs:,} pairs, "
+            f"{event.dropped_pairs:,} stopped by the gates, {event.kept_pairs:,} kept, "
             f"{event.parse_failures:,} parse failures; {event.calls:,} calls "
             f"({event.failed_calls:,} failed) in {event.elapsed_s:,.1f}s; "
             f"cost ${event.cost_usd:,.4f}")

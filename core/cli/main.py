@@ -167,6 +167,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
+    from visinstruct.core.pipeline.panel import self_preference_warning
+
+    warning = self_preference_warning(config)
+    if warning:
+        _say(warning)
     left = ""
     with _open_store(config.db, for_writing=True) as store:
         with display:
@@ -294,6 +299,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         jobs = report.pop("batch_jobs", [])
         width = max(len(k) for k in report)
         for key, value in report.items():
+            if isinstance(value, dict) and key.endswith("_by_rule"):
+                value = ", ".join(f"{rule} {n:,}" for rule, n in value.items()) or "none"
             print(f"{key:<{width}}  {value}")
         for job in jobs:
             print(f"{'batch job':<{width}}  {job['stage']} {job['model']} {job['records']:,} "

@@ -10,7 +10,7 @@ from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.models.cost import cost_report
 from visinstruct.core.store.batch_jobs import batch_jobs_report
-from visinstruct.core.store.queries import status_counts
+from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.database import Store
 
 
@@ -29,6 +29,9 @@ def stored_config(store: Store, threshold: float) -> Config:
 def status_report(store: Store, threshold: float) -> dict[str, Any]:
     """Counts (keys relied on by scripts), cost keys, the last run, and the threshold used."""
     report: dict[str, Any] = dict(status_counts(store, threshold))
+    gates = gate_counts(store)
+    report["dropped_by_rule"] = gates["dropped"]
+    report["flagged_by_rule"] = gates["flagged"]
     cost = cost_report(store, stored_config(store, threshold))
     report["cost_usd"] = cost.cost_usd
     report["cost_per_kept_pair_usd"] = cost.cost_per_kept_pair_usd

@@ -94,7 +94,7 @@ class CostMeter:
         self._usd_per_hour = sum(
             m.instances * max(1, len(m.endpoints)) * m.price_per_instance_hour
             for n, m in config.models.items() if n in sagemaker and m.price_per_instance_hour
-            and n in (config.generation.model, config.judge.model))
+            and n in (config.generation.model, *config.judge.panel))
         self._hours_before = wall_hours(store)
         self._started = time.monotonic()
         self._lock = threading.Lock()

@@ -33,7 +33,8 @@ from visinstruct.core.models.pool import PoolResult
 from visinstruct.core.pipeline.batch_on_demand import send_on_demand, write_without_call
 from visinstruct.core.pipeline.batch_records import PendingRecord, pending_records
 from visinstruct.core.pipeline.generate import handle_generation
-from visinstruct.core.pipeline.judge import handle_judgement, stored_pairs
+from visinstruct.core.pipeline.judge import handle_judgement
+from visinstruct.core.pipeline.panel import unjudged_pairs
 from visinstruct.core.store.batch_jobs import (
     BatchJob,
     BatchRecord,
@@ -363,14 +364,18 @@ class BatchDriver:
         if stage == "generate":
             template = self._template(record.task, record.prompt_version)
             result = handle_generation(self.ctx, template, image, record.task,
-                                       self.stages[stage], outcome)
+                                       self.stages[stage], outcome, gates=self.config.gates)
             if result.parse_failure:
                 self.unit_done(image.image_id, record.task, True)
             return
         template = self._template("judge", record.prompt_version)
-        pairs = tuple(p for _, p in stored_pairs(self.store, record.generation_id))
+        # Gated pairs are never judged; pairs scored before (e.g. before [gates] changed) not again.
+        targets = unjudged_pairs(self.store, record.generation_id, self.config.judge,
+                                 record.prompt_version)
         judged = handle_judgement(self.ctx, template, image, record.task, record.generation_id,
-                                  pairs, self.config.judge, self.stages[stage], outcome)
+                                  tuple(p for _, p in targets), self.config.judge,
+                                  self.stages[stage], outcome,
+                                  positions=[idx for idx, _ in targets])
         self.kept(judged.kept)
         if "generate" in self.stages:  # else the workers counted the unit when it was generated
             self.unit_done(image.image_id, record.task, True)

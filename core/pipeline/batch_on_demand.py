@@ -9,7 +9,8 @@ from visinstruct.core.config import ModelConfig
 from visinstruct.core.models.calls import CallOutcome
 from visinstruct.core.pipeline.batch_records import PendingRecord
 from visinstruct.core.pipeline.generate import GenerationResult, generate
-from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
+from visinstruct.core.pipeline.judge import JudgeResult, judge
+from visinstruct.core.pipeline.panel import unjudged_pairs
 
 if TYPE_CHECKING:
     from visinstruct.core.pipeline.batch import BatchDriver
@@ -47,7 +48,7 @@ def _online(driver: BatchDriver, stage: str, model: ModelConfig,
     image = record.image
     if stage == "generate":
         generated = generate(driver.ctx, runner.templates[task], image, task,
-                             driver.config.generation, model.name)
+                             driver.config.generation, model.name, gates=driver.config.gates)
         if isinstance(generated, CallOutcome):
             if not generated.cancelled:
                 driver.unit_done(image.image_id, task, False)
@@ -56,8 +57,11 @@ def _online(driver: BatchDriver, stage: str, model: ModelConfig,
         return
     assert runner.judge_template is not None
     generation_id = record.record.generation_id
+    targets = unjudged_pairs(driver.store, generation_id, driver.config.judge,
+                             runner.judge_template.version)  # gated pairs are never judged
     judged = judge(driver.ctx, runner.judge_template, image, task, generation_id,
-                   stored_pairs(driver.store, generation_id), driver.config.judge, model.name)
+                   [p for _, p in targets], driver.config.judge, model.name,
+                   indices=[idx for idx, _ in targets])
     if isinstance(judged, JudgeResult):
         driver.kept(judged.kept)
     # With online generation the workers counted the unit when they generated it.

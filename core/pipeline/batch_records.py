@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from visinstruct.core.config import ModelConfig
 from visinstruct.core.models.backends.bedrock_bodies import request_body
 from visinstruct.core.pipeline.generate import generation_request
-from visinstruct.core.pipeline.judge import judge_request, stored_pairs
+from visinstruct.core.pipeline.judge import judge_request
+from visinstruct.core.pipeline.panel import unjudged_pairs
 from visinstruct.core.records import Image
 from visinstruct.core.store.batch_jobs import BatchRecord, keys_in_unread_jobs, tries_this_run
 from visinstruct.core.store.ledger import call_key, request_hash
@@ -68,7 +69,8 @@ def pending_records(runner: _Runner, run_id: int, stage: str, model: ModelConfig
             if stage == "generate":
                 request = generation_request(template, image, runner.config.generation, task)
             else:
-                pairs = tuple(p for _, p in stored_pairs(runner.store, generation_id))
+                pairs = tuple(p for _, p in unjudged_pairs(runner.store, generation_id,
+                                                           runner.config.judge, template.version))
                 request = judge_request(template, image, pairs, runner.config.judge)
             yield PendingRecord(replace(record, request_hash=request_hash(request)),
                                 request_body(model.model_id, request), image)

@@ -29,7 +29,9 @@ from visinstruct.core.events import (
 from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
-from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
+from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
+from visinstruct.core.pipeline.judge import JudgeResult
+from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
 from visinstruct.core.store.ledger import Ledger, abandon_in_flight
 from visinstruct.core.models.pool import EndpointSnapshot, Pool
 from visinstruct.core.store.prompt_versions import active_template
@@ -84,7 +86,7 @@ def _claim(store: Store, config: Config) -> int:
             raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
                              "stop it first or use another --db")
     settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "origin": config.origin}, default=str)
+                           "gates": asdict(config.gates), "origin": config.origin}, default=str)
 
     def work(conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
@@ -138,7 +140,7 @@ class _Runner:
     # -- set-up ---------------------------------------------------------------------------------
     def build_pools(self) -> None:
         self.backends, self.pools = build_pools(
-            self.config, (self.config.generation.model, self.config.judge.model), self.cancel,
+            self.config, (self.config.generation.model, *self.config.judge.panel), self.cancel,
             on_health=self._on_health)
 
     def _on_health(self, snap: EndpointSnapshot) -> None:
@@ -176,7 +178,7 @@ class _Runner:
         """(image_id, task, need, generation_id) for each unit of `ids`; need '' means done."""
         marks = ",".join("?" * len(ids))
         gen_model = self.config.generation.model
-        judge_model = self.config.judge.model
+        judge_model = self.config.judge.identity
         assert self.judge_template is not None
         state: dict[tuple[int, str], tuple[int, str]] = {}
         for task in self.config.generation.tasks:
@@ -187,19 +189,23 @@ class _Runner:
                     (*ids, task, version, gen_model)):
                 state[(image_id, task)] = (gid, status)
         ok_ids = [gid for gid, status in state.values() if status == "ok"]
-        judged: set[int] = set()
+        # Judging is owed for a pair that passed the gates and has no score from this judge:
+        # after [gates] changed, only the pairs that newly pass.
+        owed: set[int] = set()
         if ok_ids:
             gmarks = ",".join("?" * len(ok_ids))
-            judged = {r[0] for r in self.store.query(
-                f"SELECT DISTINCT generation_id FROM judgements WHERE generation_id IN ({gmarks}) "
-                "AND prompt_version = ? AND model = ?",
+            owed = {r[0] for r in self.store.query(
+                f"SELECT DISTINCT p.generation_id FROM pairs p WHERE p.generation_id IN ({gmarks}) "
+                "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id "
+                "AND x.action = 'drop') AND NOT EXISTS (SELECT 1 FROM judgements j "
+                "WHERE j.pair_id = p.id AND j.prompt_version = ? AND j.model = ?)",
                 (*ok_ids, self.judge_template.version, judge_model))}
         for image_id in ids:
             for task in self.config.generation.tasks:
                 gid, status = state.get((image_id, task), (0, ""))
                 if not gid:
                     need = "generate"
-                elif status == "ok" and gid not in judged:
+                elif status == "ok" and gid in owed:
                     need = "judge"
                 else:
                     need = ""
@@ -223,7 +229,7 @@ class _Runner:
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
         if unit.need == "generate":
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
-                                 gen_cfg.model)
+                                 gen_cfg.model, gates=self.config.gates)
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
@@ -231,15 +237,19 @@ class _Runner:
             if "judge" in self.batch:
                 return True  # judged by a batch job once generation is done
             generation: RowRef = generated.ref
-            pairs: list[Pair] = list(generated.pairs)
+            targets: list[tuple[int, Pair]] = generated.passing()
         else:
+            assert self.judge_template is not None
             generation = RowRef(unit.generation_id)
-            pairs = [p for _, p in stored_pairs(self.store, unit.generation_id)]
+            targets = unjudged_pairs(self.store, unit.generation_id, judge_cfg,
+                                     self.judge_template.version)
+        if not targets:
+            return True  # every pair was gated: nothing for the judge
         if self.cancel.is_set():
             return False
         assert self.judge_template is not None
-        judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
-                       judge_cfg, judge_cfg.model)
+        judged = judge_pairs(ctx, self.judge_template, unit.image, unit.task, generation, targets,
+                             judge_cfg)
         if not isinstance(judged, JudgeResult):
             return False
         with self.lock:
@@ -301,6 +311,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     runner.judge_template = active_template(store, "judge")
     run_id = _claim(store, config)
     abandon_in_flight(store)
+    regate_if_changed(store, config.gates)
     ledger = Ledger(store, run_id, emit)
     ctx = StageContext(store, ledger, runner.pools, emit, cancel)
     total, done = runner.count_units()
@@ -311,7 +322,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                                          (total, run_id)))
     images = total // max(1, len(config.generation.tasks))
     emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
-                    config.generation.model, config.judge.model))
+                    config.generation.model, config.judge.identity))
     workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
     jobs: queue.Queue[object] = queue.Queue(maxsize=workers * 2)
     threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
@@ -352,6 +363,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         finished.set()
         monitor.join()
         store.flush()
+        flag_templates(store, config.gates)
         emit(_cost_event(runner, store, config, meter))
         if runner.budget_hit:
             status = "budget"
@@ -368,7 +380,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
             batch.close()
     emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
                      counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
-                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd))
+                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd,
+                     counts["dropped_pairs"]))
     return RunSummary(run_id, status, runner.done_units, total, runner.failed_units, counts,
                       report.cost_usd, elapsed)
 

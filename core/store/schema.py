@@ -178,6 +178,41 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        2,
+        "quality gates: a verdict per gated or flagged pair; the finish reason of generations",
+        """
+        CREATE TABLE pair_gates (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            rule TEXT NOT NULL,              -- cut_off | prompt_copy | placeholder | ...
+            action TEXT NOT NULL,            -- drop (never judged, never kept) | flag (marked only)
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX pair_gates_pair ON pair_gates(pair_id, action);
+        CREATE INDEX pair_gates_rule ON pair_gates(rule, action);
+        ALTER TABLE generations ADD COLUMN finish_reason TEXT NOT NULL DEFAULT '';
+        DROP VIEW pair_state;
+        CREATE VIEW pair_state AS
+            SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
+                   g.model, p.idx,
+                   COALESCE(e.question, p.question) AS question,
+                   COALESCE(e.answer, p.answer) AS answer,
+                   p.question AS original_question, p.answer AS original_answer,
+                   j.score, j.reason, d.decision, e.id IS NOT NULL AS edited,
+                   x.rule AS gate_rule, x.reason AS gate_reason
+            FROM pairs p
+            JOIN current_generations g ON g.id = p.generation_id
+            LEFT JOIN judgements j ON j.id = (
+                SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
+            LEFT JOIN reviews d ON d.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
+            LEFT JOIN reviews e ON e.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit')
+            LEFT JOIN pair_gates x ON x.id = (
+                SELECT MIN(id) FROM pair_gates WHERE pair_id = p.id AND action = 'drop');
+        """,
+    ),
+    (
         6,
         "bedrock batch jobs and their records",
         """
