@@ -38,6 +38,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/diversity.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

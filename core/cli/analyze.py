@@ -26,7 +26,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Write report.md, report.html, figures.json and the plots into --out."""
     from visinstruct.core.analysis.figures import analyze
     from visinstruct.core.analysis.report import write_report
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
     db, explicit, configured = _settings(args)
     out = Path(args.out)
@@ -35,8 +35,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          "or pass --db")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pass a folder to --out")
-    store = Store(db)
-    try:
+    with opened_store(db) as store:
         if not store.scalar("SELECT COUNT(*) FROM images"):
             raise InputError(f"{db}: the store holds no images; run `visinstruct prepare` "
                              "or `run` first")
@@ -45,13 +44,17 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         threshold = explicit if explicit is not None else (
             float(stored) if stored else configured)
         figures = analyze(store, threshold)
-    finally:
-        store.close()
     paths = write_report(figures, out)
     ours = figures.datasets["ours"]["all"]
     baseline = figures.datasets["baseline"]["all"]
     print(f"analyzed {ours.pairs:,} kept pairs and {baseline.pairs:,} baseline pairs on "
           f"{figures.images:,} images (threshold {threshold:g}); report in {out}", file=sys.stderr)
+    agreement = figures.judge_agreement
+    if agreement is not None and agreement.n and agreement.kappa is not None:
+        interval = ("" if agreement.kappa_ci is None
+                    else f" [{agreement.kappa_ci[0]:.2f}, {agreement.kappa_ci[1]:.2f}]")
+        print(f"judge vs human: kappa {agreement.kappa:.2f}{interval} on {agreement.n:,} blind "
+              "review decisions", file=sys.stderr)
     for path in paths:
         print(path)
     return int(ExitCode.OK)

@@ -83,7 +83,7 @@ def table(report: EvaluationReport) -> str:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run (or resume) an evaluation and print its figures; exit 3 if stopped, 1 on failed calls."""
     from visinstruct.core.cli.main import _config
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
     config = _config(args)
     if args.sample is not None and args.sample < 0:
@@ -91,6 +91,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not Path(config.db).is_file():
         raise InputError(f"{config.db}: no such store; run `visinstruct prepare` and "
                          "`visinstruct run` first, or pass --db")
+    from visinstruct.core.models.credentials import check_aws_access
+
+    models = [config.evaluation.model] + ([config.generation.model]
+                                          if args.mode == "answers" else [])
+    check_aws_access(config, models, hint="; or use an offline evaluator: "
+                                          "--set evaluation.model=tiny")
     cancel = threading.Event()
     stops = {"n": 0}
 
@@ -107,13 +113,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for sig in saved:
         signal.signal(sig, on_signal)
     talk = _Talk()
-    store = Store(config.db)
     try:
-        config = _threshold_from_store(config, args, store)
-        report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
-                          seed=args.seed)
+        with opened_store(config.db, for_writing=True) as store:
+            config = _threshold_from_store(config, args, store)
+            report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
+                              seed=args.seed)
     finally:
-        store.close()
         talk._end_line()
         for sig, handler in saved.items():
             signal.signal(sig, handler)

@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -63,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the kept data (llava, jsonl or hf)")
     _common(export)
     export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava")
-    export.add_argument("--out", type=Path, required=True, help="output file (directory for hf)")
+    export.add_argument("--out", type=Path, required=True,
+                        help="output file (directory for hf; - for stdout)")
     export.add_argument("--threshold", type=float,
                         help="keep pairs scoring at least this (default: the run's threshold)")
 
@@ -105,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--wait-minutes", type=float, default=60.0,
                         help="give up waiting after this long (the endpoint keeps being created)")
 
+    batch = sub.add_parser("batch", help="this store's Bedrock batch jobs")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    stop = batch_commands.add_parser("stop", help="stop this store's open Bedrock batch jobs")
+    _common(stop)
+
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
     teardown.add_argument("--name", required=True)
     teardown.add_argument("--region", default="us-east-1")
@@ -120,10 +127,11 @@ def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Co
     return load_config(getattr(args, "config", None), overrides)
 
 
-def _open_store(path: Path) -> Any:
-    from visinstruct.core.store.database import Store
+def _open_store(path: Path, *, for_writing: bool = False) -> Any:
+    """The store as a context manager: SQLite trouble becomes one line naming the file."""
+    from visinstruct.core.cli.stores import opened_store
 
-    return Store(path)
+    return opened_store(path, for_writing=for_writing)
 
 
 def _say(message: str) -> None:
@@ -134,6 +142,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
     config = _config(args, {"source.limit": args.limit})
+    from visinstruct.core.models.credentials import check_aws_access
+
+    # Before the app or the store: a run without credentials would only fail every call.
+    check_aws_access(config, (config.generation.model, config.judge.model),
+                     hint="; or run a local model: --set generation.model=tiny "
+                          "--set judge.model=tiny")
     if not args.headless:
         return cmd_tui(args)
     cancel = threading.Event()
@@ -160,15 +174,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
-    store = _open_store(config.db)
-    try:
+    from visinstruct.core.pipeline.panel import self_preference_warning
+
+    warning = self_preference_warning(config)
+    if warning:
+        _say(warning)
+    left = ""
+    with _open_store(config.db, for_writing=True) as store:
         with display:
             summary = pipeline.run(config, store, emit, cancel)
-    finally:
-        store.close()
+        if summary.status != "finished":
+            from visinstruct.core.cli.batch import left_running
+
+            left = left_running(store, config.db)
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
+    if left:
+        _say(left)
     if summary.status == "interrupted":
         return ExitCode.INTERRUPTED
     if summary.status == "budget":
@@ -201,12 +224,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from visinstruct.core.config import validate_fact_sources
 
     validate_fact_sources(source, "prepare")
-    store = _open_store(config.db)
-    try:
+    with _open_store(config.db, for_writing=True) as store:
         summary = index_sources(store, source)
         result = prepare_report(store, summary, config)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(result))
     else:
@@ -251,13 +271,15 @@ def _threshold(store: Any, given: float | None, args: argparse.Namespace | None 
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from visinstruct.core.export.writers import ExportItem, export
+    from visinstruct.core.export.writers import STDOUT, ExportItem, export, writable_target
 
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
-    store = _open_store(db)
-    try:
+    to_stdout = str(args.out) == STDOUT
+    if not to_stdout:
+        writable_target(args.out)  # a FIFO or device is refused before any work
+    with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
         from visinstruct.core.store.scene_queries import gqa_image_ids
 
@@ -267,11 +289,10 @@ def cmd_export(args: argparse.Namespace) -> int:
                             gqa_id=gqa_ids.get(image_id, ""))
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
-    finally:
-        store.close()
     _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
-         f"{threshold:g}) to {summary.path}")
-    print(summary.path)
+         f"{threshold:g}) to {'stdout' if to_stdout else summary.path}")
+    if not to_stdout:
+        print(summary.path)
     return ExitCode.OK
 
 
@@ -281,17 +302,20 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first")
-    store = _open_store(db)
-    try:
+    with _open_store(db) as store:
         report = status_report(store, _threshold(store, args.threshold, args))
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(report))
     else:
+        jobs = report.pop("batch_jobs", [])
         width = max(len(k) for k in report)
         for key, value in report.items():
+            if isinstance(value, dict) and key.endswith("_by_rule"):
+                value = ", ".join(f"{rule} {n:,}" for rule, n in value.items()) or "none"
             print(f"{key:<{width}}  {value}")
+        for job in jobs:
+            print(f"{'batch job':<{width}}  {job['stage']} {job['model']} {job['records']:,} "
+                  f"records {job['status']} {job['arn']}")
     return ExitCode.OK
 
 
@@ -321,6 +345,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _lazy("visinstruct.core.cli.evaluate", "cmd_analyze"),
     "deploy": _lazy("visinstruct.core.cli.deploy", "cmd_deploy"),
     "teardown": _lazy("visinstruct.core.cli.deploy", "cmd_teardown"),
+    "batch": _lazy("visinstruct.core.cli.batch", "cmd_batch"),
 }
 
 
@@ -340,7 +365,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("visinstruct: interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except sqlite3.DatabaseError as exc:  # met outside a command's own store handling
+        from visinstruct.core.store.opening import translate
+
+        error = translate(Path(getattr(args, "db", None) or "the store"), exc)
+        _say(f"visinstruct: {error.title.lower()}: {error}")
+        return int(error.exit_code)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from visinstruct.core.errors import StoreError
+from visinstruct.core.store import opening
 from visinstruct.core.store.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -37,19 +39,6 @@ class RowRef:
 sqlite3.register_adapter(RowRef, lambda ref: ref.id)
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False,
-                               isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-    conn.execute("PRAGMA busy_timeout = 60000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not readonly:
-        conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 @dataclass
 class _Op:
     fn: WriteFn
@@ -58,11 +47,24 @@ class _Op:
 
 
 class Store:
-    """One SQLite file; writes go through `write()` to a single writer thread."""
+    """One SQLite file; writes go through `write()` to a single writer thread.
 
-    def __init__(self, path: Path | str, *, batch_size: int = 500) -> None:
+    A store that cannot be written (file or folder) opens read-only: reads work and every
+    write raises StoreError; `for_writing=True` refuses such a store at once instead.
+    """
+
+    def __init__(self, path: Path | str, *, batch_size: int = 500,
+                 readonly: bool | None = None, for_writing: bool = False) -> None:
         self.path = Path(path)
         self._batch_size = batch_size
+        self.created = not self.path.exists()  # made by this open (so removable on exit 2)
+        reason = opening.unwritable_reason(self.path)
+        if readonly is None:
+            readonly = reason is not None and not self.created
+        if for_writing and (readonly or reason is not None):
+            raise StoreError(f"{self.path}: the store is read-only "
+                             f"({reason or 'opened read-only'}); nothing was done")
+        self.readonly = readonly
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -71,6 +73,11 @@ class Store:
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
+        if readonly:
+            self._write_conn: sqlite3.Connection | None = None
+            self._writer: threading.Thread | None = None
+            self._check_readable()
+            return
         self._write_conn = self._open_and_migrate()
         self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
                                         daemon=True)
@@ -80,29 +87,51 @@ class Store:
     def _open_and_migrate(self) -> sqlite3.Connection:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"{self.path}: is a directory, not a store file; pass a file path to --db")
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as handle:
-                if handle.read(16) != b"SQLite format 3\x00":
-                    raise StoreError(f"{self.path}: not a SQLite file, so not a visinstruct store")
+        if self.path.exists():
+            opening.check_header(self.path)
         parent = self.path.parent
         if not parent.exists():
             try:
                 parent.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
-        conn = _connect(self.path)
+        conn = opening.connect(self.path)
         try:
             version = self._schema_version(conn)
             # WAL only once the file is known to be ours: the pragma rewrites the file header.
             conn.execute("PRAGMA journal_mode = WAL")
             self._migrate(conn, version)
+            self._check_tables(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
+            raise opening.translate(self.path, exc) from exc
         except StoreError:
             conn.close()
             raise
         return conn
+
+    def _check_readable(self) -> None:
+        """Open a read-only store's first reader and check it is a whole store of this version."""
+        opening.check_header(self.path)
+        try:
+            conn = self.reader()
+            version = self._schema_version(conn)
+            if version < LATEST_VERSION:
+                raise StoreError(
+                    f"{self.path}: the store is read-only and needs an upgrade (schema {version}, "
+                    f"this version uses {LATEST_VERSION}); open it once where it is writable")
+            self._check_tables(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise opening.translate(self.path, exc) from exc
+        except StoreError:
+            self.close()
+            raise
+
+    def _check_tables(self, conn: sqlite3.Connection) -> None:
+        missing = opening.missing_tables(conn, _fresh_tables())
+        if missing:
+            raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
     def _schema_version(self, conn: sqlite3.Connection) -> int:
         """The applied schema version (0 for an empty file); refuses files that are not ours."""
@@ -141,6 +170,10 @@ class Store:
             if number <= version:
                 continue
             conn.execute("BEGIN IMMEDIATE")
+            # Another process may have migrated while this one waited for the write lock.
+            if opening.applied_version(conn) >= number:
+                conn.execute("ROLLBACK")
+                continue
             try:
                 if number == 1:
                     conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -167,6 +200,8 @@ class Store:
         self._put(_Op(fn, None, on_commit))
 
     def _put(self, op: "_Op") -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: the store is read-only; this needs a writable store")
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
         with self._pending_changed:
@@ -183,10 +218,12 @@ class Store:
 
     def flush(self) -> None:
         """Wait until every write queued so far has committed."""
-        self.write(lambda conn: None).result()
+        if not self.readonly:
+            self.write(lambda conn: None).result()
 
     def _writer_loop(self) -> None:
         conn = self._write_conn
+        assert conn is not None  # the writer runs only for stores opened for writing
         while True:
             # Take everything queued in one go: one lock round per batch, not per write.
             with self._pending_changed:
@@ -261,7 +298,7 @@ class Store:
         """This thread's own read connection."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=True)
+            conn = opening.connect(self.path, readonly=self.readonly)
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
             with self._readers_lock:
@@ -300,11 +337,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        with self._pending_changed:
-            self._pending.append(_STOP)
-            self._pending_changed.notify_all()
-        self._writer.join()
-        self._write_conn.close()
+        if self._writer is not None and self._write_conn is not None:
+            with self._pending_changed:
+                self._pending.append(_STOP)
+                self._pending_changed.notify_all()
+            self._writer.join()
+            self._write_conn.close()
         mine = getattr(self._local, "conn", None)
         with self._readers_lock:
             for conn in self._readers:
@@ -336,6 +374,23 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _fresh_tables() -> frozenset[str]:
+    """The tables and views a store made by this version holds (a dropped one is damage)."""
+    return _tables_of(MIGRATIONS)
+
+
+@functools.cache
+def _tables_of(migrations: tuple[tuple[int, str, str], ...]) -> frozenset[str]:
+    # Keyed by the migrations, so a test that runs an older schema gets that schema's tables.
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        Store.__new__(Store)._migrate(conn, 0)
+        return frozenset(row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"))
+    finally:
+        conn.close()
 
 
 def _split_sql(script: str) -> list[str]:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
-from visinstruct.core.config import Config
-from visinstruct.core.models.cost import CostReport, cost_report
 from visinstruct.core.cli.status import stored_config
+from visinstruct.core.config import Config
+from visinstruct.core.events import BatchJobUpdated
+from visinstruct.core.models.cost import CostReport, cost_report
+from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.database import Store
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
@@ -119,6 +121,7 @@ class StoreSnapshot:
     threshold: float
     full_scores: bool            # True: `scores` counts every judgement; False: only new ones
     cost: CostReport | None = None
+    batch_jobs: tuple[BatchJobUpdated, ...] = ()
 
 
 def threshold_of(store: Store, fallback: float) -> float:
@@ -385,6 +388,7 @@ class StoreReader:
             threshold=threshold,
             full_scores=full,
             cost=cost_report(store, priced) if with_cost else None,
+            batch_jobs=tuple(batch_job_rows(store)),
         )
 
 

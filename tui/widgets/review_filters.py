@@ -1,4 +1,4 @@
-"""The review list's filters: task, score range, state and prompt version, in one compact row."""
+"""The review list's filters: task, score range, state, gate rule and prompt version, in one row."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from textual.message import Message
 from textual.widgets import Input, Select
 from visinstruct.core.records import TASKS
 from visinstruct.core.review.samples import STATES, SampleFilter
+from visinstruct.core.text.gates import RULES
 
 STATE_LABELS = {
     "kept": "kept",
     "dropped": "dropped",
     "unjudged": "unjudged",
+    "gated": "all gated",
     "parse_failure": "parse failure",
     "evaluated": "evaluated",
 }
@@ -63,6 +65,8 @@ class ReviewFilters(Horizontal):
         yield Input(placeholder="max score", id="filter-max", compact=True)
         yield Select([(STATE_LABELS[s], s) for s in STATES], prompt="any state",
                      id="filter-state", compact=True, type_to_search=False)
+        yield Select([(rule.replace("_", " "), rule) for rule in RULES], prompt="any gate",
+                     id="filter-rule", compact=True, type_to_search=False)
         yield Select([], prompt="any prompt version", id="filter-version", compact=True,
                      type_to_search=False)
 
@@ -100,7 +104,7 @@ class ReviewFilters(Horizontal):
             return None if value is Select.NULL else str(value)
 
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"))
+                            chosen("#filter-version"), rule=chosen("#filter-rule"))
 
     def _changed(self) -> None:
         filters = self.current()
