@@ -169,11 +169,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from visinstruct.core.pipeline.panel import self_preference_warning
 
-    warning = self_preference_warning(config)
-    if warning:
-        _say(warning)
     left = ""
     with _open_store(config.db, for_writing=True) as store:
+        warning = self_preference_warning(config)
+        if warning:
+            _say(warning)
         with display:
             summary = pipeline.run(config, store, emit, cancel)
         if summary.status != "finished":

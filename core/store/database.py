@@ -129,7 +129,7 @@ class Store:
             raise
 
     def _check_tables(self, conn: sqlite3.Connection) -> None:
-        missing = opening.missing_tables(conn, _fresh_tables())
+        missing = opening.missing_tables(conn, _fresh_tables(MIGRATIONS))
         if missing:
             raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
@@ -377,8 +377,8 @@ class Store:
 
 
 @functools.cache
-def _fresh_tables() -> frozenset[str]:
-    """The tables and views a store made by this version holds (a dropped one is damage)."""
+def _fresh_tables(migrations: object) -> frozenset[str]:
+    """The tables and views `migrations` make (a dropped one is damage); cached per list."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         Store.__new__(Store)._migrate(conn, 0)
