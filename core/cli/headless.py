@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from visinstruct.core.text.redact import redact
 from visinstruct.core.events import (
     CallFinished,
     CostUpdated,
@@ -31,7 +32,7 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), default=str)
+        line = redact(json.dumps(event.to_dict(), default=str))
         with self._lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()

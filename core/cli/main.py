@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 from visinstruct import __version__
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -120,7 +121,7 @@ def _open_store(path: Path) -> Any:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -162,6 +163,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
+    if summary.status == "failed":
+        _say(f"visinstruct: the run failed: {summary.error}")
+        return ExitCode.FAILED
     if summary.status == "interrupted":
         return ExitCode.INTERRUPTED
     if summary.status == "budget":

@@ -18,7 +18,13 @@ from visinstruct.core.text.prompts import (
     pick_description_request,
 )
 from visinstruct.core.records import Image, Pair
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.store.database import RowRef, now
 
 
@@ -101,10 +107,13 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
         return outcome
     result = outcome.result
     text = result.response.text
-    request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
-    parsed = parse_pairs(text, task, description_request=request_text)
-    pairs = parsed.pairs
-    problems: tuple[str, ...] = tuple(parsed.problems)
+    try:
+        request_text = (pick_description_request(template, image.image_id)
+                        if task == "detail" else "")
+        parsed = parse_pairs(text, task, description_request=request_text)
+        pairs, problems = limit_pairs(parsed.pairs, tuple(parsed.problems), settings.max_pairs)
+    except Exception as exc:  # noqa: BLE001 - the call was paid: it ends in the ledger, as failed
+        return fail_answered(ctx, outcome, exc)
     if result.response.finish_reason == "length" and task != "detail":
         problems += ("output was cut at max_tokens",)
     status = "ok" if pairs else "parse_failure"
@@ -112,14 +121,24 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
 
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-        ref.id = insert_generation(conn, image.image_id, task, template.version, model,
-                                   result.call_id, status, text, pairs, problems, purpose)
-        return ref.id
+        generation_id = insert_generation(conn, image.image_id, task, template.version, model,
+                                          result.call_id, status, text, pairs, problems, purpose)
+        ref.id = generation_id  # only once every row is in: a failed write leaves it unset
+        return generation_id
 
     def committed(gid: int) -> None:
         ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
                                        result.latency_ms, result.attempt))
         ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
 
-    written = ctx.store.write(write, on_commit=committed)
+    written = store_result(ctx, outcome, write, committed)
     return GenerationResult(ref, pairs, not pairs, problems, outcome, written)
+
+
+def limit_pairs(pairs: tuple[Pair, ...], problems: tuple[str, ...],
+                max_pairs: int) -> tuple[tuple[Pair, ...], tuple[str, ...]]:
+    """At most `max_pairs` pairs (the first ones), noting how many were dropped."""
+    if len(pairs) <= max_pairs:
+        return pairs, problems
+    return pairs[:max_pairs], (*problems, f"kept the first {max_pairs} of {len(pairs)} pairs "
+                                          "([generation].max_pairs)")

@@ -13,7 +13,14 @@ from visinstruct.core.events import PairsJudged
 from visinstruct.core.text.parse_scores import parse_judgement
 from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
 from visinstruct.core.records import Image, Judgement, Pair
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.errors import StoreError
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.store.database import RowRef, Store, now
 
 
@@ -67,10 +74,15 @@ def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
     if outcome.result is None:
         return outcome
     result = outcome.result
-    judgements = parse_judgement(result.response.text, len(pairs))
+    try:
+        judgements = parse_judgement(result.response.text, len(pairs))
+    except Exception as exc:  # noqa: BLE001 - the call was paid: it ends in the ledger, as failed
+        return fail_answered(ctx, outcome, exc)
     ledger = ctx.ledger
 
     def write(conn: sqlite3.Connection) -> int:
+        if ref.id is None:
+            raise StoreError("the generation this call judged was not stored")
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
         pair_ids = [row[0] for row in conn.execute(
             "SELECT id FROM pairs WHERE generation_id = ? ORDER BY idx", (ref.id,))]
@@ -90,5 +102,5 @@ def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
         ctx.emit(PairsJudged(gid, image.image_id, task, tuple(j.score for j in judgements), kept,
                              settings.threshold))
 
-    written = ctx.store.write(write, on_commit=committed)
+    written = store_result(ctx, outcome, write, committed)
     return JudgeResult(judgements, kept, written)

@@ -19,6 +19,7 @@ from visinstruct.core.errors import BudgetExceeded, StoreError
 from visinstruct.core.events import (
     CallFinished,
     CostUpdated,
+    Dispatcher,
     Event,
     Emit,
     EndpointHealth,
@@ -29,14 +30,15 @@ from visinstruct.core.events import (
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
-from visinstruct.core.store.ledger import Ledger, abandon_in_flight
-from visinstruct.core.models.pool import EndpointSnapshot, Pool
+from visinstruct.core.store.ledger import Ledger, abandon_in_flight, error_text
+from visinstruct.core.models.pool import EndpointSnapshot, Pool, unexpected_error
 from visinstruct.core.store.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair
-from visinstruct.core.models.calls import StageContext, build_pools
+from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.text.redact import redact
 
 _PAGE = 500
 _DONE = object()
@@ -64,6 +66,7 @@ class RunSummary:
     counts: dict[str, int]
     cost_usd: float
     elapsed_s: float
+    error: str = ""      # why the run failed (status "failed"), redacted
 
 
 def ensure_indexed(config: Config, store: Store) -> None:
@@ -96,8 +99,9 @@ def _claim(store: Store, config: Config) -> int:
     run_id: int = store.write_sync(work)
     store.set_meta("judge_threshold", str(config.judge.threshold))
     store.set_meta("tasks", json.dumps(list(config.generation.tasks)))
-    store.set_meta("models", json.dumps({n: asdict(m) for n, m in config.models.items()},
-                                        default=str))
+    # Redacted: a base_url may carry a password.
+    store.set_meta("models", redact(json.dumps(
+        {n: asdict(m) for n, m in config.models.items()}, default=str)))
     return run_id
 
 
@@ -224,7 +228,10 @@ class _Runner:
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
-                return True
+                return was_stored(generated.written)
+            if generated.written is not None and generated.written.done() and not was_stored(
+                    generated.written):
+                return False  # its call is failed in the ledger; judging it would pay for nothing
             generation: RowRef = generated.ref
             pairs: list[Pair] = list(generated.pairs)
         else:
@@ -235,7 +242,7 @@ class _Runner:
         assert self.judge_template is not None
         judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
                        judge_cfg, judge_cfg.model)
-        if not isinstance(judged, JudgeResult):
+        if not isinstance(judged, JudgeResult) or not was_stored(judged.written):
             return False
         with self.lock:
             self.kept_pairs += judged.kept
@@ -256,9 +263,12 @@ class _Runner:
                 ok = self.work_unit(ctx, item)
             except Exception as exc:  # noqa: BLE001 - one bad unit must not stop a long run
                 ok = False
-                self.store.write(lambda c, e=exc: c.execute(
-                    "UPDATE runs SET message = ? WHERE id = ?",
-                    (f"{type(e).__name__}: {e}"[:500], ctx.ledger.run_id)))
+                message = error_text(unexpected_error(exc))[:500]
+                try:
+                    self.store.write_nowait(lambda c: c.execute(
+                        "UPDATE runs SET message = ? WHERE id = ?", (message, ctx.ledger.run_id)))
+                except StoreError:
+                    pass  # the store is closing: the unit still counts as failed below
             if self.cancel.is_set() and not ok:
                 continue  # abandoned by a stop: it will be done on resume, not counted as failed
             with self.lock:
@@ -273,16 +283,25 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         pause: threading.Event | None = None) -> RunSummary:
     """Run generation and judging over the configured source; safe to call again to resume.
 
-    Setting `cancel` stops taking new work; while `pause` is set no new unit starts.
+    Setting `cancel` stops taking new work; while `pause` is set no new unit starts. Events
+    reach `emit` on a dispatcher thread, in order; every one is delivered before this returns.
     """
-    cancel = cancel or threading.Event()
+    dispatcher = Dispatcher(emit)
+    try:
+        return _run(config, store, dispatcher, cancel or threading.Event(), pause)
+    finally:
+        dispatcher.close()
+
+
+def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event,
+         pause: threading.Event | None) -> RunSummary:
     started = time.monotonic()
     ensure_indexed(config, store)
-    runner = _Runner(config, store, emit, cancel, pause)
+    runner = _Runner(config, store, outer_emit, cancel, pause)
     meter = CostMeter(store, config)
-    outer_emit = emit
 
     def metered_emit(event: Event) -> None:
+        # Metered where it happens (the budget must not wait for a display), then queued.
         if isinstance(event, CallFinished) and event.status == "ok":
             meter.add_call(event.model, event.tokens_in, event.tokens_out)
             _check_budget(runner, config, meter)
@@ -291,34 +310,44 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     emit = metered_emit
     runner.emit = emit
     runner.build_pools()
-    for task in config.generation.tasks:
-        runner.templates[task] = active_template(store, task)
-    runner.judge_template = active_template(store, "judge")
-    run_id = _claim(store, config)
-    abandon_in_flight(store)
-    ledger = Ledger(store, run_id, emit)
-    ctx = StageContext(store, ledger, runner.pools, emit, cancel)
-    total, done = runner.count_units()
-    runner.total_units, runner.done_units = total, done
-    runner.kept_pairs = int(store.scalar(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}",
-                                         (config.judge.threshold,)) or 0)
-    store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
-                                         (total, run_id)))
-    images = total // max(1, len(config.generation.tasks))
-    emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
-                    config.generation.model, config.judge.model))
-    workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
-    jobs: queue.Queue[object] = queue.Queue(maxsize=workers * 2)
-    threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
-                                name=f"worker-{i}") for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    status = "finished"
-    finished = threading.Event()
-    monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
-                               daemon=True, name="cost-monitor")
-    monitor.start()
     try:
+        for task in config.generation.tasks:
+            runner.templates[task] = active_template(store, task)
+        runner.judge_template = active_template(store, "judge")
+        run_id = _claim(store, config)
+    except BaseException:
+        _close_backends(runner)
+        raise
+    status, error = "finished", ""
+    threads: list[threading.Thread] = []
+    jobs: queue.Queue[object] = queue.Queue()
+    finished = threading.Event()
+    monitor: threading.Thread | None = None
+    counts: dict[str, int] = {}
+    cost_usd = 0.0
+    try:
+        abandon_in_flight(store)
+        ledger = Ledger(store, run_id, emit)
+        ctx = StageContext(store, ledger, runner.pools, emit, cancel)
+        total, done = runner.count_units()
+        runner.total_units, runner.done_units = total, done
+        runner.kept_pairs = int(store.scalar(
+            f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0)
+        store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
+                                             (total, run_id)))
+        images = total // max(1, len(config.generation.tasks))
+        emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
+                        config.generation.model, config.judge.model))
+        workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
+        jobs = queue.Queue(maxsize=workers * 2)
+        threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
+                                    name=f"worker-{i}") for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        monitor = threading.Thread(target=_monitor,
+                                   args=(runner, config, store, meter, emit, finished),
+                                   daemon=True, name="cost-monitor")
+        monitor.start()
         for unit in runner.units():
             while not cancel.is_set():
                 try:
@@ -328,31 +357,49 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                     pass
             if cancel.is_set():
                 break
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's failure, then reported
+        status, error = "failed", error_text(unexpected_error(exc))
     finally:
+        # The units already handed out still finish: their calls are paid for.
         for _ in threads:
             jobs.put(_DONE)
         for thread in threads:
             thread.join()
         finished.set()
-        monitor.join()
-        store.flush()
-        emit(_cost_event(runner, store, config, meter))
-        if runner.budget_hit:
-            status = "budget"
-        elif cancel.is_set():
-            status = "interrupted"
-        counts = status_counts(store, config.judge.threshold)
-        elapsed = time.monotonic() - started
-        store.write_sync(lambda c: c.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id)))
-        report = cost_report(store, config)
-        for backend in runner.backends.values():
+        if monitor is not None:
+            monitor.join()
+        try:
+            store.flush()
+            emit(_cost_event(runner, store, config, meter))
+            if status != "failed":
+                status = ("budget" if runner.budget_hit
+                          else "interrupted" if cancel.is_set() else "finished")
+            counts = status_counts(store, config.judge.threshold)
+            store.write_sync(lambda c: c.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, message = COALESCE(?, message) "
+                "WHERE id = ?", (status, now(), error or None, run_id)))
+            cost_usd = cost_report(store, config).cost_usd
+        except Exception as exc:  # noqa: BLE001 - the store itself failed: say so, still finish
+            status = "failed"
+            error = error or error_text(unexpected_error(exc))
+        finally:
+            _close_backends(runner)
+            elapsed = time.monotonic() - started
+            emit(RunFinished(
+                run_id, status, runner.done_units, runner.total_units, runner.failed_units,
+                counts.get("pairs", 0), counts.get("kept_pairs", 0),
+                counts.get("parse_failures", 0), counts.get("calls", 0),
+                counts.get("failed_calls", 0), round(elapsed, 3), cost_usd, error))
+    return RunSummary(run_id, status, runner.done_units, runner.total_units, runner.failed_units,
+                      counts, cost_usd, elapsed, error)
+
+
+def _close_backends(runner: _Runner) -> None:
+    for backend in runner.backends.values():
+        try:
             backend.close()
-    emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
-                     counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
-                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd))
-    return RunSummary(run_id, status, runner.done_units, total, runner.failed_units, counts,
-                      report.cost_usd, elapsed)
+        except Exception:  # noqa: BLE001 - closing is best effort; the run's outcome stands
+            pass
 
 
 def _monitor(runner: _Runner, config: Config, store: Store, meter: CostMeter, emit: Emit,

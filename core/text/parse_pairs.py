@@ -9,6 +9,7 @@ from typing import Any
 from visinstruct.core.errors import InputError
 from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.text.clean import clean_pair_text
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ _DETAIL_PREFIX = re.compile(
     r"\s*[*_]{0,2}\s*(?::\s*[*_]{0,2}|\n)\s*",
     re.IGNORECASE,
 )
+# A description-like key whose string value the text ends inside.
+_OPEN_TEXT_VALUE = re.compile(
+    r'"(?:description|detailed_description|detail|text|answer|response|output)"\s*:\s*"(.*)',
+    re.DOTALL | re.IGNORECASE,
+)
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s|$)")
 
 
@@ -110,10 +116,26 @@ def parse_pairs(text: str, task: str, *, description_request: str = "") -> Parse
         raise InputError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     try:
         if task == "detail":
-            return _parse_detail(text, description_request)
-        return _parse_conversation(text)
+            parsed = _parse_detail(text, description_request)
+        else:
+            parsed = _parse_conversation(text)
     except Exception as exc:  # noqa: BLE001 - a parser bug must become a failure row, not stop a run
         return ParseResult((), (f"internal parser error: {type(exc).__name__}: {exc}",), False)
+    return _cleaned(parsed)
+
+
+def _cleaned(parsed: ParseResult) -> ParseResult:
+    """Pairs without `<image>` tokens or control characters; pairs left empty are dropped."""
+    pairs: list[Pair] = []
+    problems = [clean_pair_text(p) for p in parsed.problems]
+    for number, pair in enumerate(parsed.pairs, 1):
+        question, answer = clean_pair_text(pair.question), clean_pair_text(pair.answer)
+        if question and answer:
+            pairs.append(pair if (question, answer) == pair else Pair(question, answer))
+        else:
+            problems.append(f"pair {number} dropped: nothing left once <image> tokens and "
+                            "control characters were removed")
+    return ParseResult(tuple(pairs), tuple(problems), parsed.truncated)
 
 
 def _parse_conversation(text: str) -> ParseResult:
@@ -332,6 +354,11 @@ def _parse_detail(text: str, request: str) -> ParseResult:
         return ParseResult((), ("empty output",), False)
     problems: list[str] = []
     description, truncated = _description_from_json(cleaned)
+    if description is None and (cleaned[:1] in ("{", "[") or json_values(cleaned)):
+        # A JSON reply with no description in it: never keep the JSON text itself as one.
+        cut = ends_inside_json(cleaned)
+        reason = "was cut off before a description" if cut else "holds no description"
+        return ParseResult((), (f"the JSON reply {reason}: {_first_line(cleaned)}",), cut)
     if description is None:
         pairs = _pairs_from_markers(cleaned)[0]
         description = pairs[0].answer if pairs else _DETAIL_PREFIX.sub("", cleaned, count=1)
@@ -356,12 +383,10 @@ def _description_from_json(text: str) -> tuple[str | None, bool]:
         found = _description_in(value)
         if found:
             return found, cut_short
-    # A JSON string cut off mid-way never closes; take what there is of it.
-    opened = re.search(
-        r"\{\s*\"(?:description|detailed_description)\"\s*:\s*\"(.*)", text, re.DOTALL
-    )
-    if opened and '"' not in opened.group(1).replace('\\"', ""):
-        return opened.group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
+    # A JSON string cut off mid-way never closes; take what there is of the last one opened.
+    opened = list(_OPEN_TEXT_VALUE.finditer(text))
+    if opened and '"' not in opened[-1].group(1).replace('\\"', ""):
+        return opened[-1].group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
     return None, False
 
 
