@@ -292,7 +292,7 @@ class OpenAIBackend:
         detail = raw.decode("utf-8", errors="replace")
         try:
             document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             document = None
         if isinstance(document, dict):
             inner = document.get("error")
