@@ -272,10 +272,10 @@ class Pool:
                 # the attempt still ends in the ledger, as a permanent error naming its class.
                 latency = (time.monotonic() - started) * 1000
                 self._release(endpoint, BackendError.TRANSIENT, latency)
-                error = unexpected_error(unexpected)
-                listener.failed(call_id, error, latency, False)
+                failure = unexpected_error(unexpected)
+                listener.failed(call_id, failure, latency, False)
                 if isinstance(unexpected, Exception):
-                    raise error from unexpected
+                    raise failure from unexpected
                 raise
             latency = (time.monotonic() - started) * 1000
             self._release(endpoint, "ok", latency, response.tokens_out)

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import queue
-import socket
-import sqlite3
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -27,6 +23,7 @@ from visinstruct.core.events import (
     RunFinished,
     RunStarted,
 )
+from visinstruct.core.pipeline.claim import claim
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
@@ -38,7 +35,6 @@ from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair
 from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
-from visinstruct.core.text.redact import redact
 
 _PAGE = 500
 _DONE = object()
@@ -75,44 +71,6 @@ def ensure_indexed(config: Config, store: Store) -> None:
         return
     if store.get_meta("source_fingerprint") != source_fingerprint(config.source):
         index_sources(store, config.source)
-
-
-def _claim(store: Store, config: Config) -> int:
-    """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
-    host = socket.gethostname()
-    for _other, pid, run_host in store.query(
-            "SELECT id, pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid() and _alive(pid):
-            raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
-                             "stop it first or use another --db")
-    settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "origin": config.origin}, default=str)
-
-    def work(conn: sqlite3.Connection) -> int:
-        conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
-                     "WHERE status = 'running'", (now(),))
-        cursor = conn.execute(
-            "INSERT INTO runs (started_at, status, pid, host, config) VALUES (?, 'running', ?, ?, ?)",
-            (now(), os.getpid(), host, settings))
-        return int(cursor.lastrowid or 0)
-
-    run_id: int = store.write_sync(work)
-    store.set_meta("judge_threshold", str(config.judge.threshold))
-    store.set_meta("tasks", json.dumps(list(config.generation.tasks)))
-    # Redacted: a base_url may carry a password.
-    store.set_meta("models", redact(json.dumps(
-        {n: asdict(m) for n, m in config.models.items()}, default=str)))
-    return run_id
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Runner:
@@ -314,7 +272,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         for task in config.generation.tasks:
             runner.templates[task] = active_template(store, task)
         runner.judge_template = active_template(store, "judge")
-        run_id = _claim(store, config)
+        run_id = claim(store, config)
     except BaseException:
         _close_backends(runner)
         raise

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 MASK = "***"
@@ -46,7 +47,7 @@ _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b")
 _lock = threading.Lock()
 _registered: set[str] = set()
 _cache: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
-_seen_env: dict[object, object] | None = None
+_seen_env: dict[Any, Any] | None = None
 _seen_registered = -1
 
 

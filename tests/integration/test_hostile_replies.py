@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.export.validate import validate_llava_file
@@ -62,7 +61,7 @@ _BEHAVIOUR = st.one_of(
 def good_reply(request: RecordedRequest) -> Reply:
     """A well-formed reply; a judge gives every pair 10, so whatever was stored is exported."""
     text = prompt_text(request.json)
-    numbers = re.findall(r"^Pair (\d+)$", text.rsplit("Context:", 1)[-1], re.M)
+    numbers = re.findall(r"^Pair (\d+)$", text.rsplit("Context:", 1)[-1], re.MULTILINE)
     if numbers:
         return Reply(text=json.dumps({"scores": [
             {"index": n, "score": 10, "reason": "ok"} for n in range(1, int(max(numbers)) + 1)]}))

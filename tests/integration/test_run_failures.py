@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import Dispatcher, Event, GenerationParsed, RunFinished

@@ -15,7 +15,6 @@ from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
-
 from visinstruct.dataset import sample
 from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
 from visinstruct.tests.fakes.model_replies import reply_to_request
@@ -103,7 +102,7 @@ probe_seconds = 0.05
         def cli(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-m", "visinstruct.core.cli", *args],
                                   capture_output=True, text=True, timeout=240, cwd=tmp_path,
-                                  env=env)
+                                  env=env, check=False)
 
         runs = [cli("run", "--headless", "--json", "--config", str(config)),
                 cli("run", "--headless", "--config", str(config))]

@@ -7,7 +7,6 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from visinstruct.core.text.clean import clean_pair_text, storable
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.redact import redact, redact_url, register_url
