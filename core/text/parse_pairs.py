@@ -10,6 +10,9 @@ from visinstruct.core.errors import InputError
 from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
 from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.text.leaks import drop_leaks, leak_of
+
+__all__ = ["ParseResult", "leak_of", "parse_pairs"]
 
 
 @dataclass(frozen=True)
@@ -69,25 +72,6 @@ _INLINE_ANSWER = re.compile(
 )
 _SEPARATOR_LINE = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,}|_{3,}|~{3,})\s*$")
 
-_LEAKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bcaptions?\b", re.IGNORECASE), "mentions captions"),
-    (
-        re.compile(
-            r"\b(?:the|these|those|given|provided)\s+(?:descriptions?|notes)\s+"
-            r"(?:says?|states?|mentions?|notes?|indicates?|suggests?|describes?)\b"
-            r"|\baccording to the (?:descriptions?|context|notes)\b"
-            r"|\b(?:given|provided) (?:context|descriptions?)\b",
-            re.IGNORECASE,
-        ),
-        "refers to the text it was given",
-    ),
-    (re.compile(r"\bbounding[\s-]*box(?:es)?\b", re.IGNORECASE), "mentions bounding boxes"),
-    (re.compile(r"\bco-?ordinates?\b", re.IGNORECASE), "mentions coordinates"),
-    (
-        re.compile(r"\[\s*-?\d*\.\d+\s*,\s*-?\d*\.\d+|\(\s*\d*\.\d+\s*(?:,\s*\d*\.\d+\s*){3}\)"),
-        "contains a coordinate list",
-    ),
-)
 _REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|unfortunately,? i\b|as an ai\b"
     r"|i (?:can ?not|can't|am unable|'m unable|am not able|won't|will not)\b)",
@@ -152,7 +136,7 @@ def _parse_conversation(text: str) -> ParseResult:
         return ParseResult((), (f"the model refused: {_first_line(cleaned)}",), False)
     if not pairs and not problems:
         problems.append(f"no question-answer pairs found in: {_first_line(cleaned)}")
-    kept = _drop_leaks(pairs, problems)
+    kept = drop_leaks(pairs, problems)
     return ParseResult(tuple(kept), tuple(problems), truncated)
 
 
@@ -373,7 +357,7 @@ def _parse_detail(text: str, request: str) -> ParseResult:
             description = description[: ends[-1].end()]
         problems.append("the description was cut off; kept its complete sentences")
         truncated = True
-    kept = _drop_leaks([Pair(request, description)], problems)
+    kept = drop_leaks([Pair(request, description)], problems)
     return ParseResult(tuple(kept), tuple(problems), truncated)
 
 
@@ -405,27 +389,3 @@ def _looks_like_prose(text: str) -> bool:
     letters = sum(map(str.isalpha, text))
     visible = len(text) - sum(map(str.isspace, text))
     return len(words) >= 5 and visible > 0 and letters / visible >= 0.6
-
-
-# --- leaks -----------------------------------------------------------------------------------
-
-
-def leak_of(pair: Pair) -> str:
-    """Why `pair` gives away that the model read text instead of seeing the image, or ''."""
-    return _leak_in(pair.question) or _leak_in(pair.answer)
-
-
-def _leak_in(text: str) -> str:
-    return next((reason for pattern, reason in _LEAKS if pattern.search(text)), "")
-
-
-def _drop_leaks(pairs: list[Pair], problems: list[str]) -> list[Pair]:
-    kept = []
-    for number, pair in enumerate(pairs, 1):
-        reason = leak_of(pair)
-        if reason:
-            shown = pair.question if _leak_in(pair.question) else pair.answer
-            problems.append(f"pair {number} dropped: {reason}: {_first_line(shown, 80)}")
-        else:
-            kept.append(pair)
-    return kept
