@@ -213,3 +213,18 @@ def test_a_blocked_listener_never_delays_a_commit(
         worker.join(60)
     assert result and result[0].status == "finished"
     assert isinstance(seen[-1], RunFinished) and len(seen) > LIMIT * 3
+
+
+def test_a_failed_run_exits_1_naming_the_error_and_json_ends_with_run_finished(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Any) -> None:
+    def units(self: _Runner) -> Any:
+        raise KeyError("no such page")
+        yield  # pragma: no cover - a generator that fails at once
+
+    monkeypatch.setattr(_Runner, "units", units)
+    code, out, err = run_cli("run", "--headless", "--json", "--config", make_config(tmp_path))
+    assert code == 1
+    assert "the run failed: KeyError: 'no such page'" in err
+    last = json.loads(out.splitlines()[-1])
+    assert (last["event"], last["status"], last["error"]) == (
+        "RunFinished", "failed", "KeyError: 'no such page'")
