@@ -5,8 +5,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
@@ -178,7 +179,8 @@ class _Runner:
                 yield Unit(images[image_id], task, need, gid)
 
     # -- work -----------------------------------------------------------------------------------
-    def work_unit(self, ctx: StageContext, unit: Unit) -> bool:
+    def work_unit(self, ctx: StageContext, unit: Unit) -> bool | Future[Any]:
+        """Do one unit; its outcome, or the write it waits on (a worker never waits on a commit)."""
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
         if unit.need == "generate":
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
@@ -186,7 +188,7 @@ class _Runner:
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
-                return was_stored(generated.written)
+                return generated.written if generated.written is not None else True
             if generated.written is not None and generated.written.done() and not was_stored(
                     generated.written):
                 return False  # its call is failed in the ledger; judging it would pay for nothing
@@ -200,11 +202,19 @@ class _Runner:
         assert self.judge_template is not None
         judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
                        judge_cfg, judge_cfg.model)
-        if not isinstance(judged, JudgeResult) or not was_stored(judged.written):
+        if not isinstance(judged, JudgeResult):
             return False
-        with self.lock:
-            self.kept_pairs += judged.kept
-        return True
+
+        def count_kept(written: Future[Any] | None = None) -> None:
+            if was_stored(written):
+                with self.lock:
+                    self.kept_pairs += judged.kept
+
+        if judged.written is None:
+            count_kept()
+            return True
+        judged.written.add_done_callback(count_kept)
+        return judged.written
 
     def worker(self, ctx: StageContext, jobs: "queue.Queue[object]") -> None:
         while True:
@@ -217,24 +227,34 @@ class _Runner:
                 self.cancel.wait(0.1)
             if self.cancel.is_set():
                 continue
+            outcome: bool | Future[Any]
             try:
-                ok = self.work_unit(ctx, item)
+                outcome = self.work_unit(ctx, item)
             except Exception as exc:  # noqa: BLE001 - one bad unit must not stop a long run
-                ok = False
+                outcome = False
                 message = error_text(unexpected_error(exc))[:500]
                 try:
                     self.store.write_nowait(lambda c: c.execute(
                         "UPDATE runs SET message = ? WHERE id = ?", (message, ctx.ledger.run_id)))
                 except StoreError:
                     pass  # the store is closing: the unit still counts as failed below
-            if self.cancel.is_set() and not ok:
-                continue  # abandoned by a stop: it will be done on resume, not counted as failed
-            with self.lock:
-                self.done_units += 1
-                if not ok:
-                    self.failed_units += 1
-                done = self.done_units
-            self.emit(ImageDone(item.image.image_id, item.task, ok, done, self.total_units))
+            if isinstance(outcome, Future):
+                # Counted once its last write commits (the writer runs this): stored or failed.
+                outcome.add_done_callback(lambda written, unit=item: self.finish_unit(
+                    unit, was_stored(written)))
+            else:
+                self.finish_unit(item, outcome)
+
+    def finish_unit(self, unit: Unit, ok: bool) -> None:
+        """Count a finished unit and say so."""
+        if self.cancel.is_set() and not ok:
+            return  # abandoned by a stop: it will be done on resume, not counted as failed
+        with self.lock:
+            self.done_units += 1
+            if not ok:
+                self.failed_units += 1
+            done = self.done_units
+        self.emit(ImageDone(unit.image.image_id, unit.task, ok, done, self.total_units))
 
 
 def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None,
