@@ -143,6 +143,10 @@ def ignore(event: Event) -> None:
 
 
 _CLOSE = object()
+# Past this many undelivered events, periodic snapshots (each superseded by the next) are
+# dropped rather than queued behind a stalled listener.
+_BACKLOG = 10_000
+_SNAPSHOTS = (EndpointHealth, CostUpdated)
 
 
 class Dispatcher:
@@ -165,6 +169,8 @@ class Dispatcher:
     def __call__(self, event: Event) -> None:
         with self._lock:
             if not self._closed:
+                if isinstance(event, _SNAPSHOTS) and self._queue.qsize() > _BACKLOG:
+                    return  # far behind: a newer snapshot will follow; memory stays bounded
                 self._queue.put(event)
                 return
         # Closed: a late event (a straggling commit after the run) goes straight through.

@@ -32,7 +32,10 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = redact(json.dumps(event.to_dict(), default=str))
+        # Each text field is redacted as itself (header patterns need their real quotes).
+        fields = {key: redact(value) if isinstance(value, str) else value
+                  for key, value in event.to_dict().items()}
+        line = json.dumps(fields, default=str)
         with self._lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
