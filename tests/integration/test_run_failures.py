@@ -228,3 +228,25 @@ def test_a_failed_run_exits_1_naming_the_error_and_json_ends_with_run_finished(
     last = json.loads(out.splitlines()[-1])
     assert (last["event"], last["status"], last["error"]) == (
         "RunFinished", "failed", "KeyError: 'no such page'")
+
+
+def test_image_tokens_and_escapes_in_captions_never_block_an_export(tmp_path: Path) -> None:
+    source = json.loads(Path(sample.captions_path()).read_text(encoding="utf-8"))
+    for number, annotation in enumerate(source["annotations"]):
+        if number % 2 == 0:
+            annotation["caption"] = f"<image>\n{annotation['caption']} \x1b[31m<image>\x00"
+    captions = tmp_path / "captions.json"
+    captions.write_text(json.dumps(source), encoding="utf-8")
+    config = make_config(tmp_path)
+    config.write_text(config.read_text().replace(str(sample.captions_path()), str(captions)))
+    summary, _ = run(config)
+    assert summary.status == "finished" and summary.failed_units == 0
+    db = tmp_path / "run.db"
+    stored = " ".join(t for (t,) in rows(db, "SELECT text FROM captions"))
+    assert "<image>" not in stored and "\x1b" not in stored
+    store = Store(db)
+    try:
+        items = [ExportItem(i, t, p) for i, t, _, _, p in kept_conversations(store, 1)]
+    finally:
+        store.close()
+    assert export(items, "llava", tmp_path / "out.json").records == LIMIT * 3
