@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from visinstruct.core.errors import StoreError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.store.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -68,6 +70,7 @@ class Store:
         self._readers_lock = threading.Lock()
         self.failed_writes = 0
         self.last_write_error: BaseException | None = None
+        self.failed_callbacks = 0
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
@@ -230,10 +233,18 @@ class Store:
             if op.on_commit is not None:
                 try:
                     op.on_commit(value)
-                except Exception:  # noqa: BLE001 - a listener must not stop the writer
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a listener must not stop the writer
+                    self._callback_failed(exc)
             if op.future is not None:
                 op.future.set_result(value)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """Say on stderr (once per store) that an after-commit callback raised."""
+        self.failed_callbacks += 1
+        if self.failed_callbacks == 1:
+            print(redact(f"visinstruct: a callback after a commit to {self.path} failed: "
+                         f"{type(exc).__name__}: {exc}; later failures are not shown"),
+                  file=sys.stderr, flush=True)
 
     @staticmethod
     def _run_guarded(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
