@@ -35,10 +35,10 @@ def request_hash(request: CompletionRequest) -> str:
     digest = hashlib.blake2b(digest_size=8)
     for message in request.messages:
         digest.update(f"{message.role}\x00{len(message.images)}\x00".encode())
-        digest.update(message.content.encode())
+        digest.update(message.content.encode("utf-8", "surrogatepass"))  # any text hashes
         digest.update(b"\x01")
     digest.update(repr((request.max_tokens, request.temperature, request.top_p, request.stop,
-                        _schema_text(request.json_schema))).encode())
+                        _schema_text(request.json_schema))).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
