@@ -338,7 +338,7 @@ def _parse_detail(text: str, request: str) -> ParseResult:
         return ParseResult((), ("empty output",), False)
     problems: list[str] = []
     description, truncated = _description_from_json(cleaned)
-    if description is None and (cleaned[:1] in ("{", "[") or json_values(cleaned)):
+    if description is None and _is_json_reply(cleaned):
         # A JSON reply with no description in it: never keep the JSON text itself as one.
         cut = ends_inside_json(cleaned)
         reason = "was cut off before a description" if cut else "holds no description"
@@ -372,6 +372,14 @@ def _description_from_json(text: str) -> tuple[str | None, bool]:
     if opened and '"' not in opened[-1].group(1).replace('\\"', ""):
         return opened[-1].group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
     return None, False
+
+
+def _is_json_reply(text: str) -> bool:
+    """Whether `text` is (or holds) structured JSON, not prose with a bracket or two."""
+    if text[:1] == "{" or (text[:1] == "[" and ends_inside_json(text)):
+        return True
+    return any(isinstance(value, dict) or (isinstance(value, list) and any(
+        isinstance(item, (dict, list)) for item in value)) for value, _ in json_values(text))
 
 
 def _description_in(value: Any) -> str | None:

@@ -75,3 +75,10 @@ def test_a_registered_url_password_is_masked_anywhere() -> None:
     register_url("http://reader:Sh0rtButSecret@example.test/v1")
     assert redact("echoed Sh0rtButSecret back") == "echoed *** back"
     assert redact_url("http://reader:Sh0rtButSecret@example.test/v1") == "http://example.test/v1"
+
+
+@pytest.mark.parametrize("prose", ["A dog runs [1] in the park near a lake with trees.",
+                                   "[A photo of] a dog running in the park near the lake."])
+def test_prose_with_brackets_is_still_a_description(prose: str) -> None:
+    parsed = parse_pairs(prose, "detail", description_request="Describe the image.")
+    assert [p.answer for p in parsed.pairs] == [prose]
