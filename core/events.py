@@ -6,6 +6,7 @@ import dataclasses
 import queue
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -147,6 +148,7 @@ _CLOSE = object()
 # dropped rather than queued behind a stalled listener.
 _BACKLOG = 10_000
 _SNAPSHOTS = (EndpointHealth, CostUpdated)
+_GATHER_S = 0.005
 
 
 class Dispatcher:
@@ -179,9 +181,17 @@ class Dispatcher:
     def _deliver(self) -> None:
         while True:
             event = self._queue.get()
-            if event is _CLOSE:
-                return
-            self._call(event)  # type: ignore[arg-type]
+            while True:
+                if event is _CLOSE:
+                    return
+                self._call(event)  # type: ignore[arg-type]
+                try:
+                    event = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            # Let a burst gather: one wake-up per batch, not one thread switch per event,
+            # keeps this thread from taking the interpreter from the writer and the workers.
+            time.sleep(_GATHER_S)
 
     def _call(self, event: Event) -> None:
         try:

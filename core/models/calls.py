@@ -121,18 +121,11 @@ def store_result(ctx: StageContext, outcome: CallOutcome,
     assert result is not None
     ledger = ctx.ledger
 
-    def guarded(conn: sqlite3.Connection) -> Any:
-        conn.execute("SAVEPOINT result")
-        try:
-            value = write(conn)
-        except Exception as exc:  # noqa: BLE001 - becomes the call's error row
-            conn.execute("ROLLBACK TO result")
-            conn.execute("RELEASE result")
-            error = unexpected_error(exc)
-            ledger.finish_error(conn, result.call_id, error, result.latency_ms)
-            return NotStored(error)
-        conn.execute("RELEASE result")
-        return value
+    def failed(conn: sqlite3.Connection, exc: Exception) -> NotStored:
+        # The store has undone the write's changes; this runs in their place.
+        error = unexpected_error(exc)
+        ledger.finish_error(conn, result.call_id, error, result.latency_ms)
+        return NotStored(error)
 
     def on_commit(value: Any) -> None:
         if isinstance(value, NotStored):
@@ -141,7 +134,7 @@ def store_result(ctx: StageContext, outcome: CallOutcome,
         else:
             committed(value)
 
-    return ctx.store.write(guarded, on_commit=on_commit)
+    return ctx.store.write(write, on_commit=on_commit, on_error=failed)
 
 
 def was_stored(written: Future[Any] | None) -> bool:

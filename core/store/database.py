@@ -57,6 +57,7 @@ class _Op:
     fn: WriteFn
     future: Future[Any] | None
     on_commit: Callable[[Any], None] | None
+    on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None
 
 
 class Store:
@@ -158,10 +159,16 @@ class Store:
                 raise
 
     # -- writing ---------------------------------------------------------------------------
-    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
-        """Queue `fn(conn)` for the writer; the future resolves after its batch commits."""
+    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None,
+              on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None,
+              ) -> Future[Any]:
+        """Queue `fn(conn)` for the writer; the future resolves after its batch commits.
+
+        Should `fn` raise, its changes are undone and `on_error(conn, exc)` runs in their
+        place (its result then counts as fn's); without one, the future holds the exception.
+        """
         future: Future[Any] = Future()
-        self._put(_Op(fn, future, on_commit))
+        self._put(_Op(fn, future, on_commit, on_error))
         return future
 
     def write_nowait(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> None:
@@ -254,8 +261,15 @@ class Store:
             value = op.fn(conn)
         except BaseException as exc:  # noqa: BLE001 - reported through the future
             conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return op, None, exc
+            if op.on_error is None or not isinstance(exc, Exception):
+                conn.execute("RELEASE op")
+                return op, None, exc
+            try:
+                value = op.on_error(conn, exc)
+            except BaseException as second:  # noqa: BLE001 - reported through the future
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                return op, None, second
         conn.execute("RELEASE op")
         return op, value, None
 

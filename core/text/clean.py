@@ -19,6 +19,8 @@ def storable(text: str) -> str:
     SQLite and JSON writers encode to UTF-8, which a lone surrogate (from a reply's
     `"\\ud800"` escape or undecodable bytes) makes raise.
     """
+    if text.isascii():
+        return text
     try:
         text.encode("utf-8")
         return text
@@ -29,6 +31,8 @@ def storable(text: str) -> str:
 def clean_pair_text(text: str) -> str:
     """A question or answer as it may be stored: no `<image>` token, no control characters
     but newline and tab, valid Unicode, trimmed."""
+    if text.isascii() and text.isprintable() and "<" not in text:
+        return text.strip()  # the common case, without a copy or a regex
     text = storable(text)
     if "<" in text:
         text = _IMAGE_TOKEN.sub(" ", text)
