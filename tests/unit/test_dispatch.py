@@ -60,3 +60,20 @@ def test_a_failing_after_commit_callback_is_reported_once(
             store.write(lambda conn: None, on_commit=broken).result()
         assert store.failed_callbacks == 3
     assert capsys.readouterr().err.count("callback broke") == 1
+
+
+def test_a_write_that_raises_is_undone_and_its_on_error_runs_in_its_place(tmp_path: Path) -> None:
+    def write(conn: object) -> int:
+        conn.execute("INSERT INTO meta VALUES ('half', 'written')")  # type: ignore[attr-defined]
+        raise ValueError("then it broke")
+
+    def on_error(conn: object, exc: Exception) -> str:
+        conn.execute("INSERT INTO meta VALUES ('why', ?)", (str(exc),))  # type: ignore[attr-defined]
+        return "fallback"
+
+    with Store(tmp_path / "s.db") as store:
+        good = store.write(lambda conn: conn.execute("INSERT INTO meta VALUES ('ok', '1')"))
+        assert store.write(write, on_error=on_error).result() == "fallback"
+        good.result()
+        assert store.get_meta("half") is None
+        assert (store.get_meta("why"), store.get_meta("ok")) == ("then it broke", "1")
