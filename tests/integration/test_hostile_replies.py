@@ -144,11 +144,12 @@ def run_once(config_path: Path) -> pipeline.RunSummary:
 @pytest.mark.timeout(240)
 def test_any_reply_ends_in_the_ledger_and_exports_validate(tmp_path_factory: Any) -> None:
     replies = Replies()
+    runs: list[int] = []
     script = Script()
     script.on("*", replies)
     with OpenAIServer(script) as server:
 
-        @settings(max_examples=12, deadline=None, derandomize=True,
+        @settings(max_examples=25, deadline=None, derandomize=True,
                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
         @given(st.lists(_BEHAVIOUR, min_size=1, max_size=12))
         def check(drawn: list[Behaviour | None]) -> None:
@@ -157,6 +158,7 @@ def test_any_reply_ends_in_the_ledger_and_exports_validate(tmp_path_factory: Any
             with replies.lock:
                 replies.queue = deque(drawn)
             first = run_once(config)
+            runs.append(first.run_id)
             db = folder / "run.db"
             assert first.status == "finished", first.error
             assert first.done_units == first.total_units == IMAGES * len(TASKS)
@@ -192,3 +194,4 @@ def test_any_reply_ends_in_the_ledger_and_exports_validate(tmp_path_factory: Any
                     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", turn["value"])
 
         check()
+    assert len(runs) >= 25, "hypothesis ran fewer examples than asked: the test proves little"
