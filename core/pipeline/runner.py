@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import queue
 import threading
 import time
@@ -240,10 +241,12 @@ class _Runner:
                     pass  # the store is closing: the unit still counts as failed below
             if isinstance(outcome, Future):
                 # Counted once its last write commits (the writer runs this): stored or failed.
-                outcome.add_done_callback(lambda written, unit=item: self.finish_unit(
-                    unit, was_stored(written)))
+                outcome.add_done_callback(functools.partial(self._finish_written, item))
             else:
                 self.finish_unit(item, outcome)
+
+    def _finish_written(self, unit: Unit, written: Future[Any]) -> None:
+        self.finish_unit(unit, was_stored(written))
 
     def finish_unit(self, unit: Unit, ok: bool) -> None:
         """Count a finished unit and say so."""
