@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from visinstruct import __version__
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -128,7 +129,7 @@ def _open_store(path: Path, *, for_writing: bool = False) -> Any:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -185,6 +186,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"store: {config.db}")
     if left:
         _say(left)
+    if summary.status == "failed":
+        _say(f"visinstruct: the run failed: {summary.error}")
+        return ExitCode.FAILED
     if summary.status == "interrupted":
         return ExitCode.INTERRUPTED
     if summary.status == "budget":
