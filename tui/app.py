@@ -16,6 +16,7 @@ from textual.screen import Screen
 from textual.worker import Worker, WorkerState
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
@@ -133,8 +134,8 @@ class VisinstructApp(App[int]):
             self.show_error("Unexpected error", f"{type(error).__name__}: {error}")
 
     def show_error(self, title: str, message: str) -> None:
-        """A modal dialog with a short title and the message."""
-        self.push_screen(ErrorDialog(title, message))
+        """A modal dialog with a short title and the message (redacted, like every message)."""
+        self.push_screen(ErrorDialog(title, redact(message)))
 
     # -- navigation ------------------------------------------------------------------------------
     async def action_show_mode(self, mode: str) -> None:

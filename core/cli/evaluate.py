@@ -16,12 +16,13 @@ from typing import Any
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.config import Config
 from visinstruct.core.errors import ExitCode, InputError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def _threshold_from_store(config: Config, args: argparse.Namespace, store: Any) -> Config:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 from visinstruct import __version__
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -135,7 +136,7 @@ def _open_store(path: Path, *, for_writing: bool = False) -> Any:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -176,11 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from visinstruct.core.pipeline.panel import self_preference_warning
 
-    warning = self_preference_warning(config)
-    if warning:
-        _say(warning)
     left = ""
     with _open_store(config.db, for_writing=True) as store:
+        warning = self_preference_warning(config)
+        if warning:
+            _say(warning)
         with display:
             summary = pipeline.run(config, store, emit, cancel)
         if summary.status != "finished":
@@ -192,6 +193,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"store: {config.db}")
     if left:
         _say(left)
+    if summary.status == "failed":
+        _say(f"visinstruct: the run failed: {summary.error}")
+        return ExitCode.FAILED
     if summary.status == "interrupted":
         return ExitCode.INTERRUPTED
     if summary.status == "budget":

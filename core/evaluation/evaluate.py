@@ -41,7 +41,16 @@ from visinstruct.core.text.parse_scores import parse_verdict
 from visinstruct.core.store.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, answer_messages, evaluation_messages
 from visinstruct.core.records import Image
-from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    NotStored,
+    StageContext,
+    build_pools,
+    fail_answered,
+    make_call,
+    store_result,
+)
+from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 
 MODES = ("conversation", "answers")
@@ -242,7 +251,11 @@ class _Evaluation:
             self._failed(outcome)
             return None
         result = outcome.result
-        text = clean_model_text(result.response.text).strip()
+        try:
+            text = clean_pair_text(clean_model_text(result.response.text))
+        except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+            self._failed(fail_answered(self.ctx, outcome, exc))
+            return None
         ledger = self.ctx.ledger
 
         def write(conn: sqlite3.Connection) -> int:
@@ -262,7 +275,10 @@ class _Evaluation:
                          "VALUES (?, ?, ?, ?)", (gid, item, question, text))
             return gid
 
-        gid: int = self.store.write_sync(write)
+        gid = store_result(self.ctx, outcome, write, lambda _: None).result()
+        if isinstance(gid, NotStored):
+            self._failed(CallOutcome(outcome.info, None, gid.error))
+            return None
         with self.lock:
             self.new_calls += 1
             self.answers[key] = (text, gid)
@@ -300,7 +316,11 @@ class _Evaluation:
         result = outcome.result
         assert result is not None
         text = result.response.text
-        verdict = parse_verdict(text)
+        try:
+            verdict = parse_verdict(text)
+        except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+            self._failed(fail_answered(self.ctx, outcome, exc))
+            return
         if order == "ours":
             ours_score, baseline_score = verdict.first, verdict.second
         else:
@@ -318,7 +338,10 @@ class _Evaluation:
                  int(verdict.parsed), rationale, result.call_id, self.template.version,
                  self.model, gid, now()))
 
-        self.store.write_sync(write)
+        stored = store_result(self.ctx, outcome, write, lambda _: None).result()
+        if isinstance(stored, NotStored):
+            self._failed(CallOutcome(outcome.info, None, stored.error))
+            return
         with self.lock:
             self.new_calls += 1
             self.done += 1

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sqlite3
+from concurrent.futures import Future
+from typing import Any
 
 from visinstruct.core.events import GenerationParsed
 from visinstruct.core.models.calls import StageContext
@@ -25,8 +27,11 @@ def short_answer_pairs(image: Image, formatting: str) -> tuple[Pair, ...]:
 
 
 def write_short_answers(ctx: StageContext, template: PromptTemplate, image: Image,
-                        task: str) -> bool:
-    """Store one short-answer conversation for `image` (or a skipped row when it has no facts)."""
+                        task: str) -> Future[Any]:
+    """Queue one short-answer conversation for `image` (a skipped row when it has no facts).
+
+    Returns the write, which resolves once it is committed.
+    """
     pairs = short_answer_pairs(image, template.instruction)
     status = "ok" if pairs else "skipped"
     problems: tuple[str, ...] = () if pairs else ("the image has no facts",)
@@ -35,6 +40,5 @@ def write_short_answers(ctx: StageContext, template: PromptTemplate, image: Imag
         return insert_generation(conn, image.image_id, task, template.version, FACTS_MODEL, None,
                                  status, "", pairs, problems)
 
-    ctx.store.write(write, on_commit=lambda gid: ctx.emit(
+    return ctx.store.write(write, on_commit=lambda gid: ctx.emit(
         GenerationParsed(gid, image.image_id, task, len(pairs), False, problems)))
-    return True

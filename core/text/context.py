@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from visinstruct.core.records import Image, SceneObject
+from visinstruct.core.text.clean import clean_pair_text
 
 # Beyond this many known answers the context only grows, it tells the model little more
 # (GQA's *_all_questions hold about 190 per image).
@@ -18,7 +19,8 @@ def render_context(image: Image, include_boxes: bool) -> str:
     Crowd boxes are kept and not marked, as in LLaVA's own context: the captions usually
     name the crowd, and a marker would only invite the model to talk about annotations.
     """
-    captions = [" ".join(c.split()) for c in image.captions]
+    # Captions are data too: an `<image>` token or a control byte in one would be echoed back.
+    captions = [" ".join(clean_pair_text(c).split()) for c in image.captions]
     blocks: list[list[str]] = [[c for c in captions if c]]
     if include_boxes and image.boxes:
         blocks.append([f"{box.category}: {_box(box.bbox)}" for box in image.boxes])
@@ -32,8 +34,9 @@ def render_context(image: Image, include_boxes: bool) -> str:
         if triples:
             blocks.append([RELATIONS_HEADING, *triples])
     if image.facts:
-        blocks.append([FACTS_HEADING, *(f"Q: {' '.join(f.question.split())} A: {f.answer}"
-                                         for f in image.facts[:MAX_FACTS_IN_CONTEXT])])
+        blocks.append([FACTS_HEADING, *(
+            f"Q: {' '.join(clean_pair_text(f.question).split())} A: {clean_pair_text(f.answer)}"
+            for f in image.facts[:MAX_FACTS_IN_CONTEXT])])
     return "\n\n".join("\n".join(block) for block in blocks if block)
 
 
