@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from urllib.parse import urlsplit
 
 from visinstruct.core.errors import ConfigError
-from visinstruct.core.records import TASKS
+from visinstruct.core.records import ALL_TASKS, TASKS
 
 BACKENDS = ("sagemaker", "bedrock", "bedrock-batch", "openai", "local", "scripted")
 SAGEMAKER_SCHEMAS = ("tgi", "lmi", "messages")
@@ -34,6 +34,11 @@ class SourceConfig:
     baseline: Path | None = None
     images_dir: Path | None = None
     limit: int = 0
+    gqa_scene_graphs: Path | None = None
+    gqa_questions: Path | None = None
+    vqa_questions: Path | None = None
+    vqa_annotations: Path | None = None
+    gqa_images_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -115,6 +120,14 @@ class DownloadConfig:
         "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K/resolve/main/"
         "llava_v1_5_mix665k.json"
     )
+    gqa_scene_graphs_url: str = "https://downloads.cs.stanford.edu/nlp/data/gqa/sceneGraphs.zip"
+    gqa_questions_url: str = "https://downloads.cs.stanford.edu/nlp/data/gqa/questions1.2.zip"
+    vqa_questions_url: str = (
+        "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/v2_Questions_Train_mscoco.zip"
+    )
+    vqa_annotations_url: str = (
+        "https://s3.amazonaws.com/cvmlp/vqa/mscoco/vqa/v2_Annotations_Train_mscoco.zip"
+    )
     data_dir: Path = Path("data")
 
 
@@ -188,7 +201,9 @@ _SECTIONS: dict[str, type] = {
     "download": DownloadConfig,
 }
 _TOP_KEYS = ("db", "models", *_SECTIONS)
-_PATH_KEYS = {"coco_captions", "coco_instances", "baseline", "images_dir", "data_dir"}
+_PATH_KEYS = {"coco_captions", "coco_instances", "baseline", "images_dir", "data_dir",
+              "gqa_scene_graphs", "gqa_questions", "vqa_questions", "vqa_annotations",
+              "gqa_images_dir"}
 # Model settings that hold a file path but stay strings (empty means "none" / "the bundled one").
 _MODEL_PATH_KEYS = {"gguf", "script"}
 
@@ -407,12 +422,15 @@ def validate(config: Config) -> None:
         path = getattr(src, key)
         if path is not None and not Path(path).is_file():
             raise ConfigError(f"{origin}: [source].{key} file not found: {path}")
-    if src.images_dir is not None and not Path(src.images_dir).is_dir():
-        raise ConfigError(f"{origin}: [source].images_dir is not a directory: {src.images_dir}")
-    bad_tasks = [t for t in config.generation.tasks if t not in TASKS]
+    for key in ("images_dir", "gqa_images_dir"):
+        folder = getattr(src, key)
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{origin}: [source].{key} is not a directory: {folder}")
+    validate_fact_sources(src, origin)
+    bad_tasks = [t for t in config.generation.tasks if t not in ALL_TASKS]
     if bad_tasks or not config.generation.tasks:
         raise ConfigError(
-            f"{origin}: [generation].tasks must be a non-empty list of {', '.join(TASKS)}"
+            f"{origin}: [generation].tasks must be a non-empty list of {', '.join(ALL_TASKS)}"
             + (f"; unknown: {', '.join(bad_tasks)}" if bad_tasks else "")
         )
     if not 1 <= config.generation.max_pairs <= 100:
@@ -531,6 +549,23 @@ def _validate_gates(gates: GatesConfig, origin: str) -> None:
     if gates.ungrounded_object not in UNGROUNDED_ACTIONS:
         raise ConfigError(f"{origin}: [gates].ungrounded_object must be one of "
                           f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, got {gates.ungrounded_object!r}")
+
+
+def validate_fact_sources(src: SourceConfig, origin: str) -> None:
+    """The GQA and VQAv2 files exist, and come with the files they need."""
+    for key in ("gqa_scene_graphs", "vqa_questions", "vqa_annotations"):
+        path = getattr(src, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{origin}: [source].{key} file not found: {path}")
+    # GQA's *_all_questions come as a folder of parts; a balanced file is one file.
+    if src.gqa_questions is not None and not Path(src.gqa_questions).exists():
+        raise ConfigError(f"{origin}: [source].gqa_questions not found: {src.gqa_questions}")
+    if src.gqa_questions is not None and src.gqa_scene_graphs is None:
+        raise ConfigError(f"{origin}: [source].gqa_questions needs [source].gqa_scene_graphs "
+                          "(GQA images come from the scene graphs)")
+    if (src.vqa_questions is None) != (src.vqa_annotations is None):
+        raise ConfigError(f"{origin}: [source].vqa_questions and [source].vqa_annotations go "
+                          "together (the answers are in the annotations file); give both")
 
 
 def _validate_model(model: ModelConfig, origin: str) -> None:

@@ -5,6 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 TASKS: tuple[str, ...] = ("conversation", "detail", "complex_reasoning")
+# Tasks made from an image's facts with no model and no judge.
+FACT_TASKS: tuple[str, ...] = ("short_answer",)
+ALL_TASKS: tuple[str, ...] = (*TASKS, *FACT_TASKS)
+# The `model` of generations that no model made (short answers come from the facts).
+FACTS_MODEL = "facts"
+SOURCES: tuple[str, ...] = ("coco", "gqa")
 
 
 @dataclass(frozen=True)
@@ -17,8 +23,42 @@ class Box:
 
 
 @dataclass(frozen=True)
+class SceneObject:
+    """One object of a scene graph: its graph key, name, normalised box and attributes."""
+
+    key: str
+    name: str
+    bbox: tuple[float, float, float, float]
+    attributes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Relation:
+    """subject -relation-> object, the two as indexes into the image's objects."""
+
+    subject: int
+    name: str
+    object: int
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A question with a known answer about an image (VQAv2 or GQA), keyed by the source's id."""
+
+    image_key: int | str
+    question_id: str
+    question: str
+    answer: str
+    source: str
+
+
+@dataclass(frozen=True)
 class Image:
-    """One source image with its captions and boxes."""
+    """One source image with its captions and boxes, or a GQA scene graph, and its facts.
+
+    `image_id` is the store's id: the COCO id for COCO images; a GQA image's own id is
+    `source_id`.
+    """
 
     image_id: int
     file_name: str
@@ -27,6 +67,18 @@ class Image:
     captions: tuple[str, ...] = ()
     boxes: tuple[Box, ...] = ()
     split: str = ""
+    source: str = "coco"
+    source_id: str = ""
+    objects: tuple[SceneObject, ...] = ()
+    relations: tuple[Relation, ...] = ()
+    facts: tuple[Fact, ...] = ()
+    location: str = ""
+    weather: str = ""
+
+    @property
+    def has_context(self) -> bool:
+        """Whether there is anything to describe: captions or scene graph objects."""
+        return bool(self.captions or self.objects)
 
 
 @dataclass(frozen=True)

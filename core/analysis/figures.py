@@ -12,6 +12,7 @@ from typing import Any
 
 from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agreement
 from visinstruct.core.analysis.diversity import Diversity, measure_sides
+from visinstruct.core.analysis.sources import SourceView
 from visinstruct.core.analysis.versions import VersionDiversity, version_diversity
 from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.records import TASKS
@@ -190,9 +191,10 @@ class _PairFacts:
     mentions: frozenset[str]
 
 
-def _facts(question: str, answer: str) -> _PairFacts:
+def _facts(question: str, answer: str, gqa: SourceView | None = None) -> _PairFacts:
+    mentions = gqa.gqa_mentions(answer) if gqa is not None else mentioned_categories(answer)
     return _PairFacts(len(words(question)), len(words(answer)), question_family(question),
-                      question_template(question), mentioned_categories(answer))
+                      question_template(question), mentions)
 
 
 class _Slice:
@@ -308,16 +310,20 @@ def _conversations(store: Store, threshold: float
 def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
     """Compute every figure of the report from the store, with pairs kept at `threshold`."""
     boxes = _boxes(store)
+    view = SourceView(store)
     slices: dict[str, dict[str, _Slice]] = {name: defaultdict(_Slice) for name in DATASETS}
     for dataset, image_id, task, rows in _conversations(store, threshold):
-        facts = [(q, a, kept, _facts(q, a)) for q, a, kept in rows]
+        gqa = view.is_gqa(image_id)
+        facts = [(q, a, kept, _facts(q, a, view if gqa else None)) for q, a, kept in rows]
         targets = [(dataset, [(q, a, f) for q, a, _k, f in facts])]
         if dataset == "generated":
             targets.append(("ours", [(q, a, f) for q, a, k, f in facts if k]))
         for name, pairs in targets:
             if pairs:
-                for key in (task, ALL):
-                    slices[name][key].add(image_id, pairs, boxes.get(image_id))
+                # With both sources, each also gets its own slice ("coco", "gqa").
+                slice_keys = (task, ALL, view.source(image_id)) if view.several else (task, ALL)
+                for key in slice_keys:
+                    slices[name][key].add(image_id, pairs, view.present(image_id, boxes))
     others = sorted({key for by_key in slices.values() for key in by_key} - {*TASKS, ALL})
     keys = (*TASKS, *others, ALL)
     datasets: dict[str, dict[str, SliceStats]] = {name: {} for name in DATASETS}
@@ -346,7 +352,9 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     histogram = dict.fromkeys(SCORE_BINS, 0)
     scores: list[float] = []
     kept = pairs = 0
-    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state",
+    # Short answers are the datasets' own answers: no judge ever scores them.
+    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state "
+                                           "WHERE task != 'short_answer'",
                                            (threshold,)):
         pairs += 1
         kept += bool(is_kept)
@@ -364,7 +372,8 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     # Every generation made with a version counts here, including ones later replaced.
     outcome = {row[0]: row[1:] for row in store.query(
         f"SELECT prompt_version, COUNT(*), COUNT(score), AVG(score), SUM({KEPT_SQL}) FROM ("
-        "SELECT g.prompt_version, j.score AS score, d.decision AS decision, x.rule AS gate_rule "
+        "SELECT g.prompt_version, g.task AS task, j.score AS score, d.decision AS decision, "
+        "x.rule AS gate_rule "
         "FROM pairs p "
         "JOIN generations g ON g.id = p.generation_id AND g.purpose = 'run' AND g.status = 'ok' "
         "LEFT JOIN judgements j ON j.id = (SELECT MAX(id) FROM judgements WHERE pair_id = p.id) "

@@ -168,7 +168,9 @@ def _grounding(figures: Figures, every: list[str]) -> list[Block]:
         "answers naming any. Only images with boxes count. Lower is better. It is a rough "
         "check: a negation (\"there is no dog\") counts as a mention and an object COCO did not "
         "box counts as hallucinated, so read it as a comparison of datasets on the same images "
-        "rather than as an absolute rate."),
+        "rather than as an absolute rate. On GQA images the names searched for are the "
+        "object names of the store's GQA scene graphs, and a name that is not an object of "
+        "that image's graph counts as hallucinated."),
         Table(("task", *(f"{LABELS[n]}: {m}" for n in every for m in ("CHAIR_i", "CHAIR_s"))),
               tuple((key, *(v for n in every for v in _chair_cells(figures.datasets[n][key])))
                     for key in figures.slices))]

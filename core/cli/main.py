@@ -50,8 +50,15 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--coco-captions", type=Path, help="captions_*.json")
     prepare.add_argument("--coco-instances", type=Path, help="instances_*.json (boxes)")
     prepare.add_argument("--baseline", type=Path, help="llava_v1_5_mix665k.json")
-    prepare.add_argument("--download", action="store_true",
-                         help="fetch the COCO annotations and mix665k first (resumable)")
+    prepare.add_argument("--gqa-scene-graphs", type=Path, help="GQA *_sceneGraphs.json")
+    prepare.add_argument("--gqa-questions", type=Path,
+                         help="GQA *_balanced_questions.json (or a folder of *_all_questions parts)")
+    prepare.add_argument("--vqa-questions", type=Path,
+                         help="VQAv2 v2_OpenEnded_mscoco_*_questions.json")
+    prepare.add_argument("--vqa-annotations", type=Path, help="VQAv2 v2_mscoco_*_annotations.json")
+    prepare.add_argument("--download", nargs="?", const="coco", default=None, metavar="SOURCES",
+                         help="fetch sources first (resumable): coco (the COCO annotations and "
+                              "mix665k, the default), gqa, vqa, comma-separated")
     prepare.add_argument("--data-dir", type=Path, help="where downloads go (default: ./data)")
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
 
@@ -200,48 +207,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from visinstruct.core.cli.prepare import downloaded_source, prepare_report
     from visinstruct.core.pipeline.indexer import index_sources
 
     config = _config(args)
     source = config.source
     if args.download:
-        from visinstruct.dataset.download import download_sources, rich_progress
-
-        data_dir = args.data_dir or config.download.data_dir
-        with rich_progress() as progress:
-            paths = download_sources(data_dir, coco_annotations_url=config.download.coco_annotations_url,
-                                     mix665k_url=config.download.mix665k_url, progress=progress)
-        by_name = {p.name: p for p in paths}
-        source = replace(source, coco_captions=by_name.get("captions_train2017.json"),
-                         coco_instances=by_name.get("instances_train2017.json"),
-                         baseline=by_name.get("llava_v1_5_mix665k.json"))
-    given = {"coco_captions": args.coco_captions, "coco_instances": args.coco_instances,
-             "baseline": args.baseline}
-    if any(given.values()):
+        source = downloaded_source(config, args.download, args.data_dir)
+    given = {key: getattr(args, key) for key in PREPARE_FILE_KEYS}
+    if args.download:
+        # Files named beside --download join the downloaded ones.
+        source = replace(source, **{k: v for k, v in given.items() if v is not None})
+    elif any(given.values()):
         # Files named on the command line are the whole source: nothing comes from the config.
         source = replace(source, **given)
-    for key in ("coco_captions", "coco_instances", "baseline"):
+    for key in PREPARE_FILE_KEYS:
         path = getattr(source, key)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not Path(path).exists():
             raise InputError(f"{path}: file not found (--{key.replace('_', '-')})")
+    from visinstruct.core.config import validate_fact_sources
+
+    validate_fact_sources(source, "prepare")
     with _open_store(config.db, for_writing=True) as store:
         summary = index_sources(store, source)
-        from visinstruct.core.store.queries import status_counts
-
-        counts = status_counts(store, config.judge.threshold)
-    result = {"added": summary.__dict__, "store": {k: counts[k] for k in (
-        "images", "captions", "boxes", "images_with_boxes", "baseline_conversations",
-        "baseline_images")}, "db": str(config.db)}
+        result = prepare_report(store, summary, config)
     if args.json:
         print(json.dumps(result))
     else:
         s = result["store"]
         _say(f"indexed {summary.images:,} images, {summary.captions:,} captions, "
-             f"{summary.boxes:,} boxes, {summary.baseline_conversations:,} baseline conversations")
+             f"{summary.boxes:,} boxes, {summary.baseline_conversations:,} baseline conversations"
+             + (f", {summary.gqa_images:,} GQA images" if summary.gqa_images else "")
+             + (f", {sum(summary.facts.values()):,} facts" if any(summary.facts.values()) else ""))
         print(f"{config.db}: {s['images']:,} images, {s['captions']:,} captions, "
               f"{s['boxes']:,} boxes on {s['images_with_boxes']:,} images, "
-              f"{s['baseline_conversations']:,} baseline conversations")
+              f"{s['baseline_conversations']:,} baseline conversations, "
+              f"{s['facts']:,} facts; by source: "
+              + ", ".join(f"{k} {v:,}" for k, v in s["images_by_source"].items()))
     return ExitCode.OK
+
+
+PREPARE_FILE_KEYS: tuple[str, ...] = (
+    "coco_captions", "coco_instances", "baseline", "gqa_scene_graphs", "gqa_questions",
+    "vqa_questions", "vqa_annotations")
 
 
 def _store_path(args: argparse.Namespace) -> Path:
@@ -277,9 +285,12 @@ def cmd_export(args: argparse.Namespace) -> int:
         writable_target(args.out)  # a FIFO or device is refused before any work
     with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
+        from visinstruct.core.store.scene_queries import gqa_image_ids
 
         threshold = _threshold(store, args.threshold, args)
-        items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model})
+        gqa_ids = gqa_image_ids(store)
+        items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model},
+                            gqa_id=gqa_ids.get(image_id, ""))
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
     _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "

@@ -11,6 +11,7 @@ from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, Model
 from visinstruct.core.models.cost import cost_report
 from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.queries import gate_counts, status_counts
+from visinstruct.core.store.scene_queries import images_by_source
 from visinstruct.core.store.database import Store
 
 
@@ -29,6 +30,7 @@ def stored_config(store: Store, threshold: float) -> Config:
 def status_report(store: Store, threshold: float) -> dict[str, Any]:
     """Counts (keys relied on by scripts), cost keys, the last run, and the threshold used."""
     report: dict[str, Any] = dict(status_counts(store, threshold))
+    report["images_by_source"] = images_by_source(store)
     gates = gate_counts(store)
     report["dropped_by_rule"] = gates["dropped"]
     report["flagged_by_rule"] = gates["flagged"]

@@ -136,6 +136,8 @@ class _Evaluation:
         images_dir = config.source.images_dir
         sees = model_sees_images(config.model(self.model))
         self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
+        gqa_dir = config.source.gqa_images_dir
+        self.gqa_images_dir: Path | None = Path(gqa_dir) if gqa_dir and sees else None
 
     # -- what is already stored -------------------------------------------------------------
     def load_answers(self, units: Sequence[Unit]) -> None:
@@ -351,9 +353,10 @@ class _Evaluation:
 
     def picture(self, image: Image) -> bytes | None:
         """The image file for an evaluator that sees; None (and counted) when it is unusable."""
-        if self.images_dir is None:
+        folder = self.gqa_images_dir if image.source == "gqa" else self.images_dir
+        if folder is None:
             return None
-        path = self.images_dir / image.file_name
+        path = folder / image.file_name
         problem = ""
         data = b""
         try:

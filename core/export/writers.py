@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from visinstruct.core.errors import ExportError
-from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.records import ALL_TASKS, Pair
 from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 
@@ -35,19 +35,30 @@ def coco_image_path(image_id: int) -> str:
     return f"coco/train2017/{image_id:012d}.jpg"
 
 
+def gqa_image_path(gqa_id: str) -> str:
+    """The mix665k image path of a GQA image."""
+    return f"gqa/images/{gqa_id}.jpg"
+
+
 @dataclass(frozen=True)
 class ExportItem:
-    """One kept conversation to export; `meta` (prompt version, model, scores) is for jsonl."""
+    """One kept conversation to export; `meta` (prompt version, model, scores) is for jsonl.
+
+    A GQA image's record has its GQA id (`gqa_id`) as id and `gqa/images/<id>.jpg` as
+    image, as mix665k does; a COCO image's has the 12-digit COCO id.
+    """
 
     image_id: int
     task: str
     pairs: tuple[Pair, ...]
     image_path: str = ""
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
+    gqa_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.image_path:
-            object.__setattr__(self, "image_path", coco_image_path(self.image_id))
+            path = gqa_image_path(self.gqa_id) if self.gqa_id else coco_image_path(self.image_id)
+            object.__setattr__(self, "image_path", path)
 
 
 @dataclass(frozen=True)
@@ -83,7 +94,7 @@ def to_llava_record(item: ExportItem) -> dict[str, Any]:
         conversations.append({"from": "human", "value": question})
         conversations.append({"from": "gpt", "value": answer})
     return {
-        "id": _record_id(item.image_id),
+        "id": item.gqa_id or _record_id(item.image_id),
         "image": item.image_path,
         "conversations": conversations,
     }
@@ -167,8 +178,8 @@ def _checked_records(
         if violations:
             first = violations[0]
             raise _rejected(index, record, first.rule, first.detail)
-        if item.task not in TASKS:
-            detail = f"task must be one of {', '.join(TASKS)}, got {item.task!r}"
+        if item.task not in ALL_TASKS:
+            detail = f"task must be one of {', '.join(ALL_TASKS)}, got {item.task!r}"
             raise _rejected(index, record, "task", detail)
         yield index, item, record
 

@@ -11,14 +11,23 @@ from visinstruct.core.pipeline.batch_records import PendingRecord
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.judge import JudgeResult, judge
 from visinstruct.core.pipeline.panel import unjudged_pairs
+from visinstruct.core.pipeline.short_answer import write_short_answers
+from visinstruct.core.records import FACT_TASKS
 
 if TYPE_CHECKING:
     from visinstruct.core.pipeline.batch import BatchDriver
 
 
 def write_without_call(driver: BatchDriver, record: PendingRecord) -> None:
-    """An image with nothing to describe: generate() writes its counted row, no call."""
+    """An image with nothing to describe: generate() writes its counted row, no call.
+
+    Short answers are made from the image's facts here too.
+    """
     task = record.record.task
+    if task in FACT_TASKS:
+        write_short_answers(driver.ctx, driver.runner.templates[task], record.image, task)
+        driver.unit_done(record.image.image_id, task, True)
+        return
     result = generate(driver.ctx, driver.runner.templates[task], record.image, task,
                       driver.config.generation, driver.stages["generate"])
     if isinstance(result, GenerationResult):

@@ -11,7 +11,7 @@ from visinstruct.core.models.backends.bedrock_bodies import request_body
 from visinstruct.core.pipeline.generate import generation_request
 from visinstruct.core.pipeline.judge import judge_request
 from visinstruct.core.pipeline.panel import unjudged_pairs
-from visinstruct.core.records import Image
+from visinstruct.core.records import FACT_TASKS, Image
 from visinstruct.core.store.batch_jobs import BatchRecord, keys_in_unread_jobs, tries_this_run
 from visinstruct.core.store.ledger import call_key, request_hash
 from visinstruct.core.store.queries import load_images
@@ -60,7 +60,8 @@ def pending_records(runner: _Runner, run_id: int, stage: str, model: ModelConfig
             if key in in_jobs or failed.get(key, 0) >= model.attempts:
                 continue
             record = BatchRecord(key, key, image_id, task, template.version, generation_id)
-            if stage == "generate" and not image.captions:
+            # Nothing to describe, or short answers (made from the facts): no model call.
+            if stage == "generate" and (task in FACT_TASKS or not image.has_context):
                 yield PendingRecord(record, {}, image, no_call=True)
                 continue
             if not bodies:

@@ -98,7 +98,7 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
     `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
     """
     ref = RowRef()
-    if not image.captions:
+    if not image.has_context:
         # Nothing to describe: a counted row, not a call that would make things up.
         no_captions: tuple[str, ...] = ("the image has no captions",)
 

@@ -37,7 +37,8 @@ from visinstruct.core.models.pool import EndpointSnapshot, Pool, unexpected_erro
 from visinstruct.core.store.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
-from visinstruct.core.records import Image, Pair
+from visinstruct.core.pipeline.short_answer import write_short_answers
+from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, Pair
 from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
 
@@ -72,7 +73,8 @@ class RunSummary:
 
 def ensure_indexed(config: Config, store: Store) -> None:
     """Index the configured source unless this store already holds exactly it."""
-    if config.source.coco_captions is None and config.source.baseline is None:
+    source = config.source
+    if source.coco_captions is None and source.baseline is None and source.gqa_scene_graphs is None:
         return
     if store.get_meta("source_fingerprint") != source_fingerprint(config.source):
         index_sources(store, config.source)
@@ -150,7 +152,7 @@ class _Runner:
             for gid, image_id, status in self.store.query(
                     f"SELECT id, image_id, status FROM generations WHERE image_id IN ({marks}) "
                     f"AND task = ? AND prompt_version = ? AND model = ? AND purpose = 'run'",
-                    (*ids, task, version, gen_model)):
+                    (*ids, task, version, FACTS_MODEL if task in FACT_TASKS else gen_model)):
                 state[(image_id, task)] = (gid, status)
         ok_ids = [gid for gid, status in state.values() if status == "ok"]
         # Judging is owed for a pair that passed the gates and has no score from this judge:
@@ -169,7 +171,7 @@ class _Runner:
                 gid, status = state.get((image_id, task), (0, ""))
                 if not gid:
                     need = "generate"
-                elif status == "ok" and gid in owed:
+                elif status == "ok" and gid in owed and task not in FACT_TASKS:
                     need = "judge"
                 else:
                     need = ""
@@ -192,6 +194,8 @@ class _Runner:
     def work_unit(self, ctx: StageContext, unit: Unit) -> bool | Future[Any]:
         """Do one unit; its outcome, or the write it waits on (a worker never waits on a commit)."""
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
+        if unit.task in FACT_TASKS:  # made from the facts: no model, no judge
+            return write_short_answers(ctx, self.templates[unit.task], unit.image, unit.task)
         if unit.need == "generate":
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
                                  gen_cfg.model, gates=self.config.gates)

@@ -338,8 +338,8 @@ def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[Pair
 
 
 def image_file(config: Config, image: Image) -> Path | None:
-    """The picture on disk when [source].images_dir has it."""
-    folder = config.source.images_dir
+    """The picture on disk when [source].images_dir (gqa_images_dir for GQA) has it."""
+    folder = config.source.gqa_images_dir if image.source == "gqa" else config.source.images_dir
     if folder is None:
         return None
     path = Path(folder) / image.file_name

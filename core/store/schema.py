@@ -213,6 +213,45 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         """,
     ),
     (
+        4,
+        "GQA and VQAv2 sources: source ids, scene graphs, facts",
+        """
+        ALTER TABLE images ADD COLUMN source_id TEXT NOT NULL DEFAULT '';
+        ALTER TABLE images ADD COLUMN location TEXT NOT NULL DEFAULT '';
+        ALTER TABLE images ADD COLUMN weather TEXT NOT NULL DEFAULT '';
+        CREATE INDEX images_source ON images(source, source_id);
+        -- A GQA image is one row: its own id is unique within its source (COCO rows have '').
+        CREATE UNIQUE INDEX images_source_id ON images(source, source_id) WHERE source_id != '';
+        CREATE TABLE objects (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            idx INTEGER NOT NULL,
+            object_key TEXT NOT NULL,        -- the scene graph's own object id
+            name TEXT NOT NULL,
+            x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
+            attributes TEXT NOT NULL DEFAULT '[]'   -- JSON list of strings
+        );
+        CREATE INDEX objects_image ON objects(image_id);
+        CREATE TABLE relations (
+            id INTEGER PRIMARY KEY,
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            subject_idx INTEGER NOT NULL,    -- objects.idx of the same image
+            name TEXT NOT NULL,
+            object_idx INTEGER NOT NULL
+        );
+        CREATE INDEX relations_image ON relations(image_id);
+        CREATE TABLE facts (
+            id INTEGER PRIMARY KEY,          -- file order: the order short answers are asked in
+            image_id INTEGER NOT NULL REFERENCES images(id),
+            source TEXT NOT NULL,            -- vqa | gqa
+            question_id TEXT NOT NULL,
+            question TEXT NOT NULL,
+            answer TEXT NOT NULL
+        );
+        CREATE INDEX facts_image ON facts(image_id);
+        """,
+    ),
+    (
         6,
         "bedrock batch jobs and their records",
         """

@@ -421,6 +421,22 @@ def test_evaluation_by_batch_stores_a_verdict_per_comparison(
     assert aws.plane.creates == 3 and json.loads(out)["new_calls"] == 0
 
 
+def test_short_answers_in_a_batch_run_make_no_job_and_no_call(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, limit=0)
+    config.write_text(config.read_text().replace("limit = 0\n", (
+        f'limit = 0\nvqa_questions = "{sample.vqa_questions_path()}"\n'
+        f'vqa_annotations = "{sample.vqa_annotations_path()}"\n')).replace(
+        '[generation]\nmodel = "claude"\n', '[generation]\nmodel = "claude"\n'
+                                            'tasks = ["short_answer"]\n'))
+    code, _, err = run_cli("run", "--headless", "--config", config)
+    assert code == 0, err
+    assert aws.runtime.script.count() == 0
+    assert status(run_cli, db_of(config))["batch_jobs"] == []
+    records = exported(run_cli, db_of(config), tmp_path / "short.json")
+    assert len(records) == 5  # the sample images with VQAv2 facts
+
+
 def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge(
         aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
     """Garbage in a batch reply is stopped by the gates even when the judge would score it 9."""

@@ -11,6 +11,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from visinstruct.core.records import Pair
 from visinstruct.core.review.samples import PairView, SampleDetail, VerdictView
+from visinstruct.core.text.context import describe, relation_triples
 from visinstruct.tui.widgets.image_preview import ImagePreview
 
 
@@ -91,6 +92,13 @@ def context_text(detail: SampleDetail) -> Text:
                           for b in image.boxes[:12])
         more = f" (+{len(image.boxes) - 12} more)" if len(image.boxes) > 12 else ""
         text.append(f"boxes: {boxes}{more}", style="dim")
+    if image.objects:  # a GQA scene graph: objects, then relations as triples
+        text.append(f"GQA {image.source_id}: "
+                    + ", ".join(describe(o) for o in image.objects) + "\n")
+        for triple in relation_triples(image)[:12]:
+            text.append(f"• {triple}\n", style="dim")
+    for fact in image.facts[:12]:
+        text.append(f"Q: {fact.question} A: {fact.answer}\n", style="dim")
     return text
 
 
