@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from visinstruct.core.errors import StoreError
-from visinstruct.core.store.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
+from visinstruct.core.store.migrate import migrate
+from visinstruct.core.store.schema import MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -35,6 +36,10 @@ class RowRef:
 
 
 sqlite3.register_adapter(RowRef, lambda ref: ref.id)
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -92,10 +97,9 @@ class Store:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
         conn = _connect(self.path)
         try:
-            version = self._schema_version(conn)
-            # WAL only once the file is known to be ours: the pragma rewrites the file header.
-            conn.execute("PRAGMA journal_mode = WAL")
-            self._migrate(conn, version)
+            # WAL only once the file is known to be ours (migrate() checks that first and
+            # refuses other files before writing): the pragma rewrites the file header.
+            migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
         except sqlite3.DatabaseError as exc:
             conn.close()
             raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
@@ -103,56 +107,6 @@ class Store:
             conn.close()
             raise
         return conn
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        """The applied schema version (0 for an empty file); refuses files that are not ours."""
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "meta" not in tables:
-            shown = ", ".join(sorted(tables)[:5])
-            raise StoreError(
-                f"{self.path}: not a visinstruct store (it holds other tables: {shown}); "
-                "use another --db path"
-            )
-        if "meta" in tables:
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("application") != APPLICATION:
-                raise StoreError(
-                    f"{self.path}: belongs to another application "
-                    f"({meta.get('application', 'unknown')!r}); use another --db path"
-                )
-            try:
-                version = int(meta.get("schema_version", "0"))
-            except ValueError:
-                raise StoreError(
-                    f"{self.path}: its schema_version {meta['schema_version']!r} is not a number; "
-                    "the store is damaged, use another --db path"
-                ) from None
-            if version > LATEST_VERSION:
-                raise StoreError(
-                    f"{self.path}: written by a newer visinstruct (schema {version}; this "
-                    f"version knows up to {LATEST_VERSION}); upgrade visinstruct to open it"
-                )
-            return version
-        return 0
-
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        for number, _title, sql in MIGRATIONS:
-            if number <= version:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if number == 1:
-                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-                    conn.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
-                for statement in _split_sql(sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
@@ -336,16 +290,6 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _split_sql(script: str) -> list[str]:
-    statements = []
-    for chunk in script.split(";"):
-        lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
-        text = "\n".join(lines).strip()
-        if text:
-            statements.append(text)
-    return statements
 
 
 def now() -> float:
