@@ -14,7 +14,7 @@ from visinstruct.core.events import Emit, ignore
 from visinstruct.core.store.interrupt import ReadCancelled, interruptible
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
 from visinstruct.core.lab.trials import call_context
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
 from visinstruct.core.store.database import Store, now
