@@ -24,7 +24,7 @@ from visinstruct.dataset.download import (
     extract_annotations,
     rich_progress,
 )
-from visinstruct.tests.fakes.fileserver import FileServer
+from tests.fakes.fileserver import FileServer
 
 SOURCE_BYTES = bytes(range(256)) * 4000  # ~1 MB, several read chunks
 DROP_AFTER = 300_000

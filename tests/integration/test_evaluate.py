@@ -25,10 +25,10 @@ from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate, mod
 from visinstruct.core.events import EvaluationNotice, Event
 from visinstruct.core.store.database import Store, now
 from visinstruct.dataset.llava import read_mix665k
-from visinstruct.tests.conftest import SHARED_DATA
-from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
-from visinstruct.tests.fakes.bedrock_server import BedrockServer
-from visinstruct.tests.fakes.scripting import Fail, RecordedRequest, Reply, Script
+from tests.conftest import SHARED_DATA
+from tests.fakes.aws import aws_env, aws_env_vars
+from tests.fakes.bedrock_server import BedrockServer
+from tests.fakes.scripting import Fail, RecordedRequest, Reply, Script
 
 BENCH = SHARED_DATA / "llava" / "llava_bench_coco"
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"

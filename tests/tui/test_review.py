@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, TextArea
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     PARSE_FAILURE,
     SAMPLES,
     SIZE,
