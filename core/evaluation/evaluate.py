@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from visinstruct.core.evaluation.aggregate import Summary, stored_verdict_rows, summarize, summarize_by_task
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.models.backends.replies import image_format
-from visinstruct.core.config import Config, ModelConfig
-from visinstruct.core.errors import BackendError, InputError, StoreError
+from visinstruct.core.config import Config
+from visinstruct.core.errors import InputError
+from visinstruct.core.evaluation.verdicts import Pictures, ask_verdict, model_sees_images
 from visinstruct.core.evaluation.units import (
     NO_CANDIDATES,
     TASK_REQUESTS,
@@ -35,21 +31,17 @@ from visinstruct.core.events import (
     EvaluationStarted,
     VerdictRecorded,
 )
-from visinstruct.core.store.ledger import Ledger
+from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.text.model_text import clean_model_text
-from visinstruct.core.text.parse_scores import parse_verdict
-from visinstruct.core.store.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate, answer_messages, evaluation_messages
-from visinstruct.core.records import Image
+from visinstruct.core.text.prompt_versions import active_template
+from visinstruct.core.text.prompts import PromptTemplate, answer_messages
 from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools, make_call
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.live_writer import refuse_live_writer
 
 MODES = ("conversation", "answers")
 ORDERS = ("ours", "baseline")
-EVALUATOR_TEMPERATURE = 0.2
 ANSWERS_PURPOSE = "answers"   # generations.purpose of our answers to the baseline's questions
-MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
-_VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -87,11 +79,6 @@ class EvaluationReport:
         }
 
 
-def model_sees_images(model: ModelConfig) -> bool:
-    """Whether the model is a Claude 3 or later on Bedrock, which takes pictures."""
-    return model.backend == "bedrock" and bool(_VISION_MODEL.search(model.model_id))
-
-
 @dataclass(frozen=True)
 class _Job:
     """One compared item and the orders it still needs."""
@@ -123,10 +110,7 @@ class _Evaluation:
         self.failed_calls = 0
         self.errors: list[str] = []
         self.answers: dict[tuple[int, str, int], tuple[str, int]] = {}
-        self.unusable: dict[int, str] = {}
-        images_dir = config.source.images_dir
-        sees = model_sees_images(config.model(self.model))
-        self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
+        self.pictures = Pictures(config)
 
     # -- what is already stored -------------------------------------------------------------
     def load_answers(self, units: Sequence[Unit]) -> None:
@@ -271,87 +255,25 @@ class _Evaluation:
     def compare(self, unit: Unit, item: int, order: str, request_text: str, ours: str,
                 theirs: str, gid: int) -> None:
         """Ask the evaluator once, with `order`'s answer shown first; store the verdict."""
-        first, second = (ours, theirs) if order == "ours" else (theirs, ours)
         image = unit.image
-        request = CompletionRequest(
-            messages=evaluation_messages(self.template, image, request_text, first, second,
-                                         picture=self.picture(image)),
-            max_tokens=self.config.evaluation.max_tokens, temperature=EVALUATOR_TEMPERATURE,
-            top_p=0.9, tag="evaluate")
-        outcome = make_call(self.ctx, stage="evaluate", image_id=image.image_id, task=unit.task,
-                            model=self.model, prompt_version=self.template.version,
-                            request=request, item=f"{self.mode}:{item}:{order}")
-        if outcome.result is None:
+        outcome, row = ask_verdict(
+            self.ctx, self.config, self.template, image, unit.task, request_text=request_text,
+            ours=ours, theirs=theirs, order=order, mode=self.mode, item=item,
+            generation_id=gid, picture=self.pictures.load(image),
+            call_item=f"{self.mode}:{item}:{order}")
+        if outcome.result is None or row is None:
             self._failed(outcome)
             return
         result = outcome.result
-        text = result.response.text
-        verdict = parse_verdict(text)
-        if order == "ours":
-            ours_score, baseline_score = verdict.first, verdict.second
-        else:
-            ours_score, baseline_score = verdict.second, verdict.first
-        rationale = (verdict.rationale or text) if verdict.parsed else text
-        ledger = self.ctx.ledger
-
-        def write(conn: sqlite3.Connection) -> None:
-            ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-            conn.execute(
-                "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
-                "baseline_score, parsed, rationale, call_id, prompt_version, model, "
-                "generation_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image.image_id, unit.task, self.mode, item, order, ours_score, baseline_score,
-                 int(verdict.parsed), rationale, result.call_id, self.template.version,
-                 self.model, gid, now()))
-
-        self.store.write_sync(write)
         with self.lock:
             self.new_calls += 1
             self.done += 1
             done = self.done
-        self.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
-                                        result.latency_ms, result.attempt))
+        self.emit(self.ctx.ledger.finished_event(outcome.info, result.call_id, result.response,
+                                                 result.latency_ms, result.attempt))
         self.emit(VerdictRecorded(image.image_id, unit.task, self.mode, item, order,
-                                  verdict.parsed, ours_score, baseline_score, done, self.total))
-
-    def picture(self, image: Image) -> bytes | None:
-        """The image file for an evaluator that sees; None (and counted) when it is unusable."""
-        if self.images_dir is None:
-            return None
-        path = self.images_dir / image.file_name
-        problem = ""
-        data = b""
-        try:
-            data = path.read_bytes()
-        except OSError:
-            problem = "not found"
-        if not problem and len(data) > MAX_PICTURE_BYTES:
-            problem = "larger than the evaluator takes"
-        if not problem:
-            try:
-                image_format(data)
-            except BackendError:
-                problem = "not a JPEG, PNG, GIF or WebP file"
-        if problem:
-            with self.lock:
-                self.unusable.setdefault(image.image_id, f"{path}: {problem}")
-            return None
-        return data
-
-
-def _refuse_live_run(store: Store) -> None:
-    """A live `run` allocates ledger ids in the same table: evaluating beside it would collide."""
-    host = socket.gethostname()
-    for pid, run_host in store.query("SELECT pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            raise StoreError(f"{store.path}: a run (pid {pid}) is writing this store; "
-                             "evaluate when it has finished or stop it first")
+                                  row.parsed, row.ours_score, row.baseline_score, done,
+                                  self.total))
 
 
 def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None, *,
@@ -372,7 +294,8 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notices.append(message)
         emit(EvaluationNotice(message))
 
-    _refuse_live_run(store)
+    # A live run allocates ledger ids in the same table: evaluating beside it would collide.
+    refuse_live_writer(store, "evaluate when it has finished or stop it first")
     candidates = candidate_units(store, threshold)
     if not candidates:
         raise InputError(f"{store.path}: {NO_CANDIDATES}")
@@ -407,9 +330,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     finally:
         for backend in backends.values():
             backend.close()
-    if state.unusable:
-        first = next(iter(state.unusable.values()))
-        notice(f"{len(state.unusable)} sampled image(s) could not be shown to the evaluator "
+    if state.pictures.unusable:
+        first = next(iter(state.pictures.unusable.values()))
+        notice(f"{len(state.pictures.unusable)} sampled image(s) could not be shown to the evaluator "
                f"(first: {first}); they were compared on captions and boxes only")
     if state.failed_calls:
         first_error = state.errors[0] if state.errors else "unknown"
@@ -422,9 +345,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     overall = summarize(rows, seed=seed)
     status = "interrupted" if cancel.is_set() else "finished"
     emit(EvaluationFinished(status, mode, len(rows), overall.unparsed, state.failed_calls,
-                            len(state.unusable), overall.relative_score))
+                            len(state.pictures.unusable), overall.relative_score))
     return EvaluationReport(
         status=status, mode=mode, model=state.model, sample=sample, images=len(chosen),
         units=len(units), verdicts=len(rows), new_calls=state.new_calls,
-        failed_calls=state.failed_calls, missing_images=len(state.unusable),
+        failed_calls=state.failed_calls, missing_images=len(state.pictures.unusable),
         notices=tuple(notices), overall=overall, by_task=summarize_by_task(rows, seed=seed))

@@ -14,13 +14,14 @@ from typing import Iterator
 
 from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
-from visinstruct.core.models.cost import CostMeter, cost_report
-from visinstruct.core.errors import BudgetExceeded, StoreError
+from visinstruct.core.store.cost import CostMeter, cost_report
+from visinstruct.core.errors import BudgetExceeded
 from visinstruct.core.events import (
     CallFinished,
     CostUpdated,
     Event,
     Emit,
+    EndpointFigures,
     EndpointHealth,
     ImageDone,
     RunFinished,
@@ -29,14 +30,15 @@ from visinstruct.core.events import (
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
-from visinstruct.core.store.ledger import Ledger, abandon_in_flight
-from visinstruct.core.models.pool import EndpointSnapshot, Pool
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.models.ledger import Ledger, abandon_in_flight
+from visinstruct.core.models.pool import Pool
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair
 from visinstruct.core.models.calls import StageContext, build_pools
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.store.live_writer import refuse_live_writer
 
 _PAGE = 500
 _DONE = object()
@@ -76,12 +78,8 @@ def ensure_indexed(config: Config, store: Store) -> None:
 
 def _claim(store: Store, config: Config) -> int:
     """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
+    refuse_live_writer(store, "stop it first or use another --db")
     host = socket.gethostname()
-    for _other, pid, run_host in store.query(
-            "SELECT id, pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid() and _alive(pid):
-            raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
-                             "stop it first or use another --db")
     settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
                            "origin": config.origin}, default=str)
 
@@ -99,16 +97,6 @@ def _claim(store: Store, config: Config) -> int:
     store.set_meta("models", json.dumps({n: asdict(m) for n, m in config.models.items()},
                                         default=str))
     return run_id
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class _Runner:
@@ -138,7 +126,7 @@ class _Runner:
             self.config, (self.config.generation.model, self.config.judge.model), self.cancel,
             on_health=self._on_health)
 
-    def _on_health(self, snap: EndpointSnapshot) -> None:
+    def _on_health(self, snap: EndpointFigures) -> None:
         # The pool reports a few times a second per endpoint: these are for eyes, not for logs.
         self.emit(EndpointHealth(**asdict(snap)))
 
