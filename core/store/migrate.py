@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import importlib
 import sqlite3
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Union
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING, Any, Union
 
 from visinstruct.core.errors import StoreError
 
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
 APPLICATION = "visinstruct"
 
-MigrationBody = Union[str, Callable[[Database], None]]
+MigrationBody = Union[str, Callable[["Database"], None]]
 Migration = tuple[int, str, MigrationBody]
 
 
@@ -64,10 +67,11 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
     version, applied = schema_version(conn, path, latest)
     if before_first_write is not None:
         before_first_write(conn)
-    db = Database(conn, recursive_triggers=False, execute_plugins=False)
-    for number, title, body in sorted(migrations, key=lambda m: m[0]):
-        if number in applied:
-            continue
+    pending = [m for m in sorted(migrations, key=lambda m: m[0]) if m[0] not in applied]
+    if not pending:
+        return
+    db = _sqlite_utils().Database(conn, recursive_triggers=False, execute_plugins=False)
+    for number, title, body in pending:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if not applied:
@@ -93,6 +97,24 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _sqlite_utils() -> Any:
+    """sqlite-utils, imported without pandas and numpy unless something else loaded them.
+
+    It imports both only to accept DataFrames and numpy values, which the store never
+    passes; loading them would cost a fresh store most of a second and ~100 MB of RSS.
+    """
+    blocked = [name for name in ("pandas", "numpy") if name not in sys.modules]
+    if "sqlite_utils" in sys.modules or not blocked:
+        return importlib.import_module("sqlite_utils")
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
+    try:
+        return importlib.import_module("sqlite_utils")
+    finally:
+        for name in blocked:
+            del sys.modules[name]
 
 
 def split_sql(script: str) -> Iterator[str]:

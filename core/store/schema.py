@@ -13,9 +13,12 @@ CREATE VIEW. Code must keep working on a store made by migration 1 and any one o
 
 from __future__ import annotations
 
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 __all__ = ["APPLICATION", "LATEST_VERSION", "MIGRATIONS"]
 
@@ -168,8 +171,11 @@ def _browsable(db: Database) -> None:
                (SELECT ROUND(AVG(c.latency_ms), 1) FROM llm_calls c
                   WHERE c.run_id = r.id AND c.status = 'ok') AS mean_latency_ms
         FROM runs r""")
-    # External-content FTS5 kept in step by triggers on insert, update and delete.
-    db["pairs"].enable_fts(["question", "answer"], fts_version="FTS5", create_triggers=True)
+    # External-content FTS5 over pairs; store/search.py indexes new pairs before a search
+    # (no triggers: they would cost the writer most of its time). Existing pairs now.
+    db["pairs"].enable_fts(["question", "answer"], fts_version="FTS5")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('pairs_fts_upto', "
+               "(SELECT COALESCE(MAX(id), 0) FROM pairs))")
 
 
 # Append only (see the module docstring). Entries: (number, title, function or SQL script).

@@ -303,7 +303,7 @@ def test_a_migration_that_commits_by_itself_is_refused_and_undone(
         assert store.get_meta("schema_version") == str(LATEST_VERSION)
 
 
-def test_kept_pairs_and_run_figures_views_and_pair_search(tmp_store: Store) -> None:
+def test_kept_pairs_and_run_figures_views(tmp_store: Store) -> None:
     def seed(conn: sqlite3.Connection) -> None:
         conn.execute("INSERT INTO images (id, file_name, width, height) VALUES (1, 'a.jpg', 1, 1)")
         conn.execute("INSERT INTO generations (image_id, task, prompt_version, model, status, "
@@ -319,5 +319,26 @@ def test_kept_pairs_and_run_figures_views_and_pair_search(tmp_store: Store) -> N
     assert [r["answer"] for r in tmp_store.query("SELECT answer FROM kept_pairs")] == [
         "A zebra grazing."]
     assert tmp_store.scalar("SELECT COUNT(*) FROM run_figures") == 1
-    assert tmp_store.scalar(
-        "SELECT rowid FROM pairs_fts WHERE pairs_fts MATCH 'zebra'") == 1
+
+
+def test_pair_search_finds_new_pairs_and_takes_any_typed_text(tmp_store: Store) -> None:
+    from visinstruct.core.store.search import search_pairs
+
+    def seed(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO images (id, file_name, width, height) VALUES (1, 'a.jpg', 1, 1)")
+        conn.execute("INSERT INTO generations (image_id, task, prompt_version, model, status, "
+                     "created_at) VALUES (1, 'detail', 'v1', 'm', 'ok', 0)")
+
+    def add(question: str, answer: str) -> int:
+        return int(tmp_store.write_sync(lambda c: c.execute(
+            "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (1, 0, ?, ?)",
+            (question, answer)).lastrowid))
+
+    tmp_store.write_sync(seed)
+    first = add("What animal is it?", "A zebra grazing near a fence.")
+    assert search_pairs(tmp_store, "Zebra") == [first]
+    second = add("Which way does it face?", "The giraffe looks left.")
+    assert search_pairs(tmp_store, "giraffe") == [second]   # indexed on the next search
+    assert search_pairs(tmp_store, "gira") == [second]      # the last word is a prefix
+    assert search_pairs(tmp_store, 'zebra NOT "fence:') == []  # typed text is never syntax
+    assert search_pairs(tmp_store, "  ?! ") == []

@@ -1,4 +1,4 @@
-"""The review list's filters: task, score range, state and prompt version, in one compact row."""
+"""The review list's filters: words to search, task, score range, state, prompt version, in one row."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ STATE_LABELS = {
 
 
 class ReviewFilters(Horizontal):
-    """Posts FiltersChanged when a select changes or a score box is submitted with a valid number."""
+    """Posts FiltersChanged when a select changes or a box (search words, scores) is submitted."""
 
     DEFAULT_CSS = """
     ReviewFilters {
@@ -40,6 +40,9 @@ class ReviewFilters(Horizontal):
         width: 10;
         margin-right: 1;
     }
+    ReviewFilters #filter-text {
+        width: 2fr;
+    }
     """
 
     class FiltersChanged(Message):
@@ -57,6 +60,7 @@ class ReviewFilters(Horizontal):
             self.problem = problem
 
     def compose(self) -> ComposeResult:
+        yield Input(placeholder="search words", id="filter-text", compact=True)
         yield Select([(t, t) for t in TASKS], prompt="any task", id="filter-task", compact=True,
                      type_to_search=False)
         yield Input(placeholder="min score", id="filter-min", compact=True)
@@ -75,7 +79,7 @@ class ReviewFilters(Horizontal):
             select.value = current
 
     def focus_first(self) -> None:
-        self.query_one("#filter-task", Select).focus()
+        self.query_one("#filter-text", Input).focus()
 
     def current(self) -> SampleFilter | None:
         """The filters as typed, or None (and a FilterInvalid message) if a score is not a number."""
@@ -99,8 +103,9 @@ class ReviewFilters(Horizontal):
             value = self.query_one(select_id, Select).value
             return None if value is Select.NULL else str(value)
 
+        text = self.query_one("#filter-text", Input).value.strip() or None
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"))
+                            chosen("#filter-version"), text)
 
     def _changed(self) -> None:
         filters = self.current()
