@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/search.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info
