@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -106,15 +105,16 @@ def _sqlite_utils() -> Any:
     passes; loading them would cost a fresh store most of a second and ~100 MB of RSS.
     """
     blocked = [name for name in ("pandas", "numpy") if name not in sys.modules]
-    if "sqlite_utils" in sys.modules or not blocked:
-        return importlib.import_module("sqlite_utils")
+    if "sqlite_utils" in sys.modules:
+        blocked = []
     for name in blocked:
         sys.modules[name] = None  # type: ignore[assignment]  # makes `import name` fail
     try:
-        return importlib.import_module("sqlite_utils")
+        import sqlite_utils
     finally:
         for name in blocked:
             del sys.modules[name]
+    return sqlite_utils
 
 
 def split_sql(script: str) -> Iterator[str]:
