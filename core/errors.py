@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from visinstruct.dataset.errors import (
     DataError,
     DownloadError,
@@ -10,8 +12,11 @@ from visinstruct.dataset.errors import (
     VisinstructError,
 )
 
+# How the pool treats a failed call (BackendError.kind).
+ErrorKind = Literal["backpressure", "transient", "permanent"]
+
 __all__ = ["BackendError", "BudgetExceeded", "ConfigError", "DataError", "DeployError",
-           "DownloadError", "ExitCode", "ExportError", "InputError", "StoreError",
+           "DownloadError", "ErrorKind", "ExitCode", "ExportError", "InputError", "StoreError",
            "VisinstructError"]
 
 
@@ -39,15 +44,15 @@ class BackendError(VisinstructError):
 
     title = "Model call failed"
 
-    BACKPRESSURE = "backpressure"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
+    BACKPRESSURE: ErrorKind = "backpressure"  # slow down: throttled or overloaded
+    TRANSIENT: ErrorKind = "transient"        # try again: timeouts, 5xx, dropped connections
+    PERMANENT: ErrorKind = "permanent"        # do not retry: bad request, access, validation
 
     def __init__(
         self,
         message: str,
         *,
-        kind: str = "permanent",
+        kind: ErrorKind = "permanent",
         error_class: str = "",
         status: int | None = None,
     ) -> None:

@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from visinstruct.dataset.records import TASKS, BaselineConversation, Box, Image, Pair
 
 __all__ = ["TASKS", "BaselineConversation", "Box", "Conversation", "Evaluation", "Image",
-           "Judgement", "Pair", "Verdict"]
+           "Judgement", "Pair", "RunState", "UnitNeed", "Verdict"]
+
+
+class RunState(enum.StrEnum):
+    """A run's `runs.status`: running until it ends in one of the other states."""
+
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"   # stopped by the user; resumable
+    FAILED = "failed"
+    BUDGET = "budget"             # stopped at [budget].max_usd
+
+
+class UnitNeed(enum.StrEnum):
+    """What one (image, task) still needs in a run."""
+
+    GENERATE = "generate"         # then judge
+    JUDGE = "judge"
+    DONE = "done"
 
 @dataclass(frozen=True)
 class Conversation:

@@ -13,6 +13,7 @@ from typing import Any, Callable, Sequence
 from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.records import RunState
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -141,9 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
-    if summary.status == "interrupted":
+    if summary.status is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
-    if summary.status == "budget":
+    if summary.status is RunState.BUDGET:
         _say(f"stopped: the budget of ${config.budget.max_usd:,.2f} was reached")
         return ExitCode.BUDGET
     return ExitCode.FAILED if summary.failed_units else ExitCode.OK

@@ -7,11 +7,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from visinstruct.core.models.backends.base import Backend, CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import EndpointFigures, percentile
+
+# How one attempt ended, as the endpoint's limit and health see it.
+PoolOutcome = Literal["ok", "backpressure", "transient", "permanent"]
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
@@ -150,7 +153,7 @@ class Pool:
         n = len(self._endpoints)
         return min(up, key=lambda e: (e.in_flight, (self._endpoints.index(e) - self._rr) % n))
 
-    def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0,
+    def _release(self, e: _Endpoint, outcome: PoolOutcome, latency_ms: float, tokens_out: int = 0,
                  sent_at_cut: int = -1) -> None:
         with self._cond:
             e.in_flight -= 1

@@ -35,7 +35,7 @@ from visinstruct.core.models.pool import Pool
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
-from visinstruct.core.records import Image, Pair
+from visinstruct.core.records import Image, Pair, RunState, UnitNeed
 from visinstruct.core.models.calls import StageContext, build_pools
 from visinstruct.core.store.database import RowRef, Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
@@ -46,11 +46,11 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class Unit:
-    """One (image, task) and what it still needs: 'generate' (then judge) or only 'judge'."""
+    """One (image, task) and what it still needs: generating (then judging) or only judging."""
 
     image: Image
     task: str
-    need: str
+    need: UnitNeed
     generation_id: int = 0
 
 
@@ -59,7 +59,7 @@ class RunSummary:
     """How a run ended."""
 
     run_id: int
-    status: str
+    status: RunState
     done_units: int
     total_units: int
     failed_units: int
@@ -158,7 +158,7 @@ class _Runner:
         return total, done
 
     def _pending(self, ids: list[int], done_only: bool = False) -> Iterator[tuple[int, str, str, int]]:
-        """(image_id, task, need, generation_id) for each unit of `ids`; need '' means done."""
+        """(image_id, task, need, generation_id) for each unit of `ids`."""
         marks = ",".join("?" * len(ids))
         gen_model = self.config.generation.model
         judge_model = self.config.judge.model
@@ -183,14 +183,14 @@ class _Runner:
             for task in self.config.generation.tasks:
                 gid, status = state.get((image_id, task), (0, ""))
                 if not gid:
-                    need = "generate"
+                    need = UnitNeed.GENERATE
                 elif status == "ok" and gid not in judged:
-                    need = "judge"
+                    need = UnitNeed.JUDGE
                 else:
-                    need = ""
-                if done_only and need:
+                    need = UnitNeed.DONE
+                if done_only and need is not UnitNeed.DONE:
                     continue
-                if not done_only and not need:
+                if not done_only and need is UnitNeed.DONE:
                     continue
                 yield image_id, task, need, gid
 
@@ -206,7 +206,7 @@ class _Runner:
     # -- work -----------------------------------------------------------------------------------
     def work_unit(self, ctx: StageContext, unit: Unit) -> bool:
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
-        if unit.need == "generate":
+        if unit.need is UnitNeed.GENERATE:
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
                                  gen_cfg.model)
             if not isinstance(generated, GenerationResult):
@@ -301,7 +301,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                                 name=f"worker-{i}") for i in range(workers)]
     for thread in threads:
         thread.start()
-    status = "finished"
+    status = RunState.FINISHED
     finished = threading.Event()
     monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
                                daemon=True, name="cost-monitor")
@@ -326,9 +326,9 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         store.flush()
         emit(_cost_event(runner, store, config, meter))
         if runner.budget_hit:
-            status = "budget"
+            status = RunState.BUDGET
         elif cancel.is_set():
-            status = "interrupted"
+            status = RunState.INTERRUPTED
         counts = status_counts(store, config.judge.threshold)
         elapsed = time.monotonic() - started
         store.write_sync(lambda c: c.execute(
