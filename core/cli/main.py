@@ -158,7 +158,8 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     source = config.source
     if args.download:
-        from visinstruct.dataset.download import download_sources, rich_progress
+        from visinstruct.core.cli.download_progress import rich_progress
+        from visinstruct.dataset.download import download_sources
 
         data_dir = args.data_dir or config.download.data_dir
         with rich_progress() as progress:

@@ -9,6 +9,7 @@ from typing import Any
 from visinstruct.core.errors import InputError
 from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.text.leaks import leak_in, leak_of
 
 
 @dataclass(frozen=True)
@@ -68,25 +69,6 @@ _INLINE_ANSWER = re.compile(
 )
 _SEPARATOR_LINE = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,}|_{3,}|~{3,})\s*$")
 
-_LEAKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bcaptions?\b", re.IGNORECASE), "mentions captions"),
-    (
-        re.compile(
-            r"\b(?:the|these|those|given|provided)\s+(?:descriptions?|notes)\s+"
-            r"(?:says?|states?|mentions?|notes?|indicates?|suggests?|describes?)\b"
-            r"|\baccording to the (?:descriptions?|context|notes)\b"
-            r"|\b(?:given|provided) (?:context|descriptions?)\b",
-            re.IGNORECASE,
-        ),
-        "refers to the text it was given",
-    ),
-    (re.compile(r"\bbounding[\s-]*box(?:es)?\b", re.IGNORECASE), "mentions bounding boxes"),
-    (re.compile(r"\bco-?ordinates?\b", re.IGNORECASE), "mentions coordinates"),
-    (
-        re.compile(r"\[\s*-?\d*\.\d+\s*,\s*-?\d*\.\d+|\(\s*\d*\.\d+\s*(?:,\s*\d*\.\d+\s*){3}\)"),
-        "contains a coordinate list",
-    ),
-)
 _REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|unfortunately,? i\b|as an ai\b"
     r"|i (?:can ?not|can't|am unable|'m unable|am not able|won't|will not)\b)",
@@ -382,24 +364,12 @@ def _looks_like_prose(text: str) -> bool:
     return len(words) >= 5 and visible > 0 and letters / visible >= 0.6
 
 
-# --- leaks -----------------------------------------------------------------------------------
-
-
-def leak_of(pair: Pair) -> str:
-    """Why `pair` gives away that the model read text instead of seeing the image, or ''."""
-    return _leak_in(pair.question) or _leak_in(pair.answer)
-
-
-def _leak_in(text: str) -> str:
-    return next((reason for pattern, reason in _LEAKS if pattern.search(text)), "")
-
-
 def _drop_leaks(pairs: list[Pair], problems: list[str]) -> list[Pair]:
     kept = []
     for number, pair in enumerate(pairs, 1):
         reason = leak_of(pair)
         if reason:
-            shown = pair.question if _leak_in(pair.question) else pair.answer
+            shown = pair.question if leak_in(pair.question) else pair.answer
             problems.append(f"pair {number} dropped: {reason}: {_first_line(shown, 80)}")
         else:
             kept.append(pair)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from visinstruct.core.cli.download_progress import rich_progress
 from visinstruct.core.errors import DataError, DownloadError
 from visinstruct.dataset.download import (
     ANNOTATION_MEMBERS,
@@ -22,7 +23,6 @@ from visinstruct.dataset.download import (
     download,
     download_all,
     extract_annotations,
-    rich_progress,
 )
 from tests.fakes.fileserver import FileServer
 
