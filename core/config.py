@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS
 
 BACKENDS = ("sagemaker", "bedrock", "openai", "local", "scripted")
 SAGEMAKER_SCHEMAS = ("tgi", "lmi", "messages")
+# How an OpenAI-compatible request asks for JSON; "auto" finds the form each server takes,
+# "response_format" is the older name of "json_schema".
+OPENAI_JSON_MODES = ("auto", "json_schema", "json_object", "guided_json", "none",
+                     "response_format")
 
 
 @dataclass(frozen=True)
@@ -96,7 +102,7 @@ class ModelConfig:
     base_urls: tuple[str, ...] = ()
     api_key_env: str = "OPENAI_API_KEY"
     model: str = ""
-    json_mode: str = "response_format"
+    json_mode: str = "auto"
     gguf: str = ""
     n_ctx: int = 4096
     n_threads: int = 0
@@ -391,6 +397,57 @@ def validate(config: Config) -> None:
                 f"{origin}: [models.{model.name}].backend {model.backend!r} is not one of "
                 f"{', '.join(BACKENDS)}"
             )
+    check_ranges(config)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Allowed values of a numeric key: low..high, with `above` meaning strictly above low."""
+
+    low: float | None = 0
+    high: float | None = None
+    above: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{'above' if self.above else 'at least'} {self.low:g}"
+        high = "" if self.high is None else f"at most {self.high:g}"
+        return " and ".join(part for part in (low, high) if part) or "any number"
+
+
+# A numeric key not named here must be 0 or more (counts, sizes, prices, seeds, seconds).
+_RANGES: dict[str, _Range] = {
+    "max_tokens": _Range(1),
+    "temperature": _Range(0, 2),
+    "top_p": _Range(0, 1, above=True),
+    "threshold": _Range(1, 10),
+    "max_in_flight": _Range(1),
+    "attempts": _Range(1),
+    "n_ctx": _Range(1),
+    "contexts": _Range(1),
+    "instances": _Range(1),
+    "read_timeout": _Range(0, above=True),
+    "probe_seconds": _Range(0, above=True),
+}
+
+
+def check_ranges(config: Config) -> None:
+    """Refuse any numeric key outside its range, naming the key and the allowed range."""
+    tables: list[tuple[str, Any]] = [(f"[{name}]", getattr(config, name)) for name in _SECTIONS]
+    tables += [(f"[models.{name}]", model) for name, model in config.models.items()]
+    for where, table in tables:
+        for key in table.__dataclass_fields__:
+            value = getattr(table, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            allowed = _RANGES.get(key, _Range())
+            if not math.isfinite(value) or not allowed.allows(value):
+                raise ConfigError(
+                    f"{config.origin}: {where}.{key} must be {allowed}, got {value!r}")
 
 
 def _validate_model(model: ModelConfig, origin: str) -> None:
@@ -414,8 +471,18 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
     elif model.backend == "openai":
         if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
             raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
+        for url in (model.base_url, *model.base_urls):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+                # The URL itself is not echoed: it may carry a password.
+                raise ConfigError(f"{where}.base_url must be an http:// or https:// URL with a "
+                                  f"host (its scheme is {parts.scheme!r}); write it "
+                                  "like http://host:8000/v1")
         if not model.model:
             raise ConfigError(f"{where} needs model = the served model's name for backend openai")
+        if model.json_mode not in OPENAI_JSON_MODES:
+            raise ConfigError(f"{where}.json_mode must be one of "
+                              f"{', '.join(OPENAI_JSON_MODES)}, got {model.json_mode!r}")
     elif model.backend == "local" and model.gguf:
         check_gguf(Path(model.gguf), where)
     elif model.backend == "scripted" and model.script and not Path(model.script).is_file():

@@ -95,6 +95,10 @@ class RunControl:
         if self.active:
             app.notify("A run is already going.", severity="warning")
             return
+        if app.store.readonly:
+            app.notify(f"{app.ctx.db_path} is read-only: it can be browsed but not run.",
+                       severity="error")
+            return
         self.stop_following()
         self._generation += 1
         self._cancel.clear()

@@ -14,7 +14,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     """Write report.md, report.html, figures.json and the plots into --out."""
     from visinstruct.core.analysis.figures import analyze
     from visinstruct.core.analysis.report import write_report
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
     config = config_from_args(args)
     db = Path(config.db)
@@ -24,15 +24,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
                          "or pass --db")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pass a folder to --out")
-    store = Store(db)
-    try:
+    with opened_store(db) as store:
         if not store.scalar("SELECT COUNT(*) FROM images"):
             raise InputError(f"{db}: the store holds no images; run `visinstruct prepare` "
                              "or `run` first")
         threshold = threshold_for(args, store, config)
         figures = analyze(store, threshold)
-    finally:
-        store.close()
     paths = write_report(figures, out)
     ours = figures.datasets["ours"]["all"]
     baseline = figures.datasets["baseline"]["all"]

@@ -68,7 +68,7 @@ def table(report: EvaluationReport) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run (or resume) an evaluation and print its figures; exit 3 if stopped, 1 on failed calls."""
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
     config = config_from_args(args)
     if args.sample is not None and args.sample < 0:
@@ -76,17 +76,22 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if not Path(config.db).is_file():
         raise InputError(f"{config.db}: no such store; run `visinstruct prepare` and "
                          "`visinstruct run` first, or pass --db")
+    from visinstruct.core.models.credentials import check_aws_access
+
+    models = [config.evaluation.model] + ([config.generation.model]
+                                          if args.mode == "answers" else [])
+    check_aws_access(config, models, hint="; or use an offline evaluator: "
+                                          "--set evaluation.model=tiny")
     cancel = threading.Event()
     talk = _Talk()
-    store = Store(config.db)
     try:
-        threshold = threshold_for(args, store, config)
-        config = replace(config, judge=replace(config.judge, threshold=threshold))
-        with stop_on_signals(cancel, "no new comparisons", _say):
+        with opened_store(config.db, for_writing=True) as store, \
+                stop_on_signals(cancel, "no new comparisons", _say):
+            threshold = threshold_for(args, store, config)
+            config = replace(config, judge=replace(config.judge, threshold=threshold))
             report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
                               seed=args.seed)
     finally:
-        store.close()
         talk._end_line()
     if args.json:
         print(json.dumps(report.to_dict()))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import threading
 from pathlib import Path
@@ -56,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="write the kept data (llava, jsonl or hf)")
     _common(export)
     export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava")
-    export.add_argument("--out", type=Path, required=True, help="output file (directory for hf)")
+    export.add_argument("--out", type=Path, required=True,
+                        help="output file (directory for hf; - for stdout)")
     export.add_argument("--threshold", type=float,
                         help="keep pairs scoring at least this (default: the run's threshold)")
 
@@ -105,10 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _open_store(path: Path) -> Any:
-    from visinstruct.core.store.database import Store
+def _open_store(path: Path, *, for_writing: bool = False) -> Any:
+    """The store as a context manager: SQLite trouble becomes one line naming the file."""
+    from visinstruct.core.cli.stores import opened_store
 
-    return Store(path)
+    return opened_store(path, for_writing=for_writing)
 
 
 def _say(message: str) -> None:
@@ -119,6 +122,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
     config = config_from_args(args, {"source.limit": args.limit})
+    from visinstruct.core.models.credentials import check_aws_access
+
+    # Before the app or the store: a run without credentials would only fail every call.
+    check_aws_access(config, (config.generation.model, config.judge.model),
+                     hint="; or run a local model: --set generation.model=tiny "
+                          "--set judge.model=tiny")
     if not args.headless:
         return cmd_tui(args)
     cancel = threading.Event()
@@ -133,12 +142,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
-    store = _open_store(config.db)
-    try:
+    with _open_store(config.db, for_writing=True) as store:
         with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
-    finally:
-        store.close()
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
@@ -178,14 +184,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         path = getattr(source, key)
         if path is not None and not Path(path).is_file():
             raise InputError(f"{path}: file not found (--{key.replace('_', '-')})")
-    store = _open_store(config.db)
-    try:
+    with _open_store(config.db, for_writing=True) as store:
         summary = index_sources(store, source)
         from visinstruct.core.store.queries import status_counts
 
         counts = status_counts(store, config.judge.threshold)
-    finally:
-        store.close()
     result = {"added": summary.__dict__, "store": {k: counts[k] for k in (
         "images", "captions", "boxes", "images_with_boxes", "baseline_conversations",
         "baseline_images")}, "db": str(config.db)}
@@ -213,24 +216,25 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from visinstruct.core.export.writers import ExportItem, export
+    from visinstruct.core.export.writers import STDOUT, ExportItem, export, writable_target
 
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
-    store = _open_store(db)
-    try:
+    to_stdout = str(args.out) == STDOUT
+    if not to_stdout:
+        writable_target(args.out)  # a FIFO or device is refused before any work
+    with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
 
         threshold = threshold_for(args, store)
         items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model})
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
-    finally:
-        store.close()
     _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
-         f"{threshold:g}) to {summary.path}")
-    print(summary.path)
+         f"{threshold:g}) to {'stdout' if to_stdout else summary.path}")
+    if not to_stdout:
+        print(summary.path)
     return ExitCode.OK
 
 
@@ -240,11 +244,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first")
-    store = _open_store(db)
-    try:
+    with _open_store(db) as store:
         report = status_report(store, threshold_for(args, store))
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(report))
     else:
@@ -302,7 +303,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("visinstruct: interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except sqlite3.DatabaseError as exc:  # met outside a command's own store handling
+        from visinstruct.core.store.opening import translate
+
+        error = translate(Path(getattr(args, "db", None) or "the store"), exc)
+        _say(f"visinstruct: {error.title.lower()}: {error}")
+        return int(error.exit_code)
 
 
 if __name__ == "__main__":

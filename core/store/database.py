@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import threading
 import time
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from visinstruct.core.errors import StoreError
-from visinstruct.core.store.migrate import migrate
+from visinstruct.core.store import opening
+from visinstruct.core.store.migrate import latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -38,23 +40,6 @@ class RowRef:
 sqlite3.register_adapter(RowRef, lambda ref: ref.id)
 
 
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    conn.execute("PRAGMA journal_mode = WAL")
-
-
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False,
-                               isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-    conn.execute("PRAGMA busy_timeout = 60000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not readonly:
-        conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 @dataclass
 class _Op:
     fn: WriteFn
@@ -63,11 +48,24 @@ class _Op:
 
 
 class Store:
-    """One SQLite file; writes go through `write()` to a single writer thread."""
+    """One SQLite file; writes go through `write()` to a single writer thread.
 
-    def __init__(self, path: Path | str, *, batch_size: int = 500) -> None:
+    A store that cannot be written (file or folder) opens read-only: reads work and every
+    write raises StoreError; `for_writing=True` refuses such a store at once instead.
+    """
+
+    def __init__(self, path: Path | str, *, batch_size: int = 500,
+                 readonly: bool | None = None, for_writing: bool = False) -> None:
         self.path = Path(path)
         self._batch_size = batch_size
+        self.created = not self.path.exists()  # made by this open (so removable on exit 2)
+        reason = opening.unwritable_reason(self.path)
+        if readonly is None:
+            readonly = reason is not None and not self.created
+        if for_writing and (readonly or reason is not None):
+            raise StoreError(f"{self.path}: the store is read-only "
+                             f"({reason or 'opened read-only'}); nothing was done")
+        self.readonly = readonly
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -76,6 +74,11 @@ class Store:
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
+        if readonly:
+            self._write_conn: sqlite3.Connection | None = None
+            self._writer: threading.Thread | None = None
+            self._check_readable()
+            return
         self._write_conn = self._open_and_migrate()
         self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
                                         daemon=True)
@@ -85,28 +88,51 @@ class Store:
     def _open_and_migrate(self) -> sqlite3.Connection:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"{self.path}: is a directory, not a store file; pass a file path to --db")
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as handle:
-                if handle.read(16) != b"SQLite format 3\x00":
-                    raise StoreError(f"{self.path}: not a SQLite file, so not a visinstruct store")
+        if self.path.exists():
+            opening.check_header(self.path)
         parent = self.path.parent
         if not parent.exists():
             try:
                 parent.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
-        conn = _connect(self.path)
+        conn = opening.connect(self.path)
         try:
-            # WAL only once the file is known to be ours (migrate() checks that first and
-            # refuses other files before writing): the pragma rewrites the file header.
+            # WAL only once the file is known to be ours (migrate() checks that before any
+            # write): the pragma rewrites the file header.
             migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
+            self._check_tables(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
+            raise opening.translate(self.path, exc) from exc
         except StoreError:
             conn.close()
             raise
         return conn
+
+    def _check_readable(self) -> None:
+        """Open a read-only store's first reader and check it is a whole store of this version."""
+        opening.check_header(self.path)
+        try:
+            conn = self.reader()
+            latest = latest_version(MIGRATIONS)
+            version, applied = schema_version(conn, self.path, latest)
+            if {number for number, _title, _body in MIGRATIONS} - applied:
+                raise StoreError(
+                    f"{self.path}: the store is read-only and needs an upgrade (schema {version}, "
+                    f"this version uses {latest}); open it once where it is writable")
+            self._check_tables(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise opening.translate(self.path, exc) from exc
+        except StoreError:
+            self.close()
+            raise
+
+    def _check_tables(self, conn: sqlite3.Connection) -> None:
+        missing = opening.missing_tables(conn, _fresh_tables())
+        if missing:
+            raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
@@ -121,6 +147,8 @@ class Store:
         self._put(_Op(fn, None, on_commit))
 
     def _put(self, op: "_Op") -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: the store is read-only; this needs a writable store")
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
         with self._pending_changed:
@@ -137,10 +165,12 @@ class Store:
 
     def flush(self) -> None:
         """Wait until every write queued so far has committed."""
-        self.write(lambda conn: None).result()
+        if not self.readonly:
+            self.write(lambda conn: None).result()
 
     def _writer_loop(self) -> None:
         conn = self._write_conn
+        assert conn is not None  # the writer runs only for stores opened for writing
         while True:
             # Take everything queued in one go: one lock round per batch, not per write.
             with self._pending_changed:
@@ -215,7 +245,7 @@ class Store:
         """This thread's own read connection."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=True)
+            conn = opening.connect(self.path, readonly=self.readonly)
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
             with self._readers_lock:
@@ -254,11 +284,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        with self._pending_changed:
-            self._pending.append(_STOP)
-            self._pending_changed.notify_all()
-        self._writer.join()
-        self._write_conn.close()
+        if self._writer is not None and self._write_conn is not None:
+            with self._pending_changed:
+                self._pending.append(_STOP)
+                self._pending_changed.notify_all()
+            self._writer.join()
+            self._write_conn.close()
         mine = getattr(self._local, "conn", None)
         with self._readers_lock:
             for conn in self._readers:
@@ -290,6 +321,22 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
+@functools.cache
+def _fresh_tables() -> frozenset[str]:
+    """The tables and views a store made by this version holds (a dropped one is damage)."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn, Path(":memory:"), MIGRATIONS)
+        return frozenset(row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"))
+    finally:
+        conn.close()
 
 
 def now() -> float:

@@ -72,6 +72,11 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
     db = _sqlite_utils().Database(conn, recursive_triggers=False, execute_plugins=False)
     for number, title, body in pending:
         conn.execute("BEGIN IMMEDIATE")
+        # Another process may have migrated while this one waited for the write lock.
+        applied |= _applied_now(conn)
+        if number in applied:
+            conn.execute("ROLLBACK")
+            continue
         try:
             if not applied:
                 conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
@@ -87,7 +92,7 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
                 raise StoreError(f"{path}: migration {number} ({title}) committed its own "
                                  "transaction; write it with db.execute(), not executescript()")
             applied.add(number)
-            version = max(version, number)
+            version = max(version, *applied)
             conn.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", (
                 ("schema_version", str(version)),
                 ("applied_migrations", ",".join(str(n) for n in sorted(applied)))))
@@ -96,6 +101,22 @@ def migrate(conn: sqlite3.Connection, path: Path, migrations: Sequence[Migration
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+
+def _applied_now(conn: sqlite3.Connection) -> set[int]:
+    """The migration numbers committed so far, read inside the migration's transaction."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'"
+                        ).fetchone():
+        return set()
+    meta = dict(conn.execute("SELECT key, value FROM meta WHERE key IN "
+                             "('schema_version', 'applied_migrations')"))
+    listed = meta.get("applied_migrations")
+    try:
+        if listed is not None:
+            return {int(n) for n in listed.split(",") if n}
+        return set(range(1, int(meta.get("schema_version", "0")) + 1))
+    except ValueError:
+        return set()
 
 
 def _sqlite_utils() -> Any:

@@ -22,9 +22,17 @@ from visinstruct.core.models.backends.replies import (
     parse_chat_completion,
     read_json,
 )
+from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.json_modes import (
+    ModeLadder,
+    concrete,
+    json_fields,
+    names_json_field,
+    rejects_request,
+    validation_detail,
+)
 
-JSON_MODES = ("response_format", "guided_json", "none")
 _ERROR_TEXT_LIMIT = 300
 # A keep-alive socket the server already closed fails like this before any reply arrives.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -72,13 +80,7 @@ def chat_body(
     if request.seed is not None:
         body["seed"] = request.seed
     if request.json_schema is not None:
-        if json_mode == "response_format":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.json_schema},
-            }
-        elif json_mode == "guided_json":
-            body["guided_json"] = request.json_schema
+        body.update(json_fields(concrete(json_mode), request.json_schema))
     return body
 
 
@@ -112,7 +114,7 @@ class OpenAIBackend:
         max_in_flight: int = 16,
         read_timeout: float = 120.0,
         connect_timeout: float = 5.0,
-        json_mode: str = "response_format",
+        json_mode: str = "auto",
         fold_system_role: bool = False,
     ) -> None:
         urls = list(base_urls or ())
@@ -138,6 +140,7 @@ class OpenAIBackend:
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.json_mode = json_mode
+        self._json_forms = ModeLadder(json_mode)
         self.fold_system_role = fold_system_role
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
         self._local = threading.local()
@@ -149,15 +152,26 @@ class OpenAIBackend:
     ) -> CompletionResponse:
         """POST one chat completion to `endpoint` (default: the first base URL)."""
         base = (endpoint or self.endpoints[0]).rstrip("/")
-        body = json.dumps(
-            chat_body(
-                self.model, request, json_mode=self.json_mode,
-                fold_system_role=self.fold_system_role,
-            )
-        ).encode("utf-8")
-        status, raw = self._post(base, "/chat/completions", body)
-        if status != 200:
-            raise self._status_error(base, status, raw)
+        while True:
+            form = self._json_forms.current(base)
+            body = json.dumps(
+                chat_body(self.model, request, json_mode=form,
+                          fold_system_role=self.fold_system_role)
+            ).encode("utf-8")
+            status, raw = self._post(base, "/chat/completions", body)
+            if status == 200:
+                break
+            error = self._status_error(base, status, raw)
+            # A server that refuses this way of asking for JSON gets the next one down; a
+            # refused request is never processed, so asking again costs nothing.
+            refused_form = (request.json_schema is not None
+                            and error.kind == BackendError.PERMANENT
+                            and names_json_field(error.message))
+            if not (refused_form and self._json_forms.step_down(base, form)):
+                if refused_form and not self._json_forms.auto:
+                    error.message += '; json_mode = "auto" finds the form this server takes'
+                    error.args = (error.message,)
+                raise error
         try:
             reply = parse_chat_completion(read_json(raw))
         except BackendError as error:
@@ -169,6 +183,7 @@ class OpenAIBackend:
             tokens_out=reply.tokens_out,
             endpoint=base,
             raw=raw.decode("utf-8", errors="replace"),
+            extra={"json_mode": form} if request.json_schema is not None else {},
         )
 
     def _headers(self, length: int) -> dict[str, str]:
@@ -276,7 +291,10 @@ class OpenAIBackend:
             document = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
             document = None
-        if isinstance(document, dict):
+        fields = validation_detail(document)
+        if fields is not None:
+            detail = fields
+        elif isinstance(document, dict):
             inner = document.get("error")
             if isinstance(inner, dict):
                 detail = str(inner.get("message") or detail)
@@ -285,10 +303,15 @@ class OpenAIBackend:
             elif document.get("message") or document.get("detail"):
                 detail = str(document.get("message") or document.get("detail"))
         detail = self._scrub(detail.strip())[:_ERROR_TEXT_LIMIT] or "no message"
+        kind, error_class = status_kind(status), status_class(status)
+        # A refusal of the request's own fields is permanent whatever the status says:
+        # some servers answer a validation error with 500, and resending it never helps.
+        if status not in (408, 429) and (fields is not None or rejects_request(detail)):
+            kind, error_class = BackendError.PERMANENT, "InvalidRequest"
         return BackendError(
             f"OpenAI-compatible server {base}: HTTP {status}: {detail}",
-            kind=status_kind(status),
-            error_class=status_class(status),
+            kind=kind,
+            error_class=error_class,
             status=status,
         )
 
