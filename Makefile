@@ -39,6 +39,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/diversity.py
 	$(PY) benchmarks/search.py
 
 clean:

@@ -14,12 +14,15 @@ from urllib.parse import urlsplit
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS
 
-BACKENDS = ("sagemaker", "bedrock", "openai", "local", "scripted")
+BACKENDS = ("sagemaker", "bedrock", "bedrock-batch", "openai", "local", "scripted")
 SAGEMAKER_SCHEMAS = ("tgi", "lmi", "messages")
+BATCH_FAMILIES = ("anthropic", "mistral", "meta")  # model providers whose batch bodies we write
 # How an OpenAI-compatible request asks for JSON; "auto" finds the form each server takes,
 # "response_format" is the older name of "json_schema".
 OPENAI_JSON_MODES = ("auto", "json_schema", "json_object", "guided_json", "none",
                      "response_format")
+JUDGE_COMBINE = ("mean", "min")
+UNGROUNDED_ACTIONS = ("flag", "drop", "off")
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,19 @@ class JudgeConfig:
     threshold: float = 7
     max_tokens: int = 256
     temperature: float = 0.2
+    models: tuple[str, ...] = ()   # a panel: every pair scored by each, then combined
+    combine: str = "mean"          # mean | min: how a panel's scores become one
+
+    @property
+    def panel(self) -> tuple[str, ...]:
+        """The judge models: `models` when set, else `model` alone."""
+        return self.models or (self.model,)
+
+    @property
+    def identity(self) -> str:
+        """The model name judgements are stored under: the one judge's, or the panel's."""
+        panel = self.panel
+        return panel[0] if len(panel) == 1 else f"panel:{self.combine}:{'+'.join(panel)}"
 
 
 @dataclass(frozen=True)
@@ -63,6 +79,22 @@ class EvaluationConfig:
     seed: int = 0
     max_tokens: int = 512
     temperature: float = 0.2
+
+
+@dataclass(frozen=True)
+class GatesConfig:
+    """The quality gates (core/text/gates.py): each rule on or off, with its threshold."""
+
+    cut_off: bool = True
+    prompt_copy: bool = True
+    prompt_copy_words: int = 8          # this many prompt words in a row make a copy
+    same_as_question: bool = True
+    placeholder: bool = True
+    refusal: bool = True
+    duplicate: bool = True
+    duplicate_similarity: float = 0.8   # word-shingle Jaccard to an earlier pair of the image
+    template_images: int = 5            # a pair word for word on this many images is flagged
+    ungrounded_object: str = "flag"     # flag | drop | off
 
 
 @dataclass(frozen=True)
@@ -116,6 +148,14 @@ class ModelConfig:
     price_per_instance_hour: float = 0.0
     price_in_per_million: float = 0.0
     price_out_per_million: float = 0.0
+    # bedrock-batch: where records and outputs go, the role Bedrock uses, and job sizes.
+    s3_uri: str = ""
+    role_arn: str = ""
+    min_records: int = 100
+    max_records_per_job: int = 50_000
+    poll_seconds: float = 60.0
+    timeout_hours: int = 24
+    on_demand_remainder: bool = True
 
 
 @dataclass(frozen=True)
@@ -128,6 +168,7 @@ class Config:
     judge: JudgeConfig = field(default_factory=JudgeConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     budget: BudgetConfig = field(default_factory=BudgetConfig)
+    gates: GatesConfig = field(default_factory=GatesConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     models: Mapping[str, ModelConfig] = field(default_factory=dict)
     origin: str = "<embedded defaults>"
@@ -143,6 +184,7 @@ _SECTIONS: dict[str, type] = {
     "judge": JudgeConfig,
     "evaluation": EvaluationConfig,
     "budget": BudgetConfig,
+    "gates": GatesConfig,
     "download": DownloadConfig,
 }
 _TOP_KEYS = ("db", "models", *_SECTIONS)
@@ -381,6 +423,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{origin}: [evaluation].temperature must be above 0 and at most 2")
     if config.budget.max_usd < 0:
         raise ConfigError(f"{origin}: [budget].max_usd must be 0 (no limit) or more")
+    _validate_judge(config)
+    _validate_gates(config.gates, origin)
     for stage in ("generation", "judge", "evaluation"):
         name = getattr(config, stage).model
         if name not in config.models:
@@ -391,6 +435,8 @@ def validate(config: Config) -> None:
     # The evaluation model too: `evaluate` should not find a broken model after the run's work.
     for stage in ("generation", "judge", "evaluation"):
         _validate_model(config.models[getattr(config, stage).model], origin)
+    for name in config.judge.models:
+        _validate_model(config.models[name], origin)
     for model in config.models.values():
         if model.backend not in BACKENDS:
             raise ConfigError(
@@ -450,6 +496,42 @@ def check_ranges(config: Config) -> None:
                     f"{config.origin}: {where}.{key} must be {allowed}, got {value!r}")
 
 
+def _validate_judge(config: Config) -> None:
+    origin, judge = config.origin, config.judge
+    missing = [name for name in judge.models if name not in config.models]
+    if missing:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, missing))} but no such "
+            f"[models.NAME] is defined (defined: {', '.join(sorted(config.models))})")
+    if len(set(judge.models)) != len(judge.models):
+        raise ConfigError(f"{origin}: [judge].models names a model twice; list each judge once")
+    batch = [name for name in judge.models
+             if config.models[name].backend == "bedrock-batch"]
+    if batch:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, batch))}, a bedrock-batch "
+            "model; a judge panel runs online: use one batch judge ([judge].model) or "
+            "online panel members")
+    if judge.combine not in JUDGE_COMBINE:
+        raise ConfigError(f"{origin}: [judge].combine must be one of {', '.join(JUDGE_COMBINE)}, "
+                          f"got {judge.combine!r}")
+
+
+def _validate_gates(gates: GatesConfig, origin: str) -> None:
+    if gates.prompt_copy_words < 3:
+        raise ConfigError(f"{origin}: [gates].prompt_copy_words must be 3 or more (default 8); "
+                          "fewer words in a row are common phrases, not copies")
+    if not 0 < gates.duplicate_similarity <= 1:
+        raise ConfigError(f"{origin}: [gates].duplicate_similarity must be above 0 and at most 1 "
+                          "(default 0.8)")
+    if gates.template_images < 0 or gates.template_images == 1:
+        raise ConfigError(f"{origin}: [gates].template_images must be 0 (off) or 2 or more "
+                          "(default 5)")
+    if gates.ungrounded_object not in UNGROUNDED_ACTIONS:
+        raise ConfigError(f"{origin}: [gates].ungrounded_object must be one of "
+                          f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, got {gates.ungrounded_object!r}")
+
+
 def _validate_model(model: ModelConfig, origin: str) -> None:
     where = f"{origin}: [models.{model.name}]"
     if model.backend not in BACKENDS:
@@ -468,6 +550,8 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
             raise ConfigError(f"{where} needs model_id for backend bedrock")
         if model.api not in ("invoke", "converse"):
             raise ConfigError(f"{where}.api must be invoke or converse")
+    elif model.backend == "bedrock-batch":
+        _validate_batch_model(model, where)
     elif model.backend == "openai":
         if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
             raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
@@ -487,6 +571,37 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
         check_gguf(Path(model.gguf), where)
     elif model.backend == "scripted" and model.script and not Path(model.script).is_file():
         raise ConfigError(f"{where}.script file not found: {model.script}")
+
+
+def _validate_batch_model(model: ModelConfig, where: str) -> None:
+    """The keys a Bedrock batch job needs, checked before any record is written."""
+    if not batch_family(model.model_id):
+        raise ConfigError(f"{where}.model_id must name an {', '.join(BATCH_FAMILIES)} model "
+                          f"for backend bedrock-batch, got {model.model_id!r}")
+    bucket = model.s3_uri[5:].split("/", 1)[0] if model.s3_uri.startswith("s3://") else ""
+    if not bucket:
+        raise ConfigError(f"{where}.s3_uri must be s3://bucket/prefix/ (where records and "
+                          f"outputs go), got {model.s3_uri!r}")
+    if not (model.role_arn.startswith("arn:aws") and ":role/" in model.role_arn):
+        raise ConfigError(f"{where}.role_arn must be the ARN of the IAM role Bedrock uses "
+                          f"(arn:aws:iam::ACCOUNT:role/NAME), got {model.role_arn!r}")
+    if model.min_records < 1:
+        raise ConfigError(f"{where}.min_records must be at least 1")
+    if model.max_records_per_job < model.min_records:
+        raise ConfigError(f"{where}.max_records_per_job must be at least min_records "
+                          f"({model.min_records})")
+    if model.poll_seconds <= 0:
+        raise ConfigError(f"{where}.poll_seconds must be more than 0")
+    if not 24 <= model.timeout_hours <= 168:
+        raise ConfigError(f"{where}.timeout_hours must be between 24 and 168 (Bedrock's limits)")
+
+
+def batch_family(model_id: str) -> str:
+    """The provider of a Bedrock model id ("us.anthropic.claude-..." -> "anthropic"), or ""."""
+    parts = model_id.split(".")
+    # Cross-region inference profiles put a geography first.
+    provider = parts[1] if len(parts) > 2 and parts[0] in ("us", "eu", "apac", "global") else parts[0]
+    return provider if provider in BATCH_FAMILIES else ""
 
 
 def check_gguf(path: Path, where: str) -> None:

@@ -150,6 +150,7 @@ class RunFinished(Event):
     failed_calls: int
     elapsed_s: float
     cost_usd: float
+    dropped_pairs: int = 0   # stopped by the quality gates, never judged
 
 
 Emit = Callable[[Event], None]
@@ -203,3 +204,39 @@ class EvaluationFinished(Event):
     failed_calls: int
     missing_images: int
     relative_score: float | None
+
+
+@dataclass(frozen=True)
+class BatchJobUpdated(Event):
+    """A Bedrock batch job was submitted, changed status, or had its output read."""
+
+    arn: str
+    job_id: str
+    stage: str
+    model: str
+    records: int
+    status: str          # Bedrock's: Submitted, InProgress, Completed, Failed, Stopped, ...
+    submitted_at: float
+    message: str = ""
+    ok_records: int = 0
+    error_records: int = 0
+
+
+@dataclass(frozen=True)
+class BatchRecordsWaiting(Event):
+    """Fewer records than a batch job's minimum are pending and may not go on demand."""
+
+    stage: str
+    model: str
+    records: int
+    min_records: int
+
+
+@dataclass(frozen=True)
+class BatchNotice(Event):
+    """Something about a batch stage the user must know: a job that could not be submitted,
+    or one that ended without all its records."""
+
+    stage: str
+    model: str
+    message: str

@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from visinstruct.core.events import (
+    BatchJobUpdated,
     CallFinished,
     CallStarted,
     CostUpdated,
@@ -115,6 +116,7 @@ class RunState:
         self.errors: deque[CallError] = deque(maxlen=MAX_ERRORS)
         self.samples: deque[JudgedSample] = deque(maxlen=MAX_SAMPLES)
         self.instances: dict[str, int] = {}  # instances behind each endpoint, per model
+        self.batch_jobs: dict[str, BatchJobUpdated] = {}  # Bedrock batch jobs by ARN
         self.events_absorbed = 0
         self._progress_marks: deque[tuple[float, int]] = deque()
         self._token_marks: dict[tuple[str, str], deque[tuple[float, int]]] = {}
@@ -235,6 +237,8 @@ class RunState:
                 self._pairs_judged(event)
             elif isinstance(event, EndpointHealth):
                 self._endpoint_health(event, now)
+            elif isinstance(event, BatchJobUpdated):
+                self.batch_jobs[event.arn] = event
             elif isinstance(event, CostUpdated):
                 self.cost_usd = event.cost_usd
                 self.projected_cost_usd = event.projected_cost_usd
@@ -365,6 +369,8 @@ class RunState:
             self.lanes = {call.call_id: call for call in snapshot.in_flight}
             self.errors = deque(snapshot.errors, maxlen=MAX_ERRORS)
             self.samples = deque(snapshot.samples, maxlen=MAX_SAMPLES)
+        if snapshot.batch_jobs:
+            self.batch_jobs = {job.arn: job for job in snapshot.batch_jobs}
         self.threshold = snapshot.threshold
         self.apply_scores(snapshot.scores, full=snapshot.full_scores, changed=False)
         if snapshot.cost is not None:

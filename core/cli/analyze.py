@@ -35,6 +35,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     baseline = figures.datasets["baseline"]["all"]
     print(f"analyzed {ours.pairs:,} kept pairs and {baseline.pairs:,} baseline pairs on "
           f"{figures.images:,} images (threshold {threshold:g}); report in {out}", file=sys.stderr)
+    agreement = figures.judge_agreement
+    if agreement is not None and agreement.n and agreement.kappa is not None:
+        interval = ("" if agreement.kappa_ci is None
+                    else f" [{agreement.kappa_ci[0]:.2f}, {agreement.kappa_ci[1]:.2f}]")
+        print(f"judge vs human: kappa {agreement.kappa:.2f}{interval} on {agreement.n:,} blind "
+              "review decisions", file=sys.stderr)
     for path in paths:
         print(path)
     return int(ExitCode.OK)

@@ -13,6 +13,9 @@ from collections import Counter
 from typing import Any
 
 from visinstruct.core.events import (
+    BatchJobUpdated,
+    BatchNotice,
+    BatchRecordsWaiting,
     CallFinished,
     CostUpdated,
     EndpointHealth,
@@ -60,6 +63,9 @@ class RichProgress:
         self.errors: Counter[str] = Counter()
         self.endpoints: dict[str, EndpointHealth] = {}
         self.cost: CostUpdated | None = None
+        self.batch_jobs: dict[str, BatchJobUpdated] = {}
+        self.waiting: dict[str, BatchRecordsWaiting] = {}
+        self.notices: list[BatchNotice] = []
         self.started = time.monotonic()
         self._live: Any = None
 
@@ -82,6 +88,15 @@ class RichProgress:
                 self.endpoints[f"{event.model}/{event.endpoint}"] = event
             elif isinstance(event, CostUpdated):
                 self.cost = event
+            elif isinstance(event, BatchJobUpdated):
+                self.batch_jobs[event.arn] = event
+            elif isinstance(event, BatchRecordsWaiting):
+                self.waiting[event.stage] = event
+            elif isinstance(event, BatchNotice):
+                self.notices.append(event)
+        if isinstance(event, BatchNotice):
+            # Printed above the live display, outside the lock its refresh takes.
+            self.console.print(f"{event.stage} ({event.model}): {event.message}")
 
     def render(self) -> Any:
         from rich.progress_bar import ProgressBar
@@ -106,6 +121,11 @@ class RichProgress:
             for name, health in sorted(self.endpoints.items()):
                 grid.add_row(name, f"{health.in_flight}/{health.limit} in flight, {health.done:,} done",
                              f"{health.health}, {health.throttles} throttles, p50 {health.p50_ms:,.0f} ms")
+            for row in batch_rows(self.batch_jobs.values(), time.time()):
+                grid.add_row(*row)
+            for wait in self.waiting.values():
+                grid.add_row(f"{wait.stage} waiting", f"{wait.records:,} records < min_records "
+                             f"{wait.min_records:,}", "on_demand_remainder = false")
             return grid
 
     def __enter__(self) -> "RichProgress":
@@ -126,7 +146,25 @@ class RichProgress:
         """The closing lines after a run."""
         self.console.print(
             f"run {event.run_id} {event.status}: {event.done_units:,}/{event.total_units:,} units, "
-            f"{event.failed_units:,} failed; {event.pairs:,} pairs, {event.kept_pairs:,} kept, "
+            f"{event.failed_units:,} failed; {event.pairs:,} pairs, "
+            f"{event.dropped_pairs:,} stopped by the gates, {event.kept_pairs:,} kept, "
             f"{event.parse_failures:,} parse failures; {event.calls:,} calls "
             f"({event.failed_calls:,} failed) in {event.elapsed_s:,.1f}s; "
             f"cost ${event.cost_usd:,.4f}")
+
+
+def batch_rows(jobs: Any, now: float) -> list[tuple[str, str, str]]:
+    """One row per batch job: model and records, status and age; no ETA until it ends."""
+    rows = []
+    for job in jobs:
+        age = max(0.0, now - job.submitted_at)
+        clock = f"{int(age // 3600)}h{int(age % 3600 // 60):02d}m" if age >= 3600 else \
+            f"{int(age // 60)}m{int(age % 60):02d}s"
+        done = job.ok_records + job.error_records
+        outcome = f", {job.ok_records:,} ok, {job.error_records:,} errors" if done else ""
+        eta = "" if job.status in ("Completed", "PartiallyCompleted", "Failed", "Stopped",
+                                   "Expired") else ", ETA unknown"
+        rows.append((f"batch {job.stage} {job.job_id}",
+                     f"{job.model}: {job.records:,} records{outcome}",
+                     f"{job.status}, {clock} old{eta}"))
+    return rows

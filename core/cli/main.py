@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--wait-minutes", type=float, default=60.0,
                         help="give up waiting after this long (the endpoint keeps being created)")
 
+    batch = sub.add_parser("batch", help="this store's Bedrock batch jobs")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    stop = batch_commands.add_parser("stop", help="stop this store's open Bedrock batch jobs")
+    _common(stop)
+
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
     teardown.add_argument("--name", required=True)
     teardown.add_argument("--region", default="us-east-1")
@@ -142,12 +147,24 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
+    from visinstruct.core.pipeline.panel import self_preference_warning
+
+    warning = self_preference_warning(config)
+    if warning:
+        _say(warning)
+    left = ""
     with _open_store(config.db, for_writing=True) as store:
         with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
+        if summary.status != "finished":
+            from visinstruct.core.cli.batch import left_running
+
+            left = left_running(store, config.db)
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
+    if left:
+        _say(left)
     if summary.status is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if summary.status is RunState.BUDGET:
@@ -249,9 +266,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
+        jobs = report.pop("batch_jobs", [])
         width = max(len(k) for k in report)
         for key, value in report.items():
+            if isinstance(value, dict) and key.endswith("_by_rule"):
+                value = ", ".join(f"{rule} {n:,}" for rule, n in value.items()) or "none"
             print(f"{key:<{width}}  {value}")
+        for job in jobs:
+            print(f"{'batch job':<{width}}  {job['stage']} {job['model']} {job['records']:,} "
+                  f"records {job['status']} {job['arn']}")
     return ExitCode.OK
 
 
@@ -284,6 +307,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "analyze": _lazy("visinstruct.core.cli.evaluate", "cmd_analyze"),
     "deploy": _lazy("visinstruct.core.cli.deploy", "cmd_deploy"),
     "teardown": _lazy("visinstruct.core.cli.deploy", "cmd_teardown"),
+    "batch": _lazy("visinstruct.core.cli.batch", "cmd_batch"),
 }
 
 

@@ -4,23 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from visinstruct.core.analysis.agreement import stored_judge_agreement
+from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.cost import cost_report, stored_config
-from visinstruct.core.store.queries import status_counts
+from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.database import Store
 
 
 def status_report(store: Store, threshold: float) -> dict[str, Any]:
     """Counts (keys relied on by scripts), cost keys, the last run, and the threshold used."""
     report: dict[str, Any] = dict(status_counts(store, threshold))
+    gates = gate_counts(store)
+    report["dropped_by_rule"] = gates["dropped"]
+    report["flagged_by_rule"] = gates["flagged"]
     cost = cost_report(store, stored_config(store, threshold))
     report["cost_usd"] = cost.cost_usd
     report["cost_per_kept_pair_usd"] = cost.cost_per_kept_pair_usd
     report["projected_cost_usd"] = cost.projected_cost_usd
     report["threshold"] = threshold
+    report["batch_jobs"] = batch_jobs_report(store)
     last = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
     report["last_run"] = None if last is None else {
         "id": last[0], "status": last[1], "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
+    # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
+    # figure is null.
+    report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
     return report

@@ -13,7 +13,12 @@ from visinstruct.core.evaluation.aggregate import Summary, stored_verdict_rows, 
 from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError
-from visinstruct.core.evaluation.verdicts import Pictures, ask_verdict, model_sees_images
+from visinstruct.core.evaluation.verdicts import (
+    Pictures,
+    model_sees_images,
+    record_verdict,
+    verdict_request,
+)
 from visinstruct.core.evaluation.units import (
     NO_CANDIDATES,
     TASK_REQUESTS,
@@ -252,19 +257,34 @@ class _Evaluation:
                                         result.latency_ms, result.attempt))
         return text, gid
 
+    def comparison_request(self, unit: Unit, order: str, request_text: str, ours: str,
+                           theirs: str) -> CompletionRequest:
+        """The evaluator's request with `order`'s answer shown first."""
+        return verdict_request(self.config, self.template, unit.image, request_text, ours,
+                               theirs, order, self.pictures.load(unit.image))
+
     def compare(self, unit: Unit, item: int, order: str, request_text: str, ours: str,
                 theirs: str, gid: int) -> None:
         """Ask the evaluator once, with `order`'s answer shown first; store the verdict."""
         image = unit.image
-        outcome, row = ask_verdict(
-            self.ctx, self.config, self.template, image, unit.task, request_text=request_text,
-            ours=ours, theirs=theirs, order=order, mode=self.mode, item=item,
-            generation_id=gid, picture=self.pictures.load(image),
-            call_item=f"{self.mode}:{item}:{order}")
-        if outcome.result is None or row is None:
+        request = self.comparison_request(unit, order, request_text, ours, theirs)
+        outcome = make_call(self.ctx, stage="evaluate", image_id=image.image_id, task=unit.task,
+                            model=self.model, prompt_version=self.template.version,
+                            request=request, item=f"{self.mode}:{item}:{order}")
+        if outcome.result is None:
             self._failed(outcome)
             return
+        self.record_verdict(unit, item, order, gid, outcome)
+
+    def record_verdict(self, unit: Unit, item: int, order: str, gid: int,
+                       outcome: CallOutcome) -> None:
+        """Store the verdict of a successful evaluator call (online or from a batch job)."""
+        image = unit.image
+        row = record_verdict(self.ctx, self.config, self.template, image, unit.task,
+                             mode=self.mode, item=item, order=order, generation_id=gid,
+                             outcome=outcome)
         result = outcome.result
+        assert result is not None
         with self.lock:
             self.new_calls += 1
             self.done += 1
@@ -312,6 +332,10 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notice(f"the evaluator {evaluator.name!r} does not take pictures; it compares on "
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])
+    if mode == "answers" and config.generation.model in names \
+            and config.model(config.generation.model).backend == "bedrock-batch":
+        notice(f"{config.generation.model!r} is a bedrock-batch model; answers mode sends its "
+               "answer calls on demand (same model id)")
     store.write_sync(lambda c: c.execute(
         "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight' "
         "AND stage IN ('evaluate', 'answer')", (now(),)))
@@ -322,6 +346,10 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         jobs = state.plan(units)
         emit(EvaluationStarted(mode, state.model, len(chosen), len(units), state.total,
                                state.done))
+        if evaluator.backend == "bedrock-batch":
+            from visinstruct.core.evaluation.batch import evaluate_by_batch
+
+            jobs = evaluate_by_batch(state, jobs, evaluator, notice)
         workers = max(1, min(256, max(p.ceiling for p in pools.values()), len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as executor:
             for _ in executor.map(state.run_job, jobs):

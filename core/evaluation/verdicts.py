@@ -66,23 +66,24 @@ class Pictures:
         return data
 
 
-def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
-                task: str, *, request_text: str, ours: str, theirs: str, order: str,
-                mode: str, item: int, generation_id: int | None, picture: bytes | None,
-                call_item: str) -> tuple[CallOutcome, VerdictRow | None]:
-    """Ask once with `order`'s side shown first and store the verdict; None if the call failed."""
+def verdict_request(config: Config, template: PromptTemplate, image: Image, request_text: str,
+                    ours: str, theirs: str, order: str,
+                    picture: bytes | None) -> CompletionRequest:
+    """The evaluator's request with `order`'s side shown first, at `[evaluation] temperature`."""
     first, second = (ours, theirs) if order == "ours" else (theirs, ours)
-    model = config.evaluation.model
-    request = CompletionRequest(
+    return CompletionRequest(
         messages=evaluation_messages(template, image, request_text, first, second,
                                      picture=picture),
         max_tokens=config.evaluation.max_tokens, temperature=config.evaluation.temperature,
         top_p=0.9, tag="evaluate")
-    outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task, model=model,
-                        prompt_version=template.version, request=request, item=call_item)
+
+
+def record_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
+                   task: str, *, mode: str, item: int, order: str, generation_id: int | None,
+                   outcome: CallOutcome) -> VerdictRow:
+    """Store the verdict of a successful evaluator call (online or from a batch job)."""
     result = outcome.result
-    if result is None:
-        return outcome, None
+    assert result is not None
     text = result.response.text
     verdict = parse_verdict(text)
     if order == "ours":
@@ -91,6 +92,7 @@ def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, ima
         ours_score, baseline_score = verdict.second, verdict.first
     rationale = (verdict.rationale or text) if verdict.parsed else text
     ledger = ctx.ledger
+    model = config.evaluation.model
 
     def write(conn: sqlite3.Connection) -> None:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
@@ -103,5 +105,21 @@ def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, ima
              generation_id, now()))
 
     ctx.store.write_sync(write)
-    return outcome, VerdictRow(image.image_id, task, mode, item, order, ours_score,
-                               baseline_score, verdict.parsed)
+    return VerdictRow(image.image_id, task, mode, item, order, ours_score, baseline_score,
+                      verdict.parsed)
+
+
+def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
+                task: str, *, request_text: str, ours: str, theirs: str, order: str,
+                mode: str, item: int, generation_id: int | None, picture: bytes | None,
+                call_item: str) -> tuple[CallOutcome, VerdictRow | None]:
+    """Ask once with `order`'s side shown first and store the verdict; None if the call failed."""
+    request = verdict_request(config, template, image, request_text, ours, theirs, order,
+                              picture)
+    outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task,
+                        model=config.evaluation.model, prompt_version=template.version,
+                        request=request, item=call_item)
+    if outcome.result is None:
+        return outcome, None
+    return outcome, record_verdict(ctx, config, template, image, task, mode=mode, item=item,
+                                   order=order, generation_id=generation_id, outcome=outcome)

@@ -8,8 +8,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.config import GenerationConfig
+from visinstruct.core.config import GatesConfig, GenerationConfig
 from visinstruct.core.events import GenerationParsed
+from visinstruct.core.pipeline.gating import insert_verdicts
+from visinstruct.core.text.gates import DROP, Verdicts, gate_pairs, is_cut_off, prompt_text
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.prompts import (
     PromptTemplate,
@@ -35,6 +37,13 @@ class GenerationResult:
     problems: tuple[str, ...] = ()
     outcome: CallOutcome | None = None
     written: Future[int] | None = field(default=None, compare=False)
+    verdicts: tuple[Verdicts, ...] = ()
+
+    def passing(self) -> list[tuple[int, Pair]]:
+        """(index, pair) of the pairs no gate dropped: the ones the judge sees."""
+        return [(idx, pair) for idx, pair in enumerate(self.pairs)
+                if not any(v.action == DROP for v in
+                           (self.verdicts[idx] if idx < len(self.verdicts) else ()))]
 
     @property
     def generation_id(self) -> int:
@@ -59,24 +68,26 @@ def generation_request(template: PromptTemplate, image: Image, settings: Generat
 
 def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt_version: str,
                       model: str, call_id: int | None, status: str, raw: str,
-                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run") -> int:
-    """Write a generation and its pairs; returns the generation id."""
+                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run",
+                      *, finish_reason: str = "", verdicts: tuple[Verdicts, ...] = ()) -> int:
+    """Write a generation, its pairs and their gate verdicts; returns the generation id."""
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
-        "problems, purpose, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "problems, purpose, finish_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image_id, task, prompt_version, model, call_id, status, raw,
-         json.dumps(list(problems)), purpose, now()))
+         json.dumps(list(problems)), purpose, finish_reason, now()))
     generation_id = int(cursor.lastrowid or 0)
     conn.executemany(
         "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (?, ?, ?, ?)",
         [(generation_id, i, p.question, p.answer) for i, p in enumerate(pairs)])
+    insert_verdicts(conn, generation_id, verdicts)
     return generation_id
 
 
 def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
              settings: GenerationConfig, model: str,
-             purpose: str = "run") -> GenerationResult | CallOutcome:
-    """Generate pairs for one (image, task); a failed call comes back as its CallOutcome.
+             purpose: str = "run", gates: GatesConfig | None = None) -> GenerationResult | CallOutcome:
+    """Generate pairs for one (image, task) and gate them; a failed call comes back as its CallOutcome.
 
     `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
     """
@@ -99,21 +110,34 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
                         item="" if purpose == "run" else purpose)
     if outcome.result is None:
         return outcome
+    return handle_generation(ctx, template, image, task, model, outcome, purpose, gates)
+
+
+def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+                      model: str, outcome: CallOutcome, purpose: str = "run",
+                      gates: GatesConfig | None = None) -> GenerationResult:
+    """Parse and gate a successful generation call; queue it with its ledger row (online or batch)."""
     result = outcome.result
+    assert result is not None
+    ref = RowRef()
     text = result.response.text
     request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
     parsed = parse_pairs(text, task, description_request=request_text)
     pairs = parsed.pairs
     problems: tuple[str, ...] = tuple(parsed.problems)
-    if result.response.finish_reason == "length" and task != "detail":
+    finish_reason = result.response.finish_reason
+    if is_cut_off(finish_reason) and task != "detail":
         problems += ("output was cut at max_tokens",)
     status = "ok" if pairs else "parse_failure"
+    verdicts = gate_pairs(pairs, image, task, gates or GatesConfig(),
+                          prompt=prompt_text(template), finish_reason=finish_reason)
     ledger = ctx.ledger
 
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
         ref.id = insert_generation(conn, image.image_id, task, template.version, model,
-                                   result.call_id, status, text, pairs, problems, purpose)
+                                   result.call_id, status, text, pairs, problems, purpose,
+                                   finish_reason=finish_reason, verdicts=verdicts)
         return ref.id
 
     def committed(gid: int) -> None:
@@ -122,4 +146,4 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
         ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
 
     written = ctx.store.write(write, on_commit=committed)
-    return GenerationResult(ref, pairs, not pairs, problems, outcome, written)
+    return GenerationResult(ref, pairs, not pairs, problems, outcome, written, verdicts)

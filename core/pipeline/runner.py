@@ -27,9 +27,12 @@ from visinstruct.core.events import (
     RunFinished,
     RunStarted,
 )
+from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
-from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
+from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
+from visinstruct.core.pipeline.judge import JudgeResult
+from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
 from visinstruct.core.models.ledger import Ledger, abandon_in_flight
 from visinstruct.core.models.pool import Pool
 from visinstruct.core.text.prompt_versions import active_template
@@ -81,7 +84,7 @@ def _claim(store: Store, config: Config) -> int:
     refuse_live_writer(store, "stop it first or use another --db")
     host = socket.gethostname()
     settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "origin": config.origin}, default=str)
+                           "gates": asdict(config.gates), "origin": config.origin}, default=str)
 
     def work(conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
@@ -119,11 +122,13 @@ class _Runner:
         self.judge_template: PromptTemplate | None = None
         self.backends: dict[str, Backend] = {}
         self.pools: dict[str, Pool] = {}
+        # Stages whose model runs Bedrock batch jobs: the batch driver does them, not workers.
+        self.batch: dict[str, str] = batch_stages(config)
 
     # -- set-up ---------------------------------------------------------------------------------
     def build_pools(self) -> None:
         self.backends, self.pools = build_pools(
-            self.config, (self.config.generation.model, self.config.judge.model), self.cancel,
+            self.config, (self.config.generation.model, *self.config.judge.panel), self.cancel,
             on_health=self._on_health)
 
     def _on_health(self, snap: EndpointFigures) -> None:
@@ -161,7 +166,7 @@ class _Runner:
         """(image_id, task, need, generation_id) for each unit of `ids`."""
         marks = ",".join("?" * len(ids))
         gen_model = self.config.generation.model
-        judge_model = self.config.judge.model
+        judge_model = self.config.judge.identity
         assert self.judge_template is not None
         state: dict[tuple[int, str], tuple[int, str]] = {}
         for task in self.config.generation.tasks:
@@ -172,19 +177,23 @@ class _Runner:
                     (*ids, task, version, gen_model)):
                 state[(image_id, task)] = (gid, status)
         ok_ids = [gid for gid, status in state.values() if status == "ok"]
-        judged: set[int] = set()
+        # Judging is owed for a pair that passed the gates and has no score from this judge:
+        # after [gates] changed, only the pairs that newly pass.
+        owed: set[int] = set()
         if ok_ids:
             gmarks = ",".join("?" * len(ok_ids))
-            judged = {r[0] for r in self.store.query(
-                f"SELECT DISTINCT generation_id FROM judgements WHERE generation_id IN ({gmarks}) "
-                "AND prompt_version = ? AND model = ?",
+            owed = {r[0] for r in self.store.query(
+                f"SELECT DISTINCT p.generation_id FROM pairs p WHERE p.generation_id IN ({gmarks}) "
+                "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id "
+                "AND x.action = 'drop') AND NOT EXISTS (SELECT 1 FROM judgements j "
+                "WHERE j.pair_id = p.id AND j.prompt_version = ? AND j.model = ?)",
                 (*ok_ids, self.judge_template.version, judge_model))}
         for image_id in ids:
             for task in self.config.generation.tasks:
                 gid, status = state.get((image_id, task), (0, ""))
                 if not gid:
                     need = UnitNeed.GENERATE
-                elif status == "ok" and gid not in judged:
+                elif status == "ok" and gid in owed:
                     need = UnitNeed.JUDGE
                 else:
                     need = UnitNeed.DONE
@@ -196,7 +205,7 @@ class _Runner:
 
     def units(self) -> Iterator[Unit]:
         for ids in self.image_pages():
-            pending = list(self._pending(ids))
+            pending = [p for p in self._pending(ids) if p[2] not in self.batch]
             if not pending:
                 continue
             images = load_images(self.store, sorted({p[0] for p in pending}))
@@ -208,21 +217,27 @@ class _Runner:
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
         if unit.need is UnitNeed.GENERATE:
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
-                                 gen_cfg.model)
+                                 gen_cfg.model, gates=self.config.gates)
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
                 return True
+            if "judge" in self.batch:
+                return True  # judged by a batch job once generation is done
             generation: RowRef = generated.ref
-            pairs: list[Pair] = list(generated.pairs)
+            targets: list[tuple[int, Pair]] = generated.passing()
         else:
+            assert self.judge_template is not None
             generation = RowRef(unit.generation_id)
-            pairs = [p for _, p in stored_pairs(self.store, unit.generation_id)]
+            targets = unjudged_pairs(self.store, unit.generation_id, judge_cfg,
+                                     self.judge_template.version)
+        if not targets:
+            return True  # every pair was gated: nothing for the judge
         if self.cancel.is_set():
             return False
         assert self.judge_template is not None
-        judged = judge(ctx, self.judge_template, unit.image, unit.task, generation, pairs,
-                       judge_cfg, judge_cfg.model)
+        judged = judge_pairs(ctx, self.judge_template, unit.image, unit.task, generation, targets,
+                             judge_cfg)
         if not isinstance(judged, JudgeResult):
             return False
         with self.lock:
@@ -272,7 +287,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
 
     def metered_emit(event: Event) -> None:
         if isinstance(event, CallFinished) and event.status == "ok":
-            meter.add_call(event.model, event.tokens_in, event.tokens_out)
+            meter.add_call(event.model, event.tokens_in, event.tokens_out, event.endpoint)
             _check_budget(runner, config, meter)
         outer_emit(event)
 
@@ -284,6 +299,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     runner.judge_template = active_template(store, "judge")
     run_id = _claim(store, config)
     abandon_in_flight(store)
+    regate_if_changed(store, config.gates)
     ledger = Ledger(store, run_id, emit)
     ctx = StageContext(store, ledger, runner.pools, emit, cancel)
     total, done = runner.count_units()
@@ -294,7 +310,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                                          (total, run_id)))
     images = total // max(1, len(config.generation.tasks))
     emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
-                    config.generation.model, config.judge.model))
+                    config.generation.model, config.judge.identity))
     workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
     jobs: queue.Queue[object] = queue.Queue(maxsize=workers * 2)
     threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
@@ -306,7 +322,10 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
                                daemon=True, name="cost-monitor")
     monitor.start()
+    batch = BatchDriver(runner, ctx, run_id) if runner.batch else None
     try:
+        if batch is not None:
+            batch.drive(("generate", "judge"))
         for unit in runner.units():
             while not cancel.is_set():
                 try:
@@ -316,6 +335,14 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                     pass
             if cancel.is_set():
                 break
+        if batch is not None and "judge" in runner.batch and "generate" not in runner.batch:
+            # Judging by batch after online generation: let the workers finish generating first.
+            for _ in threads:
+                jobs.put(_DONE)
+            for thread in threads:
+                thread.join()
+            threads.clear()
+            batch.drive(("judge",))
     finally:
         for _ in threads:
             jobs.put(_DONE)
@@ -324,6 +351,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         finished.set()
         monitor.join()
         store.flush()
+        flag_templates(store, config.gates)
         emit(_cost_event(runner, store, config, meter))
         if runner.budget_hit:
             status = RunState.BUDGET
@@ -336,9 +364,12 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         report = cost_report(store, config)
         for backend in runner.backends.values():
             backend.close()
+        if batch is not None:
+            batch.close()
     emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
                      counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
-                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd))
+                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd,
+                     counts["dropped_pairs"]))
     return RunSummary(run_id, status, runner.done_units, total, runner.failed_units, counts,
                       report.cost_usd, elapsed)
 

@@ -9,11 +9,11 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from visinstruct.core.errors import StoreError
 from visinstruct.core.store import opening
-from visinstruct.core.store.migrate import latest_version, migrate, schema_version
+from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
@@ -130,7 +130,7 @@ class Store:
             raise
 
     def _check_tables(self, conn: sqlite3.Connection) -> None:
-        missing = opening.missing_tables(conn, _fresh_tables())
+        missing = opening.missing_tables(conn, _fresh_tables(MIGRATIONS))
         if missing:
             raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
@@ -328,11 +328,11 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 
 
 @functools.cache
-def _fresh_tables() -> frozenset[str]:
+def _fresh_tables(migrations: Sequence[Migration]) -> frozenset[str]:
     """The tables and views a store made by this version holds (a dropped one is damage)."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        migrate(conn, Path(":memory:"), MIGRATIONS)
+        migrate(conn, Path(":memory:"), migrations)
         return frozenset(row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"))
     finally:

@@ -9,7 +9,14 @@ from typing import Iterator, Sequence
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.store.database import Store
 
-KEPT_SQL = "(decision = 'accept' OR (decision IS NULL AND score IS NOT NULL AND score >= ?))"
+# A human accept wins; otherwise a pair needs a score at the threshold and no gate that dropped
+# it (a gated pair judged before [gates] changed keeps its score but not its place).
+KEPT_SQL = ("(decision = 'accept' OR (decision IS NULL AND gate_rule IS NULL "
+            "AND score IS NOT NULL AND score >= ?))")
+
+
+# `p` (a pairs row) belongs to the current generation of its image and task.
+_CURRENT = "p.generation_id IN (SELECT id FROM current_generations)"
 
 
 def load_images(store: Store, ids: Sequence[int]) -> dict[int, Image]:
@@ -71,7 +78,12 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "conversations": n("SELECT COUNT(*) FROM current_generations"),
         "pairs": n("SELECT COUNT(*) FROM pair_state"),
         "kept_pairs": n(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (threshold,)),
-        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL"),
+        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL "
+                            "AND gate_rule IS NULL"),
+        "dropped_pairs": n("SELECT COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
+                           "AND decision IS NOT 'accept'"),
+        "flagged_pairs": n("SELECT COUNT(DISTINCT x.pair_id) FROM pair_gates x "
+                           f"JOIN pairs p ON p.id = x.pair_id WHERE x.action = 'flag' AND {_CURRENT}"),
         "calls": n("SELECT COUNT(*) FROM llm_calls"),
         "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
         "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
@@ -80,6 +92,20 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "evaluations": n("SELECT COUNT(*) FROM evaluations"),
         "runs": n("SELECT COUNT(*) FROM runs"),
     }
+
+
+def gate_counts(store: Store) -> dict[str, dict[str, int]]:
+    """Pairs of the current data per gate rule: {"dropped": {rule: n}, "flagged": {rule: n}}.
+
+    A dropped pair a human restored (accepted) is not counted as dropped.
+    """
+    dropped = {row[0]: int(row[1]) for row in store.query(
+        "SELECT gate_rule, COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
+        "AND decision IS NOT 'accept' GROUP BY gate_rule ORDER BY gate_rule")}
+    flagged = {row[0]: int(row[1]) for row in store.query(
+        "SELECT x.rule, COUNT(DISTINCT x.pair_id) FROM pair_gates x JOIN pairs p ON p.id = x.pair_id "
+        f"WHERE x.action = 'flag' AND {_CURRENT} GROUP BY x.rule ORDER BY x.rule")}
+    return {"dropped": dropped, "flagged": flagged}
 
 
 def kept_conversations(store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:

@@ -153,10 +153,12 @@ def _initial(db: Database) -> None:
 
 def _browsable(db: Database) -> None:
     """Views a Datasette or `sqlite-utils` user reads first, and full-text search over pairs."""
-    # The threshold of the last run (meta.judge_threshold, else 7) decides what counts as kept.
+    # As KEPT_SQL: accepted, or not gated and scored at least the last run's threshold
+    # (meta.judge_threshold, else 7).
     db.create_view("kept_pairs", """
         SELECT s.* FROM pair_state s
-        WHERE s.decision = 'accept' OR (s.decision IS NULL AND s.score IS NOT NULL
+        WHERE s.decision = 'accept' OR (s.decision IS NULL AND s.gate_rule IS NULL
+              AND s.score IS NOT NULL
               AND s.score >= COALESCE((SELECT CAST(value AS REAL) FROM meta
                                        WHERE key = 'judge_threshold'), 7))""")
     db.create_view("run_figures", """
@@ -181,7 +183,95 @@ def _browsable(db: Database) -> None:
 # Append only (see the module docstring). Entries: (number, title, function or SQL script).
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "initial schema", _initial),
+    (
+        2,
+        "quality gates: a verdict per gated or flagged pair; the finish reason of generations",
+        """
+        CREATE TABLE pair_gates (
+            id INTEGER PRIMARY KEY,
+            pair_id INTEGER NOT NULL REFERENCES pairs(id),
+            rule TEXT NOT NULL,              -- cut_off | prompt_copy | placeholder | ...
+            action TEXT NOT NULL,            -- drop (never judged, never kept) | flag (marked only)
+            reason TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX pair_gates_pair ON pair_gates(pair_id, action);
+        CREATE INDEX pair_gates_rule ON pair_gates(rule, action);
+        ALTER TABLE generations ADD COLUMN finish_reason TEXT NOT NULL DEFAULT '';
+        DROP VIEW pair_state;
+        CREATE VIEW pair_state AS
+            SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
+                   g.model, p.idx,
+                   COALESCE(e.question, p.question) AS question,
+                   COALESCE(e.answer, p.answer) AS answer,
+                   p.question AS original_question, p.answer AS original_answer,
+                   j.score, j.reason, d.decision, e.id IS NOT NULL AS edited,
+                   x.rule AS gate_rule, x.reason AS gate_reason
+            FROM pairs p
+            JOIN current_generations g ON g.id = p.generation_id
+            LEFT JOIN judgements j ON j.id = (
+                SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
+            LEFT JOIN reviews d ON d.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
+            LEFT JOIN reviews e ON e.id = (
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit')
+            LEFT JOIN pair_gates x ON x.id = (
+                SELECT MIN(id) FROM pair_gates WHERE pair_id = p.id AND action = 'drop');
+        """,
+    ),
+    (
+        6,
+        "bedrock batch jobs and their records",
+        """
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY,
+            arn TEXT NOT NULL UNIQUE,
+            job_id TEXT NOT NULL,            -- the ARN's last part, the folder of its outputs
+            run_id INTEGER,
+            stage TEXT NOT NULL,             -- generate | judge
+            model TEXT NOT NULL,             -- the [models.X] name
+            model_id TEXT NOT NULL,
+            region TEXT NOT NULL,
+            token TEXT NOT NULL,             -- clientRequestToken, derived from the records
+            input_uri TEXT NOT NULL,
+            output_uri TEXT NOT NULL,
+            records INTEGER NOT NULL,
+            status TEXT NOT NULL,            -- Bedrock's: Submitted ... Completed, Failed, Stopped
+            message TEXT,
+            submitted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL,
+            processed INTEGER NOT NULL DEFAULT 0,   -- 1 once its output is in the ledger
+            ok_records INTEGER NOT NULL DEFAULT 0,
+            error_records INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX batch_jobs_stage ON batch_jobs(processed, stage);
+        CREATE TABLE batch_records (
+            job INTEGER NOT NULL REFERENCES batch_jobs(id),
+            record_id TEXT NOT NULL,         -- the recordId in the JSONL
+            key TEXT NOT NULL,               -- the ledger key of the call it stands for
+            image_id INTEGER NOT NULL,
+            task TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            generation_id INTEGER NOT NULL DEFAULT 0,   -- judge records: what is judged
+            request_hash TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job, record_id)
+        );
+        CREATE INDEX batch_records_key ON batch_records(key);
+        """,
+    ),
     (7, "views kept_pairs and run_figures; full-text search over pairs", _browsable),
+    (
+        8,
+        "blind review decisions",
+        """
+        -- 1: an accept/reject made in blind review (score and gate verdicts hidden), which counts
+        -- like any decision, and only blind ones measure the judge against a human.
+        ALTER TABLE reviews ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX reviews_blind ON reviews(blind, pair_id);
+        """,
+    ),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

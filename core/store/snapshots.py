@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from visinstruct.core.config import Config
+from visinstruct.core.events import BatchJobUpdated
+from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
 from visinstruct.core.events import EndpointFigures, percentile
@@ -101,6 +103,7 @@ class StoreSnapshot:
     threshold: float
     full_scores: bool            # True: `scores` counts every judgement; False: only new ones
     cost: CostReport | None = None
+    batch_jobs: tuple[BatchJobUpdated, ...] = ()
 
 
 def threshold_of(store: Store, fallback: float) -> float:
@@ -362,6 +365,7 @@ class StoreReader:
             threshold=threshold,
             full_scores=full,
             cost=cost_report(store, priced) if with_cost else None,
+            batch_jobs=tuple(batch_job_rows(store)),
         )
 
 

@@ -23,12 +23,21 @@ def pair_prompt(pair: PairView) -> Text:
     text = Text()
     text.append(f"#{pair.idx + 1} ", style="bold")
     text.append(f"score {_score(pair.score)} ", style="bold")
-    text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
-    if pair.decision:
+    if pair.gate_rule and pair.decision != "accept":
+        text.append(f"gated: {pair.gate_rule} · a: restore", style="bold red")
+    else:
+        text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
+    if pair.gate_rule and pair.decision == "accept":
+        text.append(f" · gated: {pair.gate_rule}, restored by you", style="cyan")
+    elif pair.decision:
         text.append(f" · {pair.decision}ed by you", style="cyan")
     if pair.edited:
         text.append(" · edited", style="cyan")
     text.append(f"\nQ: {pair.question}\nA: {pair.answer}")
+    if pair.gate_rule:
+        text.append(f"\ngate {pair.gate_rule}: {pair.gate_reason}", style="red")
+    for rule, why in pair.flags:
+        text.append(f"\nflag {rule}: {why}", style="yellow")
     if pair.reason:
         text.append(f"\njudge: {pair.reason}", style="dim")
     if pair.edited:

@@ -1,4 +1,4 @@
-"""The review list's filters: words to search, task, score range, state, prompt version, in one row."""
+"""The review list's filters: words to search, task, scores, state, gate rule, prompt version."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from textual.message import Message
 from textual.widgets import Input, Select
 from visinstruct.core.records import TASKS
 from visinstruct.core.review.samples import STATES, SampleFilter
+from visinstruct.core.text.gates import RULES
 
 STATE_LABELS = {
     "kept": "kept",
     "dropped": "dropped",
     "unjudged": "unjudged",
+    "gated": "all gated",
     "parse_failure": "parse failure",
     "evaluated": "evaluated",
 }
@@ -67,6 +69,8 @@ class ReviewFilters(Horizontal):
         yield Input(placeholder="max score", id="filter-max", compact=True)
         yield Select([(STATE_LABELS[s], s) for s in STATES], prompt="any state",
                      id="filter-state", compact=True, type_to_search=False)
+        yield Select([(rule.replace("_", " "), rule) for rule in RULES], prompt="any gate",
+                     id="filter-rule", compact=True, type_to_search=False)
         yield Select([], prompt="any prompt version", id="filter-version", compact=True,
                      type_to_search=False)
 
@@ -105,7 +109,7 @@ class ReviewFilters(Horizontal):
 
         text = self.query_one("#filter-text", Input).value.strip() or None
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"), text)
+                            chosen("#filter-version"), rule=chosen("#filter-rule"), text=text)
 
     def _changed(self) -> None:
         filters = self.current()

@@ -16,6 +16,8 @@ _FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
     "max_tokens": "length",
+    "max_length": "length",
+    "model_length": "length",
 }
 
 
@@ -33,7 +35,7 @@ def normal_finish_reason(reason: Any) -> str:
     """Map a server's finish reason onto "stop" / "length" (others pass through)."""
     if not reason:
         return "stop"
-    return _FINISH_REASONS.get(str(reason), str(reason))
+    return _FINISH_REASONS.get(str(reason).lower(), str(reason))
 
 
 def as_count(value: Any) -> int:
