@@ -45,6 +45,7 @@ class GenerationConfig:
     max_tokens: int = 512
     temperature: float = 0.7
     top_p: float = 0.9
+    max_pairs: int = 10      # pairs kept from one reply; a runaway reply is not one huge record
 
 
 @dataclass(frozen=True)
@@ -415,6 +416,9 @@ def validate(config: Config) -> None:
             f"{origin}: [generation].tasks must be a non-empty list of {', '.join(TASKS)}"
             + (f"; unknown: {', '.join(bad_tasks)}" if bad_tasks else "")
         )
+    if not 1 <= config.generation.max_pairs <= 100:
+        raise ConfigError(f"{origin}: [generation].max_pairs must be between 1 and 100, "
+                          f"got {config.generation.max_pairs}")
     if not 1 <= config.judge.threshold <= 10:
         raise ConfigError(f"{origin}: [judge].threshold must be between 1 and 10 (scores are 1..10)")
     if config.evaluation.sample < 0:

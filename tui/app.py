@@ -17,6 +17,7 @@ from textual.worker import Worker, WorkerState
 from visinstruct.core.cli.options import config_from_args
 from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
@@ -134,8 +135,8 @@ class VisinstructApp(App[int]):
             self.show_error("Unexpected error", f"{type(error).__name__}: {error}")
 
     def show_error(self, title: str, message: str) -> None:
-        """A modal dialog with a short title and the message."""
-        self.push_screen(ErrorDialog(title, message))
+        """A modal dialog with a short title and the message (redacted, like every message)."""
+        self.push_screen(ErrorDialog(title, redact(message)))
 
     # -- navigation ------------------------------------------------------------------------------
     async def action_show_mode(self, mode: str) -> None:

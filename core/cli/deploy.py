@@ -25,6 +25,7 @@ from visinstruct.core.cli.sagemaker_control import (
     sagemaker_client,
 )
 from visinstruct.core.errors import DeployError, ExitCode, InputError
+from visinstruct.core.text.redact import redact, register_secret
 
 # The Hugging Face TGI release the image is pinned to, so a deploy is reproducible;
 # `--image-uri` overrides it (a newer TGI, a private mirror).
@@ -277,6 +278,7 @@ def wait_until_in_service(
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Create (or reuse) the model, endpoint config and endpoint; wait until InService."""
     settings = settings_from_args(args)
+    register_secret(settings.hf_token)  # CreateModel errors can echo the container's environment
     requests = deploy_requests(settings)
     say = _stderr_line
     known_gpus = GPUS_BY_INSTANCE_TYPE.get(settings.instance_type)
@@ -367,4 +369,4 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
 
 def _stderr_line(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)

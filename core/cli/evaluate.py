@@ -12,12 +12,13 @@ from pathlib import Path
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 class _Talk:

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from visinstruct.core.text.redact import redact
 from visinstruct.core.events import (
     BatchJobUpdated,
     BatchNotice,
@@ -34,7 +35,10 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        line = json.dumps(event.to_dict(), default=str)
+        # Each text field is redacted as itself (header patterns need their real quotes).
+        fields = {key: redact(value) if isinstance(value, str) else value
+                  for key, value in event.to_dict().items()}
+        line = json.dumps(fields, default=str)
         with self._lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()

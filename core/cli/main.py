@@ -15,6 +15,7 @@ from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
 from visinstruct.core.records import RunState
+from visinstruct.core.text.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -120,7 +121,7 @@ def _open_store(path: Path, *, for_writing: bool = False) -> Any:
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -149,11 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from visinstruct.core.pipeline.panel import self_preference_warning
 
-    warning = self_preference_warning(config)
-    if warning:
-        _say(warning)
     left = ""
     with _open_store(config.db, for_writing=True) as store:
+        warning = self_preference_warning(config)
+        if warning:
+            _say(warning)
         with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
         if summary.status != "finished":
@@ -165,6 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"store: {config.db}")
     if left:
         _say(left)
+    if summary.status is RunState.FAILED:
+        _say(f"visinstruct: the run failed: {summary.error}")
+        return ExitCode.FAILED
     if summary.status is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
     if summary.status is RunState.BUDGET:

@@ -40,7 +40,16 @@ from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.text.model_text import clean_model_text
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, answer_messages
-from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    NotStored,
+    StageContext,
+    build_pools,
+    fail_answered,
+    make_call,
+    store_result,
+)
+from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
 
@@ -229,7 +238,11 @@ class _Evaluation:
             self._failed(outcome)
             return None
         result = outcome.result
-        text = clean_model_text(result.response.text).strip()
+        try:
+            text = clean_pair_text(clean_model_text(result.response.text))
+        except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+            self._failed(fail_answered(self.ctx, outcome, exc))
+            return None
         ledger = self.ctx.ledger
 
         def write(conn: sqlite3.Connection) -> int:
@@ -249,7 +262,10 @@ class _Evaluation:
                          "VALUES (?, ?, ?, ?)", (gid, item, question, text))
             return gid
 
-        gid: int = self.store.write_sync(write)
+        gid = store_result(self.ctx, outcome, write, lambda _: None).result()
+        if isinstance(gid, NotStored):
+            self._failed(CallOutcome(outcome.info, None, gid.error))
+            return None
         with self.lock:
             self.new_calls += 1
             self.answers[key] = (text, gid)
@@ -280,9 +296,12 @@ class _Evaluation:
                        outcome: CallOutcome) -> None:
         """Store the verdict of a successful evaluator call (online or from a batch job)."""
         image = unit.image
-        row = record_verdict(self.ctx, self.config, self.template, image, unit.task,
-                             mode=self.mode, item=item, order=order, generation_id=gid,
-                             outcome=outcome)
+        row, outcome = record_verdict(self.ctx, self.config, self.template, image, unit.task,
+                                      mode=self.mode, item=item, order=order, generation_id=gid,
+                                      outcome=outcome)
+        if row is None:
+            self._failed(outcome)
+            return
         result = outcome.result
         assert result is not None
         with self.lock:

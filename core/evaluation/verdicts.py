@@ -16,7 +16,14 @@ from visinstruct.core.errors import BackendError
 from visinstruct.core.evaluation.aggregate import VerdictRow
 from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.models.backends.replies import image_format
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    NotStored,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.records import Image
 from visinstruct.core.store.database import now
 from visinstruct.core.text.parse_scores import parse_verdict
@@ -80,12 +87,19 @@ def verdict_request(config: Config, template: PromptTemplate, image: Image, requ
 
 def record_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
                    task: str, *, mode: str, item: int, order: str, generation_id: int | None,
-                   outcome: CallOutcome) -> VerdictRow:
-    """Store the verdict of a successful evaluator call (online or from a batch job)."""
+                   outcome: CallOutcome) -> tuple[VerdictRow | None, CallOutcome]:
+    """Store the verdict of an answered evaluator call (online or from a batch job).
+
+    Returns the verdict and the call; when reading or storing the reply fails, no verdict
+    and the call as failed (its ledger row says so: a paid call always ends there).
+    """
     result = outcome.result
     assert result is not None
     text = result.response.text
-    verdict = parse_verdict(text)
+    try:
+        verdict = parse_verdict(text)
+    except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+        return None, fail_answered(ctx, outcome, exc)
     if order == "ours":
         ours_score, baseline_score = verdict.first, verdict.second
     else:
@@ -104,16 +118,19 @@ def record_verdict(ctx: StageContext, config: Config, template: PromptTemplate, 
              int(verdict.parsed), rationale, result.call_id, template.version, model,
              generation_id, now()))
 
-    ctx.store.write_sync(write)
+    stored = store_result(ctx, outcome, write, lambda _: None).result()
+    if isinstance(stored, NotStored):
+        return None, CallOutcome(outcome.info, None, stored.error)
     return VerdictRow(image.image_id, task, mode, item, order, ours_score, baseline_score,
-                      verdict.parsed)
+                      verdict.parsed), outcome
 
 
 def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
                 task: str, *, request_text: str, ours: str, theirs: str, order: str,
                 mode: str, item: int, generation_id: int | None, picture: bytes | None,
                 call_item: str) -> tuple[CallOutcome, VerdictRow | None]:
-    """Ask once with `order`'s side shown first and store the verdict; None if the call failed."""
+    """Ask once with `order`'s side shown first and store the verdict; None if the call failed
+    (then the outcome carries the error)."""
     request = verdict_request(config, template, image, request_text, ours, theirs, order,
                               picture)
     outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task,
@@ -121,5 +138,6 @@ def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, ima
                         request=request, item=call_item)
     if outcome.result is None:
         return outcome, None
-    return outcome, record_verdict(ctx, config, template, image, task, mode=mode, item=item,
-                                   order=order, generation_id=generation_id, outcome=outcome)
+    row, outcome = record_verdict(ctx, config, template, image, task, mode=mode, item=item,
+                                  order=order, generation_id=generation_id, outcome=outcome)
+    return outcome, row

@@ -18,6 +18,7 @@ from typing import IO, Any, TextIO
 
 from visinstruct.core.errors import ExportError
 from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 
 FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
@@ -73,10 +74,14 @@ class RecordRejected(ExportError):
 def to_llava_record(item: ExportItem) -> dict[str, Any]:
     """The mix665k record of one item: `<image>` opens the first question, turns alternate."""
     conversations: list[dict[str, Any]] = []
-    for position, pair in enumerate(item.pairs):
-        question = f"{IMAGE_TOKEN}\n{pair.question}" if position == 0 else pair.question
+    # Cleaned again here: a store written before pairs were cleaned may hold `<image>` or
+    # control characters, which would make every export of it fail validation.
+    pairs = [(clean_pair_text(p.question), clean_pair_text(p.answer)) for p in item.pairs]
+    for position, (question, answer) in enumerate(pairs):
+        if position == 0:
+            question = f"{IMAGE_TOKEN}\n{question}"
         conversations.append({"from": "human", "value": question})
-        conversations.append({"from": "gpt", "value": pair.answer})
+        conversations.append({"from": "gpt", "value": answer})
     return {
         "id": _record_id(item.image_id),
         "image": item.image_path,

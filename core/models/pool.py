@@ -68,6 +68,16 @@ class _Endpoint:
         return DEGRADED if self.consecutive_failures else HEALTHY
 
 
+def unexpected_error(error: BaseException) -> BackendError:
+    """An exception that is not a BackendError as a permanent failed call with its class."""
+    if isinstance(error, BackendError):
+        return error
+    name = type(error).__name__
+    text = str(error)
+    return BackendError(f"{name}: {text[:500]}" if text else name,
+                        kind=BackendError.PERMANENT, error_class=name)
+
+
 class Cancelled(Exception):
     """The run was cancelled while waiting for a free slot."""
 
@@ -153,6 +163,11 @@ class Pool:
         n = len(self._endpoints)
         return min(up, key=lambda e: (e.in_flight, (self._endpoints.index(e) - self._rr) % n))
 
+    def _unclaim(self, e: _Endpoint) -> None:
+        with self._cond:
+            e.in_flight -= 1
+            self._cond.notify()
+
     def _release(self, e: _Endpoint, outcome: PoolOutcome, latency_ms: float, tokens_out: int = 0,
                  sent_at_cut: int = -1) -> None:
         with self._cond:
@@ -215,7 +230,11 @@ class Pool:
         while True:
             attempt += 1
             endpoint, cuts = self._acquire(avoid=last_endpoint)
-            call_id = listener.started(endpoint.name, attempt)
+            try:
+                call_id = listener.started(endpoint.name, attempt)
+            except BaseException:
+                self._unclaim(endpoint)  # never sent: free the slot, count nothing
+                raise
             started = time.monotonic()
             try:
                 response = self.backend.complete(request, endpoint.name)
@@ -234,8 +253,15 @@ class Pool:
                 self._sleep(self._backoff(attempt if error.kind != BackendError.BACKPRESSURE
                                           else min(backpressure_waits, 6)))
                 continue
-            except BaseException:
-                self._release(endpoint, BackendError.TRANSIENT, (time.monotonic() - started) * 1000)
+            except BaseException as unexpected:
+                # Not a classified failure (a bug, RecursionError on a deep reply, an interrupt):
+                # the attempt still ends in the ledger, as a permanent error naming its class.
+                latency = (time.monotonic() - started) * 1000
+                self._release(endpoint, BackendError.TRANSIENT, latency)
+                failure = unexpected_error(unexpected)
+                listener.failed(call_id, failure, latency, False)
+                if isinstance(unexpected, Exception):
+                    raise failure from unexpected
                 raise
             latency = (time.monotonic() - started) * 1000
             self._release(endpoint, "ok", latency, response.tokens_out)

@@ -364,8 +364,11 @@ class BatchDriver:
         if stage == "generate":
             template = self._template(record.task, record.prompt_version)
             result = handle_generation(self.ctx, template, image, record.task,
-                                       self.stages[stage], outcome, gates=self.config.gates)
-            if result.parse_failure:
+                                       self.stages[stage], outcome, gates=self.config.gates,
+                                       max_pairs=self.config.generation.max_pairs)
+            if isinstance(result, CallOutcome):  # a reply that could not be read or stored
+                self.unit_done(image.image_id, record.task, False)
+            elif result.parse_failure:
                 self.unit_done(image.image_id, record.task, True)
             return
         template = self._template("judge", record.prompt_version)
@@ -376,9 +379,11 @@ class BatchDriver:
                                   tuple(p for _, p in targets), self.config.judge,
                                   self.stages[stage], outcome,
                                   positions=[idx for idx, _ in targets])
-        self.kept(judged.kept)
+        ok = not isinstance(judged, CallOutcome)  # else a reply that could not be read or stored
+        if not isinstance(judged, CallOutcome):
+            self.kept(judged.kept)
         if "generate" in self.stages:  # else the workers counted the unit when it was generated
-            self.unit_done(image.image_id, record.task, True)
+            self.unit_done(image.image_id, record.task, ok)
 
     # -- records that need no batch ---------------------------------------------------------------
     def _no_call(self, record: PendingRecord) -> None:

@@ -20,7 +20,13 @@ from visinstruct.core.text.prompts import (
     pick_description_request,
 )
 from visinstruct.core.records import Image, Pair
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.store.database import RowRef, now
 
 
@@ -110,40 +116,55 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
                         item="" if purpose == "run" else purpose)
     if outcome.result is None:
         return outcome
-    return handle_generation(ctx, template, image, task, model, outcome, purpose, gates)
+    return handle_generation(ctx, template, image, task, model, outcome, purpose, gates,
+                             settings.max_pairs)
 
 
 def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
                       model: str, outcome: CallOutcome, purpose: str = "run",
-                      gates: GatesConfig | None = None) -> GenerationResult:
+                      gates: GatesConfig | None = None,
+                      max_pairs: int = 10) -> GenerationResult | CallOutcome:
     """Parse and gate a successful generation call; queue it with its ledger row (online or batch)."""
     result = outcome.result
     assert result is not None
     ref = RowRef()
     text = result.response.text
-    request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
-    parsed = parse_pairs(text, task, description_request=request_text)
-    pairs = parsed.pairs
-    problems: tuple[str, ...] = tuple(parsed.problems)
-    finish_reason = result.response.finish_reason
+    try:
+        request_text = (pick_description_request(template, image.image_id)
+                        if task == "detail" else "")
+        parsed = parse_pairs(text, task, description_request=request_text)
+        pairs, problems = limit_pairs(parsed.pairs, tuple(parsed.problems), max_pairs)
+        finish_reason = result.response.finish_reason
+        verdicts = gate_pairs(pairs, image, task, gates or GatesConfig(),
+                              prompt=prompt_text(template), finish_reason=finish_reason)
+    except Exception as exc:  # noqa: BLE001 - the call was paid: it ends in the ledger, as failed
+        return fail_answered(ctx, outcome, exc)
     if is_cut_off(finish_reason) and task != "detail":
         problems += ("output was cut at max_tokens",)
     status = "ok" if pairs else "parse_failure"
-    verdicts = gate_pairs(pairs, image, task, gates or GatesConfig(),
-                          prompt=prompt_text(template), finish_reason=finish_reason)
     ledger = ctx.ledger
 
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-        ref.id = insert_generation(conn, image.image_id, task, template.version, model,
-                                   result.call_id, status, text, pairs, problems, purpose,
-                                   finish_reason=finish_reason, verdicts=verdicts)
-        return ref.id
+        generation_id = insert_generation(conn, image.image_id, task, template.version, model,
+                                          result.call_id, status, text, pairs, problems, purpose,
+                                          finish_reason=finish_reason, verdicts=verdicts)
+        ref.id = generation_id  # only once every row is in: a failed write leaves it unset
+        return generation_id
 
     def committed(gid: int) -> None:
         ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
                                        result.latency_ms, result.attempt))
         ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
 
-    written = ctx.store.write(write, on_commit=committed)
+    written = store_result(ctx, outcome, write, committed)
     return GenerationResult(ref, pairs, not pairs, problems, outcome, written, verdicts)
+
+
+def limit_pairs(pairs: tuple[Pair, ...], problems: tuple[str, ...],
+                max_pairs: int) -> tuple[tuple[Pair, ...], tuple[str, ...]]:
+    """At most `max_pairs` pairs (the first ones), noting how many were dropped."""
+    if len(pairs) <= max_pairs:
+        return pairs, problems
+    return pairs[:max_pairs], (*problems, f"kept the first {max_pairs} of {len(pairs)} pairs "
+                                          "([generation].max_pairs)")

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 from visinstruct.core.config import SourceConfig
 from visinstruct.core.records import BaselineConversation, Image
 from visinstruct.core.store.database import Store
+from visinstruct.core.text.clean import clean_pair_text
 
 Progress = Callable[[str, int], None]
 _BATCH = 2000
@@ -138,7 +139,9 @@ def _index_images(conn: sqlite3.Connection, images: Iterable[Image], only: set[i
             continue
         existing.add(image.image_id)
         image_rows.append((image.image_id, image.file_name, image.width, image.height, image.split))
-        caption_rows.extend((image.image_id, i, text) for i, text in enumerate(image.captions))
+        # Captions are data: stored as valid Unicode, without `<image>` or control characters.
+        caption_rows.extend((image.image_id, i, clean_pair_text(text))
+                            for i, text in enumerate(image.captions))
         box_rows.extend(
             (image.image_id, i, box.category, *box.bbox, int(box.crowd))
             for i, box in enumerate(image.boxes)

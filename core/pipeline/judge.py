@@ -13,7 +13,14 @@ from visinstruct.core.events import PairsJudged
 from visinstruct.core.text.parse_scores import parse_judgement
 from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
 from visinstruct.core.records import Image, Judgement, Pair
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.errors import StoreError
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.store.database import RowRef, Store, now
 
 
@@ -80,7 +87,7 @@ def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
 def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
                      generation: RowRef | int, pairs: tuple[Pair, ...], settings: JudgeConfig,
                      model: str, outcome: CallOutcome, *, positions: Sequence[int] | None = None,
-                     announce: bool = True) -> JudgeResult:
+                     announce: bool = True) -> JudgeResult | CallOutcome:
     """Read the scores of a successful judge call and queue them with its ledger row.
 
     `positions` are the judged pairs' indices in the generation (default: all, in order).
@@ -90,10 +97,15 @@ def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, 
     result = outcome.result
     assert result is not None
     ref = generation if isinstance(generation, RowRef) else RowRef(generation)
-    judgements = parse_judgement(result.response.text, len(pairs))
+    try:
+        judgements = parse_judgement(result.response.text, len(pairs))
+    except Exception as exc:  # noqa: BLE001 - the call was paid: it ends in the ledger, as failed
+        return fail_answered(ctx, outcome, exc)
     ledger = ctx.ledger
 
     def write(conn: sqlite3.Connection) -> int:
+        if ref.id is None:
+            raise StoreError("the generation this call judged was not stored")
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
         pair_ids = dict(conn.execute(
             "SELECT idx, id FROM pairs WHERE generation_id = ?", (ref.id,)).fetchall())
@@ -114,5 +126,5 @@ def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, 
             ctx.emit(PairsJudged(gid, image.image_id, task, tuple(j.score for j in judgements),
                                  kept, settings.threshold))
 
-    written = ctx.store.write(write, on_commit=committed)
+    written = store_result(ctx, outcome, write, committed)
     return JudgeResult(judgements, kept, written)

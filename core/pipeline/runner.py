@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import json
-import os
+import functools
 import queue
-import socket
-import sqlite3
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
 from visinstruct.core.store.cost import CostMeter, cost_report
-from visinstruct.core.errors import BudgetExceeded
+from visinstruct.core.errors import BudgetExceeded, StoreError
 from visinstruct.core.events import (
     CallFinished,
     CostUpdated,
+    Dispatcher,
     Event,
     Emit,
     EndpointFigures,
@@ -28,20 +27,20 @@ from visinstruct.core.events import (
     RunStarted,
 )
 from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
+from visinstruct.core.pipeline.claim import claim
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
-from visinstruct.core.models.ledger import Ledger, abandon_in_flight
-from visinstruct.core.models.pool import Pool
+from visinstruct.core.models.ledger import Ledger, abandon_in_flight, error_text
+from visinstruct.core.models.pool import Pool, unexpected_error
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.records import Image, Pair, RunState, UnitNeed
-from visinstruct.core.models.calls import StageContext, build_pools
+from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
-from visinstruct.core.store.live_writer import refuse_live_writer
 
 _PAGE = 500
 _DONE = object()
@@ -69,6 +68,7 @@ class RunSummary:
     counts: dict[str, int]
     cost_usd: float
     elapsed_s: float
+    error: str = ""      # why the run failed (status "failed"), redacted
 
 
 def ensure_indexed(config: Config, store: Store) -> None:
@@ -77,29 +77,6 @@ def ensure_indexed(config: Config, store: Store) -> None:
         return
     if store.get_meta("source_fingerprint") != source_fingerprint(config.source):
         index_sources(store, config.source)
-
-
-def _claim(store: Store, config: Config) -> int:
-    """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
-    refuse_live_writer(store, "stop it first or use another --db")
-    host = socket.gethostname()
-    settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "gates": asdict(config.gates), "origin": config.origin}, default=str)
-
-    def work(conn: sqlite3.Connection) -> int:
-        conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
-                     "WHERE status = 'running'", (now(),))
-        cursor = conn.execute(
-            "INSERT INTO runs (started_at, status, pid, host, config) VALUES (?, 'running', ?, ?, ?)",
-            (now(), os.getpid(), host, settings))
-        return int(cursor.lastrowid or 0)
-
-    run_id: int = store.write_sync(work)
-    store.set_meta("judge_threshold", str(config.judge.threshold))
-    store.set_meta("tasks", json.dumps(list(config.generation.tasks)))
-    store.set_meta("models", json.dumps({n: asdict(m) for n, m in config.models.items()},
-                                        default=str))
-    return run_id
 
 
 class _Runner:
@@ -213,7 +190,8 @@ class _Runner:
                 yield Unit(images[image_id], task, need, gid)
 
     # -- work -----------------------------------------------------------------------------------
-    def work_unit(self, ctx: StageContext, unit: Unit) -> bool:
+    def work_unit(self, ctx: StageContext, unit: Unit) -> bool | Future[Any]:
+        """Do one unit; its outcome, or the write it waits on (a worker never waits on a commit)."""
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
         if unit.need is UnitNeed.GENERATE:
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
@@ -221,9 +199,13 @@ class _Runner:
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
-                return True
+                return generated.written if generated.written is not None else True
+            if generated.written is not None and generated.written.done() and not was_stored(
+                    generated.written):
+                return False  # its call is failed in the ledger; judging it would pay for nothing
             if "judge" in self.batch:
-                return True  # judged by a batch job once generation is done
+                # Judged by a batch job once generation is done.
+                return generated.written if generated.written is not None else True
             generation: RowRef = generated.ref
             targets: list[tuple[int, Pair]] = generated.passing()
         else:
@@ -240,9 +222,17 @@ class _Runner:
                              judge_cfg)
         if not isinstance(judged, JudgeResult):
             return False
-        with self.lock:
-            self.kept_pairs += judged.kept
-        return True
+
+        def count_kept(written: Future[Any] | None = None) -> None:
+            if was_stored(written):
+                with self.lock:
+                    self.kept_pairs += judged.kept
+
+        if judged.written is None:
+            count_kept()
+            return True
+        judged.written.add_done_callback(count_kept)
+        return judged.written
 
     def worker(self, ctx: StageContext, jobs: "queue.Queue[object]") -> None:
         while True:
@@ -255,37 +245,61 @@ class _Runner:
                 self.cancel.wait(0.1)
             if self.cancel.is_set():
                 continue
+            outcome: bool | Future[Any]
             try:
-                ok = self.work_unit(ctx, item)
+                outcome = self.work_unit(ctx, item)
             except Exception as exc:  # noqa: BLE001 - one bad unit must not stop a long run
-                ok = False
-                self.store.write(lambda c, e=exc: c.execute(
-                    "UPDATE runs SET message = ? WHERE id = ?",
-                    (f"{type(e).__name__}: {e}"[:500], ctx.ledger.run_id)))
-            if self.cancel.is_set() and not ok:
-                continue  # abandoned by a stop: it will be done on resume, not counted as failed
-            with self.lock:
-                self.done_units += 1
-                if not ok:
-                    self.failed_units += 1
-                done = self.done_units
-            self.emit(ImageDone(item.image.image_id, item.task, ok, done, self.total_units))
+                outcome = False
+                message = error_text(unexpected_error(exc))[:500]
+                try:
+                    self.store.write_nowait(lambda c: c.execute(
+                        "UPDATE runs SET message = ? WHERE id = ?", (message, ctx.ledger.run_id)))
+                except StoreError:
+                    pass  # the store is closing: the unit still counts as failed below
+            if isinstance(outcome, Future):
+                # Counted once its last write commits (the writer runs this): stored or failed.
+                outcome.add_done_callback(functools.partial(self._finish_written, item))
+            else:
+                self.finish_unit(item, outcome)
+
+    def _finish_written(self, unit: Unit, written: Future[Any]) -> None:
+        self.finish_unit(unit, was_stored(written))
+
+    def finish_unit(self, unit: Unit, ok: bool) -> None:
+        """Count a finished unit and say so."""
+        if self.cancel.is_set() and not ok:
+            return  # abandoned by a stop: it will be done on resume, not counted as failed
+        with self.lock:
+            self.done_units += 1
+            if not ok:
+                self.failed_units += 1
+            done = self.done_units
+        self.emit(ImageDone(unit.image.image_id, unit.task, ok, done, self.total_units))
 
 
 def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None,
         pause: threading.Event | None = None) -> RunSummary:
     """Run generation and judging over the configured source; safe to call again to resume.
 
-    Setting `cancel` stops taking new work; while `pause` is set no new unit starts.
+    Setting `cancel` stops taking new work; while `pause` is set no new unit starts. Events
+    reach `emit` on a dispatcher thread, in order; every one is delivered before this returns.
     """
-    cancel = cancel or threading.Event()
+    dispatcher = Dispatcher(emit)
+    try:
+        return _run(config, store, dispatcher, cancel or threading.Event(), pause)
+    finally:
+        dispatcher.close()
+
+
+def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event,
+         pause: threading.Event | None) -> RunSummary:
     started = time.monotonic()
     ensure_indexed(config, store)
-    runner = _Runner(config, store, emit, cancel, pause)
+    runner = _Runner(config, store, outer_emit, cancel, pause)
     meter = CostMeter(store, config)
-    outer_emit = emit
 
     def metered_emit(event: Event) -> None:
+        # Metered where it happens (the budget must not wait for a display), then queued.
         if isinstance(event, CallFinished) and event.status == "ok":
             meter.add_call(event.model, event.tokens_in, event.tokens_out, event.endpoint)
             _check_budget(runner, config, meter)
@@ -294,36 +308,47 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     emit = metered_emit
     runner.emit = emit
     runner.build_pools()
-    for task in config.generation.tasks:
-        runner.templates[task] = active_template(store, task)
-    runner.judge_template = active_template(store, "judge")
-    run_id = _claim(store, config)
-    abandon_in_flight(store)
-    regate_if_changed(store, config.gates)
-    ledger = Ledger(store, run_id, emit)
-    ctx = StageContext(store, ledger, runner.pools, emit, cancel)
-    total, done = runner.count_units()
-    runner.total_units, runner.done_units = total, done
-    runner.kept_pairs = int(store.scalar(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}",
-                                         (config.judge.threshold,)) or 0)
-    store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
-                                         (total, run_id)))
-    images = total // max(1, len(config.generation.tasks))
-    emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
-                    config.generation.model, config.judge.identity))
-    workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
-    jobs: queue.Queue[object] = queue.Queue(maxsize=workers * 2)
-    threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
-                                name=f"worker-{i}") for i in range(workers)]
-    for thread in threads:
-        thread.start()
-    status = RunState.FINISHED
-    finished = threading.Event()
-    monitor = threading.Thread(target=_monitor, args=(runner, config, store, meter, emit, finished),
-                               daemon=True, name="cost-monitor")
-    monitor.start()
-    batch = BatchDriver(runner, ctx, run_id) if runner.batch else None
     try:
+        for task in config.generation.tasks:
+            runner.templates[task] = active_template(store, task)
+        runner.judge_template = active_template(store, "judge")
+        run_id = claim(store, config)
+    except BaseException:
+        _close_backends(runner)
+        raise
+    status, error = RunState.FINISHED, ""
+    threads: list[threading.Thread] = []
+    jobs: queue.Queue[object] = queue.Queue()
+    finished = threading.Event()
+    monitor: threading.Thread | None = None
+    batch: BatchDriver | None = None
+    counts: dict[str, int] = {}
+    cost_usd = 0.0
+    try:
+        abandon_in_flight(store)
+        regate_if_changed(store, config.gates)
+        ledger = Ledger(store, run_id, emit)
+        ctx = StageContext(store, ledger, runner.pools, emit, cancel)
+        total, done = runner.count_units()
+        runner.total_units, runner.done_units = total, done
+        runner.kept_pairs = int(store.scalar(
+            f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0)
+        store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
+                                             (total, run_id)))
+        images = total // max(1, len(config.generation.tasks))
+        emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
+                        config.generation.model, config.judge.identity))
+        workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
+        jobs = queue.Queue(maxsize=workers * 2)
+        threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
+                                    name=f"worker-{i}") for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        monitor = threading.Thread(target=_monitor,
+                                   args=(runner, config, store, meter, emit, finished),
+                                   daemon=True, name="cost-monitor")
+        monitor.start()
+        batch = BatchDriver(runner, ctx, run_id) if runner.batch else None
         if batch is not None:
             batch.drive(("generate", "judge"))
         for unit in runner.units():
@@ -343,35 +368,51 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                 thread.join()
             threads.clear()
             batch.drive(("judge",))
+    except Exception as exc:  # noqa: BLE001 - recorded as the run's failure, then reported
+        status, error = RunState.FAILED, error_text(unexpected_error(exc))
     finally:
+        # The units already handed out still finish: their calls are paid for.
         for _ in threads:
             jobs.put(_DONE)
         for thread in threads:
             thread.join()
         finished.set()
-        monitor.join()
-        store.flush()
-        flag_templates(store, config.gates)
-        emit(_cost_event(runner, store, config, meter))
-        if runner.budget_hit:
-            status = RunState.BUDGET
-        elif cancel.is_set():
-            status = RunState.INTERRUPTED
-        counts = status_counts(store, config.judge.threshold)
-        elapsed = time.monotonic() - started
-        store.write_sync(lambda c: c.execute(
-            "UPDATE runs SET status = ?, finished_at = ? WHERE id = ?", (status, now(), run_id)))
-        report = cost_report(store, config)
-        for backend in runner.backends.values():
+        if monitor is not None:
+            monitor.join()
+        try:
+            store.flush()
+            flag_templates(store, config.gates)
+            emit(_cost_event(runner, store, config, meter))
+            if status is not RunState.FAILED:
+                status = (RunState.BUDGET if runner.budget_hit
+                          else RunState.INTERRUPTED if cancel.is_set() else RunState.FINISHED)
+            counts = status_counts(store, config.judge.threshold)
+            store.write_sync(lambda c: c.execute(
+                "UPDATE runs SET status = ?, finished_at = ?, message = COALESCE(?, message) "
+                "WHERE id = ?", (status, now(), error or None, run_id)))
+            cost_usd = cost_report(store, config).cost_usd
+        except Exception as exc:  # noqa: BLE001 - the store itself failed: say so, still finish
+            status = RunState.FAILED
+            error = error or error_text(unexpected_error(exc))
+        finally:
+            _close_backends(runner)
+            if batch is not None:
+                batch.close()
+            elapsed = time.monotonic() - started
+            emit(RunFinished(
+                run_id, status, runner.done_units, runner.total_units, runner.failed_units,
+                counts.get("pairs", 0), counts.get("kept_pairs", 0),
+                counts.get("parse_failures", 0), counts.get("calls", 0),
+                counts.get("failed_calls", 0), round(elapsed, 3), cost_usd,
+                counts.get("dropped_pairs", 0), error))
+    return RunSummary(run_id, status, runner.done_units, runner.total_units, runner.failed_units,
+                      counts, cost_usd, elapsed, error)
+def _close_backends(runner: _Runner) -> None:
+    for backend in runner.backends.values():
+        try:
             backend.close()
-        if batch is not None:
-            batch.close()
-    emit(RunFinished(run_id, status, runner.done_units, total, runner.failed_units,
-                     counts["pairs"], counts["kept_pairs"], counts["parse_failures"],
-                     counts["calls"], counts["failed_calls"], round(elapsed, 3), report.cost_usd,
-                     counts["dropped_pairs"]))
-    return RunSummary(run_id, status, runner.done_units, total, runner.failed_units, counts,
-                      report.cost_usd, elapsed)
+        except Exception:  # noqa: BLE001 - closing is best effort; the run's outcome stands
+            pass
 
 
 def _monitor(runner: _Runner, config: Config, store: Store, meter: CostMeter, emit: Emit,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -15,6 +16,7 @@ from visinstruct.core.errors import StoreError
 from visinstruct.core.store import opening
 from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
+from visinstruct.core.text.redact import redact
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -45,6 +47,7 @@ class _Op:
     fn: WriteFn
     future: Future[Any] | None
     on_commit: Callable[[Any], None] | None
+    on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None
 
 
 class Store:
@@ -71,6 +74,7 @@ class Store:
         self._readers_lock = threading.Lock()
         self.failed_writes = 0
         self.last_write_error: BaseException | None = None
+        self.failed_callbacks = 0
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
@@ -135,10 +139,16 @@ class Store:
             raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
     # -- writing ---------------------------------------------------------------------------
-    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
-        """Queue `fn(conn)` for the writer; the future resolves after its batch commits."""
+    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None,
+              on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None,
+              ) -> Future[Any]:
+        """Queue `fn(conn)` for the writer; the future resolves after its batch commits.
+
+        Should `fn` raise, its changes are undone and `on_error(conn, exc)` runs in their
+        place (its result then counts as fn's); without one, the future holds the exception.
+        """
         future: Future[Any] = Future()
-        self._put(_Op(fn, future, on_commit))
+        self._put(_Op(fn, future, on_commit, on_error))
         return future
 
     def write_nowait(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> None:
@@ -214,10 +224,18 @@ class Store:
             if op.on_commit is not None:
                 try:
                     op.on_commit(value)
-                except Exception:  # noqa: BLE001 - a listener must not stop the writer
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a listener must not stop the writer
+                    self._callback_failed(exc)
             if op.future is not None:
                 op.future.set_result(value)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """Say on stderr (once per store) that an after-commit callback raised."""
+        self.failed_callbacks += 1
+        if self.failed_callbacks == 1:
+            print(redact(f"visinstruct: a callback after a commit to {self.path} failed: "
+                         f"{type(exc).__name__}: {exc}; later failures are not shown"),
+                  file=sys.stderr, flush=True)
 
     @staticmethod
     def _run_guarded(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
@@ -227,8 +245,15 @@ class Store:
             value = op.fn(conn)
         except BaseException as exc:  # noqa: BLE001 - reported through the future
             conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return op, None, exc
+            if op.on_error is None or not isinstance(exc, Exception):
+                conn.execute("RELEASE op")
+                return op, None, exc
+            try:
+                value = op.on_error(conn, exc)
+            except BaseException as second:  # noqa: BLE001 - reported through the future
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                return op, None, second
         conn.execute("RELEASE op")
         return op, value, None
 
@@ -329,7 +354,7 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
 
 @functools.cache
 def _fresh_tables(migrations: Sequence[Migration]) -> frozenset[str]:
-    """The tables and views a store made by this version holds (a dropped one is damage)."""
+    """The tables and views `migrations` make (a dropped one is damage); cached per list."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
         migrate(conn, Path(":memory:"), migrations)

@@ -1,4 +1,4 @@
-"""Leaks: a pair that gives away that the model read the captions and boxes, not the picture."""
+"""Pairs that give away the model read text, not a picture: captions, boxes, coordinates."""
 
 from __future__ import annotations
 
@@ -29,9 +29,26 @@ _LEAKS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 def leak_of(pair: Pair) -> str:
     """Why `pair` gives away that the model read text instead of seeing the image, or ''."""
-    return leak_in(pair.question) or leak_in(pair.answer)
+    return _leak_in(pair.question) or _leak_in(pair.answer)
 
 
-def leak_in(text: str) -> str:
-    """The first leak reason that `text` shows, or ''."""
+def _leak_in(text: str) -> str:
     return next((reason for pattern, reason in _LEAKS if pattern.search(text)), "")
+
+
+def drop_leaks(pairs: list[Pair], problems: list[str]) -> list[Pair]:
+    """The pairs without a leak; each dropped one is noted in `problems`."""
+    kept = []
+    for number, pair in enumerate(pairs, 1):
+        reason = leak_of(pair)
+        if reason:
+            shown = pair.question if _leak_in(pair.question) else pair.answer
+            problems.append(f"pair {number} dropped: {reason}: {_first_line(shown)}")
+        else:
+            kept.append(pair)
+    return kept
+
+
+def _first_line(text: str, limit: int = 80) -> str:
+    line = text.strip().split("\n", 1)[0]
+    return line if len(line) <= limit else line[: limit - 1] + "…"

@@ -17,6 +17,7 @@ import tomllib
 from visinstruct.core.models.backends.base import Message
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import TASKS, Image, Pair
+from visinstruct.core.text.clean import clean_pair_text
 
 PROMPT_TASKS: tuple[str, ...] = (*TASKS, "judge", "evaluate", "answer")
 
@@ -173,7 +174,8 @@ def render_context(image: Image, include_boxes: bool) -> str:
     Crowd boxes are kept and not marked, as in LLaVA's own context: the captions usually
     name the crowd, and a marker would only invite the model to talk about annotations.
     """
-    captions = [" ".join(c.split()) for c in image.captions]
+    # Captions are data too: an `<image>` token or a control byte in one would be echoed back.
+    captions = [" ".join(clean_pair_text(c).split()) for c in image.captions]
     lines = [c for c in captions if c]
     if include_boxes and image.boxes:
         box_lines = [

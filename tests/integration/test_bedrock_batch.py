@@ -380,8 +380,8 @@ def test_a_crash_between_creating_a_job_and_storing_it_still_makes_one_job(
     config = load_config(path)
     with monkeypatch.context() as patched, Store(config.db) as store:
         patched.setattr(batch, "save_job", crash)
-        with pytest.raises(RuntimeError):
-            pipeline.run(config, store, ignore)
+        summary = pipeline.run(config, store, ignore)  # a crash is the run's failure, recorded
+    assert summary.status == "failed" and "the process died here" in summary.error
     assert aws.plane.creates == 1 and len(aws.plane.jobs) == 1
     code, _, err = run_cli("run", "--headless", "--config", path)
     assert code == 0, err
@@ -419,3 +419,45 @@ def test_evaluation_by_batch_stores_a_verdict_per_comparison(
     code, out, err = run_cli("evaluate", "--config", config, "--json")
     assert code == 0, err
     assert aws.plane.creates == 3 and json.loads(out)["new_calls"] == 0
+
+
+def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    """Garbage in a batch reply is stopped by the gates even when the judge would score it 9."""
+    from tests.fakes.bedrock_batch_server import model_reply
+    from tests.fakes.model_replies import prompt_text as body_text
+
+    judge_prompts: list[str] = []
+
+    def respond(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        text = body_text(body)
+        reply = model_reply(model_id, body)
+        if "score" in text.lower() and "rate" in text.lower():
+            judge_prompts.append(text)
+            count = text.count("Q:") or text.count("Question") or 1
+            reply["content"][0]["text"] = json.dumps(
+                {"scores": [{"score": 9, "reason": "fine"} for _ in range(max(count, 3))]})
+            return reply
+        pairs = [{"question": "What is the man holding in his hand?",
+                  "answer": "He is holding a red umbrella over his head."},
+                 {"question": "...", "answer": "..."},
+                 {"question": "Is there a refusal here?",
+                  "answer": "As an AI language model, I cannot see images."}]
+        reply["content"][0]["text"] = json.dumps({"pairs": pairs})
+        return reply
+
+    aws.plane.respond = respond
+    config = write_config(tmp_path, "gated", limit=1, extra="min_records = 1\n")
+    config.write_text(config.read_text().replace(
+        '[generation]\nmodel = "claude"', '[generation]\nmodel = "claude"\ntasks = ["conversation"]'))
+    code, _, err = run_cli("run", "--headless", "--config", config)
+    assert code == 0, err
+    report = status(run_cli, db_of(config))
+    assert report["dropped_by_rule"] == {"placeholder": 1, "refusal": 1}
+    assert judge_prompts  # the judge was asked, by batch, about the pairs that passed
+    for prompt in judge_prompts:
+        assert "As an AI language model" not in prompt
+    records = exported(run_cli, db_of(config), tmp_path / "gated.json")
+    answers = [turn["value"] for record in records for turn in record["conversations"]
+               if turn["from"] == "gpt"]
+    assert answers == ["He is holding a red umbrella over his head."]

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.backends.mixtral import fold_system
@@ -32,6 +32,7 @@ from visinstruct.core.models.backends.json_modes import (
     rejects_request,
     validation_detail,
 )
+from visinstruct.core.text.redact import redact_url, register_secret, register_url
 
 _ERROR_TEXT_LIMIT = 300
 # A keep-alive socket the server already closed fails like this before any reply arrives.
@@ -101,6 +102,13 @@ def status_class(status: int) -> str:
         return f"HTTP{status}"
 
 
+def _basic_auth(url: str) -> str:
+    """The Authorization header value for the user info of `url`."""
+    parts = urlsplit(url)
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
 class OpenAIBackend:
     """OpenAI-compatible base URLs serving `model`; one keep-alive connection per thread and URL."""
 
@@ -132,9 +140,16 @@ class OpenAIBackend:
             )
         for url in urls:
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-                raise ConfigError(f"bad OpenAI base URL {url!r}; write it like http://host:8000/v1")
+                raise ConfigError(f"bad OpenAI base URL {redact_url(url)!r}; write it like "
+                                  "http://host:8000/v1")
         self.name = f"openai:{model}"
-        self.endpoints: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        for url in urls:
+            register_url(url)
+        # Endpoints are named without user info (names reach the ledger, events and screens);
+        # a user:password in a base URL is sent as Basic authentication instead.
+        self.endpoints: tuple[str, ...] = tuple(redact_url(u).rstrip("/") for u in urls)
+        self._basic_auth = {redact_url(u).rstrip("/"): _basic_auth(u) for u in urls
+                            if urlsplit(u).username is not None}
         self.model = model
         self.max_in_flight = max_in_flight
         self.read_timeout = read_timeout
@@ -143,6 +158,7 @@ class OpenAIBackend:
         self._json_forms = ModeLadder(json_mode)
         self.fold_system_role = fold_system_role
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        register_secret(self._api_key)
         self._local = threading.local()
         self._all_connections: list[http.client.HTTPConnection] = []
         self._connections_lock = threading.Lock()
@@ -200,6 +216,8 @@ class OpenAIBackend:
         parts = urlsplit(base)
         target = f"{parts.path.rstrip('/')}{path}"
         headers = self._headers(len(body))
+        if base in self._basic_auth and "Authorization" not in headers:
+            headers["Authorization"] = self._basic_auth[base]
         connection, reused = self._connection(base)
         try:
             try:
@@ -289,7 +307,7 @@ class OpenAIBackend:
         detail = raw.decode("utf-8", errors="replace")
         try:
             document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             document = None
         fields = validation_detail(document)
         if fields is not None:

@@ -95,6 +95,8 @@ def read_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise malformed(f"the reply is not JSON ({error.__class__.__name__}: {error})") from error
+    except RecursionError as error:  # a body nested deeper than Python's parser goes
+        raise malformed("the reply nests its JSON too deeply to read") from error
 
 
 def naming_target(error: BackendError, target: str) -> BackendError:
