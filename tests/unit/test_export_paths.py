@@ -16,7 +16,7 @@ from visinstruct.core.export.writers import ExportItem, RecordRejected, export, 
 from visinstruct.core.records import Pair
 
 ITEM = ExportItem(9, "detail", (Pair("Describe the image.", "A giraffe by a fence."),))
-BAD = ExportItem(10, "detail", (Pair("<image>\nWhat?", "A dog."),))
+BAD = ExportItem(10, "detail", (Pair("What is on the table?", ""),))  # an empty answer is refused
 
 
 def test_a_symlink_is_written_through_to_its_target(tmp_path: Path) -> None:
