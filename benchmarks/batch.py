@@ -21,8 +21,8 @@ from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import ignore
 from visinstruct.core.store.database import Store
-from visinstruct.tests.fakes.aws import aws_env_vars
-from visinstruct.tests.fakes.bedrock_batch_server import BatchControlPlane
+from tests.fakes.aws import aws_env_vars
+from tests.fakes.bedrock_batch_server import BatchControlPlane
 
 
 def synthetic_captions(path: Path, images: int) -> None:

@@ -84,6 +84,7 @@ class EvaluationConfig:
     sample: int = 200
     seed: int = 0
     max_tokens: int = 512
+    temperature: float = 0.2
 
 
 @dataclass(frozen=True)
@@ -440,6 +441,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{origin}: [judge].threshold must be between 1 and 10 (scores are 1..10)")
     if config.evaluation.sample < 0:
         raise ConfigError(f"{origin}: [evaluation].sample must be 0 or more")
+    if not 0 < config.evaluation.temperature <= 2:
+        raise ConfigError(f"{origin}: [evaluation].temperature must be above 0 and at most 2")
     if config.budget.max_usd < 0:
         raise ConfigError(f"{origin}: [budget].max_usd must be 0 (no limit) or more")
     _validate_judge(config)

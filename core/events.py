@@ -9,6 +9,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Callable
 
 
@@ -97,19 +98,40 @@ class ImageDone(Event):
 
 
 @dataclass(frozen=True)
-class EndpointHealth(Event):
+class EndpointFigures:
+    """One endpoint's figures: the pool's live view, or the ledger's for a followed store.
+
+    `limit` and `ceiling` are the pool's in-flight limits, None when only the store is known.
+    """
+
     model: str
     endpoint: str
     in_flight: int
-    limit: int
-    ceiling: int
     done: int
     errors: int
     throttles: int
-    health: str
     p50_ms: float
     p95_ms: float
     tokens_out: int
+    health: str                  # healthy | degraded | down
+    limit: int | None = None
+    instances: int = 1
+    ceiling: int | None = None
+
+
+@dataclass(frozen=True)
+class EndpointHealth(EndpointFigures, Event):
+    """An endpoint's figures changed (the pool reports them as calls finish)."""
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th quantile (0..1) of ascending values, interpolating between ranks; None if empty."""
+    if not sorted_values:
+        return None
+    position = (len(sorted_values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low))
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,21 @@
-"""The nouns of the domain, as frozen values."""
+"""The nouns of the domain, as frozen values (the source nouns come from `dataset.records`)."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-TASKS: tuple[str, ...] = ("conversation", "detail", "complex_reasoning")
+from visinstruct.dataset.records import (
+    TASKS,
+    BaselineConversation,
+    Box,
+    Fact,
+    Image,
+    Pair,
+    Relation,
+    SceneObject,
+)
+
 # Tasks made from an image's facts with no model and no judge.
 FACT_TASKS: tuple[str, ...] = ("short_answer",)
 ALL_TASKS: tuple[str, ...] = (*TASKS, *FACT_TASKS)
@@ -12,82 +23,27 @@ ALL_TASKS: tuple[str, ...] = (*TASKS, *FACT_TASKS)
 FACTS_MODEL = "facts"
 SOURCES: tuple[str, ...] = ("coco", "gqa")
 
-
-@dataclass(frozen=True)
-class Box:
-    """One object instance: category name and [x1, y1, x2, y2] normalised to 0..1 (3 decimals)."""
-
-    category: str
-    bbox: tuple[float, float, float, float]
-    crowd: bool = False
+__all__ = ["ALL_TASKS", "FACTS_MODEL", "FACT_TASKS", "SOURCES", "TASKS", "BaselineConversation",
+           "Box", "Conversation", "Evaluation", "Fact", "Image", "Judgement", "Pair", "Relation",
+           "RunState", "SceneObject", "UnitNeed", "Verdict"]
 
 
-@dataclass(frozen=True)
-class SceneObject:
-    """One object of a scene graph: its graph key, name, normalised box and attributes."""
+class RunState(enum.StrEnum):
+    """A run's `runs.status`: running until it ends in one of the other states."""
 
-    key: str
-    name: str
-    bbox: tuple[float, float, float, float]
-    attributes: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Relation:
-    """subject -relation-> object, the two as indexes into the image's objects."""
-
-    subject: int
-    name: str
-    object: int
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"   # stopped by the user; resumable
+    FAILED = "failed"
+    BUDGET = "budget"             # stopped at [budget].max_usd
 
 
-@dataclass(frozen=True)
-class Fact:
-    """A question with a known answer about an image (VQAv2 or GQA), keyed by the source's id."""
+class UnitNeed(enum.StrEnum):
+    """What one (image, task) still needs in a run."""
 
-    image_key: int | str
-    question_id: str
-    question: str
-    answer: str
-    source: str
-
-
-@dataclass(frozen=True)
-class Image:
-    """One source image with its captions and boxes, or a GQA scene graph, and its facts.
-
-    `image_id` is the store's id: the COCO id for COCO images; a GQA image's own id is
-    `source_id`.
-    """
-
-    image_id: int
-    file_name: str
-    width: int
-    height: int
-    captions: tuple[str, ...] = ()
-    boxes: tuple[Box, ...] = ()
-    split: str = ""
-    source: str = "coco"
-    source_id: str = ""
-    objects: tuple[SceneObject, ...] = ()
-    relations: tuple[Relation, ...] = ()
-    facts: tuple[Fact, ...] = ()
-    location: str = ""
-    weather: str = ""
-
-    @property
-    def has_context(self) -> bool:
-        """Whether there is anything to describe: captions or scene graph objects."""
-        return bool(self.captions or self.objects)
-
-
-@dataclass(frozen=True)
-class Pair:
-    """One question and its answer."""
-
-    question: str
-    answer: str
-
+    GENERATE = "generate"         # then judge
+    JUDGE = "judge"
+    DONE = "done"
 
 @dataclass(frozen=True)
 class Conversation:
@@ -95,16 +51,6 @@ class Conversation:
 
     image_id: int
     task: str
-    pairs: tuple[Pair, ...]
-
-
-@dataclass(frozen=True)
-class BaselineConversation:
-    """A GPT-4-made LLaVA-Instruct record from mix665k, tagged by task type."""
-
-    image_id: int
-    task: str
-    record_id: str
     pairs: tuple[Pair, ...]
 
 

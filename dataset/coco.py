@@ -10,8 +10,8 @@ from typing import IO, Any
 import ijson
 from ijson.common import ObjectBuilder
 
-from visinstruct.core.errors import DataError
-from visinstruct.core.records import Box, Image
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import Box, Image
 
 
 def _json_backend() -> Any:

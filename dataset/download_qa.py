@@ -6,7 +6,7 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from visinstruct.core.errors import DataError
+from visinstruct.dataset.errors import DataError
 from visinstruct.dataset.download import (
     DownloadSpec,
     ProgressCallback,

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import ijson
-from visinstruct.core.errors import DataError
-from visinstruct.core.records import Fact, Relation, SceneObject
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import Fact, Relation, SceneObject
 from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error, normalised_box
 
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import ijson
 
-from visinstruct.core.errors import DataError
-from visinstruct.core.records import TASKS, BaselineConversation, Pair
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import TASKS, BaselineConversation, Pair
 from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error
 
 COCO_PREFIX = "coco/train2017/"

@@ -11,6 +11,7 @@ from visinstruct.core.events import (
     CallFinished,
     CallStarted,
     CostUpdated,
+    EndpointFigures,
     EndpointHealth,
     Event,
     ImageDone,
@@ -20,7 +21,6 @@ from visinstruct.core.events import (
 )
 from visinstruct.core.store.snapshots import (
     CallError,
-    EndpointStats,
     InFlightCall,
     JudgedSample,
     ScoreCounts,
@@ -58,7 +58,7 @@ class EndpointTally:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.limit: int | None = None
         self.health = ""
-        self.stored: EndpointStats | None = None   # set when the figures come from the store
+        self.stored: EndpointFigures | None = None   # set when the figures come from the store
 
     def call_finished(self, event: CallFinished) -> None:
         if event.status == "ok":
@@ -72,7 +72,7 @@ class EndpointTally:
             self.errors += 1
             self.failures_in_a_row += 1
 
-    def stats(self, in_flight: int) -> EndpointStats:
+    def stats(self, in_flight: int) -> EndpointFigures:
         """The row the endpoint table shows."""
         if self.stored is not None:
             return replace(self.stored, instances=self.instances)
@@ -80,7 +80,7 @@ class EndpointTally:
         p50 = ordered[len(ordered) // 2] if ordered else 0.0
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] if ordered else 0.0
         health = self.health or ("degraded" if self.failures_in_a_row else "healthy")
-        return EndpointStats(self.model, self.endpoint, in_flight, self.done, self.errors,
+        return EndpointFigures(self.model, self.endpoint, in_flight, self.done, self.errors,
                              self.throttles, p50, p95, self.tokens_out, health, self.limit,
                              self.instances)
 
@@ -165,7 +165,7 @@ class RunState:
             return None
         return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
 
-    def endpoint_rows(self) -> list[tuple[tuple[str, str], EndpointStats]]:
+    def endpoint_rows(self) -> list[tuple[tuple[str, str], EndpointFigures]]:
         """(model, endpoint) and the figures of each endpoint, in name order."""
         in_flight: dict[tuple[str, str], int] = {}
         for lane in self.lanes.values():

@@ -15,6 +15,7 @@ from visinstruct.core.analysis.diversity import Diversity, measure_sides
 from visinstruct.core.analysis.sources import SourceView
 from visinstruct.core.analysis.versions import VersionDiversity, version_diversity
 from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.events import percentile
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
 from visinstruct.core.text.synonyms import (
@@ -34,16 +35,6 @@ LENGTH_BINS: tuple[str, ...] = tuple(
     f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(LENGTH_EDGES)) + (f"{LENGTH_EDGES[-1]}+",)
 SCORE_BINS: tuple[str, ...] = tuple(str(s) for s in range(1, 11)) + ("unjudged",)
 TOP_TEMPLATES = 10
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th quantile (0..1) by linear interpolation between closest ranks."""
-    if not sorted_values:
-        return None
-    position = (len(sorted_values) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
 
 def ratio(part: float, whole: float) -> float | None:
     """part / whole, or None when there is no whole."""

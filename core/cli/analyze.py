@@ -5,21 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from visinstruct.core.config import load_config, parse_override
+from visinstruct.core.cli.options import config_from_args, threshold_for
 from visinstruct.core.errors import ExitCode, InputError
-
-
-def _settings(args: argparse.Namespace) -> tuple[Path, float | None, float]:
-    """The store path, the threshold asked for with --set (if any), and the config's threshold."""
-    given = dict(parse_override(text) for text in getattr(args, "overrides", []) or [])
-    overrides: dict[str, Any] = dict(given)
-    if getattr(args, "db", None) is not None:
-        overrides["db"] = args.db
-    config = load_config(getattr(args, "config", None), overrides)
-    explicit = config.judge.threshold if "judge.threshold" in given else None
-    return Path(config.db), explicit, config.judge.threshold
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -28,7 +16,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from visinstruct.core.analysis.report import write_report
     from visinstruct.core.cli.stores import opened_store
 
-    db, explicit, configured = _settings(args)
+    config = config_from_args(args)
+    db = Path(config.db)
     out = Path(args.out)
     if not db.is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first, "
@@ -39,10 +28,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if not store.scalar("SELECT COUNT(*) FROM images"):
             raise InputError(f"{db}: the store holds no images; run `visinstruct prepare` "
                              "or `run` first")
-        # The run's own threshold, as `export` uses, unless --set judge.threshold asks otherwise.
-        stored = store.get_meta("judge_threshold")
-        threshold = explicit if explicit is not None else (
-            float(stored) if stored else configured)
+        threshold = threshold_for(args, store, config)
         figures = analyze(store, threshold)
     paths = write_report(figures, out)
     ours = figures.datasets["ours"]["all"]

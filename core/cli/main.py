@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sqlite3
 import sys
 import threading
@@ -13,8 +12,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from visinstruct import __version__
-from visinstruct.core.config import Config, load_config, parse_override
+from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.records import RunState
 from visinstruct.core.text.redact import redact
 
 
@@ -120,14 +120,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", []))
-    if getattr(args, "db", None) is not None:
-        overrides["db"] = args.db
-    overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
-    return load_config(getattr(args, "config", None), overrides)
-
-
 def _open_store(path: Path, *, for_writing: bool = False) -> Any:
     """The store as a context manager: SQLite trouble becomes one line naming the file."""
     from visinstruct.core.cli.stores import opened_store
@@ -142,7 +134,7 @@ def _say(message: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
-    config = _config(args, {"source.limit": args.limit})
+    config = config_from_args(args, {"source.limit": args.limit})
     from visinstruct.core.models.credentials import check_aws_access
 
     # Before the app or the store: a run without credentials would only fail every call.
@@ -152,18 +144,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(args)
     cancel = threading.Event()
-    stops = {"n": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stops["n"] += 1
-        if stops["n"] > 1:
-            _say("stopping now; calls in flight will be sent again on resume")
-            os._exit(ExitCode.INTERRUPTED)
-        _say("stopping: no new work; finishing calls in flight (press Ctrl-C again to quit now)")
-        cancel.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     from visinstruct.core.events import Event, RunFinished
     from visinstruct.core.cli.headless import JsonLines, RichProgress
 
@@ -182,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         warning = self_preference_warning(config)
         if warning:
             _say(warning)
-        with display:
+        with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
         if summary.status != "finished":
             from visinstruct.core.cli.batch import left_running
@@ -193,12 +173,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"store: {config.db}")
     if left:
         _say(left)
-    if summary.status == "failed":
+    if summary.status is RunState.FAILED:
         _say(f"visinstruct: the run failed: {summary.error}")
         return ExitCode.FAILED
-    if summary.status == "interrupted":
+    if summary.status is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
-    if summary.status == "budget":
+    if summary.status is RunState.BUDGET:
         _say(f"stopped: the budget of ${config.budget.max_usd:,.2f} was reached")
         return ExitCode.BUDGET
     return ExitCode.FAILED if summary.failed_units else ExitCode.OK
@@ -210,7 +190,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     from visinstruct.core.cli.prepare import downloaded_source, prepare_report
     from visinstruct.core.pipeline.indexer import index_sources
 
-    config = _config(args)
+    config = config_from_args(args)
     source = config.source
     if args.download:
         source = downloaded_source(config, args.download, args.data_dir)
@@ -259,19 +239,8 @@ def _store_path(args: argparse.Namespace) -> Path:
     """
     if args.db is not None and args.config is None and not args.overrides:
         return Path(args.db)
-    config = _config(args)
+    config = config_from_args(args)
     return Path(args.db) if args.db is not None else config.db
-
-
-def _threshold(store: Any, given: float | None, args: argparse.Namespace | None = None) -> float:
-    """--threshold, else a config's [judge].threshold when one is given, else the last run's."""
-    if given is not None:
-        if not 1 <= given <= 10:
-            raise InputError(f"--threshold {given}: must be between 1 and 10")
-        return given
-    if args is not None and (getattr(args, "config", None) or getattr(args, "overrides", None)):
-        return _config(args).judge.threshold
-    return float(store.get_meta("judge_threshold", "7") or 7)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -287,7 +256,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from visinstruct.core.store.queries import kept_conversations
         from visinstruct.core.store.scene_queries import gqa_image_ids
 
-        threshold = _threshold(store, args.threshold, args)
+        threshold = threshold_for(args, store)
         gqa_ids = gqa_image_ids(store)
         items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model},
                             gqa_id=gqa_ids.get(image_id, ""))
@@ -307,7 +276,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first")
     with _open_store(db) as store:
-        report = status_report(store, _threshold(store, args.threshold, args))
+        report = status_report(store, threshold_for(args, store))
     if args.json:
         print(json.dumps(report))
     else:
@@ -324,8 +293,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    import importlib
+
+    # Named by string: the app sits above core, and core never imports it (import-linter).
     try:
-        from visinstruct.tui.app import main as tui_main
+        tui_main = importlib.import_module("visinstruct.tui.app").main
     except ImportError as exc:
         raise InputError(f"the app cannot start: {exc}") from exc
     return int(tui_main(args) or 0)

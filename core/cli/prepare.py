@@ -18,7 +18,8 @@ _STORE_KEYS = ("images", "captions", "boxes", "images_with_boxes", "baseline_con
 
 def downloaded_source(config: Config, which: str, data_dir: Path | None) -> SourceConfig:
     """Download the named sources ("coco,gqa,vqa") and return the source that indexes them."""
-    from visinstruct.dataset.download import download_sources, rich_progress
+    from visinstruct.core.cli.download_progress import rich_progress
+    from visinstruct.dataset.download import download_sources
     from visinstruct.dataset.download_qa import (
         download_gqa,
         download_vqa,

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
 from typing import Any
 
 from visinstruct.core.analysis.agreement import stored_judge_agreement
-from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
-from visinstruct.core.models.cost import cost_report
 from visinstruct.core.store.batch_jobs import batch_jobs_report
+from visinstruct.core.store.cost import cost_report, stored_config
 from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.scene_queries import images_by_source
 from visinstruct.core.store.database import Store
-
-
-def stored_config(store: Store, threshold: float) -> Config:
-    """Enough of the last run's config to price its calls (models and tasks are kept in meta)."""
-    models: dict[str, ModelConfig] = {}
-    known = {f.name for f in fields(ModelConfig)}
-    for name, body in json.loads(store.get_meta("models", "{}") or "{}").items():
-        body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items() if k in known}
-        models[name] = ModelConfig(**body)
-    tasks = tuple(json.loads(store.get_meta("tasks", "[]") or "[]")) or GenerationConfig().tasks
-    return Config(models=models, generation=GenerationConfig(tasks=tasks),
-                  judge=JudgeConfig(threshold=threshold))
 
 
 def status_report(store: Store, threshold: float) -> dict[str, Any]:

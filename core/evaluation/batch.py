@@ -34,7 +34,7 @@ from visinstruct.core.store.batch_jobs import (
     set_status,
     unread_jobs,
 )
-from visinstruct.core.store.ledger import CallInfo, call_key, request_hash
+from visinstruct.core.models.ledger import CallInfo, call_key, request_hash
 
 if TYPE_CHECKING:
     from visinstruct.core.evaluation.evaluate import _Evaluation, _Job

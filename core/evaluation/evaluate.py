@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from visinstruct.core.evaluation.aggregate import Summary, stored_verdict_rows, summarize, summarize_by_task
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.models.backends.replies import image_format
-from visinstruct.core.config import Config, ModelConfig
-from visinstruct.core.errors import BackendError, InputError, StoreError
+from visinstruct.core.config import Config
+from visinstruct.core.errors import InputError
+from visinstruct.core.evaluation.verdicts import (
+    Pictures,
+    model_sees_images,
+    record_verdict,
+    verdict_request,
+)
 from visinstruct.core.evaluation.units import (
     NO_CANDIDATES,
     TASK_REQUESTS,
@@ -35,12 +36,10 @@ from visinstruct.core.events import (
     EvaluationStarted,
     VerdictRecorded,
 )
-from visinstruct.core.store.ledger import Ledger
+from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.text.model_text import clean_model_text
-from visinstruct.core.text.parse_scores import parse_verdict
-from visinstruct.core.store.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate, answer_messages, evaluation_messages
-from visinstruct.core.records import Image
+from visinstruct.core.text.prompt_versions import active_template
+from visinstruct.core.text.prompts import PromptTemplate, answer_messages
 from visinstruct.core.models.calls import (
     CallOutcome,
     NotStored,
@@ -52,13 +51,11 @@ from visinstruct.core.models.calls import (
 )
 from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.live_writer import refuse_live_writer
 
 MODES = ("conversation", "answers")
 ORDERS = ("ours", "baseline")
-EVALUATOR_TEMPERATURE = 0.2
 ANSWERS_PURPOSE = "answers"   # generations.purpose of our answers to the baseline's questions
-MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
-_VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -96,11 +93,6 @@ class EvaluationReport:
         }
 
 
-def model_sees_images(model: ModelConfig) -> bool:
-    """Whether the model is a Claude 3 or later on Bedrock, which takes pictures."""
-    return model.backend == "bedrock" and bool(_VISION_MODEL.search(model.model_id))
-
-
 @dataclass(frozen=True)
 class _Job:
     """One compared item and the orders it still needs."""
@@ -132,12 +124,7 @@ class _Evaluation:
         self.failed_calls = 0
         self.errors: list[str] = []
         self.answers: dict[tuple[int, str, int], tuple[str, int]] = {}
-        self.unusable: dict[int, str] = {}
-        images_dir = config.source.images_dir
-        sees = model_sees_images(config.model(self.model))
-        self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
-        gqa_dir = config.source.gqa_images_dir
-        self.gqa_images_dir: Path | None = Path(gqa_dir) if gqa_dir and sees else None
+        self.pictures = Pictures(config)
 
     # -- what is already stored -------------------------------------------------------------
     def load_answers(self, units: Sequence[Unit]) -> None:
@@ -289,12 +276,8 @@ class _Evaluation:
     def comparison_request(self, unit: Unit, order: str, request_text: str, ours: str,
                            theirs: str) -> CompletionRequest:
         """The evaluator's request with `order`'s answer shown first."""
-        first, second = (ours, theirs) if order == "ours" else (theirs, ours)
-        return CompletionRequest(
-            messages=evaluation_messages(self.template, unit.image, request_text, first, second,
-                                         picture=self.picture(unit.image)),
-            max_tokens=self.config.evaluation.max_tokens, temperature=EVALUATOR_TEMPERATURE,
-            top_p=0.9, tag="evaluate")
+        return verdict_request(self.config, self.template, unit.image, request_text, ours,
+                               theirs, order, self.pictures.load(unit.image))
 
     def compare(self, unit: Unit, item: int, order: str, request_text: str, ours: str,
                 theirs: str, gid: int) -> None:
@@ -313,83 +296,23 @@ class _Evaluation:
                        outcome: CallOutcome) -> None:
         """Store the verdict of a successful evaluator call (online or from a batch job)."""
         image = unit.image
+        row, outcome = record_verdict(self.ctx, self.config, self.template, image, unit.task,
+                                      mode=self.mode, item=item, order=order, generation_id=gid,
+                                      outcome=outcome)
+        if row is None:
+            self._failed(outcome)
+            return
         result = outcome.result
         assert result is not None
-        text = result.response.text
-        try:
-            verdict = parse_verdict(text)
-        except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
-            self._failed(fail_answered(self.ctx, outcome, exc))
-            return
-        if order == "ours":
-            ours_score, baseline_score = verdict.first, verdict.second
-        else:
-            ours_score, baseline_score = verdict.second, verdict.first
-        rationale = (verdict.rationale or text) if verdict.parsed else text
-        ledger = self.ctx.ledger
-
-        def write(conn: sqlite3.Connection) -> None:
-            ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-            conn.execute(
-                "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
-                "baseline_score, parsed, rationale, call_id, prompt_version, model, "
-                "generation_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image.image_id, unit.task, self.mode, item, order, ours_score, baseline_score,
-                 int(verdict.parsed), rationale, result.call_id, self.template.version,
-                 self.model, gid, now()))
-
-        stored = store_result(self.ctx, outcome, write, lambda _: None).result()
-        if isinstance(stored, NotStored):
-            self._failed(CallOutcome(outcome.info, None, stored.error))
-            return
         with self.lock:
             self.new_calls += 1
             self.done += 1
             done = self.done
-        self.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
-                                        result.latency_ms, result.attempt))
+        self.emit(self.ctx.ledger.finished_event(outcome.info, result.call_id, result.response,
+                                                 result.latency_ms, result.attempt))
         self.emit(VerdictRecorded(image.image_id, unit.task, self.mode, item, order,
-                                  verdict.parsed, ours_score, baseline_score, done, self.total))
-
-    def picture(self, image: Image) -> bytes | None:
-        """The image file for an evaluator that sees; None (and counted) when it is unusable."""
-        folder = self.gqa_images_dir if image.source == "gqa" else self.images_dir
-        if folder is None:
-            return None
-        path = folder / image.file_name
-        problem = ""
-        data = b""
-        try:
-            data = path.read_bytes()
-        except OSError:
-            problem = "not found"
-        if not problem and len(data) > MAX_PICTURE_BYTES:
-            problem = "larger than the evaluator takes"
-        if not problem:
-            try:
-                image_format(data)
-            except BackendError:
-                problem = "not a JPEG, PNG, GIF or WebP file"
-        if problem:
-            with self.lock:
-                self.unusable.setdefault(image.image_id, f"{path}: {problem}")
-            return None
-        return data
-
-
-def _refuse_live_run(store: Store) -> None:
-    """A live `run` allocates ledger ids in the same table: evaluating beside it would collide."""
-    host = socket.gethostname()
-    for pid, run_host in store.query("SELECT pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            raise StoreError(f"{store.path}: a run (pid {pid}) is writing this store; "
-                             "evaluate when it has finished or stop it first")
+                                  row.parsed, row.ours_score, row.baseline_score, done,
+                                  self.total))
 
 
 def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None, *,
@@ -410,7 +333,8 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notices.append(message)
         emit(EvaluationNotice(message))
 
-    _refuse_live_run(store)
+    # A live run allocates ledger ids in the same table: evaluating beside it would collide.
+    refuse_live_writer(store, "evaluate when it has finished or stop it first")
     candidates = candidate_units(store, threshold)
     if not candidates:
         raise InputError(f"{store.path}: {NO_CANDIDATES}")
@@ -453,9 +377,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     finally:
         for backend in backends.values():
             backend.close()
-    if state.unusable:
-        first = next(iter(state.unusable.values()))
-        notice(f"{len(state.unusable)} sampled image(s) could not be shown to the evaluator "
+    if state.pictures.unusable:
+        first = next(iter(state.pictures.unusable.values()))
+        notice(f"{len(state.pictures.unusable)} sampled image(s) could not be shown to the evaluator "
                f"(first: {first}); they were compared on captions and boxes only")
     if state.failed_calls:
         first_error = state.errors[0] if state.errors else "unknown"
@@ -468,9 +392,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     overall = summarize(rows, seed=seed)
     status = "interrupted" if cancel.is_set() else "finished"
     emit(EvaluationFinished(status, mode, len(rows), overall.unparsed, state.failed_calls,
-                            len(state.unusable), overall.relative_score))
+                            len(state.pictures.unusable), overall.relative_score))
     return EvaluationReport(
         status=status, mode=mode, model=state.model, sample=sample, images=len(chosen),
         units=len(units), verdicts=len(rows), new_calls=state.new_calls,
-        failed_calls=state.failed_calls, missing_images=len(state.unusable),
+        failed_calls=state.failed_calls, missing_images=len(state.pictures.unusable),
         notices=tuple(notices), overall=overall, by_task=summarize_by_task(rows, seed=seed))

@@ -20,8 +20,8 @@ from visinstruct.core.pipeline.judge import JudgeResult, is_kept
 from visinstruct.core.pipeline.panel import judge_pairs
 from visinstruct.core.lab.compare import compare_with_baseline
 from visinstruct.core.lab.stats import VersionStats, version_stats
-from visinstruct.core.store.ledger import Ledger
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.models.ledger import Ledger
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, parse_prompt
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.records import TASKS, Image

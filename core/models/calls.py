@@ -13,20 +13,15 @@ from visinstruct.core.models.backends.base import Backend, CompletionRequest
 from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import Emit
-from visinstruct.core.store.ledger import CallInfo, Ledger, call_key, request_hash
-from visinstruct.core.models.pool import (
-    Cancelled,
-    EndpointSnapshot,
-    Pool,
-    PoolResult,
-    unexpected_error,
-)
+from visinstruct.core.events import EndpointFigures
+from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
+from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.store.database import Store
 from visinstruct.core.text.clean import storable
 
 
 def build_pools(config: Config, names: Iterable[str], cancel: threading.Event,
-                on_health: Callable[[EndpointSnapshot], None] | None = None,
+                on_health: Callable[[EndpointFigures], None] | None = None,
                 ) -> tuple[dict[str, Backend], dict[str, Pool]]:
     """One backend and one endpoint pool per named model (a model named twice is built once)."""
     backends: dict[str, Backend] = {}

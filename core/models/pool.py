@@ -7,10 +7,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from visinstruct.core.models.backends.base import Backend, CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
+from visinstruct.core.events import EndpointFigures, percentile
+
+# How one attempt ended, as the endpoint's limit and health see it.
+PoolOutcome = Literal["ok", "backpressure", "transient", "permanent"]
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
@@ -25,24 +29,6 @@ class AttemptListener(Protocol):
     def failed(self, call_id: Any, error: BackendError, latency_ms: float, will_retry: bool) -> None:
         """The attempt failed; `will_retry` says whether the pool tries again."""
         ...
-
-
-@dataclass(frozen=True)
-class EndpointSnapshot:
-    """A point-in-time view of one endpoint, for events and the UI."""
-
-    model: str
-    endpoint: str
-    in_flight: int
-    limit: int
-    ceiling: int
-    done: int
-    errors: int
-    throttles: int
-    health: str
-    p50_ms: float
-    p95_ms: float
-    tokens_out: int
 
 
 @dataclass(frozen=True)
@@ -112,7 +98,7 @@ class Pool:
         failures_to_down: int = 5,
         probe_after: float = 30.0,
         cancel: threading.Event | None = None,
-        on_health: Callable[[EndpointSnapshot], None] | None = None,
+        on_health: Callable[[EndpointFigures], None] | None = None,
         health_interval: float = 0.25,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -137,18 +123,18 @@ class Pool:
         """The most calls this pool will ever have in flight at once."""
         return sum(e.ceiling for e in self._endpoints)
 
-    def snapshots(self) -> list[EndpointSnapshot]:
+    def snapshots(self) -> list[EndpointFigures]:
         """The current state of every endpoint."""
         with self._cond:
             return [self._snapshot(e) for e in self._endpoints]
 
-    def _snapshot(self, e: _Endpoint) -> EndpointSnapshot:
+    def _snapshot(self, e: _Endpoint) -> EndpointFigures:
         lat = sorted(e.latencies)
-        p50 = lat[len(lat) // 2] if lat else 0.0
-        p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] if lat else 0.0
-        return EndpointSnapshot(self.model, e.name, e.in_flight, int(e.limit), e.ceiling, e.done,
-                                e.errors, e.throttles, e.health(time.monotonic()), p50, p95,
-                                e.tokens_out)
+        return EndpointFigures(
+            model=self.model, endpoint=e.name, in_flight=e.in_flight, done=e.done,
+            errors=e.errors, throttles=e.throttles, p50_ms=percentile(lat, 0.5) or 0.0,
+            p95_ms=percentile(lat, 0.95) or 0.0, tokens_out=e.tokens_out,
+            health=e.health(time.monotonic()), limit=int(e.limit), ceiling=e.ceiling)
 
     # -- slots -------------------------------------------------------------------------------
     def _acquire(self, avoid: str | None) -> tuple[_Endpoint, int]:
@@ -182,7 +168,7 @@ class Pool:
             e.in_flight -= 1
             self._cond.notify()
 
-    def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0,
+    def _release(self, e: _Endpoint, outcome: PoolOutcome, latency_ms: float, tokens_out: int = 0,
                  sent_at_cut: int = -1) -> None:
         with self._cond:
             e.in_flight -= 1

@@ -48,8 +48,8 @@ from visinstruct.core.store.batch_jobs import (
     tries_this_run,
     unread_jobs,
 )
-from visinstruct.core.store.ledger import CallInfo
-from visinstruct.core.store.prompt_versions import stored_template
+from visinstruct.core.models.ledger import CallInfo
+from visinstruct.core.text.prompt_versions import stored_template
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.prompts import PromptTemplate
 

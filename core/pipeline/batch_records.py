@@ -13,7 +13,7 @@ from visinstruct.core.pipeline.judge import judge_request
 from visinstruct.core.pipeline.panel import unjudged_pairs
 from visinstruct.core.records import FACT_TASKS, Image
 from visinstruct.core.store.batch_jobs import BatchRecord, keys_in_unread_jobs, tries_this_run
-from visinstruct.core.store.ledger import call_key, request_hash
+from visinstruct.core.models.ledger import call_key, request_hash
 from visinstruct.core.store.queries import load_images
 
 if TYPE_CHECKING:

@@ -9,19 +9,15 @@ import sqlite3
 from dataclasses import asdict
 
 from visinstruct.core.config import Config
-from visinstruct.core.errors import StoreError
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.live_writer import refuse_live_writer
 from visinstruct.core.text.redact import redact
 
 
 def claim(store: Store, config: Config) -> int:
     """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
+    refuse_live_writer(store, "stop it first or use another --db")
     host = socket.gethostname()
-    for _other, pid, run_host in store.query(
-            "SELECT id, pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid() and _alive(pid):
-            raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
-                             "stop it first or use another --db")
     settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
                            "gates": asdict(config.gates), "origin": config.origin}, default=str)
 
@@ -40,13 +36,3 @@ def claim(store: Store, config: Config) -> int:
     store.set_meta("models", redact(json.dumps(
         {n: asdict(m) for n, m in config.models.items()}, default=str)))
     return run_id
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

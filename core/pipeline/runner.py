@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
-from visinstruct.core.models.cost import CostMeter, cost_report
+from visinstruct.core.store.cost import CostMeter, cost_report
 from visinstruct.core.errors import BudgetExceeded, StoreError
 from visinstruct.core.events import (
     CallFinished,
@@ -20,6 +20,7 @@ from visinstruct.core.events import (
     Dispatcher,
     Event,
     Emit,
+    EndpointFigures,
     EndpointHealth,
     ImageDone,
     RunFinished,
@@ -32,13 +33,13 @@ from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
-from visinstruct.core.store.ledger import Ledger, abandon_in_flight, error_text
-from visinstruct.core.models.pool import EndpointSnapshot, Pool, unexpected_error
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.models.ledger import Ledger, abandon_in_flight, error_text
+from visinstruct.core.models.pool import Pool, unexpected_error
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.pipeline.short_answer import write_short_answers
-from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, Pair
+from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, Pair, RunState, UnitNeed
 from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
 
@@ -48,11 +49,11 @@ _DONE = object()
 
 @dataclass(frozen=True)
 class Unit:
-    """One (image, task) and what it still needs: 'generate' (then judge) or only 'judge'."""
+    """One (image, task) and what it still needs: generating (then judging) or only judging."""
 
     image: Image
     task: str
-    need: str
+    need: UnitNeed
     generation_id: int = 0
 
 
@@ -61,7 +62,7 @@ class RunSummary:
     """How a run ended."""
 
     run_id: int
-    status: str
+    status: RunState
     done_units: int
     total_units: int
     failed_units: int
@@ -109,7 +110,7 @@ class _Runner:
             self.config, (self.config.generation.model, *self.config.judge.panel), self.cancel,
             on_health=self._on_health)
 
-    def _on_health(self, snap: EndpointSnapshot) -> None:
+    def _on_health(self, snap: EndpointFigures) -> None:
         # The pool reports a few times a second per endpoint: these are for eyes, not for logs.
         self.emit(EndpointHealth(**asdict(snap)))
 
@@ -141,7 +142,7 @@ class _Runner:
         return total, done
 
     def _pending(self, ids: list[int], done_only: bool = False) -> Iterator[tuple[int, str, str, int]]:
-        """(image_id, task, need, generation_id) for each unit of `ids`; need '' means done."""
+        """(image_id, task, need, generation_id) for each unit of `ids`."""
         marks = ",".join("?" * len(ids))
         gen_model = self.config.generation.model
         judge_model = self.config.judge.identity
@@ -170,14 +171,14 @@ class _Runner:
             for task in self.config.generation.tasks:
                 gid, status = state.get((image_id, task), (0, ""))
                 if not gid:
-                    need = "generate"
+                    need = UnitNeed.GENERATE
                 elif status == "ok" and gid in owed and task not in FACT_TASKS:
-                    need = "judge"
+                    need = UnitNeed.JUDGE
                 else:
-                    need = ""
-                if done_only and need:
+                    need = UnitNeed.DONE
+                if done_only and need is not UnitNeed.DONE:
                     continue
-                if not done_only and not need:
+                if not done_only and need is UnitNeed.DONE:
                     continue
                 yield image_id, task, need, gid
 
@@ -196,7 +197,7 @@ class _Runner:
         gen_cfg, judge_cfg = self.config.generation, self.config.judge
         if unit.task in FACT_TASKS:  # made from the facts: no model, no judge
             return write_short_answers(ctx, self.templates[unit.task], unit.image, unit.task)
-        if unit.need == "generate":
+        if unit.need is UnitNeed.GENERATE:
             generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
                                  gen_cfg.model, gates=self.config.gates)
             if not isinstance(generated, GenerationResult):
@@ -319,7 +320,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
     except BaseException:
         _close_backends(runner)
         raise
-    status, error = "finished", ""
+    status, error = RunState.FINISHED, ""
     threads: list[threading.Thread] = []
     jobs: queue.Queue[object] = queue.Queue()
     finished = threading.Event()
@@ -372,7 +373,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
             threads.clear()
             batch.drive(("judge",))
     except Exception as exc:  # noqa: BLE001 - recorded as the run's failure, then reported
-        status, error = "failed", error_text(unexpected_error(exc))
+        status, error = RunState.FAILED, error_text(unexpected_error(exc))
     finally:
         # The units already handed out still finish: their calls are paid for.
         for _ in threads:
@@ -386,16 +387,16 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
             store.flush()
             flag_templates(store, config.gates)
             emit(_cost_event(runner, store, config, meter))
-            if status != "failed":
-                status = ("budget" if runner.budget_hit
-                          else "interrupted" if cancel.is_set() else "finished")
+            if status is not RunState.FAILED:
+                status = (RunState.BUDGET if runner.budget_hit
+                          else RunState.INTERRUPTED if cancel.is_set() else RunState.FINISHED)
             counts = status_counts(store, config.judge.threshold)
             store.write_sync(lambda c: c.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, message = COALESCE(?, message) "
                 "WHERE id = ?", (status, now(), error or None, run_id)))
             cost_usd = cost_report(store, config).cost_usd
         except Exception as exc:  # noqa: BLE001 - the store itself failed: say so, still finish
-            status = "failed"
+            status = RunState.FAILED
             error = error or error_text(unexpected_error(exc))
         finally:
             _close_backends(runner)

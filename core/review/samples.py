@@ -15,11 +15,12 @@ from visinstruct.core.store.interrupt import ReadCancelled, interruptible
 from visinstruct.core.pipeline.judge import JudgeResult, stored_pairs
 from visinstruct.core.pipeline.panel import judge_pairs, passing_pairs
 from visinstruct.core.lab.trials import call_context
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
 from visinstruct.core.text.gates import RULES
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
 
 STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated")
 DECISIONS: tuple[str, ...] = ("accept", "reject")
@@ -73,6 +74,7 @@ class SampleFilter:
     state: str | None = None
     prompt_version: str | None = None
     rule: str | None = None        # a quality gate rule: samples with a pair it dropped or flagged
+    text: str | None = None        # words a pair's question or answer holds (the `/` search)
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,10 @@ def _where(filters: SampleFilter) -> tuple[list[str], list[str], dict[str, objec
     if filters.max_score is not None:
         outer.append("json_extract(stats, '$[1]') <= :max_score")
         params["max_score"] = filters.max_score
+    query = match_query(filters.text or "")
+    if query is not None:
+        inner.append(f"g.id IN ({MATCHING_GENERATIONS_SQL})")
+        params["text"] = query
     if filters.state:
         if filters.state not in _STATE_SQL:
             raise InputError(f"unknown review state {filters.state!r}; one of {', '.join(STATES)}")
@@ -232,6 +238,8 @@ def sample_page(store: Store, filters: SampleFilter, threshold: float, *,
     A rare state or a narrow score range may scan far; `cancel` stops it (ReadCancelled).
     """
     sql, params = _sample_sql(filters, threshold, after)
+    if "text" in params:
+        catch_up(store)
     with interruptible(store, cancel):
         rows = store.query(sql + " LIMIT :limit", {**params, "limit": limit + 1})
     samples = tuple(_row(r) for r in rows[:limit])

@@ -10,12 +10,13 @@ import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from visinstruct.core.errors import StoreError
 from visinstruct.core.store import opening
+from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
+from visinstruct.core.store.schema import MIGRATIONS
 from visinstruct.core.text.redact import redact
-from visinstruct.core.store.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -101,10 +102,9 @@ class Store:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
         conn = opening.connect(self.path)
         try:
-            version = self._schema_version(conn)
-            # WAL only once the file is known to be ours: the pragma rewrites the file header.
-            conn.execute("PRAGMA journal_mode = WAL")
-            self._migrate(conn, version)
+            # WAL only once the file is known to be ours (migrate() checks that before any
+            # write): the pragma rewrites the file header.
+            migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
             self._check_tables(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -119,11 +119,12 @@ class Store:
         opening.check_header(self.path)
         try:
             conn = self.reader()
-            version = self._schema_version(conn)
-            if version < LATEST_VERSION:
+            latest = latest_version(MIGRATIONS)
+            version, applied = schema_version(conn, self.path, latest)
+            if {number for number, _title, _body in MIGRATIONS} - applied:
                 raise StoreError(
                     f"{self.path}: the store is read-only and needs an upgrade (schema {version}, "
-                    f"this version uses {LATEST_VERSION}); open it once where it is writable")
+                    f"this version uses {latest}); open it once where it is writable")
             self._check_tables(conn)
         except sqlite3.DatabaseError as exc:
             self.close()
@@ -136,60 +137,6 @@ class Store:
         missing = opening.missing_tables(conn, _fresh_tables(MIGRATIONS))
         if missing:
             raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
-
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        """The applied schema version (0 for an empty file); refuses files that are not ours."""
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "meta" not in tables:
-            shown = ", ".join(sorted(tables)[:5])
-            raise StoreError(
-                f"{self.path}: not a visinstruct store (it holds other tables: {shown}); "
-                "use another --db path"
-            )
-        if "meta" in tables:
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("application") != APPLICATION:
-                raise StoreError(
-                    f"{self.path}: belongs to another application "
-                    f"({meta.get('application', 'unknown')!r}); use another --db path"
-                )
-            try:
-                version = int(meta.get("schema_version", "0"))
-            except ValueError:
-                raise StoreError(
-                    f"{self.path}: its schema_version {meta['schema_version']!r} is not a number; "
-                    "the store is damaged, use another --db path"
-                ) from None
-            if version > LATEST_VERSION:
-                raise StoreError(
-                    f"{self.path}: written by a newer visinstruct (schema {version}; this "
-                    f"version knows up to {LATEST_VERSION}); upgrade visinstruct to open it"
-                )
-            return version
-        return 0
-
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        for number, _title, sql in MIGRATIONS:
-            if number <= version:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            # Another process may have migrated while this one waited for the write lock.
-            if opening.applied_version(conn) >= number:
-                conn.execute("ROLLBACK")
-                continue
-            try:
-                if number == 1:
-                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-                    conn.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
-                for statement in _split_sql(sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
 
     # -- writing ---------------------------------------------------------------------------
     def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None,
@@ -401,26 +348,20 @@ class Store:
         self.close()
 
 
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
 @functools.cache
-def _fresh_tables(migrations: object) -> frozenset[str]:
+def _fresh_tables(migrations: Sequence[Migration]) -> frozenset[str]:
     """The tables and views `migrations` make (a dropped one is damage); cached per list."""
     conn = sqlite3.connect(":memory:", isolation_level=None)
     try:
-        Store.__new__(Store)._migrate(conn, 0)
+        migrate(conn, Path(":memory:"), migrations)
         return frozenset(row[0] for row in conn.execute(
             "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"))
     finally:
         conn.close()
-
-
-def _split_sql(script: str) -> list[str]:
-    statements = []
-    for chunk in script.split(";"):
-        lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
-        text = "\n".join(lines).strip()
-        if text:
-            statements.append(text)
-    return statements
 
 
 def now() -> float:

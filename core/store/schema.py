@@ -1,182 +1,188 @@
-"""The store's schema as numbered migrations; each runs once, in order, inside a transaction."""
+"""The store's schema: numbered migrations, applied once each, in ascending order.
+
+How to add one: append `(number, "what it does", body)` to MIGRATIONS, where body is
+either a function taking a `sqlite_utils.Database` or an SQL script (statements separated
+by `;`; trigger bodies are fine). `store/migrate.py` runs each migration inside one
+transaction with the `meta` row update, so a failure leaves the store as it was: never
+call `conn.executescript()` or `conn.commit()` in a migration (sqlite-utils 4's own
+methods keep the open transaction). Never edit a migration that has shipped; add one.
+Numbers are reserved per issue, so gaps are normal; add columns with
+`ALTER TABLE ... ADD COLUMN` (with a DEFAULT) and recreate a changed view with DROP VIEW /
+CREATE VIEW. Code must keep working on a store made by migration 1 and any one other.
+"""
 
 from __future__ import annotations
 
-APPLICATION = "visinstruct"
+from typing import TYPE_CHECKING
 
-# Append only: never edit a migration that has shipped; add a new one.
-MIGRATIONS: tuple[tuple[int, str, str], ...] = (
-    (
-        1,
-        "initial schema",
-        """
-        CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            started_at REAL NOT NULL,
-            finished_at REAL,
-            status TEXT NOT NULL,            -- running | finished | interrupted | failed | budget
-            pid INTEGER,
-            host TEXT,
-            config TEXT,
-            total_units INTEGER DEFAULT 0,
-            message TEXT
-        );
-        CREATE TABLE images (
-            id INTEGER PRIMARY KEY,          -- the COCO image id
-            file_name TEXT NOT NULL,
-            width INTEGER NOT NULL,
-            height INTEGER NOT NULL,
-            split TEXT NOT NULL DEFAULT '',
-            source TEXT NOT NULL DEFAULT 'coco'
-        );
-        CREATE TABLE captions (
-            id INTEGER PRIMARY KEY,
-            image_id INTEGER NOT NULL REFERENCES images(id),
-            idx INTEGER NOT NULL,
-            text TEXT NOT NULL
-        );
-        CREATE INDEX captions_image ON captions(image_id);
-        CREATE TABLE boxes (
-            id INTEGER PRIMARY KEY,
-            image_id INTEGER NOT NULL REFERENCES images(id),
-            idx INTEGER NOT NULL,
-            category TEXT NOT NULL,
-            x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
-            crowd INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX boxes_image ON boxes(image_id);
-        CREATE TABLE baseline_conversations (
-            id INTEGER PRIMARY KEY,
-            image_id INTEGER NOT NULL,       -- no FK: the baseline is indexed before the images
-            task TEXT NOT NULL,
-            record_id TEXT NOT NULL,
-            pairs TEXT NOT NULL              -- JSON [[question, answer], ...]
-        );
-        CREATE INDEX baseline_image ON baseline_conversations(image_id, task);
-        CREATE TABLE prompts (
-            version TEXT PRIMARY KEY,        -- content hash
-            name TEXT NOT NULL,
-            task TEXT NOT NULL,
-            text TEXT NOT NULL,
-            created_at REAL NOT NULL
-        );
-        CREATE TABLE active_prompts (
-            name TEXT PRIMARY KEY,
-            version TEXT NOT NULL REFERENCES prompts(version),
-            chosen_by TEXT NOT NULL DEFAULT 'package'   -- package | user (the prompt lab)
-        );
-        CREATE TABLE llm_calls (
-            id INTEGER PRIMARY KEY,
-            key TEXT NOT NULL,               -- idempotency key: stage|image|task|prompt|model
-            run_id INTEGER,
-            image_id INTEGER,
-            task TEXT,
-            stage TEXT NOT NULL,             -- generate | judge | evaluate | answer
-            model TEXT NOT NULL,
-            endpoint TEXT,
-            prompt_version TEXT,
-            request_hash TEXT,
-            attempt INTEGER NOT NULL DEFAULT 1,
-            status TEXT NOT NULL,            -- in_flight | ok | error | abandoned
-            latency_ms REAL,
-            tokens_in INTEGER DEFAULT 0,
-            tokens_out INTEGER DEFAULT 0,
-            error_kind TEXT,                 -- backpressure | transient | permanent
-            error_class TEXT,
-            error TEXT,
-            raw_response TEXT,
-            started_at REAL NOT NULL,
-            finished_at REAL
-        );
-        CREATE INDEX llm_calls_key ON llm_calls(key);
-        CREATE INDEX llm_calls_status ON llm_calls(status);
-        CREATE TABLE generations (
-            id INTEGER PRIMARY KEY,
-            image_id INTEGER NOT NULL REFERENCES images(id),
-            task TEXT NOT NULL,
-            prompt_version TEXT NOT NULL,
-            model TEXT NOT NULL,
-            call_id INTEGER REFERENCES llm_calls(id),
-            status TEXT NOT NULL,            -- ok | parse_failure
-            raw TEXT,
-            problems TEXT,
-            purpose TEXT NOT NULL DEFAULT 'run',  -- run | lab (prompt lab trials never export)
-            created_at REAL NOT NULL,
-            UNIQUE (image_id, task, prompt_version, model, purpose)
-        );
-        CREATE INDEX generations_task ON generations(task, status);
-        CREATE INDEX generations_image ON generations(image_id, task, status);
-        CREATE TABLE pairs (
-            id INTEGER PRIMARY KEY,
-            generation_id INTEGER NOT NULL REFERENCES generations(id),
-            idx INTEGER NOT NULL,
-            question TEXT NOT NULL,
-            answer TEXT NOT NULL
-        );
-        CREATE INDEX pairs_generation ON pairs(generation_id);
-        CREATE TABLE judgements (
-            id INTEGER PRIMARY KEY,
-            pair_id INTEGER NOT NULL REFERENCES pairs(id),
-            generation_id INTEGER NOT NULL REFERENCES generations(id),
-            score REAL,                      -- NULL: unjudged (no readable score)
-            reason TEXT,
-            call_id INTEGER REFERENCES llm_calls(id),
-            prompt_version TEXT NOT NULL,
-            model TEXT NOT NULL,
-            created_at REAL NOT NULL
-        );
-        CREATE INDEX judgements_pair ON judgements(pair_id);
-        CREATE INDEX judgements_generation ON judgements(generation_id);
-        CREATE TABLE evaluations (
-            id INTEGER PRIMARY KEY,
-            image_id INTEGER NOT NULL,
-            task TEXT NOT NULL,
-            mode TEXT NOT NULL,              -- conversation | answers
-            item INTEGER NOT NULL DEFAULT 0, -- question index in answers mode
-            shown_first TEXT NOT NULL,       -- ours | baseline
-            ours_score REAL,
-            baseline_score REAL,
-            parsed INTEGER NOT NULL,
-            rationale TEXT,
-            call_id INTEGER REFERENCES llm_calls(id),
-            prompt_version TEXT,
-            model TEXT,
-            generation_id INTEGER,
-            created_at REAL NOT NULL
-        );
-        CREATE INDEX evaluations_image ON evaluations(image_id, task);
-        CREATE TABLE reviews (
-            id INTEGER PRIMARY KEY,
-            pair_id INTEGER NOT NULL REFERENCES pairs(id),
-            decision TEXT NOT NULL,          -- accept | reject | edit
-            question TEXT,
-            answer TEXT,
-            created_at REAL NOT NULL
-        );
-        CREATE INDEX reviews_pair ON reviews(pair_id, decision);
-        CREATE VIEW current_generations AS
-            SELECT g.* FROM generations g
-            WHERE g.status = 'ok' AND g.purpose = 'run' AND g.id = (
-                SELECT MAX(g2.id) FROM generations g2
-                WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.status = 'ok'
-                  AND g2.purpose = 'run');
-        CREATE VIEW pair_state AS
-            SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
-                   g.model, p.idx,
-                   COALESCE(e.question, p.question) AS question,
-                   COALESCE(e.answer, p.answer) AS answer,
-                   p.question AS original_question, p.answer AS original_answer,
-                   j.score, j.reason, d.decision, e.id IS NOT NULL AS edited
-            FROM pairs p
-            JOIN current_generations g ON g.id = p.generation_id
-            LEFT JOIN judgements j ON j.id = (
-                SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
-            LEFT JOIN reviews d ON d.id = (
-                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
-            LEFT JOIN reviews e ON e.id = (
-                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit');
-        """,
-    ),
+from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
+
+__all__ = ["APPLICATION", "LATEST_VERSION", "MIGRATIONS"]
+
+# Column types as sqlite-utils names them: int INTEGER, float REAL, str TEXT.
+_ID = {"id": int}
+
+
+def _initial(db: Database) -> None:
+    """Sources, prompts, the call ledger, generations, pairs, judgements, evaluations, reviews."""
+    db.create_table("runs", {**_ID, "started_at": float, "finished_at": float,
+                             "status": str,  # running | finished | interrupted | failed | budget
+                             "pid": int, "host": str, "config": str, "total_units": int,
+                             "message": str},
+                    pk="id", not_null={"started_at", "status"}, defaults={"total_units": 0})
+    # id is the COCO image id.
+    db.create_table("images", {**_ID, "file_name": str, "width": int, "height": int,
+                               "split": str, "source": str},
+                    pk="id", not_null={"file_name", "width", "height", "split", "source"},
+                    defaults={"split": "", "source": "coco"})
+    db.create_table("captions", {**_ID, "image_id": int, "idx": int, "text": str},
+                    pk="id", not_null={"image_id", "idx", "text"},
+                    foreign_keys=[("image_id", "images", "id")])
+    db["captions"].create_index(["image_id"], index_name="captions_image")
+    db.create_table("boxes", {**_ID, "image_id": int, "idx": int, "category": str,
+                              "x1": float, "y1": float, "x2": float, "y2": float, "crowd": int},
+                    pk="id", not_null={"image_id", "idx", "category", "x1", "y1", "x2", "y2",
+                                       "crowd"},
+                    defaults={"crowd": 0}, foreign_keys=[("image_id", "images", "id")])
+    db["boxes"].create_index(["image_id"], index_name="boxes_image")
+    # No foreign key on image_id: the baseline is indexed before the images.
+    # pairs holds JSON [[question, answer], ...].
+    db.create_table("baseline_conversations", {**_ID, "image_id": int, "task": str,
+                                               "record_id": str, "pairs": str},
+                    pk="id", not_null={"image_id", "task", "record_id", "pairs"})
+    db["baseline_conversations"].create_index(["image_id", "task"], index_name="baseline_image")
+    # version is the content hash of the prompt text.
+    db.create_table("prompts", {"version": str, "name": str, "task": str, "text": str,
+                                "created_at": float},
+                    pk="version", not_null={"name", "task", "text", "created_at"})
+    db.create_table("active_prompts", {"name": str, "version": str,
+                                       "chosen_by": str},  # package | user (the prompt lab)
+                    pk="name", not_null={"version", "chosen_by"},
+                    defaults={"chosen_by": "package"},
+                    foreign_keys=[("version", "prompts", "version")])
+    db.create_table("llm_calls", {
+        **_ID,
+        "key": str,            # idempotency key: stage|image|task|prompt|model
+        "run_id": int, "image_id": int, "task": str,
+        "stage": str,          # generate | judge | evaluate | answer
+        "model": str, "endpoint": str, "prompt_version": str, "request_hash": str,
+        "attempt": int,
+        "status": str,         # in_flight | ok | error | abandoned
+        "latency_ms": float, "tokens_in": int, "tokens_out": int,
+        "error_kind": str,     # backpressure | transient | permanent
+        "error_class": str, "error": str, "raw_response": str,
+        "started_at": float, "finished_at": float,
+    }, pk="id", not_null={"key", "stage", "model", "attempt", "status", "started_at"},
+        defaults={"attempt": 1, "tokens_in": 0, "tokens_out": 0})
+    db["llm_calls"].create_index(["key"], index_name="llm_calls_key")
+    db["llm_calls"].create_index(["status"], index_name="llm_calls_status")
+    db.create_table("generations", {
+        **_ID, "image_id": int, "task": str, "prompt_version": str, "model": str,
+        "call_id": int,
+        "status": str,         # ok | parse_failure
+        "raw": str, "problems": str,
+        "purpose": str,        # run | lab (prompt lab trials never export)
+        "created_at": float,
+    }, pk="id", not_null={"image_id", "task", "prompt_version", "model", "status", "purpose",
+                          "created_at"},
+        defaults={"purpose": "run"},
+        foreign_keys=[("image_id", "images", "id"), ("call_id", "llm_calls", "id")])
+    db["generations"].create_index(["image_id", "task", "prompt_version", "model", "purpose"],
+                                   index_name="generations_unique", unique=True)
+    db["generations"].create_index(["task", "status"], index_name="generations_task")
+    db["generations"].create_index(["image_id", "task", "status"],
+                                   index_name="generations_image")
+    db.create_table("pairs", {**_ID, "generation_id": int, "idx": int, "question": str,
+                              "answer": str},
+                    pk="id", not_null={"generation_id", "idx", "question", "answer"},
+                    foreign_keys=[("generation_id", "generations", "id")])
+    db["pairs"].create_index(["generation_id"], index_name="pairs_generation")
+    db.create_table("judgements", {
+        **_ID, "pair_id": int, "generation_id": int,
+        "score": float,        # NULL: unjudged (no readable score)
+        "reason": str, "call_id": int, "prompt_version": str, "model": str, "created_at": float,
+    }, pk="id", not_null={"pair_id", "generation_id", "prompt_version", "model", "created_at"},
+        foreign_keys=[("pair_id", "pairs", "id"), ("generation_id", "generations", "id"),
+                      ("call_id", "llm_calls", "id")])
+    db["judgements"].create_index(["pair_id"], index_name="judgements_pair")
+    db["judgements"].create_index(["generation_id"], index_name="judgements_generation")
+    db.create_table("evaluations", {
+        **_ID, "image_id": int, "task": str,
+        "mode": str,           # conversation | answers
+        "item": int,           # question index in answers mode
+        "shown_first": str,    # ours | baseline
+        "ours_score": float, "baseline_score": float, "parsed": int, "rationale": str,
+        "call_id": int, "prompt_version": str, "model": str, "generation_id": int,
+        "created_at": float,
+    }, pk="id", not_null={"image_id", "task", "mode", "item", "shown_first", "parsed",
+                          "created_at"},
+        defaults={"item": 0}, foreign_keys=[("call_id", "llm_calls", "id")])
+    db["evaluations"].create_index(["image_id", "task"], index_name="evaluations_image")
+    db.create_table("reviews", {
+        **_ID, "pair_id": int,
+        "decision": str,       # accept | reject | edit
+        "question": str, "answer": str, "created_at": float,
+    }, pk="id", not_null={"pair_id", "decision", "created_at"},
+        foreign_keys=[("pair_id", "pairs", "id")])
+    db["reviews"].create_index(["pair_id", "decision"], index_name="reviews_pair")
+    db.create_view("current_generations", """
+        SELECT g.* FROM generations g
+        WHERE g.status = 'ok' AND g.purpose = 'run' AND g.id = (
+            SELECT MAX(g2.id) FROM generations g2
+            WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.status = 'ok'
+              AND g2.purpose = 'run')""")
+    db.create_view("pair_state", """
+        SELECT p.id AS pair_id, p.generation_id, g.image_id, g.task, g.prompt_version,
+               g.model, p.idx,
+               COALESCE(e.question, p.question) AS question,
+               COALESCE(e.answer, p.answer) AS answer,
+               p.question AS original_question, p.answer AS original_answer,
+               j.score, j.reason, d.decision, e.id IS NOT NULL AS edited
+        FROM pairs p
+        JOIN current_generations g ON g.id = p.generation_id
+        LEFT JOIN judgements j ON j.id = (
+            SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
+        LEFT JOIN reviews d ON d.id = (
+            SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
+        LEFT JOIN reviews e ON e.id = (
+            SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit')""")
+
+
+def _browsable(db: Database) -> None:
+    """Views a Datasette or `sqlite-utils` user reads first, and full-text search over pairs."""
+    # As KEPT_SQL: accepted, or not gated and scored at least the last run's threshold
+    # (meta.judge_threshold, else 7).
+    db.create_view("kept_pairs", """
+        SELECT s.* FROM pair_state s
+        WHERE s.decision = 'accept' OR (s.decision IS NULL AND s.gate_rule IS NULL
+              AND s.score IS NOT NULL
+              AND s.score >= COALESCE((SELECT CAST(value AS REAL) FROM meta
+                                       WHERE key = 'judge_threshold'), 7))""")
+    db.create_view("run_figures", """
+        SELECT r.id AS run_id, r.status, r.started_at, r.finished_at, r.total_units,
+               (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id) AS calls,
+               (SELECT COUNT(*) FROM llm_calls c WHERE c.run_id = r.id
+                  AND c.status = 'error') AS failed_calls,
+               (SELECT COALESCE(SUM(c.tokens_in), 0) FROM llm_calls c
+                  WHERE c.run_id = r.id) AS tokens_in,
+               (SELECT COALESCE(SUM(c.tokens_out), 0) FROM llm_calls c
+                  WHERE c.run_id = r.id) AS tokens_out,
+               (SELECT ROUND(AVG(c.latency_ms), 1) FROM llm_calls c
+                  WHERE c.run_id = r.id AND c.status = 'ok') AS mean_latency_ms
+        FROM runs r""")
+    # External-content FTS5 over pairs; store/search.py indexes new pairs before a search
+    # (no triggers: they would cost the writer most of its time). Existing pairs now.
+    db["pairs"].enable_fts(["question", "answer"], fts_version="FTS5")
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('pairs_fts_upto', "
+               "(SELECT COALESCE(MAX(id), 0) FROM pairs))")
+
+
+# Append only (see the module docstring). Entries: (number, title, function or SQL script).
+MIGRATIONS: tuple[Migration, ...] = (
+    (1, "initial schema", _initial),
     (
         2,
         "quality gates: a verdict per gated or flagged pair; the finish reason of generations",
@@ -294,6 +300,7 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
         CREATE INDEX batch_records_key ON batch_records(key);
         """,
     ),
+    (7, "views kept_pairs and run_figures; full-text search over pairs", _browsable),
     (
         8,
         "blind review decisions",
@@ -306,4 +313,4 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
     ),
 )
 
-LATEST_VERSION = MIGRATIONS[-1][0]
+LATEST_VERSION = latest_version(MIGRATIONS)

@@ -7,12 +7,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from visinstruct.core.cli.status import stored_config
 from visinstruct.core.config import Config
 from visinstruct.core.events import BatchJobUpdated
-from visinstruct.core.models.cost import CostReport, cost_report
 from visinstruct.core.store.batch_jobs import batch_job_rows
+from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
+from visinstruct.core.events import EndpointFigures, percentile
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
 _LATENCY_WINDOW = 500
@@ -33,24 +33,6 @@ class RunProgress:
     failed_units: int
     generation_model: str = ""
     message: str = ""
-
-
-@dataclass(frozen=True)
-class EndpointStats:
-    """One endpoint's figures from the ledger; `limit` is None when only the store is known."""
-
-    model: str
-    endpoint: str
-    in_flight: int
-    done: int
-    errors: int
-    throttles: int
-    p50_ms: float
-    p95_ms: float
-    tokens_out: int
-    health: str
-    limit: int | None = None
-    instances: int = 1
 
 
 @dataclass(frozen=True)
@@ -113,7 +95,7 @@ class StoreSnapshot:
     """Everything the monitor shows, read from the store at one moment."""
 
     progress: RunProgress
-    endpoints: tuple[EndpointStats, ...]
+    endpoints: tuple[EndpointFigures, ...]
     in_flight: tuple[InFlightCall, ...]
     errors: tuple[CallError, ...]
     samples: tuple[JudgedSample, ...]
@@ -191,12 +173,6 @@ class UnitTally:
         return self.done
 
 
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return float(sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))])
-
-
 _COUNTS_SQL = (
     "SELECT model, COALESCE(endpoint, ''), SUM(status = 'in_flight'), SUM(status = 'ok'), "
     "SUM(status = 'error' AND COALESCE(error_kind, '') != 'backpressure'), "
@@ -235,7 +211,7 @@ class LedgerTally:
         return totals
 
 
-def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointStats]:
+def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointFigures]:
     """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
     stats = []
     run_id = tally.run_id
@@ -254,9 +230,10 @@ def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = Non
         instances = 1
         if config is not None and model in config.models:
             instances = config.models[model].instances
-        stats.append(EndpointStats(str(model), str(endpoint), in_flight, done, errors, throttles,
-                                   _percentile(latencies, 0.5), _percentile(latencies, 0.95),
-                                   tokens_out, health, None, instances))
+        stats.append(EndpointFigures(str(model), str(endpoint), in_flight, done, errors, throttles,
+                                     percentile(latencies, 0.5) or 0.0,
+                                     percentile(latencies, 0.95) or 0.0,
+                                     tokens_out, health, None, instances))
     return stats
 
 
@@ -365,7 +342,7 @@ class StoreReader:
         run = latest_run(store)
         if run is None:
             progress = RunProgress(None, "none", None, None, 0, 0, 0)
-            endpoints: list[EndpointStats] = []
+            endpoints: list[EndpointFigures] = []
         else:
             run_id, status, started, finished, total, model, message = run
             if run_id != self._run_id or self._ledger is None or self._units is None:

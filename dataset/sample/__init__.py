@@ -9,7 +9,7 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from visinstruct.core.errors import DataError
+from visinstruct.dataset.errors import DataError
 
 _PACKAGE = "visinstruct.dataset.sample"
 

@@ -20,7 +20,7 @@ from typing import Any, Self
 from urllib.parse import unquote
 
 import boto3
-from visinstruct.tests.fakes.model_replies import prompt_text, reply_for
+from tests.fakes.model_replies import prompt_text, reply_for
 
 ACCOUNT = "123456789012"
 OPEN = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")

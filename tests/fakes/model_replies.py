@@ -11,7 +11,7 @@ import json
 import re
 from typing import Any
 
-from visinstruct.tests.fakes.scripting import RecordedRequest
+from tests.fakes.scripting import RecordedRequest
 
 
 def prompt_text(body: Any) -> str:

@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from visinstruct.tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
+from tests.fakes.scripting import (
     Behaviour,
     Fail,
     Malformed,

@@ -17,11 +17,11 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 from visinstruct.dataset import sample
-from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
-from visinstruct.tests.fakes.bedrock_batch_server import BatchControlPlane
-from visinstruct.tests.fakes.bedrock_server import BedrockServer
-from visinstruct.tests.fakes.model_replies import reply_to_request
-from visinstruct.tests.fakes.scripting import Reply, Script
+from tests.fakes.aws import aws_env, aws_env_vars
+from tests.fakes.bedrock_batch_server import BatchControlPlane
+from tests.fakes.bedrock_server import BedrockServer
+from tests.fakes.model_replies import reply_to_request
+from tests.fakes.scripting import Reply, Script
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
@@ -440,8 +440,8 @@ def test_short_answers_in_a_batch_run_make_no_job_and_no_call(
 def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge(
         aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
     """Garbage in a batch reply is stopped by the gates even when the judge would score it 9."""
-    from visinstruct.tests.fakes.bedrock_batch_server import model_reply
-    from visinstruct.tests.fakes.model_replies import prompt_text as body_text
+    from tests.fakes.bedrock_batch_server import model_reply
+    from tests.fakes.model_replies import prompt_text as body_text
 
     judge_prompts: list[str] = []
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from visinstruct.core.errors import ExitCode
-from visinstruct.tests.integration.test_cli_export_status import scripted_run
+from tests.integration.test_cli_export_status import scripted_run
 
 CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]

@@ -21,9 +21,9 @@ from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import kept_conversations
 from visinstruct.dataset import sample
-from visinstruct.tests.fakes.model_replies import prompt_text, reply_for
-from visinstruct.tests.fakes.openai_server import OpenAIServer
-from visinstruct.tests.fakes.scripting import Behaviour, Malformed, RecordedRequest, Reply, Script
+from tests.fakes.model_replies import prompt_text, reply_for
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.scripting import Behaviour, Malformed, RecordedRequest, Reply, Script
 
 IMAGES = 2
 TASKS = ("conversation", "detail", "complex_reasoning")

@@ -15,7 +15,7 @@ import pytest
 from visinstruct.core.cli.stores import opened_store
 from visinstruct.core.errors import ExitCode, InputError
 from visinstruct.core.store.database import Store
-from visinstruct.core.store.schema import LATEST_VERSION
+from visinstruct.core.store.schema import LATEST_VERSION, MIGRATIONS
 from visinstruct.dataset import sample
 
 CliResult = tuple[int, str, str]
@@ -146,6 +146,8 @@ def test_several_first_opens_of_a_new_store_all_succeed(tmp_path: Path) -> None:
                    for child in children]
         assert [code for code, _ in results] == [0] * 6, results
         conn = sqlite3.connect(db)
-        meta = conn.execute("SELECT key, value FROM meta ORDER BY key").fetchall()
+        meta = dict(conn.execute("SELECT key, value FROM meta"))
         conn.close()
-        assert meta == [("application", "visinstruct"), ("schema_version", str(LATEST_VERSION))]
+        assert meta["application"] == "visinstruct"
+        assert meta["schema_version"] == str(LATEST_VERSION)
+        assert meta["applied_migrations"] == ",".join(str(m[0]) for m in MIGRATIONS)

@@ -16,11 +16,11 @@ from urllib.parse import quote
 import pytest
 from botocore.exceptions import ClientError
 from visinstruct.dataset import sample
-from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
-from visinstruct.tests.fakes.model_replies import reply_to_request
-from visinstruct.tests.fakes.openai_server import OpenAIServer
-from visinstruct.tests.fakes.sagemaker_server import SageMakerServer
-from visinstruct.tests.fakes.scripting import Behaviour, Fail, RecordedRequest, Reply, Script
+from tests.fakes.aws import aws_env, aws_env_vars
+from tests.fakes.model_replies import reply_to_request
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.sagemaker_server import SageMakerServer
+from tests.fakes.scripting import Behaviour, Fail, RecordedRequest, Reply, Script
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.store.database import Store
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     SIZE,
     make_app,
     open_evaluation,

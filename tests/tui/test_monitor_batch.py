@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
-from visinstruct.tests.tui.support_monitor import (
+from tests.tui.support_monitor import (
     make_app,
     run_pipeline,
     wait_for,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from visinstruct.core.store import opening
-from visinstruct.tests.tui.support_monitor import (
+from tests.tui.support_monitor import (
     SIZE,
     make_app,
     run_pipeline,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import OptionList, Select
-from visinstruct.tests.integration.test_gates_pipeline import run, write_config
-from visinstruct.tests.tui.support_screens import (
+from tests.integration.test_gates_pipeline import run, write_config
+from tests.tui.support_screens import (
     SIZE,
     make_app,
     open_review,

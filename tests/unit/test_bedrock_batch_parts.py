@@ -129,7 +129,7 @@ def test_the_job_token_depends_on_the_records_and_their_round_only(tmp_path: Pat
 
 
 def test_a_batch_models_on_demand_calls_cost_twice_its_batch_prices(tmp_path: Path) -> None:
-    from visinstruct.core.models.cost import CostMeter, cost_report
+    from visinstruct.core.store.cost import CostMeter, cost_report
     from visinstruct.core.store.database import Store
 
     config = load_config(config_with(tmp_path, "price_in_per_million = 1.0\n"

@@ -21,7 +21,6 @@ PAIRS = [("What colour is the bus?", "The bus is red."), ("...", "..."),
 def old_store(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A store made by migration 1 alone, with two images' judged pairs (everything scored 9)."""
     monkeypatch.setattr(database, "MIGRATIONS", MIGRATIONS[:1])
-    monkeypatch.setattr(database, "LATEST_VERSION", 1)
     prompt = load_prompt("conversation")
 
     def fill(conn: object) -> None:

@@ -28,7 +28,7 @@ from visinstruct.core.review.samples import (
     sample_page,
 )
 from visinstruct.core.store.database import Store
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     PARSE_FAILURE,
     SAMPLES,
     UNJUDGED_IMAGE,

@@ -28,7 +28,7 @@ from visinstruct.core.lab.trials import (
     run_lab,
     version_stats,
 )
-from visinstruct.core.store.prompt_versions import active_template, save_version
+from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, prompt_version
 from visinstruct.tui.widgets.lab_results import DiversityTable, LabSamplesTable, VersionTable
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure

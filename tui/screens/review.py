@@ -62,7 +62,7 @@ class ReviewScreen(Screen[None]):
         Binding("n", "next_page", "Next page", group=PAGES),
         Binding("b", "previous_page", "Previous page", group=PAGES),
         Binding("t", "next_task", "Next task", show=False),
-        Binding("slash", "focus_filters", "Filters", key_display="/"),
+        Binding("slash", "focus_filters", "Search", key_display="/"),
         Binding("B", "blind_review", "Blind review", key_display="B"),
     ]
     DEFAULT_CSS = """

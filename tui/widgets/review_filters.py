@@ -1,4 +1,4 @@
-"""The review list's filters: task, score range, state, gate rule and prompt version, in one row."""
+"""The review list's filters: words to search, task, scores, state, gate rule, prompt version."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ STATE_LABELS = {
 
 
 class ReviewFilters(Horizontal):
-    """Posts FiltersChanged when a select changes or a score box is submitted with a valid number."""
+    """Posts FiltersChanged when a select changes or a box (search words, scores) is submitted."""
 
     DEFAULT_CSS = """
     ReviewFilters {
@@ -42,6 +42,9 @@ class ReviewFilters(Horizontal):
         width: 10;
         margin-right: 1;
     }
+    ReviewFilters #filter-text {
+        width: 2fr;
+    }
     """
 
     class FiltersChanged(Message):
@@ -59,6 +62,7 @@ class ReviewFilters(Horizontal):
             self.problem = problem
 
     def compose(self) -> ComposeResult:
+        yield Input(placeholder="search words", id="filter-text", compact=True)
         yield Select([(t, t) for t in TASKS], prompt="any task", id="filter-task", compact=True,
                      type_to_search=False)
         yield Input(placeholder="min score", id="filter-min", compact=True)
@@ -79,7 +83,7 @@ class ReviewFilters(Horizontal):
             select.value = current
 
     def focus_first(self) -> None:
-        self.query_one("#filter-task", Select).focus()
+        self.query_one("#filter-text", Input).focus()
 
     def current(self) -> SampleFilter | None:
         """The filters as typed, or None (and a FilterInvalid message) if a score is not a number."""
@@ -103,8 +107,9 @@ class ReviewFilters(Horizontal):
             value = self.query_one(select_id, Select).value
             return None if value is Select.NULL else str(value)
 
+        text = self.query_one("#filter-text", Input).value.strip() or None
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"), rule=chosen("#filter-rule"))
+                            chosen("#filter-version"), rule=chosen("#filter-rule"), text=text)
 
     def _changed(self) -> None:
         filters = self.current()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from visinstruct.core.config import Config
+from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import KEPT_SQL
 
@@ -116,3 +117,15 @@ class CostMeter:
         hours = self._hours_before + (time.monotonic() - self._started) / 3600
         with self._lock:
             return self._tokens_usd + hours * self._usd_per_hour
+
+
+def stored_config(store: Store, threshold: float) -> Config:
+    """Enough of the last run's config to price its calls (models and tasks are kept in meta)."""
+    models: dict[str, ModelConfig] = {}
+    known = {f.name for f in fields(ModelConfig)}
+    for name, body in json.loads(store.get_meta("models", "{}") or "{}").items():
+        body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items() if k in known}
+        models[name] = ModelConfig(**body)
+    tasks = tuple(json.loads(store.get_meta("tasks", "[]") or "[]")) or GenerationConfig().tasks
+    return Config(models=models, generation=GenerationConfig(tasks=tasks),
+                  judge=JudgeConfig(threshold=threshold))
