@@ -41,19 +41,19 @@ def _initial(db: Database) -> None:
     db.create_table("captions", {**_ID, "image_id": int, "idx": int, "text": str},
                     pk="id", not_null={"image_id", "idx", "text"},
                     foreign_keys=[("image_id", "images", "id")])
-    db["captions"].create_index(["image_id"], index_name="captions_image")
+    db.table("captions").create_index(["image_id"], index_name="captions_image")
     db.create_table("boxes", {**_ID, "image_id": int, "idx": int, "category": str,
                               "x1": float, "y1": float, "x2": float, "y2": float, "crowd": int},
                     pk="id", not_null={"image_id", "idx", "category", "x1", "y1", "x2", "y2",
                                        "crowd"},
                     defaults={"crowd": 0}, foreign_keys=[("image_id", "images", "id")])
-    db["boxes"].create_index(["image_id"], index_name="boxes_image")
+    db.table("boxes").create_index(["image_id"], index_name="boxes_image")
     # No foreign key on image_id: the baseline is indexed before the images.
     # pairs holds JSON [[question, answer], ...].
     db.create_table("baseline_conversations", {**_ID, "image_id": int, "task": str,
                                                "record_id": str, "pairs": str},
                     pk="id", not_null={"image_id", "task", "record_id", "pairs"})
-    db["baseline_conversations"].create_index(["image_id", "task"], index_name="baseline_image")
+    db.table("baseline_conversations").create_index(["image_id", "task"], index_name="baseline_image")
     # version is the content hash of the prompt text.
     db.create_table("prompts", {"version": str, "name": str, "task": str, "text": str,
                                 "created_at": float},
@@ -77,8 +77,8 @@ def _initial(db: Database) -> None:
         "started_at": float, "finished_at": float,
     }, pk="id", not_null={"key", "stage", "model", "attempt", "status", "started_at"},
         defaults={"attempt": 1, "tokens_in": 0, "tokens_out": 0})
-    db["llm_calls"].create_index(["key"], index_name="llm_calls_key")
-    db["llm_calls"].create_index(["status"], index_name="llm_calls_status")
+    db.table("llm_calls").create_index(["key"], index_name="llm_calls_key")
+    db.table("llm_calls").create_index(["status"], index_name="llm_calls_status")
     db.create_table("generations", {
         **_ID, "image_id": int, "task": str, "prompt_version": str, "model": str,
         "call_id": int,
@@ -90,16 +90,16 @@ def _initial(db: Database) -> None:
                           "created_at"},
         defaults={"purpose": "run"},
         foreign_keys=[("image_id", "images", "id"), ("call_id", "llm_calls", "id")])
-    db["generations"].create_index(["image_id", "task", "prompt_version", "model", "purpose"],
+    db.table("generations").create_index(["image_id", "task", "prompt_version", "model", "purpose"],
                                    index_name="generations_unique", unique=True)
-    db["generations"].create_index(["task", "status"], index_name="generations_task")
-    db["generations"].create_index(["image_id", "task", "status"],
+    db.table("generations").create_index(["task", "status"], index_name="generations_task")
+    db.table("generations").create_index(["image_id", "task", "status"],
                                    index_name="generations_image")
     db.create_table("pairs", {**_ID, "generation_id": int, "idx": int, "question": str,
                               "answer": str},
                     pk="id", not_null={"generation_id", "idx", "question", "answer"},
                     foreign_keys=[("generation_id", "generations", "id")])
-    db["pairs"].create_index(["generation_id"], index_name="pairs_generation")
+    db.table("pairs").create_index(["generation_id"], index_name="pairs_generation")
     db.create_table("judgements", {
         **_ID, "pair_id": int, "generation_id": int,
         "score": float,        # NULL: unjudged (no readable score)
@@ -107,8 +107,8 @@ def _initial(db: Database) -> None:
     }, pk="id", not_null={"pair_id", "generation_id", "prompt_version", "model", "created_at"},
         foreign_keys=[("pair_id", "pairs", "id"), ("generation_id", "generations", "id"),
                       ("call_id", "llm_calls", "id")])
-    db["judgements"].create_index(["pair_id"], index_name="judgements_pair")
-    db["judgements"].create_index(["generation_id"], index_name="judgements_generation")
+    db.table("judgements").create_index(["pair_id"], index_name="judgements_pair")
+    db.table("judgements").create_index(["generation_id"], index_name="judgements_generation")
     db.create_table("evaluations", {
         **_ID, "image_id": int, "task": str,
         "mode": str,           # conversation | answers
@@ -120,14 +120,14 @@ def _initial(db: Database) -> None:
     }, pk="id", not_null={"image_id", "task", "mode", "item", "shown_first", "parsed",
                           "created_at"},
         defaults={"item": 0}, foreign_keys=[("call_id", "llm_calls", "id")])
-    db["evaluations"].create_index(["image_id", "task"], index_name="evaluations_image")
+    db.table("evaluations").create_index(["image_id", "task"], index_name="evaluations_image")
     db.create_table("reviews", {
         **_ID, "pair_id": int,
         "decision": str,       # accept | reject | edit
         "question": str, "answer": str, "created_at": float,
     }, pk="id", not_null={"pair_id", "decision", "created_at"},
         foreign_keys=[("pair_id", "pairs", "id")])
-    db["reviews"].create_index(["pair_id", "decision"], index_name="reviews_pair")
+    db.table("reviews").create_index(["pair_id", "decision"], index_name="reviews_pair")
     db.create_view("current_generations", """
         SELECT g.* FROM generations g
         WHERE g.status = 'ok' AND g.purpose = 'run' AND g.id = (
@@ -175,7 +175,7 @@ def _browsable(db: Database) -> None:
         FROM runs r""")
     # External-content FTS5 over pairs; store/search.py indexes new pairs before a search
     # (no triggers: they would cost the writer most of its time). Existing pairs now.
-    db["pairs"].enable_fts(["question", "answer"], fts_version="FTS5")
+    db.table("pairs").enable_fts(["question", "answer"], fts_version="FTS5")
     db.execute("INSERT OR REPLACE INTO meta VALUES ('pairs_fts_upto', "
                "(SELECT COALESCE(MAX(id), 0) FROM pairs))")
 
