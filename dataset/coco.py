@@ -155,7 +155,7 @@ def _read_boxes(
 
 def _items(path: Path, prefix: str) -> Iterator[Any]:
     """Stream the values at `prefix` (e.g. "annotations.item"), translating parse errors."""
-    stream = _open(path)
+    stream = open_data_file(path)
     with stream:
         try:
             head = stream.read(4096).lstrip()
@@ -241,7 +241,7 @@ def _stream_arrays(
     event, so a 448 MB instances file never materialises its polygons. `seen_keys` collects
     the top-level keys found, in any order.
     """
-    stream = _open(path)
+    stream = open_data_file(path)
     with stream:
         try:
             events = iter(JSON_BACKEND.basic_parse(stream, use_float=True))
@@ -254,14 +254,24 @@ def _stream_arrays(
             raise malformed_json_error(path, error, stream.tell()) from None
 
 
-def _open(path: Path) -> IO[bytes]:
+def open_data_file(path: Path) -> IO[bytes]:
     """Open a data file for binary reading, as a DataError when that fails."""
     try:
         return path.open("rb")
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise DataError(f"{path}: is a folder, expected a JSON file") from None
     except OSError as error:
         raise DataError(f"{path}: cannot be read: {error.strerror}") from None
+
+
+def require_json_object(path: Path, fix: str) -> None:
+    """Refuse a file whose JSON is not an object, saying which file to give instead."""
+    with open_data_file(path) as stream:
+        head = stream.read(4096).lstrip()
+    if not head.startswith(b"{"):
+        raise DataError(f"{path}: not a JSON object: give {fix}")
 
 
 def _top_level(

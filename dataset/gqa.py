@@ -5,12 +5,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import ijson
 from visinstruct.dataset.errors import DataError
 from visinstruct.dataset.records import Fact, Relation, SceneObject
-from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error, normalised_box
+from visinstruct.dataset.coco import (
+    JSON_BACKEND,
+    malformed_json_error,
+    normalised_box,
+    open_data_file,
+    require_json_object,
+)
 
 
 @dataclass(frozen=True)
@@ -33,7 +39,7 @@ def read_scene_graphs(path: Path) -> Iterator[GqaScene]:
     here; a malformed scene later raises DataError from the iterator.
     """
     path = Path(path)
-    _require_object(path, "a GQA scene graphs file (train_sceneGraphs.json)")
+    require_json_object(path, "a GQA scene graphs file (train_sceneGraphs.json)")
     return _scenes(path)
 
 
@@ -46,7 +52,7 @@ def read_gqa_questions(path: Path) -> Iterator[Fact]:
     path = Path(path)
     parts = _question_parts(path)
     for part in parts:
-        _require_object(part, "a GQA questions file (val_balanced_questions.json)")
+        require_json_object(part, "a GQA questions file (val_balanced_questions.json)")
     return _facts(parts)
 
 
@@ -65,7 +71,7 @@ def _part_order(path: Path) -> tuple[int, str]:
 
 
 def _scenes(path: Path) -> Iterator[GqaScene]:
-    with _open(path) as stream:
+    with open_data_file(path) as stream:
         try:
             for image_id, body in JSON_BACKEND.kvitems(stream, "", use_float=True):
                 yield _scene(path, str(image_id), body)
@@ -117,7 +123,7 @@ def _object(item: Any, key: str, width: int, height: int, where: str) -> SceneOb
 
 def _facts(parts: list[Path]) -> Iterator[Fact]:
     for part in parts:
-        with _open(part) as stream:
+        with open_data_file(part) as stream:
             try:
                 for question_id, body in JSON_BACKEND.kvitems(stream, "", use_float=True):
                     yield _fact(part, str(question_id), body)
@@ -159,19 +165,3 @@ def _text(value: Any) -> str:
     return value.strip() if isinstance(value, str) else ""
 
 
-def _require_object(path: Path, kind: str) -> None:
-    with _open(path) as stream:
-        head = stream.read(4096).lstrip()
-    if not head.startswith(b"{"):
-        raise DataError(f"{path}: not a JSON object: give {kind}")
-
-
-def _open(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a JSON file") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read: {error.strerror}") from None

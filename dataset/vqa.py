@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import ijson
 from visinstruct.dataset.errors import DataError
 from visinstruct.dataset.records import Fact
-from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error
+from visinstruct.dataset.coco import (
+    JSON_BACKEND,
+    malformed_json_error,
+    open_data_file,
+    require_json_object,
+)
 
 
 def read_vqa(questions_path: Path, annotations_path: Path,
@@ -21,13 +26,13 @@ def read_vqa(questions_path: Path, annotations_path: Path,
     checked before this returns. Questions with no annotation are skipped.
     """
     questions_path, annotations_path = Path(questions_path), Path(annotations_path)
-    _require_object(questions_path, "v2_OpenEnded_mscoco_*_questions.json as vqa_questions")
+    require_json_object(questions_path, "v2_OpenEnded_mscoco_*_questions.json as vqa_questions")
     answers = _answers(annotations_path, only)
     return _facts(questions_path, answers, only)
 
 
 def _answers(path: Path, only: set[int] | None) -> dict[int, str]:
-    _require_object(path, "v2_mscoco_*_annotations.json as vqa_annotations")
+    require_json_object(path, "v2_mscoco_*_annotations.json as vqa_annotations")
     answers: dict[int, str] = {}
     seen = False
     for item in _items(path, "annotations.item"):
@@ -74,7 +79,7 @@ def _facts(path: Path, answers: dict[int, str], only: set[int] | None) -> Iterat
 
 
 def _items(path: Path, prefix: str) -> Iterator[Any]:
-    with _open(path) as stream:
+    with open_data_file(path) as stream:
         try:
             yield from JSON_BACKEND.items(stream, prefix, use_float=True)
         except ijson.JSONError as error:
@@ -83,7 +88,7 @@ def _items(path: Path, prefix: str) -> Iterator[Any]:
 
 def _has_key(path: Path, key: str) -> bool:
     """Whether the top-level object has `key` (read only when its list yielded nothing)."""
-    with _open(path) as stream:
+    with open_data_file(path) as stream:
         try:
             for prefix, event, value in JSON_BACKEND.parse(stream):
                 if prefix == "" and event == "map_key" and value == key:
@@ -100,19 +105,3 @@ def _int(path: Path, item: dict[str, Any], key: str) -> int:
     return value
 
 
-def _require_object(path: Path, fix: str) -> None:
-    with _open(path) as stream:
-        head = stream.read(4096).lstrip()
-    if not head.startswith(b"{"):
-        raise DataError(f"{path}: not a JSON object: give {fix}")
-
-
-def _open(path: Path) -> IO[bytes]:
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except IsADirectoryError:
-        raise DataError(f"{path}: is a folder, expected a JSON file") from None
-    except OSError as error:
-        raise DataError(f"{path}: cannot be read: {error.strerror}") from None
