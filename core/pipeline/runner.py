@@ -30,6 +30,7 @@ from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
 from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
 from visinstruct.core.store.ledger import Ledger, abandon_in_flight
+from visinstruct.core.store.run_config import settings_json
 from visinstruct.core.models.pool import EndpointSnapshot, Pool
 from visinstruct.core.store.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
@@ -82,8 +83,7 @@ def _claim(store: Store, config: Config) -> int:
         if run_host == host and pid and pid != os.getpid() and _alive(pid):
             raise StoreError(f"{store.path}: another run (pid {pid}) is writing this store; "
                              "stop it first or use another --db")
-    settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "origin": config.origin}, default=str)
+    settings = settings_json(config)  # the whole config, so the app can resume with it
 
     def work(conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
@@ -339,8 +339,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
         emit(_cost_event(runner, store, config, meter))
         if runner.budget_hit:
             status = "budget"
-        elif cancel.is_set():
-            status = "interrupted"
+        elif cancel.is_set() and runner.done_units < total:
+            status = "interrupted"  # a stop that lands after the last unit changes nothing
         counts = status_counts(store, config.judge.threshold)
         elapsed = time.monotonic() - started
         store.write_sync(lambda c: c.execute(

@@ -31,6 +31,7 @@ class RunProgress:
     failed_units: int
     generation_model: str = ""
     message: str = ""
+    pid: int | None = None       # the process that wrote (or writes) the run
 
 
 @dataclass(frozen=True)
@@ -369,8 +370,10 @@ class StoreReader:
                 self._run_id, self._ledger, self._units = run_id, LedgerTally(run_id), UnitTally(model)
             failed = failed_units(store, run_id)
             done = self._units.count(store) + failed
+            pid = store.scalar("SELECT pid FROM runs WHERE id = ?", (run_id,))
             progress = RunProgress(run_id, status, started, finished, total,
-                                   min(total, done) if total else done, failed, model, message)
+                                   min(total, done) if total else done, failed, model, message,
+                                   int(pid) if pid else None)
             endpoints = endpoint_stats(store, self._ledger, priced)
         full = self._judgements_read == 0
         scores = score_counts(store, threshold, self._judgements_read)
