@@ -49,6 +49,7 @@ class RunControl:
         self._question_lookup: Worker[dict[int, str]] | None = None
         self._questions_asked: set[int] = set()
         self.closing = False
+        self.run_config: Any = app.ctx.config   # what the run going (or the last one) runs with
 
     @property
     def active(self) -> bool:
@@ -89,12 +90,18 @@ class RunControl:
         # else: the run worker closes the store once its last write has committed
 
     # -- runs --------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start (or resume) a run of ctx.config on the store in a thread worker."""
+    @property
+    def stopping(self) -> bool:
+        """A run of ours was told to stop and is waiting for its calls in flight."""
+        return self.active and self._cancel.is_set()
+
+    def start(self, config: Any = None) -> None:
+        """Start (or resume) a run of `config` (default ctx.config) on the store in a thread worker."""
         app = self.app
         if self.active:
             app.notify("A run is already going.", severity="warning")
             return
+        self.run_config = config if config is not None else app.ctx.config
         self.stop_following()
         self._generation += 1
         self._cancel.clear()
@@ -114,7 +121,7 @@ class RunControl:
             # Judgements up to now are counted in another thread; the run's own arrive as events.
             upto = last_judgement_id(app.store)
             app.call_from_thread(self._count_stored_scores, upto, generation)
-            return pipeline.run(app.ctx.config, app.store, self.buffer.emit, self._cancel,
+            return pipeline.run(self.run_config, app.store, self.buffer.emit, self._cancel,
                                 self._pause)
         finally:
             if self.closing:
@@ -222,6 +229,9 @@ class RunControl:
 
     def broadcast(self) -> None:
         """Tell every screen of every mode that the RunState changed (coalesced per screen)."""
+        if self.app.ctx.attach and self.state.run_id is not None:
+            pid = f" of pid {self.state.pid}" if self.state.pid else ""
+            self.app.sub_title = f"following run {self.state.run_id}{pid} (read-only)"
         for mode in self.app.MODES:
             try:
                 stack = self.app.get_screen_stack(mode)
