@@ -19,7 +19,7 @@ from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
 from visinstruct.core.store.database import Store, now
 
-STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "parse_failure", "evaluated")
+STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "parse_failure", "evaluated", "reviewed")
 DECISIONS: tuple[str, ...] = ("accept", "reject")
 
 # The sample shown for an (image, task): its current ok generation, else its latest failure.
@@ -42,7 +42,7 @@ _PAIR_FACTS = """
 _STATS = f"""
     (SELECT json_array(COUNT(*), AVG(s),
             COALESCE(SUM(d = 'accept' OR (d IS NULL AND s IS NOT NULL AND s >= :threshold)), 0),
-            COUNT(s))
+            COUNT(s), COUNT(d))
      FROM ({_PAIR_FACTS}))
 """
 _STATE_SQL: dict[str, str] = {
@@ -51,6 +51,7 @@ _STATE_SQL: dict[str, str] = {
     "unjudged": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0",
     "parse_failure": "status = 'parse_failure'",
     "evaluated": "evaluated",
+    "reviewed": "json_extract(stats, '$[4]') > 0",   # a person accepted or rejected a pair
 }
 
 
@@ -79,6 +80,7 @@ class SampleRow:
     kept: int
     scored: int
     evaluated: bool
+    reviewed: int = 0        # pairs a person accepted or rejected
 
     @property
     def key(self) -> tuple[int, str]:
@@ -246,10 +248,10 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
-    pairs, mean, kept, scored = json.loads(row["stats"])
+    pairs, mean, kept, scored, reviewed = json.loads(row["stats"])
     return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
                      row["prompt_version"], int(pairs), None if mean is None else float(mean),
-                     int(kept), int(scored), bool(row["evaluated"]))
+                     int(kept), int(scored), bool(row["evaluated"]), int(reviewed))
 
 
 def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:
