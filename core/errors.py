@@ -61,8 +61,8 @@ class ExportError(VisinstructError):
     exit_code = ExitCode.BAD_INPUT
 
 
-class DownloadError(InputError):
-    """A download failed or arrived incomplete."""
+class DownloadError(VisinstructError):
+    """A download failed or arrived incomplete: the work failed, the input was fine (exit 1)."""
 
     title = "Download failed"
 

@@ -49,12 +49,16 @@ class RunControl:
         self._question_lookup: Worker[dict[int, str]] | None = None
         self._questions_asked: set[int] = set()
         self.closing = False
+        self._pipeline_going = threading.Event()
         self.run_config: Any = app.ctx.config   # what the run going (or the last one) runs with
 
     @property
     def active(self) -> bool:
         """A run started in this app is going (including pausing and stopping)."""
-        return self._run_worker is not None and not self._run_worker.is_finished
+        # The thread, not the worker: a worker cancelled at exit is "finished" while its
+        # pipeline thread still waits on calls in flight and still writes.
+        return self._pipeline_going.is_set() or (
+            self._run_worker is not None and not self._run_worker.is_finished)
 
     @property
     def following(self) -> bool:
@@ -107,6 +111,7 @@ class RunControl:
         self._cancel.clear()
         self._pause.clear()
         self.state.run_requested()
+        self._pipeline_going.set()
         self._run_worker = app.run_worker(
             partial(self._run_pipeline, self._generation), thread=True, group="run",
             name="pipeline", exit_on_error=False)
@@ -124,6 +129,7 @@ class RunControl:
             return pipeline.run(self.run_config, app.store, self.buffer.emit, self._cancel,
                                 self._pause)
         finally:
+            self._pipeline_going.clear()
             if self.closing:
                 app.store.close()
 

@@ -98,6 +98,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--wait-minutes", type=float, default=60.0,
                         help="give up waiting after this long (the endpoint keeps being created)")
 
+    backup = sub.add_parser("backup", help="copy a store safely, even while a run writes it")
+    backup.add_argument("--db", type=Path, help="the store to copy (default: ./visinstruct.db)")
+    backup.add_argument("--out", type=Path, required=True, help="the copy's file name")
+
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
     teardown.add_argument("--name", required=True)
     teardown.add_argument("--region", default="us-east-1")
@@ -278,9 +282,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        width = max(len(k) for k in report)
-        for key, value in report.items():
-            print(f"{key:<{width}}  {value}")
+        from visinstruct.core.cli.status import human_lines
+
+        for line in human_lines(report):
+            print(line)
     return ExitCode.OK
 
 
@@ -309,6 +314,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _lazy("visinstruct.core.cli.evaluate", "cmd_evaluate"),
     "analyze": _lazy("visinstruct.core.cli.evaluate", "cmd_analyze"),
     "deploy": _lazy("visinstruct.core.cli.deploy", "cmd_deploy"),
+    "backup": _lazy("visinstruct.core.cli.backup", "cmd_backup"),
     "teardown": _lazy("visinstruct.core.cli.deploy", "cmd_teardown"),
 }
 

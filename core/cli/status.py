@@ -8,6 +8,7 @@ from typing import Any
 
 from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.models.cost import cost_report
+from visinstruct.core.pipeline.tally import money
 from visinstruct.core.store.queries import status_counts
 from visinstruct.core.store.database import Store
 
@@ -39,3 +40,42 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
         "id": last[0], "status": last[1], "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
     return report
+
+
+def _when(stamp: float | None) -> str:
+    """A local date and time to the second, or '–'."""
+    if stamp is None:
+        return "–"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _value(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key.endswith("_usd"):
+        return money(float(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def human_lines(report: dict[str, Any]) -> list[str]:
+    """The status report for people: aligned names, dates instead of epoch seconds."""
+    rows: list[tuple[str, str]] = []
+    for key, value in report.items():
+        if key == "last_run":
+            if value is None:
+                rows.append(("last_run", "none yet"))
+                continue
+            rows.append(("last_run", f"run {value['id']} {value['status']}, "
+                                     f"{value['total_units'] or 0:,} units"))
+            rows.append(("  started", _when(value["started_at"])))
+            rows.append(("  finished", _when(value["finished_at"])))
+            continue
+        rows.append((key, _value(key, value)))
+    width = max(len(name) for name, _ in rows)
+    return [f"{name:<{width}}  {text}" for name, text in rows]

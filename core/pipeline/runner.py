@@ -330,7 +330,13 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
                 break
     finally:
         for _ in threads:
-            jobs.put(_DONE)
+            # A worker that died (its store closed under it) takes nothing: never wait on it.
+            while any(thread.is_alive() for thread in threads):
+                try:
+                    jobs.put(_DONE, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
         for thread in threads:
             thread.join()
         finished.set()

@@ -218,6 +218,8 @@ class PromptLabScreen(Screen[None]):
         edited = self._edited_version()
         if edited is not None:
             self._status(f"edited: this text is version {edited} (saved: {self.saved.version})")
+        else:  # back to the saved text (by undo or by typing): it is not edited any more
+            self._status(f"{self.prompt_name}: unchanged, the saved version {self.saved.version}.")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The workers catch their own errors; this only guards against one that slipped through.
