@@ -290,6 +290,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    if args.db is None and args.config is None and not args.overrides:
+        store = Path("visinstruct.db")
+        if not store.exists():
+            _say(f"visinstruct: no --db or --config given: using {store.resolve()} "
+                 "(created now; pass --db to use another store)")
     try:
         from visinstruct.tui.app import main as tui_main
     except ImportError as exc:
