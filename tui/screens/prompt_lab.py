@@ -114,6 +114,7 @@ class PromptLabScreen(Screen[None]):
         self._loaded_name = ""
         self._requested = ""
         self._behind_dialog = False
+        self._shows_edited = False  # the status line says "edited"
         self.reads = ScreenReads()
 
     def compose(self) -> ComposeResult:
@@ -217,9 +218,12 @@ class PromptLabScreen(Screen[None]):
             return
         edited = self._edited_version()
         if edited is not None:
+            self._shows_edited = True
             self._status(f"edited: this text is version {edited} (saved: {self.saved.version})")
-        else:  # back to the saved text (by undo or by typing): it is not edited any more
-            self._status(f"{self.prompt_name}: unchanged, the saved version {self.saved.version}.")
+        elif self._shows_edited:  # back to the saved text (by undo or typing): not edited now
+            self._shows_edited = False
+            self._status(f"{self.prompt_name}: unchanged, the saved version {self.saved.version} "
+                         "is the one runs use.")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The workers catch their own errors; this only guards against one that slipped through.
