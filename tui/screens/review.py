@@ -114,7 +114,7 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
             yield SampleTable(id="review-list")
             yield SampleDetailPane(id="review-detail")
         yield Static("loading…", id="review-status")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # the keys need the whole line at 120 columns
 
     def on_mount(self) -> None:
         self._load_versions()
