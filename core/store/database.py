@@ -339,12 +339,20 @@ class Store:
 
 
 def _split_sql(script: str) -> list[str]:
+    """The statements of a migration; a trigger's body (with its own semicolons) stays whole."""
     statements = []
+    pending = ""
     for chunk in script.split(";"):
         lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
         text = "\n".join(lines).strip()
-        if text:
-            statements.append(text)
+        if not text and not pending:
+            continue
+        pending = f"{pending};\n{text}" if pending else text
+        if sqlite3.complete_statement(pending + ";"):
+            statements.append(pending)
+            pending = ""
+    if pending:
+        statements.append(pending)
     return statements
 
 

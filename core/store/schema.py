@@ -177,6 +177,88 @@ MIGRATIONS: tuple[tuple[int, str, str], ...] = (
                 SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit');
         """,
     ),
+    (
+        5,
+        "running tallies the monitor reads instead of scanning the ledger and the judgements",
+        """
+        CREATE TABLE call_tally (
+            run_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            backpressure INTEGER NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, model, endpoint, status, backpressure)
+        );
+        INSERT INTO call_tally
+            SELECT COALESCE(run_id, 0), model, COALESCE(endpoint, ''), status,
+                   COALESCE(error_kind, '') = 'backpressure', COUNT(*),
+                   SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0))
+            FROM llm_calls GROUP BY 1, 2, 3, 4, 5;
+        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls BEGIN
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;
+        END;
+        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls BEGIN
+            UPDATE call_tally SET n = n - 1,
+                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
+                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
+            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
+              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
+              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;
+        END;
+        CREATE TABLE score_tally (
+            score REAL NOT NULL PRIMARY KEY,  -- -1: no readable score
+            n INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO score_tally
+            SELECT COALESCE(j.score, -1), COUNT(*) FROM judgements j
+            JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'run' GROUP BY 1;
+        CREATE TABLE unit_tally (
+            model TEXT NOT NULL PRIMARY KEY,  -- the generation model
+            done INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO unit_tally
+            SELECT model, SUM(n) FROM (
+                SELECT g.model AS model, COUNT(DISTINCT j.generation_id) AS n FROM judgements j
+                JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'run' GROUP BY 1
+                UNION ALL
+                SELECT model, COUNT(*) FROM generations
+                WHERE status = 'parse_failure' AND purpose = 'run' GROUP BY 1)
+            GROUP BY model;
+        CREATE TRIGGER judgement_tally AFTER INSERT ON judgements BEGIN
+            INSERT INTO score_tally
+                SELECT COALESCE(NEW.score, -1), 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run'
+            ON CONFLICT (score) DO UPDATE SET n = n + 1;
+            INSERT INTO unit_tally
+                SELECT g.model, 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
+                    SELECT 1 FROM judgements o
+                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        CREATE TRIGGER parse_failure_tally AFTER INSERT ON generations
+        WHEN NEW.status = 'parse_failure' AND NEW.purpose = 'run' BEGIN
+            INSERT INTO unit_tally VALUES (NEW.model, 1)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        """,
+    ),
 )
 
 LATEST_VERSION = MIGRATIONS[-1][0]

@@ -165,12 +165,20 @@ class UnitTally:
         self.model = model
         self.done = 0
         self._judgements_read = 0
+        self._kept_total = 0
         self._generations_read = 0
 
     def count(self, store: Store) -> int:
         last_judgement = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
         last_generation = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM generations") or 0)
         model = self.model
+        if not self._judgements_read and not self._generations_read and has_tallies(store):
+            # The first count from the tally the store's triggers keep: no scan of the store.
+            self.done = int(store.scalar(
+                "SELECT COALESCE(SUM(done), 0) FROM unit_tally WHERE :model = '' OR model = :model",
+                {"model": model}) or 0)
+            self._judgements_read, self._generations_read = last_judgement, last_generation
+            return self.done
         if last_judgement > self._judgements_read:
             self.done += int(store.scalar(
                 "SELECT COUNT(DISTINCT j.generation_id) FROM judgements j "
@@ -215,6 +223,8 @@ class LedgerTally:
 
     def counts(self, store: Store) -> dict[tuple[str, str], list[int]]:
         """(model, endpoint) -> [in flight, done, errors, throttles, tokens out]."""
+        if has_tallies(store):
+            return self._from_tally(store)
         oldest = store.scalar("SELECT MIN(id) FROM llm_calls WHERE status = 'in_flight' "
                               "AND run_id = ?", (self.run_id,))
         end = int(oldest) if oldest is not None else \
@@ -231,6 +241,28 @@ class LedgerTally:
             for index in range(5):
                 figures[index] += int(row[2 + index] or 0)
         return totals
+
+
+    def _from_tally(self, store: Store) -> dict[tuple[str, str], list[int]]:
+        totals: dict[tuple[str, str], list[int]] = {}
+        for model, endpoint, status, backpressure, n, tokens_out in store.query(
+                "SELECT model, endpoint, status, backpressure, n, tokens_out FROM call_tally "
+                "WHERE run_id = ?", (self.run_id,)):
+            figures = totals.setdefault((model, endpoint), [0] * 5)
+            if status == "in_flight":
+                figures[0] += n
+            elif status == "ok":
+                figures[1] += n
+            elif status == "error":
+                figures[3 if backpressure else 2] += n
+            figures[4] += tokens_out
+        return {key: figures for key, figures in totals.items() if any(figures)}
+
+
+def has_tallies(store: Store) -> bool:
+    """The store keeps running tallies (schema 5 and later)."""
+    return bool(store.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                             "AND name = 'unit_tally'"))
 
 
 def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointStats]:
@@ -326,6 +358,14 @@ def score_counts(store: Store, threshold: float, after_id: int = 0,
         return ScoreCounts(after_id, threshold=threshold)
     buckets: Counter[int] = Counter()
     kept = 0
+    if after_id == 0 and upto_id is None and has_tallies(store):
+        # Every judgement so far: the tally the triggers keep, not a scan of the judgements.
+        for score, count in store.query("SELECT score, n FROM score_tally WHERE n > 0"):
+            readable = score >= 0
+            bucket = max(0, min(10, int(round(score)))) if readable else 0
+            buckets[bucket] += int(count)
+            kept += int(count) if readable and score >= threshold else 0
+        return ScoreCounts(last, dict(buckets), kept, threshold)
     for bucket, count, kept_here in store.query(
             "SELECT CAST(ROUND(COALESCE(j.score, 0)) AS INTEGER), COUNT(*), "
             "SUM(j.score IS NOT NULL AND j.score >= ?) FROM judgements j "
@@ -378,6 +418,7 @@ class StoreReader:
         full = self._judgements_read == 0
         scores = score_counts(store, threshold, self._judgements_read)
         self._judgements_read = scores.last_id
+        self._kept_total = scores.kept if full else self._kept_total + scores.kept
         return StoreSnapshot(
             progress=progress,
             endpoints=tuple(endpoints),
@@ -387,7 +428,9 @@ class StoreReader:
             scores=scores,
             threshold=threshold,
             full_scores=full,
-            cost=cost_report(store, priced) if with_cost else None,
+            # Kept pairs and done units as the monitor counts them: no scan of the store.
+            cost=cost_report(store, priced, kept_pairs=self._kept_total,
+                             done_units=progress.done_units or None) if with_cost else None,
         )
 
 
