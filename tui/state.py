@@ -9,10 +9,8 @@ from dataclasses import dataclass, replace
 from visinstruct.core.events import (
     CallFinished,
     CallStarted,
-    CostUpdated,
     EndpointHealth,
     Event,
-    ImageDone,
     PairsJudged,
     RunFinished,
     RunStarted,

@@ -199,7 +199,7 @@ def duration(seconds: float | None) -> str:
     """'4.2s', '45s', '3m 05s', '2h 10m'; '–' when unknown."""
     if seconds is None:
         return "–"
-    whole = int(round(seconds))
+    whole = round(seconds)
     if whole < 60:
         return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
     minutes, secs = divmod(whole, 60)
