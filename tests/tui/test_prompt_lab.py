@@ -68,7 +68,7 @@ async def test_run_a_trial_then_save_it_for_runs(config_path: Path) -> None:
         kept = {(s.image_id, s.version) for s in result.trial_samples + result.saved_samples
                 if s.kept}
         assert kept
-        assert sum("vs baseline" in r[7] for r in rows) == len(kept)
+        assert sum("vs base" in r[7] for r in rows) == len(kept)
         versions = cells(screen.query_one(VersionTable))
         assert ["trial", "these"] == [versions[1][0].split()[0], versions[1][1]]
         # The trial's data is the lab's: no "all" (run data) row for a version only a trial used.

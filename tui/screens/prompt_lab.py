@@ -78,11 +78,11 @@ class PromptLabScreen(Screen[None]):
         height: 1fr;
     }
     PromptLabScreen #lab-editor {
-        width: 1fr;
+        width: 1fr;  /* a third: the trial table needs the rest at 120 columns */
         height: 100%;
     }
     PromptLabScreen #lab-results {
-        width: 1fr;
+        width: 2fr;
         height: 100%;
         padding-left: 1;
     }
