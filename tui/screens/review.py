@@ -33,7 +33,7 @@ from visinstruct.tui.screens.review_decisions import DECISION_BINDINGS, ReviewDe
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
-from visinstruct.tui.widgets.review_list import SampleTable
+from visinstruct.tui.widgets.review_list import SampleTable, page_status
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 PAGE_SIZE = 50
@@ -237,20 +237,8 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
             self._update_status()
 
     def _update_status(self) -> None:
-        number = len(self._pages)
-        shown = len(self.page.rows)
-        total = "counting…" if self.total is None else f"{self.total:,} samples"
-        if not shown:
-            text = "No samples match these filters." if number == 1 else "No more samples."
-        else:
-            more = " · n: next page" if self.page.has_more else ""
-            back = " · b: previous page" if number > 1 else ""
-            where = f"Page {number - 1 if self._jumped else number} · "
-            if self._jumped and number == 2:
-                where = "From the sample you opened · "
-            elif number == 1 and not self.page.has_more:
-                where = ""  # everything fits one page
-            text = f"{where}{shown} shown · {total}{more}{back}"
+        text = page_status(len(self._pages), len(self.page.rows), self.total,
+                           self.page.has_more, self._jumped)
         self.query_one("#review-status", Static).update(text)
 
     @work(thread=True, group="review-detail", exclusive=True, exit_on_error=False)
