@@ -55,7 +55,7 @@ async def test_question_mark_lists_every_key_of_every_screen(tmp_path: Path) -> 
         for binding in [*VisinstructApp.BINDINGS, *MonitorScreen.BINDINGS]:
             assert (binding.tooltip or binding.description) in listed
         shown = screen_text(app)
-        assert "Start a run" in shown and "Command palette" in shown
+        assert "Start or resume a run" in shown and "Command palette" in shown
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "help to close")
 
