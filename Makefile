@@ -13,7 +13,7 @@ LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[local,dev]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q -e '.[local,dev,deploy]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,7 @@ demo: $(STAMP)
 	@echo "== done: out/llava.json (the store is out/demo.db)"
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
@@ -38,6 +39,9 @@ bench: $(STAMP)
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
+	$(PY) benchmarks/batch.py
+	$(PY) benchmarks/diversity.py
+	$(PY) benchmarks/search.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -2,7 +2,8 @@
 
 Prints calls per second end to end (generation, parsing, judging, ledger and store writes)
 and peak RSS, at two store sizes, each in its own child process so the RSS figures are
-separate. Target: at least 2,000 calls/s, and RSS flat in the number of images.
+separate. Target: at least 2,000 calls/s, and RSS flat in the number of images. Last, the CPU
+cost of the quality gates per pair, timed alone.
 """
 
 from __future__ import annotations
@@ -76,6 +77,33 @@ def child(images: int, workers: int) -> None:
                           "status": summary.status}))
 
 
+def gate_cost(replies: int = 5_000) -> tuple[float, int]:
+    """CPU microseconds per pair of the quality gates alone, on pairs shaped like the run's."""
+    from visinstruct.core.config import GatesConfig
+    from visinstruct.core.records import Box, Image, Pair
+    from visinstruct.core.text.gates import gate_pairs, prompt_text
+    from visinstruct.core.text.prompts import load_prompt
+
+    prompt = prompt_text(load_prompt("conversation"))
+    settings = GatesConfig()
+    objects = ("person", "dining table", "cup", "chair")
+    work = []
+    for i in range(replies):
+        image = Image(i, f"{i:012d}.jpg", 640, 480,
+                      tuple(f"A person number {k} stands near a table in scene {i}." for k in range(5)),
+                      tuple(Box(name, (0.1, 0.2, 0.5, 0.9)) for name in objects))
+        pairs = [Pair(f"What is the {name} next to in part {k} of scene {i}?",
+                      f"The {name} is next to a {objects[k - 1]} near the window, on the {side}.")
+                 for k, (name, side) in enumerate(zip(objects, ("left", "right", "back", "front")))]
+        work.append((image, pairs))
+    started = time.process_time()
+    for image, pairs in work:
+        gate_pairs(pairs, image, "conversation", settings, prompt=prompt, finish_reason="stop")
+    spent = time.process_time() - started
+    count = sum(len(pairs) for _, pairs in work)
+    return spent / count * 1e6, count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000")
@@ -111,6 +139,10 @@ def main() -> int:
     rate = min(f["calls"] / f["seconds"] for f in figures)
     print(f"slowest: {rate:,.0f} calls/s (target >= 2,000); "
           f"88K images x 3 tasks x 2 calls would cost {88_000 * 6 / rate / 60:,.1f} min of overhead")
+    per_pair, count = gate_cost()
+    print(f"quality gates: {per_pair:,.1f} us CPU per pair ({count:,} pairs timed alone); at "
+          f"{rate:,.0f} calls/s, half of them generations of ~3 pairs, that is "
+          f"{per_pair * 3 * rate / 2 / 1e4:,.1f}% of one core")
     if len(figures) > 1:
         print(f"RSS ratio largest/smallest store: {figures[-1]['rss_mb'] / figures[0]['rss_mb']:.2f} "
               f"for {figures[-1]['images'] / figures[0]['images']:.0f}x the images")

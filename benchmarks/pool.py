@@ -23,12 +23,15 @@ import threading
 import time
 from pathlib import Path
 
+# The fleet is the tests' fake SageMaker runtime, imported as `tests.fakes` from the root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 
 def serve(options: argparse.Namespace) -> int:
     """Child: the fleet, until stdin closes."""
-    from visinstruct.tests.fakes.model_replies import reply_to_request
-    from visinstruct.tests.fakes.sagemaker_server import SageMakerServer
-    from visinstruct.tests.fakes.scripting import Capacity, Reply, Script
+    from tests.fakes.model_replies import reply_to_request
+    from tests.fakes.sagemaker_server import SageMakerServer
+    from tests.fakes.scripting import Capacity, Reply, Script
 
     capacity = Capacity(instances=options.instances, per_instance=options.batch,
                         base_latency_s=options.base, queue=options.queue)

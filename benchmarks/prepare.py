@@ -1,10 +1,13 @@
-"""Prepare and export at real size: synthetic COCO train2017 and mix665k files, wall time and peak RSS.
+"""Prepare and export at real size: synthetic COCO, mix665k, GQA and VQAv2 files; time and peak RSS.
 
 Builds (once, cached in --work) files the size of the real ones: 118K images with 591K
-captions, 860K instances with segmentation polygons (about 450 MB), and 665K mix665k
-records (about 1 GB). Runs `visinstruct prepare` on them in a child process, then
-`visinstruct export --format llava` of 150K conversations, and prints the figures.
-Targets: prepare <= 180 s and <= 1.5 GB peak RSS; export <= 30 s.
+captions, 860K instances with segmentation polygons (about 450 MB), 665K mix665k records
+(about 1 GB), GQA train scene graphs (75K images, 1.2M objects) and balanced questions
+(943K, with GQA's fields), and VQAv2 train questions and annotations (444K). Runs
+`visinstruct prepare` on them in a child process, then `visinstruct export --format llava`
+of 150K conversations (not with `--sources qa`), and prints the figures. `--scale 0.25` builds every file at a quarter size;
+`--sources qa` prepares the captions, GQA and VQAv2 files only (no instances, no mix665k).
+Targets: prepare <= 180 s (COCO and mix665k) and <= 1.5 GB peak RSS; export <= 30 s.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+# The benchmarks are scripts, not an installed package: the sibling module is found by path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import qa_files  # type: ignore[import-not-found]  # noqa: E402
 
 IMAGES = 118_287
 CAPTIONS_PER_IMAGE = 5
@@ -108,13 +115,22 @@ def write_mix665k(path: Path, rng: random.Random) -> None:
         out.write("]")
 
 
-def build(work: Path) -> dict[str, Path]:
+def build(work: Path, scale: float = 1.0, skip: tuple[str, ...] = ()) -> dict[str, Path]:
     paths = {"captions": work / "captions_train2017.json",
              "instances": work / "instances_train2017.json",
-             "mix665k": work / "llava_v1_5_mix665k.json"}
-    writers = {"captions": write_captions, "instances": write_instances, "mix665k": write_mix665k}
+             "mix665k": work / "llava_v1_5_mix665k.json",
+             "gqa_scene_graphs": work / "train_sceneGraphs.json",
+             "gqa_questions": work / "train_balanced_questions.json",
+             "vqa": work / "v2_OpenEnded_mscoco_train2014_questions.json"}
+    coco_images = IMAGES
+    writers = {
+        "captions": write_captions, "instances": write_instances, "mix665k": write_mix665k,
+        "gqa_scene_graphs": lambda p, r: qa_files.write_scene_graphs(p, r, scale),
+        "gqa_questions": lambda p, r: qa_files.write_gqa_questions(p, r, scale),
+        "vqa": lambda p, r: qa_files.write_vqa(
+            p, work / "v2_mscoco_train2014_annotations.json", r, scale, coco_images)}
     for name, path in paths.items():
-        if path.exists():
+        if path.exists() or name in skip:
             continue
         started = time.monotonic()
         partial = path.with_suffix(".part")
@@ -162,21 +178,41 @@ def seed_conversations(db: Path, n: int) -> None:
     conn.close()
 
 
+def _scale(factor: float) -> None:
+    """Shrink every file's size to `factor` of the real one (for a quick run)."""
+    global IMAGES, INSTANCES, MIX_RECORDS
+    IMAGES, INSTANCES = int(IMAGES * factor), int(INSTANCES * factor)
+    MIX_RECORDS = int(MIX_RECORDS * factor)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visinstruct-bench")
     parser.add_argument("--conversations", type=int, default=150_000)
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="build every file at this fraction of the real size")
+    parser.add_argument("--sources", choices=("all", "qa"), default="all",
+                        help="qa: prepare captions, GQA and VQAv2 only")
     options = parser.parse_args()
+    if options.scale != 1.0:
+        _scale(options.scale)
+        options.conversations = int(options.conversations * options.scale)
+        options.work = options.work.with_name(f"{options.work.name}-x{options.scale:g}")
     options.work.mkdir(parents=True, exist_ok=True)
-    paths = build(options.work)
+    paths = build(options.work, options.scale,
+                  ("instances", "mix665k") if options.sources == "qa" else ())
+    qa = ["--gqa-scene-graphs", str(paths["gqa_scene_graphs"]),
+          "--gqa-questions", str(paths["gqa_questions"]),
+          "--vqa-questions", str(paths["vqa"]),
+          "--vqa-annotations", str(options.work / "v2_mscoco_train2014_annotations.json")]
+    coco = ["--coco-instances", str(paths["instances"]), "--baseline", str(paths["mix665k"])]
     db = options.work / "bench.db"
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     cli = [sys.executable, "-m", "visinstruct.core.cli"]
     seconds, rss, result = timed_child([*cli, "prepare", "--db", str(db), "--json",
                                         "--coco-captions", str(paths["captions"]),
-                                        "--coco-instances", str(paths["instances"]),
-                                        "--baseline", str(paths["mix665k"])])
+                                        *(coco if options.sources == "all" else []), *qa])
     if result.returncode != 0:
         print(result.stderr, file=sys.stderr)
         return 1
@@ -184,7 +220,11 @@ def main() -> int:
     print(f"prepare: {seconds:,.1f} s wall, {rss:,.0f} MB peak RSS "
           f"(targets: <= 180 s, <= 1,536 MB); indexed {store['images']:,} images, "
           f"{store['captions']:,} captions, {store['boxes']:,} boxes, "
-          f"{store['baseline_conversations']:,} baseline conversations")
+          f"{store['baseline_conversations']:,} baseline conversations, "
+          f"{store['images_by_source']['gqa']:,} GQA images, {store['facts']:,} facts "
+          f"(scale {options.scale:g}, sources {options.sources})")
+    if options.sources == "qa":
+        return 0
     seed_conversations(db, options.conversations)
     out = options.work / "export.json"
     seconds, rss, result = timed_child([*cli, "export", "--format", "llava", "--db", str(db),

@@ -113,8 +113,8 @@ def event_stream(units: int) -> list[Event]:
                                      sum(1 for k in range(3) if 3 + (unit + k) % 8 >= 7), 7.0))
         finishing.append(ImageDone(image, task, True, unit + 1, units))
         if unit % 20 == 0:
-            finishing.append(EndpointHealth("fake", endpoint, 32, 64, 64, unit, 0, 0, "healthy",
-                                            250.0, 540.0, unit * 120))
+            finishing.append(EndpointHealth("fake", endpoint, 32, unit, 0, 0, 250.0, 540.0,
+                                            unit * 120, "healthy", limit=64, ceiling=64))
         if unit % 500 == 0:
             finishing.append(CostUpdated(unit * 0.001, 0.002, units * 0.001))
         window.append(finishing)

@@ -2,50 +2,28 @@
 
 from __future__ import annotations
 
-import enum
+from typing import Literal
 
+from visinstruct.dataset.errors import (
+    DataError,
+    DownloadError,
+    ExitCode,
+    InputError,
+    VisinstructError,
+)
 
-class ExitCode(enum.IntEnum):
-    """Process exit codes of the `visinstruct` command."""
+# How the pool treats a failed call (BackendError.kind).
+ErrorKind = Literal["backpressure", "transient", "permanent"]
 
-    OK = 0
-    FAILED = 1          # the work ran but something failed (e.g. validation of an export)
-    BAD_INPUT = 2       # bad config, file or flag: nothing was done
-    INTERRUPTED = 3     # stopped by SIGINT/SIGTERM; everything finished so far is committed
-    BUDGET = 4          # stopped cleanly because [budget].max_usd was reached
-
-
-class VisinstructError(Exception):
-    """Base of every error we raise on purpose; `title` is short enough for a dialog."""
-
-    title = "Error"
-    exit_code = ExitCode.FAILED
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class InputError(VisinstructError):
-    """A bad file, flag or value given by the user; exit code 2."""
-
-    title = "Bad input"
-    exit_code = ExitCode.BAD_INPUT
+__all__ = ["BackendError", "BudgetExceeded", "ConfigError", "DataError", "DeployError",
+           "DownloadError", "ErrorKind", "ExitCode", "ExportError", "InputError", "StoreError",
+           "VisinstructError"]
 
 
 class ConfigError(InputError):
     """The run configuration is invalid."""
 
     title = "Bad configuration"
-
-
-class DataError(InputError):
-    """A source data file is malformed or inconsistent."""
-
-    title = "Bad data file"
 
 
 class StoreError(InputError):
@@ -61,26 +39,20 @@ class ExportError(VisinstructError):
     exit_code = ExitCode.BAD_INPUT
 
 
-class DownloadError(VisinstructError):
-    """A download failed or arrived incomplete: the work failed, the input was fine (exit 1)."""
-
-    title = "Download failed"
-
-
 class BackendError(VisinstructError):
     """A model call failed; `kind` says how the pool should treat it."""
 
     title = "Model call failed"
 
-    BACKPRESSURE = "backpressure"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
+    BACKPRESSURE: ErrorKind = "backpressure"  # slow down: throttled or overloaded
+    TRANSIENT: ErrorKind = "transient"        # try again: timeouts, 5xx, dropped connections
+    PERMANENT: ErrorKind = "permanent"        # do not retry: bad request, access, validation
 
     def __init__(
         self,
         message: str,
         *,
-        kind: str = "permanent",
+        kind: ErrorKind = "permanent",
         error_class: str = "",
         status: int | None = None,
     ) -> None:

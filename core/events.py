@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import queue
+import sys
+import threading
+import time
+import traceback
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any, Callable
 
 
@@ -92,19 +98,40 @@ class ImageDone(Event):
 
 
 @dataclass(frozen=True)
-class EndpointHealth(Event):
+class EndpointFigures:
+    """One endpoint's figures: the pool's live view, or the ledger's for a followed store.
+
+    `limit` and `ceiling` are the pool's in-flight limits, None when only the store is known.
+    """
+
     model: str
     endpoint: str
     in_flight: int
-    limit: int
-    ceiling: int
     done: int
     errors: int
     throttles: int
-    health: str
     p50_ms: float
     p95_ms: float
     tokens_out: int
+    health: str                  # healthy | degraded | down
+    limit: int | None = None
+    instances: int = 1
+    ceiling: int | None = None
+
+
+@dataclass(frozen=True)
+class EndpointHealth(EndpointFigures, Event):
+    """An endpoint's figures changed (the pool reports them as calls finish)."""
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """The q-th quantile (0..1) of ascending values, interpolating between ranks; None if empty."""
+    if not sorted_values:
+        return None
+    position = (len(sorted_values) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(sorted_values) - 1)
+    return float(sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low))
 
 
 @dataclass(frozen=True)
@@ -128,6 +155,8 @@ class RunFinished(Event):
     failed_calls: int
     elapsed_s: float
     cost_usd: float
+    dropped_pairs: int = 0   # stopped by the quality gates, never judged
+    error: str = ""      # why the run failed, when status is "failed"
 
 
 Emit = Callable[[Event], None]
@@ -135,6 +164,87 @@ Emit = Callable[[Event], None]
 
 def ignore(event: Event) -> None:
     """An emit that drops every event."""
+
+
+_CLOSE = object()
+# Past this many undelivered events, periodic snapshots (each superseded by the next) are
+# dropped rather than queued behind a stalled listener.
+_BACKLOG = 10_000
+_SNAPSHOTS = (EndpointHealth, CostUpdated)
+_GATHER_S = 0.005
+
+
+class Dispatcher:
+    """An emit that queues events for one thread of its own, which hands them to `listener`.
+
+    Whoever emits (the store's writer after a commit, a worker) never waits for the listener,
+    so a slow display cannot delay a commit. An exception in the listener is reported on
+    stderr once, then counted; the events after it are still delivered.
+    """
+
+    def __init__(self, listener: Emit, *, name: str = "event-dispatcher") -> None:
+        self.listener = listener
+        self.failures = 0
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._deliver, name=name, daemon=True)
+        self._closed = False
+        self._lock = threading.Lock()
+        self._thread.start()
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            if not self._closed:
+                if isinstance(event, _SNAPSHOTS) and self._queue.qsize() > _BACKLOG:
+                    return  # far behind: a newer snapshot will follow; memory stays bounded
+                self._queue.put(event)
+                return
+        # Closed: a late event (a straggling commit after the run) goes straight through.
+        self._call(event)
+
+    def _deliver(self) -> None:
+        while True:
+            event = self._queue.get()
+            while True:
+                if event is _CLOSE:
+                    return
+                self._call(event)  # type: ignore[arg-type]
+                try:
+                    event = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            # Let a burst gather: one wake-up per batch, not one thread switch per event,
+            # keeps this thread from taking the interpreter from the writer and the workers.
+            time.sleep(_GATHER_S)
+
+    def _call(self, event: Event) -> None:
+        try:
+            self.listener(event)
+        except Exception as exc:  # noqa: BLE001 - reported once, never silently
+            self.failures += 1
+            if self.failures == 1:
+                self._report(event, exc)
+
+    def _report(self, event: Event, exc: Exception) -> None:
+        from visinstruct.core.text.redact import redact
+
+        where = traceback.extract_tb(exc.__traceback__)[-1:]
+        place = f" ({where[0].filename}:{where[0].lineno})" if where else ""
+        try:
+            print(redact(f"visinstruct: an event listener failed on {event.kind}: "
+                         f"{type(exc).__name__}: {exc}{place}; later failures are not shown"),
+                  file=sys.stderr, flush=True)
+        except (OSError, ValueError):
+            pass  # stderr is gone too: nothing left to tell
+
+    def close(self) -> None:
+        """Deliver every queued event, then stop the thread (safe to call twice)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_CLOSE)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 @dataclass(frozen=True)
@@ -181,3 +291,39 @@ class EvaluationFinished(Event):
     failed_calls: int
     missing_images: int
     relative_score: float | None
+
+
+@dataclass(frozen=True)
+class BatchJobUpdated(Event):
+    """A Bedrock batch job was submitted, changed status, or had its output read."""
+
+    arn: str
+    job_id: str
+    stage: str
+    model: str
+    records: int
+    status: str          # Bedrock's: Submitted, InProgress, Completed, Failed, Stopped, ...
+    submitted_at: float
+    message: str = ""
+    ok_records: int = 0
+    error_records: int = 0
+
+
+@dataclass(frozen=True)
+class BatchRecordsWaiting(Event):
+    """Fewer records than a batch job's minimum are pending and may not go on demand."""
+
+    stage: str
+    model: str
+    records: int
+    min_records: int
+
+
+@dataclass(frozen=True)
+class BatchNotice(Event):
+    """Something about a batch stage the user must know: a job that could not be submitted,
+    or one that ended without all its records."""
+
+    stage: str
+    model: str
+    message: str

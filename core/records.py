@@ -1,41 +1,49 @@
-"""The nouns of the domain, as frozen values."""
+"""The nouns of the domain, as frozen values (the source nouns come from `dataset.records`)."""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
-TASKS: tuple[str, ...] = ("conversation", "detail", "complex_reasoning")
+from visinstruct.dataset.records import (
+    TASKS,
+    BaselineConversation,
+    Box,
+    Fact,
+    Image,
+    Pair,
+    Relation,
+    SceneObject,
+)
+
+# Tasks made from an image's facts with no model and no judge.
+FACT_TASKS: tuple[str, ...] = ("short_answer",)
+ALL_TASKS: tuple[str, ...] = (*TASKS, *FACT_TASKS)
+# The `model` of generations that no model made (short answers come from the facts).
+FACTS_MODEL = "facts"
+SOURCES: tuple[str, ...] = ("coco", "gqa")
+
+__all__ = ["ALL_TASKS", "FACTS_MODEL", "FACT_TASKS", "SOURCES", "TASKS", "BaselineConversation",
+           "Box", "Conversation", "Evaluation", "Fact", "Image", "Judgement", "Pair", "Relation",
+           "RunState", "SceneObject", "UnitNeed", "Verdict"]
 
 
-@dataclass(frozen=True)
-class Box:
-    """One object instance: category name and [x1, y1, x2, y2] normalised to 0..1 (3 decimals)."""
+class RunState(enum.StrEnum):
+    """A run's `runs.status`: running until it ends in one of the other states."""
 
-    category: str
-    bbox: tuple[float, float, float, float]
-    crowd: bool = False
-
-
-@dataclass(frozen=True)
-class Image:
-    """One source image with its captions and boxes."""
-
-    image_id: int
-    file_name: str
-    width: int
-    height: int
-    captions: tuple[str, ...] = ()
-    boxes: tuple[Box, ...] = ()
-    split: str = ""
+    RUNNING = "running"
+    FINISHED = "finished"
+    INTERRUPTED = "interrupted"   # stopped by the user; resumable
+    FAILED = "failed"
+    BUDGET = "budget"             # stopped at [budget].max_usd
 
 
-@dataclass(frozen=True)
-class Pair:
-    """One question and its answer."""
+class UnitNeed(enum.StrEnum):
+    """What one (image, task) still needs in a run."""
 
-    question: str
-    answer: str
-
+    GENERATE = "generate"         # then judge
+    JUDGE = "judge"
+    DONE = "done"
 
 @dataclass(frozen=True)
 class Conversation:
@@ -43,16 +51,6 @@ class Conversation:
 
     image_id: int
     task: str
-    pairs: tuple[Pair, ...]
-
-
-@dataclass(frozen=True)
-class BaselineConversation:
-    """A GPT-4-made LLaVA-Instruct record from mix665k, tagged by task type."""
-
-    image_id: int
-    task: str
-    record_id: str
     pairs: tuple[Pair, ...]
 
 

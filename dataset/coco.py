@@ -10,8 +10,8 @@ from typing import IO, Any
 import ijson
 from ijson.common import ObjectBuilder
 
-from visinstruct.core.errors import DataError
-from visinstruct.core.records import Box, Image
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import Box, Image
 
 
 def _json_backend() -> Any:
@@ -190,12 +190,16 @@ def _box_row(
     x, y, w, h = bbox
     return (
         _field(path, item, "category_id", int),
-        _unit(x / width),
-        _unit(y / height),
-        _unit((x + w) / width),
-        _unit((y + h) / height),
+        *normalised_box(x, y, w, h, width, height),
         item.get("iscrowd", 0) == 1,
     )
+
+
+def normalised_box(
+    x: float, y: float, w: float, h: float, width: int, height: int
+) -> tuple[float, float, float, float]:
+    """A pixel [x, y, w, h] box as [x1, y1, x2, y2] fractions of the image size (3 decimals)."""
+    return (_unit(x / width), _unit(y / height), _unit((x + w) / width), _unit((y + h) / height))
 
 
 def _unit(value: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import os
@@ -11,11 +10,11 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from visinstruct.core.errors import DataError, DownloadError
+from visinstruct.dataset.errors import DataError, DownloadError
 
 COCO_ANNOTATIONS_URL = "http://images.cocodataset.org/annotations/annotations_trainval2017.zip"
 MIX665K_URL = (
@@ -181,40 +180,6 @@ def download_sources(
         default_specs(coco_annotations_url, mix665k_url), data_dir, progress=progress
     )
     return [*extract_annotations(zip_path, data_dir), mix665k_path]
-
-
-@contextlib.contextmanager
-def rich_progress() -> Iterator[ProgressCallback]:
-    """Yield a progress callback that draws one Rich bar per file on stderr."""
-    # Imported here so importing this module never pulls in Rich's live display.
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    bars = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-    )
-    task_ids: dict[str, TaskID] = {}
-
-    def show(name: str, done_bytes: int, total_bytes: int | None) -> None:
-        if name not in task_ids:
-            task_ids[name] = bars.add_task(name, total=total_bytes)
-        bars.update(task_ids[name], completed=done_bytes, total=total_bytes)
-
-    with bars:
-        yield show
 
 
 def _fetch_into(

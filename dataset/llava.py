@@ -10,11 +10,12 @@ from typing import Any
 
 import ijson
 
-from visinstruct.core.errors import DataError
-from visinstruct.core.records import TASKS, BaselineConversation, Pair
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import TASKS, BaselineConversation, Pair
 from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error
 
 COCO_PREFIX = "coco/train2017/"
+GQA_PREFIX = "gqa/images/"
 COUNT_KEYS = (
     "records", "text_only", "non_coco", "vqa_style",
     "conversation", "detail", "complex_reasoning", "malformed",
@@ -68,15 +69,17 @@ class _MalformedRecord(Exception):
     """A record that does not have the mix665k shape."""
 
 
-def read_mix665k(path: Path, counts: Counter[str] | None = None) -> Iterator[BaselineConversation]:
+def read_mix665k(path: Path, counts: Counter[str] | None = None,
+                 gqa_ids: set[str] | None = None) -> Iterator[BaselineConversation]:
     """Stream the instruct-style COCO records of mix665k as baseline conversations.
 
-    `counts`, when given, is filled under COUNT_KEYS as records are read. The file's shape is
-    checked before this returns; a parse error later raises DataError from the iterator.
+    `counts`, when given, is filled under COUNT_KEYS as records are read; `gqa_ids`, when
+    given, collects the GQA image ids of the records on `gqa/images/<id>.jpg`. The file's
+    shape is checked before this returns; a parse error later raises DataError from the iterator.
     """
     path = Path(path)
     _require_json_array(path)
-    return _conversations(path, Counter() if counts is None else counts)
+    return _conversations(path, Counter() if counts is None else counts, gqa_ids)
 
 
 def classify_record(record: Any) -> str | None:
@@ -146,6 +149,13 @@ def _coco_image_id(image: str) -> int | None:
     return int(stem) if stem.isdigit() else None
 
 
+def _gqa_image_id(image: str) -> str:
+    """The GQA id in 'gqa/images/2354786.jpg', or '' for any other image."""
+    if not image.startswith(GQA_PREFIX):
+        return ""
+    return image[len(GQA_PREFIX):].rsplit(".", 1)[0]
+
+
 def _sort(record: Any) -> tuple[str, int, tuple[Pair, ...]]:
     """Which COUNT_KEYS bucket a record falls in, with its image id and pairs when it has them."""
     if not isinstance(record, dict):
@@ -167,7 +177,8 @@ def _sort(record: Any) -> tuple[str, int, tuple[Pair, ...]]:
     return task_of_pairs(pairs) or "vqa_style", image_id, pairs
 
 
-def _conversations(path: Path, counts: Counter[str]) -> Iterator[BaselineConversation]:
+def _conversations(path: Path, counts: Counter[str],
+                   gqa_ids: set[str] | None = None) -> Iterator[BaselineConversation]:
     """Yield the instruct-style COCO records, counting every record by bucket."""
     for key in COUNT_KEYS:
         counts.setdefault(key, 0)
@@ -177,6 +188,10 @@ def _conversations(path: Path, counts: Counter[str]) -> Iterator[BaselineConvers
                 counts["records"] += 1
                 outcome, image_id, pairs = _sort(record)
                 counts[outcome] += 1
+                if outcome == "non_coco" and gqa_ids is not None:
+                    gqa_id = _gqa_image_id(record["image"])
+                    if gqa_id:
+                        gqa_ids.add(gqa_id)
                 if outcome in TASKS:
                     yield BaselineConversation(image_id, outcome, str(record.get("id", "")), pairs)
         except ijson.JSONError as error:

@@ -18,6 +18,11 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 CliResult = tuple[int, str, str]
 
+# Child processes (a fake server run as a script, the CLI in a subprocess) import the
+# loopback fakes as `tests.fakes` too, so the repository root goes on their path.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+
 
 @pytest.fixture
 def shared_data() -> Path:

@@ -17,8 +17,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
-from visinstruct.core.config import Config, load_config, parse_override
+from visinstruct.core.cli.options import config_from_args
+from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError, VisinstructError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
@@ -196,8 +198,8 @@ class VisinstructApp(App[int]):
             self.show_error("Unexpected error", f"{type(error).__name__}: {error}")
 
     def show_error(self, title: str, message: str) -> None:
-        """A modal dialog with a short title and the message."""
-        self.push_screen(ErrorDialog(title, message))
+        """A modal dialog with a short title and the message (redacted, like every message)."""
+        self.push_screen(ErrorDialog(title, redact(message)))
 
     # -- navigation ------------------------------------------------------------------------------
     async def action_show_mode(self, mode: str) -> None:
@@ -311,15 +313,9 @@ class VisinstructApp(App[int]):
 
 def context_from_args(args: argparse.Namespace) -> tuple[AppContext, bool]:
     """The app's context and whether to start a run at once, from `tui` or `run` arguments."""
-    overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", []))
     db: Path | None = getattr(args, "db", None)
-    if db is not None:
-        overrides["db"] = db
-    limit = getattr(args, "limit", None)
-    if limit is not None:
-        overrides["source.limit"] = limit
     config_path: Path | None = getattr(args, "config", None)
-    config: Config = load_config(config_path, overrides)
+    config: Config = config_from_args(args, {"source.limit": getattr(args, "limit", None)})
     autostart = getattr(args, "command", "tui") == "run"
     attach = db is not None and not autostart
     if attach and not Path(db).is_file():

@@ -105,6 +105,10 @@ class RunControl:
         if self.active:
             app.notify("A run is already going.", severity="warning")
             return
+        if app.store.readonly:
+            app.notify(f"{app.ctx.db_path} is read-only: it can be browsed but not run.",
+                       severity="error")
+            return
         self.run_config = config if config is not None else app.ctx.config
         self.stop_following()
         self._generation += 1

@@ -7,8 +7,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from visinstruct.core.events import (
+    BatchJobUpdated,
     CallFinished,
     CallStarted,
+    EndpointFigures,
     EndpointHealth,
     Event,
     PairsJudged,
@@ -18,7 +20,6 @@ from visinstruct.core.events import (
 from visinstruct.core.pipeline.tally import ACTIVE, RunFigures, RunTally
 from visinstruct.core.store.snapshots import (
     CallError,
-    EndpointStats,
     InFlightCall,
     JudgedSample,
     ScoreCounts,
@@ -61,7 +62,7 @@ class EndpointTally:
         self.latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.limit: int | None = None
         self.health = ""
-        self.stored: EndpointStats | None = None   # set when the figures come from the store
+        self.stored: EndpointFigures | None = None   # set when the figures come from the store
 
     def call_finished(self, event: CallFinished) -> None:
         if event.status == "ok":
@@ -75,7 +76,7 @@ class EndpointTally:
             self.errors += 1
             self.failures_in_a_row += 1
 
-    def stats(self, in_flight: int) -> EndpointStats:
+    def stats(self, in_flight: int) -> EndpointFigures:
         """The row the endpoint table shows."""
         if self.stored is not None:
             return replace(self.stored, instances=self.instances)
@@ -83,7 +84,7 @@ class EndpointTally:
         p50 = ordered[len(ordered) // 2] if ordered else 0.0
         p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))] if ordered else 0.0
         health = self.health or ("degraded" if self.failures_in_a_row else "healthy")
-        return EndpointStats(self.model, self.endpoint, in_flight, self.done, self.errors,
+        return EndpointFigures(self.model, self.endpoint, in_flight, self.done, self.errors,
                              self.throttles, p50, p95, self.tokens_out, health, self.limit,
                              self.instances)
 
@@ -121,6 +122,7 @@ class RunState:
         self.errors: deque[CallError] = deque(maxlen=MAX_ERRORS)
         self.samples: deque[JudgedSample] = deque(maxlen=MAX_SAMPLES)
         self.instances: dict[str, int] = {}  # instances behind each endpoint, per model
+        self.batch_jobs: dict[str, BatchJobUpdated] = {}  # Bedrock batch jobs by ARN
         self.events_absorbed = 0
         self.pid: int | None = None      # the process writing the followed run
         self._token_marks: dict[tuple[str, str], deque[tuple[float, int]]] = {}
@@ -160,7 +162,7 @@ class RunState:
             return None
         return (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
 
-    def endpoint_rows(self) -> list[tuple[tuple[str, str], EndpointStats]]:
+    def endpoint_rows(self) -> list[tuple[tuple[str, str], EndpointFigures]]:
         """(model, endpoint) and the figures of each endpoint, in name order."""
         in_flight: dict[tuple[str, str], int] = {}
         for lane in self.lanes.values():
@@ -219,6 +221,8 @@ class RunState:
                 self._pairs_judged(event)
             elif isinstance(event, EndpointHealth):
                 self._endpoint_health(event, now)
+            elif isinstance(event, BatchJobUpdated):
+                self.batch_jobs[event.arn] = event
             elif isinstance(event, RunStarted):
                 self.source = "live"
                 self.endpoints.clear()
@@ -314,6 +318,8 @@ class RunState:
             self.lanes = {call.call_id: call for call in snapshot.in_flight}
             self.errors = deque(snapshot.errors, maxlen=MAX_ERRORS)
             self.samples = deque(snapshot.samples, maxlen=MAX_SAMPLES)
+        if snapshot.batch_jobs:
+            self.batch_jobs = {job.arn: job for job in snapshot.batch_jobs}
         self.threshold = snapshot.threshold
         self.apply_scores(snapshot.scores, full=snapshot.full_scores, changed=False)
         if snapshot.cost is not None:

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import itertools
 import json
-import random
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agreement
+from visinstruct.core.analysis.diversity import Diversity, measure_sides
+from visinstruct.core.analysis.sources import SourceView
+from visinstruct.core.analysis.versions import VersionDiversity, version_diversity
 from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.events import percentile
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
 from visinstruct.core.text.synonyms import (
@@ -32,36 +36,9 @@ LENGTH_BINS: tuple[str, ...] = tuple(
 SCORE_BINS: tuple[str, ...] = tuple(str(s) for s in range(1, 11)) + ("unjudged",)
 TOP_TEMPLATES = 10
 
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """The q-th quantile (0..1) by linear interpolation between closest ranks."""
-    if not sorted_values:
-        return None
-    position = (len(sorted_values) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (position - low)
-
-
 def ratio(part: float, whole: float) -> float | None:
     """part / whole, or None when there is no whole."""
     return part / whole if whole else None
-
-
-def distinct_n(answers: Sequence[str], limit: int) -> tuple[float | None, float | None]:
-    """Distinct-1 and distinct-2 over the first `limit` words of `answers`, pairs within answers."""
-    unigrams: set[str] = set()
-    bigrams: set[tuple[str, str]] = set()
-    taken = bigram_count = 0
-    for answer in answers:
-        if taken >= limit:
-            break
-        tokens = words(answer)[: limit - taken]
-        taken += len(tokens)
-        unigrams.update(tokens)
-        pairs = list(itertools.pairwise(tokens))
-        bigrams.update(pairs)
-        bigram_count += len(pairs)
-    return ratio(len(unigrams), taken), ratio(len(bigrams), bigram_count)
 
 
 @dataclass(frozen=True)
@@ -83,16 +60,6 @@ class Turns:
     mean: float | None
     median: float | None
     distribution: Mapping[int, int]
-
-
-@dataclass(frozen=True)
-class Diversity:
-    """Distinct-1/2 of the answers over an equal-size token sample (same size for every dataset)."""
-
-    total_tokens: int
-    sample_tokens: int
-    distinct_1: float | None
-    distinct_2: float | None
 
 
 @dataclass(frozen=True)
@@ -195,6 +162,8 @@ class Figures:
     slices: tuple[str, ...]
     length_bins: tuple[str, ...] = LENGTH_BINS
     question_families: tuple[str, ...] = QUESTION_FAMILIES
+    version_diversity: tuple[VersionDiversity, ...] = ()
+    judge_agreement: JudgeAgreement | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (integer keys become strings, as JSON needs)."""
@@ -214,9 +183,10 @@ class _PairFacts:
     mentions: frozenset[str]
 
 
-def _facts(question: str, answer: str) -> _PairFacts:
+def _facts(question: str, answer: str, gqa: SourceView | None = None) -> _PairFacts:
+    mentions = gqa.gqa_mentions(answer) if gqa is not None else mentioned_categories(answer)
     return _PairFacts(len(words(question)), len(words(answer)), question_family(question),
-                      question_template(question), mentioned_categories(answer))
+                      question_template(question), mentions)
 
 
 class _Slice:
@@ -229,6 +199,7 @@ class _Slice:
         self.answer_words: list[int] = []
         self.families: Counter[str] = Counter()
         self.answers: list[str] = []
+        self.questions: list[str] = []
         self.template_images: dict[str, set[int]] = defaultdict(set)
         self.template_questions: Counter[str] = Counter()
         self.grounding: Counter[str] = Counter()
@@ -239,11 +210,12 @@ class _Slice:
             boxes: frozenset[str] | None) -> None:
         self.turns.append(len(pairs))
         self.images.add(image_id)
-        for _question, answer, facts in pairs:
+        for question, answer, facts in pairs:
             self.question_words.append(facts.question_words)
             self.answer_words.append(facts.answer_words)
             self.families[facts.family] += 1
             self.answers.append(answer)
+            self.questions.append(question)
             self.template_images[facts.template].add(image_id)
             self.template_questions[facts.template] += 1
             if boxes is None:
@@ -258,7 +230,7 @@ class _Slice:
             self.grounding["with_hallucination"] += bool(wrong)
             self.hallucinated_categories.update(wrong)
 
-    def stats(self, sample_tokens: int, shuffled_answers: Sequence[str]) -> SliceStats:
+    def stats(self, diversity: Diversity) -> SliceStats:
         turns = sorted(self.turns)
         duplicated = sum(n for t, n in self.template_questions.items()
                          if len(self.template_images[t]) >= 2)
@@ -267,7 +239,6 @@ class _Slice:
                       if len(self.template_images[t]) >= 2),
                      key=lambda tpl: (-tpl.images, -tpl.questions, tpl.text))[:TOP_TEMPLATES]
         g = self.grounding
-        d1, d2 = distinct_n(shuffled_answers, sample_tokens)
         return SliceStats(
             conversations=len(turns), pairs=len(self.answers), images=len(self.images),
             turns=Turns(statistics.fmean(turns) if turns else None,
@@ -276,7 +247,7 @@ class _Slice:
             question_words=_distribution(self.question_words),
             answer_words=_distribution(self.answer_words),
             question_types={f: self.families.get(f, 0) for f in QUESTION_FAMILIES},
-            diversity=Diversity(sum(self.answer_words), sample_tokens, d1, d2),
+            diversity=diversity,
             duplicates=Duplicates(len(self.answers), duplicated,
                                   ratio(duplicated, len(self.answers)), tuple(top)),
             grounding=Grounding(
@@ -335,27 +306,29 @@ def _conversations(store: Store, threshold: float
 def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
     """Compute every figure of the report from the store, with pairs kept at `threshold`."""
     boxes = _boxes(store)
+    view = SourceView(store)
     slices: dict[str, dict[str, _Slice]] = {name: defaultdict(_Slice) for name in DATASETS}
     for dataset, image_id, task, rows in _conversations(store, threshold):
-        facts = [(q, a, kept, _facts(q, a)) for q, a, kept in rows]
+        gqa = view.is_gqa(image_id)
+        facts = [(q, a, kept, _facts(q, a, view if gqa else None)) for q, a, kept in rows]
         targets = [(dataset, [(q, a, f) for q, a, _k, f in facts])]
         if dataset == "generated":
             targets.append(("ours", [(q, a, f) for q, a, k, f in facts if k]))
         for name, pairs in targets:
             if pairs:
-                for key in (task, ALL):
-                    slices[name][key].add(image_id, pairs, boxes.get(image_id))
+                # With both sources, each also gets its own slice ("coco", "gqa").
+                slice_keys = (task, ALL, view.source(image_id)) if view.several else (task, ALL)
+                for key in slice_keys:
+                    slices[name][key].add(image_id, pairs, view.present(image_id, boxes))
     others = sorted({key for by_key in slices.values() for key in by_key} - {*TASKS, ALL})
     keys = (*TASKS, *others, ALL)
     datasets: dict[str, dict[str, SliceStats]] = {name: {} for name in DATASETS}
     for key in keys:
-        totals = {name: sum(slices[name][key].answer_words) for name in DATASETS}
-        sample = min((t for t in totals.values() if t), default=0)
+        diversity = measure_sides(
+            {name: (slices[name][key].answers, slices[name][key].questions) for name in DATASETS},
+            seed=seed, totals={name: sum(slices[name][key].answer_words) for name in DATASETS})
         for name in DATASETS:
-            accumulated = slices[name][key]
-            shuffled = list(accumulated.answers)
-            random.Random(seed).shuffle(shuffled)
-            datasets[name][key] = accumulated.stats(min(sample, totals[name]), shuffled)
+            datasets[name][key] = slices[name][key].stats(diversity[name])
     baseline_total = int(store.scalar("SELECT COUNT(*) FROM baseline_conversations") or 0)
     return Figures(
         threshold=threshold, seed=seed,
@@ -366,6 +339,8 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
         baseline_images=datasets["baseline"][ALL].images,
         present={name: datasets[name][ALL].pairs > 0 for name in DATASETS},
         datasets=datasets, judge=judge_stats(store, threshold), slices=keys,
+        version_diversity=tuple(version_diversity(store, seed=seed)),
+        judge_agreement=stored_judge_agreement(store, threshold),
     )
 
 
@@ -374,7 +349,9 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     histogram = dict.fromkeys(SCORE_BINS, 0)
     scores: list[float] = []
     kept = pairs = 0
-    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state",
+    # Short answers are the datasets' own answers: no judge ever scores them.
+    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state "
+                                           "WHERE task != 'short_answer'",
                                            (threshold,)):
         pairs += 1
         kept += bool(is_kept)
@@ -392,11 +369,15 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     # Every generation made with a version counts here, including ones later replaced.
     outcome = {row[0]: row[1:] for row in store.query(
         f"SELECT prompt_version, COUNT(*), COUNT(score), AVG(score), SUM({KEPT_SQL}) FROM ("
-        "SELECT g.prompt_version, j.score AS score, d.decision AS decision FROM pairs p "
+        "SELECT g.prompt_version, g.task AS task, j.score AS score, d.decision AS decision, "
+        "x.rule AS gate_rule "
+        "FROM pairs p "
         "JOIN generations g ON g.id = p.generation_id AND g.purpose = 'run' AND g.status = 'ok' "
         "LEFT JOIN judgements j ON j.id = (SELECT MAX(id) FROM judgements WHERE pair_id = p.id) "
         "LEFT JOIN reviews d ON d.id = (SELECT MAX(id) FROM reviews WHERE pair_id = p.id "
-        "AND decision IN ('accept', 'reject'))) GROUP BY prompt_version", (threshold,))}
+        "AND decision IN ('accept', 'reject')) "
+        "LEFT JOIN pair_gates x ON x.id = (SELECT MIN(id) FROM pair_gates WHERE pair_id = p.id "
+        "AND action = 'drop')) GROUP BY prompt_version", (threshold,))}
     versions = []
     for version in sorted(made, key=lambda v: (names.get(v, ""), v)):
         generations, failures = made[version]

@@ -2,63 +2,35 @@
 
 from __future__ import annotations
 
-import html
 import os
-import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from visinstruct.core.analysis.figures import ALL, Figures, SliceStats
+from visinstruct.core.analysis.render import (
+    COLOURS,
+    LABELS,
+    Block,
+    Heading,
+    Paragraph,
+    Picture,
+    Table,
+    bars,
+    num,
+    pct,
+    pyplot,
+    render_html,
+    render_markdown,
+    save_plot,
+)
+from visinstruct.core.analysis.report_diversity import (
+    agreement_blocks,
+    diversity_blocks,
+    plot_diversity,
+    version_blocks,
+)
 from visinstruct.core.errors import ExportError
-
-LABELS = {"ours": "ours (kept)", "generated": "ours (all generated)", "baseline": "baseline"}
-COLOURS = {"ours": "#1f77b4", "generated": "#9ecae1", "baseline": "#ff7f0e"}
-
-
-@dataclass(frozen=True)
-class Heading:
-    """A section title."""
-
-    level: int
-    text: str
-
-
-@dataclass(frozen=True)
-class Paragraph:
-    """Running text; `code` and **bold** are kept."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table; the first column is a label, the others numbers."""
-
-    header: tuple[str, ...]
-    rows: tuple[tuple[str, ...], ...]
-
-
-@dataclass(frozen=True)
-class Picture:
-    """A plot file beside the report."""
-
-    file_name: str
-    caption: str
-
-
-Block = Heading | Paragraph | Table | Picture
-
-
-def num(value: float | None, digits: int = 1) -> str:
-    """A number for a table cell; a dash for none."""
-    return "–" if value is None else f"{value:,.{digits}f}"
-
-
-def pct(value: float | None) -> str:
-    """A 0..1 rate as a percentage; a dash for none."""
-    return "–" if value is None else f"{100 * value:.1f}%"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -122,10 +94,12 @@ def report_blocks(figures: Figures) -> list[Block]:
                 getattr(figures.datasets[n][key], f"{part}_words")))) for key in figures.slices)))
     blocks.append(Picture("answer_lengths.png", "Answer length in words: % of answers per bin."))
     blocks += _question_types(figures, main)
-    blocks += _diversity(figures, main)
+    blocks += diversity_blocks(figures, main)
+    blocks += version_blocks(figures)
     blocks += _duplicates(figures, main)
     blocks += _grounding(figures, every)
     blocks += _judge(figures)
+    blocks += agreement_blocks(figures)
     return blocks
 
 
@@ -169,19 +143,6 @@ def _question_types(figures: Figures, main: list[str]) -> list[Block]:
         Picture("question_types.png", "Question types, all tasks: share of questions.")]
 
 
-def _diversity(figures: Figures, main: list[str]) -> list[Block]:
-    return [Heading(2, "Lexical diversity of answers"), Paragraph(
-        "Distinct-1 and distinct-2 are the unique words and unique word pairs over the number of "
-        "words and word pairs. They fall as a text grows, so each task compares samples of the "
-        f"same size: the first N words of each dataset's answers after a shuffle (seed "
-        f"{figures.seed}), N being the smaller total."), Table(
-        ("task", "sample words", *(f"{LABELS[n]}: distinct-{k}" for k in (1, 2) for n in main)),
-        tuple((key, f"{figures.datasets[main[0]][key].diversity.sample_tokens:,}"
-               if main else "–",
-               *(num(getattr(figures.datasets[n][key].diversity, f"distinct_{k}"), 3)
-                 for k in (1, 2) for n in main)) for key in figures.slices))]
-
-
 def _duplicates(figures: Figures, main: list[str]) -> list[Block]:
     blocks: list[Block] = [Heading(2, "Near-duplicate questions across images"), Paragraph(
         "A question counts as a near-duplicate when its normalised form (lowercase, no "
@@ -209,7 +170,9 @@ def _grounding(figures: Figures, every: list[str]) -> list[Block]:
         "answers naming any. Only images with boxes count. Lower is better. It is a rough "
         "check: a negation (\"there is no dog\") counts as a mention and an object COCO did not "
         "box counts as hallucinated, so read it as a comparison of datasets on the same images "
-        "rather than as an absolute rate."),
+        "rather than as an absolute rate. On GQA images the names searched for are the "
+        "object names of the store's GQA scene graphs, and a name that is not an object of "
+        "that image's graph counts as hallucinated."),
         Table(("task", *(f"{LABELS[n]}: {m}" for n in every for m in ("CHAIR_i", "CHAIR_s"))),
               tuple((key, *(v for n in every for v in _chair_cells(figures.datasets[n][key])))
                     for key in figures.slices))]
@@ -247,99 +210,10 @@ def _judge(figures: Figures) -> list[Block]:
                     for v in j.versions))]
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
-
-
-def render_markdown(blocks: Sequence[Block]) -> str:
-    """The blocks as GitHub-flavoured Markdown."""
-    lines: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            lines += ["#" * block.level + " " + block.text, ""]
-        elif isinstance(block, Paragraph):
-            lines += [block.text, ""]
-        elif isinstance(block, Table):
-            lines.append("| " + " | ".join(_cell(h) for h in block.header) + " |")
-            lines.append("|" + "|".join(["---"] + ["--:"] * (len(block.header) - 1)) + "|")
-            lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in block.rows]
-            lines.append("")
-        else:
-            lines += [f"![{block.caption}]({block.file_name})", ""]
-    return "\n".join(lines)
-
-
-_CSS = ("body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;"
-        "color:#222}table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;"
-        "padding:.25rem .5rem;text-align:right}th:first-child,td:first-child{text-align:left}"
-        "th{background:#f3f3f3}img{max-width:100%}figcaption{color:#555;font-size:.9rem}"
-        "code{background:#f3f3f3;padding:0 .2rem}")
-
-
-def _inline(text: str) -> str:
-    escaped = html.escape(text, quote=False)
-    escaped = re.sub(r"`([^`]+)`", r"<code>\1</code>", escaped)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", escaped)
-
-
-def render_html(blocks: Sequence[Block]) -> str:
-    """The blocks as one self-contained HTML page (inline CSS, no scripts)."""
-    body: list[str] = []
-    for block in blocks:
-        if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{_inline(block.text)}</h{block.level}>")
-        elif isinstance(block, Paragraph):
-            body.append(f"<p>{_inline(block.text)}</p>")
-        elif isinstance(block, Table):
-            head = "".join(f"<th>{_inline(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>"
-                           for row in block.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
-        else:
-            body.append(f'<figure><img src="{html.escape(block.file_name)}" '
-                        f'alt="{html.escape(block.caption)}"><figcaption>'
-                        f"{_inline(block.caption)}</figcaption></figure>")
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<title>visinstruct dataset report</title>"
-            f"<style>{_CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 # -- the plots -------------------------------------------------------------------------------
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display: set before pyplot is imported
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.tight_layout()
-    partial = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(partial, dpi=100, bbox_inches="tight")  # legends outside the axes stay in
-    _pyplot().close(fig)
-    os.replace(partial, path)
-    return path
-
-
-def _bars(ax: Any, groups: Sequence[str], series: dict[str, list[float]],
-          counts: dict[str, int] | None = None, *, legend: bool = True) -> None:
-    """Grouped bars; the legend names each series' n and sits outside the bars."""
-    width = 0.8 / max(1, len(series))
-    for i, (name, values) in enumerate(series.items()):
-        label = LABELS[name] + (f" (n={counts[name]:,})" if counts and name in counts else "")
-        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(groups))], values,
-               width, label=label, color=COLOURS[name])
-    ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
-    if series and legend:
-        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.1), ncol=2,
-                  frameon=False, borderaxespad=0.0)
-
-
 def plot_answer_lengths(figures: Figures, out_dir: Path) -> Path:
     """Answer length histograms, ours vs baseline, per task."""
-    plt = _pyplot()
+    plt = pyplot()
     main = _present(figures, ("ours", "baseline"))
     fig, axes = plt.subplots(1, len(figures.slices), figsize=(4 * len(figures.slices), 3.6),
                              sharey=True, squeeze=False)
@@ -349,16 +223,16 @@ def plot_answer_lengths(figures: Figures, out_dir: Path) -> Path:
             dist = figures.datasets[name][key].answer_words
             series[name] = [100 * n / dist.count if dist.count else 0 for n in dist.histogram]
             counts[name] = dist.count
-        _bars(ax, figures.length_bins, series, counts)
+        bars(ax, figures.length_bins, series, counts)
         ax.set_title(f"{key} answers")
         ax.set_xlabel("words")
     axes[0][0].set_ylabel("% of answers")
-    return _save(fig, out_dir / "answer_lengths.png")
+    return save_plot(fig, out_dir / "answer_lengths.png")
 
 
 def plot_question_types(figures: Figures, out_dir: Path) -> Path:
     """Question types, ours vs baseline, as shares of all questions."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.8))
     series, counts = {}, {}
     for name in _present(figures, ("ours", "baseline")):
@@ -366,15 +240,15 @@ def plot_question_types(figures: Figures, out_dir: Path) -> Path:
         series[name] = [100 * stats.question_types[family] / stats.pairs
                         for family in figures.question_families]
         counts[name] = stats.pairs
-    _bars(ax, figures.question_families, series, counts)
+    bars(ax, figures.question_families, series, counts)
     ax.set_ylabel("% of questions")
     ax.set_title("Question types, all tasks")
-    return _save(fig, out_dir / "question_types.png")
+    return save_plot(fig, out_dir / "question_types.png")
 
 
 def plot_judge_scores(figures: Figures, out_dir: Path) -> Path:
     """The judge score histogram with the threshold marked."""
-    plt = _pyplot()
+    plt = pyplot()
     judge = figures.judge
     fig, ax = plt.subplots(figsize=(7, 3.6))
     labels = list(judge.histogram)
@@ -387,27 +261,28 @@ def plot_judge_scores(figures: Figures, out_dir: Path) -> Path:
     ax.set_ylabel("pairs")
     ax.legend(fontsize=8)
     ax.set_title(f"Judge scores of the current pairs (n={sum(judge.histogram.values()):,})")
-    return _save(fig, out_dir / "judge_scores.png")
+    return save_plot(fig, out_dir / "judge_scores.png")
 
 
 def plot_grounding(figures: Figures, out_dir: Path) -> Path:
     """CHAIR_i and CHAIR_s per task for each dataset."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     every = _present(figures, ("ours", "generated", "baseline"))
     counts = {name: figures.datasets[name][ALL].pairs for name in every}
     for ax, metric in zip(axes, ("chair_i", "chair_s")):
         series = {name: [100.0 * (getattr(figures.datasets[name][key].grounding, metric) or 0)
                          for key in figures.slices] for name in every}
-        _bars(ax, list(figures.slices), series, counts, legend=False)
+        bars(ax, list(figures.slices), series, counts, legend=False)
         ax.set_title(metric.replace("chair", "CHAIR"))
     if every:  # one legend for both panels, below them: it never covers a bar
         handles, labels = axes[0].get_legend_handles_labels()
         fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=len(every),
                    frameon=False, bbox_to_anchor=(0.5, 0.0))
     axes[0].set_ylabel("% hallucinated")
-    return _save(fig, out_dir / "grounding.png")
+    return save_plot(fig, out_dir / "grounding.png")
 
 
 PLOTS: tuple[Callable[[Figures, Path], Path], ...] = (
-    plot_answer_lengths, plot_question_types, plot_judge_scores, plot_grounding)
+    plot_answer_lengths, plot_question_types, plot_judge_scores, plot_grounding,
+    plot_diversity)

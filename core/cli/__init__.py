@@ -1,4 +1,5 @@
-"""The `visinstruct` commands: argument parsing, Rich progress, status, deploy."""
+"""The `visinstruct` commands: argument parsing (`main`), config, threshold and Ctrl-C for every
+command and the app (`options`), Rich progress, status, deploy through the sagemaker SDK."""
 
 from visinstruct.core.cli.main import COMMANDS, main
 

@@ -5,53 +5,42 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-from visinstruct.core.config import load_config, parse_override
+from visinstruct.core.cli.options import config_from_args, threshold_for
 from visinstruct.core.errors import ExitCode, InputError
-
-
-def _settings(args: argparse.Namespace) -> tuple[Path, float | None, float]:
-    """The store path, the threshold asked for with --set (if any), and the config's threshold."""
-    given = dict(parse_override(text) for text in getattr(args, "overrides", []) or [])
-    overrides: dict[str, Any] = dict(given)
-    if getattr(args, "db", None) is not None:
-        overrides["db"] = args.db
-    config = load_config(getattr(args, "config", None), overrides)
-    explicit = config.judge.threshold if "judge.threshold" in given else None
-    return Path(config.db), explicit, config.judge.threshold
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     """Write report.md, report.html, figures.json and the plots into --out."""
     from visinstruct.core.analysis.figures import analyze
     from visinstruct.core.analysis.report import write_report
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
-    db, explicit, configured = _settings(args)
+    config = config_from_args(args)
+    db = Path(config.db)
     out = Path(args.out)
     if not db.is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first, "
                          "or pass --db")
     if out.exists() and not out.is_dir():
         raise InputError(f"{out}: exists and is not a folder; pass a folder to --out")
-    store = Store(db)
-    try:
+    with opened_store(db) as store:
         if not store.scalar("SELECT COUNT(*) FROM images"):
             raise InputError(f"{db}: the store holds no images; run `visinstruct prepare` "
                              "or `run` first")
-        # The run's own threshold, as `export` uses, unless --set judge.threshold asks otherwise.
-        stored = store.get_meta("judge_threshold")
-        threshold = explicit if explicit is not None else (
-            float(stored) if stored else configured)
+        threshold = threshold_for(args, store, config)
         figures = analyze(store, threshold)
-    finally:
-        store.close()
     paths = write_report(figures, out)
     ours = figures.datasets["ours"]["all"]
     baseline = figures.datasets["baseline"]["all"]
     print(f"analyzed {ours.pairs:,} kept pairs and {baseline.pairs:,} baseline pairs on "
           f"{figures.images:,} images (threshold {threshold:g}); report in {out}", file=sys.stderr)
+    agreement = figures.judge_agreement
+    if agreement is not None and agreement.n and agreement.kappa is not None:
+        interval = ("" if agreement.kappa_ci is None
+                    else f" [{agreement.kappa_ci[0]:.2f}, {agreement.kappa_ci[1]:.2f}]")
+        print(f"judge vs human: kappa {agreement.kappa:.2f}{interval} on {agreement.n:,} blind "
+              "review decisions", file=sys.stderr)
     for path in paths:
         print(path)
     return int(ExitCode.OK)

@@ -1,7 +1,8 @@
-"""`visinstruct deploy` and `teardown`: a Mixtral endpoint on the Hugging Face TGI image, through boto3.
+"""`visinstruct deploy` and `teardown`: a Mixtral endpoint on the Hugging Face TGI image.
 
-The sagemaker SDK 3.x dropped `HuggingFaceModel`; boto3's control plane with the image URI
-keeps this module independent of that SDK's churn (and of the SDK itself).
+The sagemaker SDK (the `deploy` extra) resolves the image for the region; boto3's control
+plane creates, waits for and deletes the resources, because sagemaker-core's resource
+classes cannot read the replies of moto, the loopback control plane the tests run against.
 """
 
 from __future__ import annotations
@@ -12,28 +13,24 @@ import os
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from visinstruct.core.cli.sagemaker_control import (
+    OPERATIONS,
+    aws_errors,
+    describe_or_none,
+    is_not_found,
+    sagemaker_client,
+)
 from visinstruct.core.errors import DeployError, ExitCode, InputError
+from visinstruct.core.text.redact import redact, register_secret
 
-# The Hugging Face TGI deep learning container, pinned so a deploy is reproducible;
-# `--image-uri` overrides it (a newer TGI, a private mirror, a region missing below).
-TGI_IMAGE_REPOSITORY = "huggingface-pytorch-tgi-inference"
-TGI_IMAGE_TAG = "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04"
-DLC_ACCOUNT = "763104351884"
-# Regions whose deep learning containers live in an account of their own.
-DLC_ACCOUNT_BY_REGION = {
-    "af-south-1": "626614931356", "ap-east-1": "871362719292", "ap-northeast-3": "364406365360",
-    "ap-south-2": "772153158452", "ap-southeast-3": "907027046896",
-    "ap-southeast-4": "457447274322", "ca-west-1": "204538143572", "cn-north-1": "727897471807",
-    "cn-northwest-1": "727897471807", "eu-central-2": "380420809688",
-    "eu-south-1": "692866216735", "eu-south-2": "503227376785", "il-central-1": "780543022126",
-    "me-central-1": "914824155844", "me-south-1": "217643126080",
-    "us-gov-east-1": "446045086412", "us-gov-west-1": "442386744353",
-}
+# The Hugging Face TGI release the image is pinned to, so a deploy is reproducible;
+# `--image-uri` overrides it (a newer TGI, a private mirror).
+TGI_VERSION = "2.4.0"
+DEPLOY_EXTRA_HINT = "pip install 'visinstruct[deploy]'"
 # GPUs per instance, to warn before a 20-minute wait ends in a shard that cannot start.
 GPUS_BY_INSTANCE_TYPE = {
     "ml.g4dn.12xlarge": 4, "ml.g5.12xlarge": 4, "ml.g5.24xlarge": 4, "ml.g5.48xlarge": 8,
@@ -99,11 +96,19 @@ class DeployRequests:
                 "CreateEndpoint": self.create_endpoint}
 
 
-def tgi_image_uri(region: str, tag: str = TGI_IMAGE_TAG) -> str:
-    """The Hugging Face TGI container image for a region."""
-    account = DLC_ACCOUNT_BY_REGION.get(region, DLC_ACCOUNT)
-    domain = "amazonaws.com.cn" if region.startswith("cn-") else "amazonaws.com"
-    return f"{account}.dkr.ecr.{region}.{domain}/{TGI_IMAGE_REPOSITORY}:{tag}"
+def tgi_image_uri(region: str, version: str = TGI_VERSION) -> str:
+    """The Hugging Face TGI container image for a region, as the sagemaker SDK knows it."""
+    try:
+        from sagemaker.core import image_uris
+    except ImportError:
+        raise InputError(f"deploy needs the sagemaker SDK to find the TGI image: "
+                         f"{DEPLOY_EXTRA_HINT} (or pass --image-uri)") from None
+    try:
+        return str(image_uris.retrieve("huggingface-llm", region=region, version=version))
+    except ValueError as exc:
+        first = str(exc).split(". ")[0]
+        raise InputError(f"--region {region}: no TGI {version} image ({first}); pass "
+                         "--image-uri or upgrade the SDK: pip install -U sagemaker") from None
 
 
 def container_environment(settings: DeploySettings) -> dict[str, str]:
@@ -183,69 +188,6 @@ def settings_from_args(args: argparse.Namespace) -> DeploySettings:
         max_batch_total_tokens=args.max_batch_total_tokens, max_batch_prefill_tokens=prefill,
         hf_token=os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN") or "",
     )
-
-
-def sagemaker_client(region: str) -> Any:
-    """A SageMaker control-plane client; AWS_ENDPOINT_URL_SAGEMAKER redirects it (boto3 reads it)."""
-    import boto3
-    from botocore.config import Config
-
-    return boto3.session.Session().client(
-        "sagemaker", region_name=region, config=Config(retries={"mode": "standard"}))
-
-
-@contextmanager
-def aws_errors(action: str) -> Iterator[None]:
-    """Turn boto3 failures inside the block into one-line project errors."""
-    from botocore import exceptions as boto
-
-    try:
-        yield
-    except boto.ClientError as exc:
-        details = exc.response.get("Error", {})
-        raise DeployError(f"{action}: {details.get('Code', 'Error')}: "
-                          f"{details.get('Message') or 'no message from SageMaker'}") from None
-    except boto.NoCredentialsError:
-        raise InputError(f"{action}: no AWS credentials found; set AWS_PROFILE or "
-                         "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
-    except boto.EndpointConnectionError as exc:
-        raise DeployError(f"{action}: cannot reach {exc.kwargs.get('endpoint_url')}; "
-                          "check --region and the network") from None
-    except boto.BotoCoreError as exc:
-        raise DeployError(f"{action}: {exc}") from None
-
-
-def _is_not_found(exc: Exception) -> bool:
-    from botocore.exceptions import ClientError
-
-    if not isinstance(exc, ClientError):
-        return False
-    details = exc.response.get("Error", {})
-    # SageMaker says "not found" as a ValidationException whose message starts "Could not find".
-    return details.get("Code") in ("ResourceNotFound", "ResourceNotFoundException") or (
-        details.get("Code") == "ValidationException"
-        and "could not find" in str(details.get("Message", "")).lower())
-
-
-# Per kind of resource: boto3's describe and delete operations and the name parameter.
-_OPERATIONS = {
-    "endpoint": ("describe_endpoint", "delete_endpoint", "EndpointName"),
-    "endpoint config": ("describe_endpoint_config", "delete_endpoint_config",
-                        "EndpointConfigName"),
-    "model": ("describe_model", "delete_model", "ModelName"),
-}
-
-
-def describe_or_none(client: Any, kind: str, name: str) -> dict[str, Any] | None:
-    """SageMaker's description of one resource, or None if there is none by that name."""
-    describe, _, parameter = _OPERATIONS[kind]
-    with aws_errors(f"describing {kind} {name}"):
-        try:
-            return dict(getattr(client, describe)(**{parameter: name}))
-        except Exception as exc:
-            if _is_not_found(exc):
-                return None
-            raise
 
 
 def differences(kind: str, described: dict[str, Any], request: dict[str, Any]) -> list[str]:
@@ -336,6 +278,7 @@ def wait_until_in_service(
 def cmd_deploy(args: argparse.Namespace) -> int:
     """Create (or reuse) the model, endpoint config and endpoint; wait until InService."""
     settings = settings_from_args(args)
+    register_secret(settings.hf_token)  # CreateModel errors can echo the container's environment
     requests = deploy_requests(settings)
     say = _stderr_line
     known_gpus = GPUS_BY_INSTANCE_TYPE.get(settings.instance_type)
@@ -402,18 +345,18 @@ def cmd_teardown(args: argparse.Namespace) -> int:
         _stderr_line(f"dry run: nothing sent; these deletions would go to SageMaker in "
                      f"{args.region} (parts that do not exist are skipped)")
         plan = {f"Delete{''.join(w.title() for w in kind.split())}":
-                {_OPERATIONS[kind][2]: name} for kind, name in targets}
+                {OPERATIONS[kind][2]: name} for kind, name in targets}
         print(json.dumps(plan, indent=2))
         return ExitCode.OK
     client = sagemaker_client(args.region)
     deleted: list[str] = []
     for kind, name in targets:
-        _, delete, parameter = _OPERATIONS[kind]
+        _, delete, parameter = OPERATIONS[kind]
         with aws_errors(f"deleting {kind} {name}"):
             try:
                 getattr(client, delete)(**{parameter: name})
             except Exception as exc:
-                if not _is_not_found(exc):
+                if not is_not_found(exc):
                     raise
                 _stderr_line(f"{kind} {name}: not found, nothing to delete")
                 continue
@@ -426,4 +369,4 @@ def cmd_teardown(args: argparse.Namespace) -> int:
 
 
 def _stderr_line(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)

@@ -4,35 +4,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import signal
 import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from visinstruct.core.evaluation.aggregate import Summary
-from visinstruct.core.config import Config
+from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
 from visinstruct.core.errors import ExitCode, InputError
+from visinstruct.core.text.redact import redact
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
-
-
-def _threshold_from_store(config: Config, args: argparse.Namespace, store: Any) -> Config:
-    """Use the run's own threshold unless the user gave a config or set one."""
-    if args.config is not None or any(o.startswith("judge.threshold") for o in args.overrides):
-        return config
-    stored = store.get_meta("judge_threshold")
-    if stored is None:
-        return config
-    return replace(config, judge=replace(config.judge, threshold=float(stored)))
+    print(redact(message), file=sys.stderr)
 
 
 class _Talk:
@@ -82,41 +69,31 @@ def table(report: EvaluationReport) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run (or resume) an evaluation and print its figures; exit 3 if stopped, 1 on failed calls."""
-    from visinstruct.core.cli.main import _config
-    from visinstruct.core.store.database import Store
+    from visinstruct.core.cli.stores import opened_store
 
-    config = _config(args)
+    config = config_from_args(args)
     if args.sample is not None and args.sample < 0:
         raise InputError(f"--sample {args.sample}: give 0 (every image) or more")
     if not Path(config.db).is_file():
         raise InputError(f"{config.db}: no such store; run `visinstruct prepare` and "
                          "`visinstruct run` first, or pass --db")
+    from visinstruct.core.models.credentials import check_aws_access
+
+    models = [config.evaluation.model] + ([config.generation.model]
+                                          if args.mode == "answers" else [])
+    check_aws_access(config, models, hint="; or use an offline evaluator: "
+                                          "--set evaluation.model=tiny")
     cancel = threading.Event()
-    stops = {"n": 0}
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        stops["n"] += 1
-        if stops["n"] > 1:
-            _say("stopping now; calls in flight will be sent again on resume")
-            os._exit(ExitCode.INTERRUPTED)
-        _say("stopping: no new comparisons; finishing calls in flight "
-             "(press Ctrl-C again to quit now)")
-        cancel.set()
-
-    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in saved:
-        signal.signal(sig, on_signal)
     talk = _Talk()
-    store = Store(config.db)
     try:
-        config = _threshold_from_store(config, args, store)
-        report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
-                          seed=args.seed)
+        with opened_store(config.db, for_writing=True) as store, \
+                stop_on_signals(cancel, "no new comparisons", _say):
+            threshold = threshold_for(args, store, config)
+            config = replace(config, judge=replace(config.judge, threshold=threshold))
+            report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
+                              seed=args.seed)
     finally:
-        store.close()
         talk._end_line()
-        for sig, handler in saved.items():
-            signal.signal(sig, handler)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

@@ -13,7 +13,14 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
-from visinstruct.core.events import EndpointHealth, Event, RunFinished
+from visinstruct.core.events import (
+    BatchJobUpdated,
+    BatchNotice,
+    BatchRecordsWaiting,
+    EndpointHealth,
+    Event,
+    RunFinished,
+)
 from visinstruct.core.pipeline.tally import (
     RunTally,
     calls_text,
@@ -22,6 +29,7 @@ from visinstruct.core.pipeline.tally import (
     run_pairs_text,
     units_text,
 )
+from visinstruct.core.text.redact import redact
 
 
 def json_event(event: Event, at: float) -> dict[str, Any]:
@@ -32,6 +40,9 @@ def json_event(event: Event, at: float) -> dict[str, Any]:
     for key, value in event.to_dict().items():
         if key == "event":
             continue
+        if isinstance(value, str):
+            # Each text field is redacted as itself (header patterns need their real quotes).
+            value = redact(value)
         if isinstance(value, float):
             # Milliseconds to a tenth, money to a hundredth of a cent, the rest to 3 digits.
             value = round(value, 1 if key.endswith("_ms") else 6 if key.endswith("_usd") else 3)
@@ -70,6 +81,9 @@ class RichProgress:
         self.tally = RunTally()
         self.endpoints: dict[str, EndpointHealth] = {}
         self.finished: RunFinished | None = None
+        self.batch_jobs: dict[str, BatchJobUpdated] = {}
+        self.waiting: dict[str, BatchRecordsWaiting] = {}
+        self.notices: list[BatchNotice] = []
         self._live: Any = None
 
     def __call__(self, event: Event) -> None:
@@ -79,6 +93,15 @@ class RichProgress:
                 self.endpoints[f"{event.model}/{event.endpoint}"] = event
             elif isinstance(event, RunFinished):
                 self.finished = event
+            elif isinstance(event, BatchJobUpdated):
+                self.batch_jobs[event.arn] = event
+            elif isinstance(event, BatchRecordsWaiting):
+                self.waiting[event.stage] = event
+            elif isinstance(event, BatchNotice):
+                self.notices.append(event)
+        if isinstance(event, BatchNotice):
+            # Printed above the live display, outside the lock its refresh takes.
+            self.console.print(f"{event.stage} ({event.model}): {event.message}")
 
     def render(self) -> Any:
         from rich.progress_bar import ProgressBar
@@ -100,6 +123,11 @@ class RichProgress:
             for name, health in sorted(self.endpoints.items()):
                 grid.add_row(name, f"{health.in_flight}/{health.limit} in flight, {health.done:,} done",
                              f"{health.health}, {health.throttles} throttles, p50 {health.p50_ms:,.0f} ms")
+            for row in batch_rows(self.batch_jobs.values(), time.time()):
+                grid.add_row(*row)
+            for wait in self.waiting.values():
+                grid.add_row(f"{wait.stage} waiting", f"{wait.records:,} records < min_records "
+                             f"{wait.min_records:,}", "on_demand_remainder = false")
             return grid
 
     def __enter__(self) -> "RichProgress":
@@ -129,6 +157,27 @@ class RichProgress:
 
 
 def store_text(event: RunFinished) -> str:
-    """'412 pairs, 200 kept, 3 parse failures, 830 calls (4 failed)': the whole store after a run."""
-    return (f"{event.pairs:,} pairs, {event.kept_pairs:,} kept, {event.parse_failures:,} parse "
+    """'412 pairs, 9 stopped by the gates, 200 kept, 3 parse failures, 830 calls (4 failed)'.
+
+    The whole store after a run.
+    """
+    return (f"{event.pairs:,} pairs, {event.dropped_pairs:,} stopped by the gates, "
+            f"{event.kept_pairs:,} kept, {event.parse_failures:,} parse "
             f"failures, {event.calls:,} calls ({event.failed_calls:,} failed)")
+
+
+def batch_rows(jobs: Any, now: float) -> list[tuple[str, str, str]]:
+    """One row per batch job: model and records, status and age; no ETA until it ends."""
+    rows = []
+    for job in jobs:
+        age = max(0.0, now - job.submitted_at)
+        clock = f"{int(age // 3600)}h{int(age % 3600 // 60):02d}m" if age >= 3600 else \
+            f"{int(age // 60)}m{int(age % 60):02d}s"
+        done = job.ok_records + job.error_records
+        outcome = f", {job.ok_records:,} ok, {job.error_records:,} errors" if done else ""
+        eta = "" if job.status in ("Completed", "PartiallyCompleted", "Failed", "Stopped",
+                                   "Expired") else ", ETA unknown"
+        rows.append((f"batch {job.stage} {job.job_id}",
+                     f"{job.model}: {job.records:,} records{outcome}",
+                     f"{job.status}, {clock} old{eta}"))
+    return rows

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
+import sqlite3
 import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from visinstruct import __version__
-from visinstruct.core.config import Config, load_config, parse_override
+from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.records import RunState
+from visinstruct.core.text.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -48,15 +50,23 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--coco-captions", type=Path, help="captions_*.json")
     prepare.add_argument("--coco-instances", type=Path, help="instances_*.json (boxes)")
     prepare.add_argument("--baseline", type=Path, help="llava_v1_5_mix665k.json")
-    prepare.add_argument("--download", action="store_true",
-                         help="fetch the COCO annotations and mix665k first (resumable)")
+    prepare.add_argument("--gqa-scene-graphs", type=Path, help="GQA *_sceneGraphs.json")
+    prepare.add_argument("--gqa-questions", type=Path,
+                         help="GQA *_balanced_questions.json (or a folder of *_all_questions parts)")
+    prepare.add_argument("--vqa-questions", type=Path,
+                         help="VQAv2 v2_OpenEnded_mscoco_*_questions.json")
+    prepare.add_argument("--vqa-annotations", type=Path, help="VQAv2 v2_mscoco_*_annotations.json")
+    prepare.add_argument("--download", nargs="?", const="coco", default=None, metavar="SOURCES",
+                         help="fetch sources first (resumable): coco (the COCO annotations and "
+                              "mix665k, the default), gqa, vqa, comma-separated")
     prepare.add_argument("--data-dir", type=Path, help="where downloads go (default: ./data)")
     prepare.add_argument("--json", action="store_true", help="print the summary as JSON")
 
     export = sub.add_parser("export", help="write the kept data (llava, jsonl or hf)")
     _common(export)
     export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava")
-    export.add_argument("--out", type=Path, required=True, help="output file (directory for hf)")
+    export.add_argument("--out", type=Path, required=True,
+                        help="output file (directory for hf; - for stdout)")
     export.add_argument("--threshold", type=float,
                         help="keep pairs scoring at least this (default: the run's threshold)")
 
@@ -102,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     backup.add_argument("--db", type=Path, help="the store to copy (default: ./visinstruct.db)")
     backup.add_argument("--out", type=Path, required=True, help="the copy's file name")
 
+    batch = sub.add_parser("batch", help="this store's Bedrock batch jobs")
+    batch_commands = batch.add_subparsers(dest="batch_command", required=True)
+    stop = batch_commands.add_parser("stop", help="stop this store's open Bedrock batch jobs")
+    _common(stop)
+
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
     teardown.add_argument("--name", required=True)
     teardown.add_argument("--region", default="us-east-1")
@@ -109,43 +124,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", []))
-    if getattr(args, "db", None) is not None:
-        overrides["db"] = args.db
-    overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
-    return load_config(getattr(args, "config", None), overrides)
+def _open_store(path: Path, *, for_writing: bool = False) -> Any:
+    """The store as a context manager: SQLite trouble becomes one line naming the file."""
+    from visinstruct.core.cli.stores import opened_store
 
-
-def _open_store(path: Path) -> Any:
-    from visinstruct.core.store.database import Store
-
-    return Store(path)
+    return opened_store(path, for_writing=for_writing)
 
 
 def _say(message: str) -> None:
-    print(message, file=sys.stderr)
+    print(redact(message), file=sys.stderr)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
-    config = _config(args, {"source.limit": args.limit})
+    config = config_from_args(args, {"source.limit": args.limit})
+    from visinstruct.core.models.credentials import check_aws_access
+
+    # Before the app or the store: a run without credentials would only fail every call.
+    check_aws_access(config, (config.generation.model, config.judge.model),
+                     hint="; or run a local model: --set generation.model=tiny "
+                          "--set judge.model=tiny")
     if not args.headless:
         return cmd_tui(args)
     cancel = threading.Event()
-    stops = {"n": 0}
-
-    def on_signal(signum: int, _frame: object) -> None:
-        stops["n"] += 1
-        if stops["n"] > 1:
-            _say("stopping now; calls in flight will be sent again on resume")
-            os._exit(ExitCode.INTERRUPTED)
-        _say("stopping: no new work; finishing calls in flight (press Ctrl-C again to quit now)")
-        cancel.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     from visinstruct.core.events import Event, RunFinished
     from visinstruct.core.cli.headless import JsonLines, RichProgress
 
@@ -157,18 +159,30 @@ def cmd_run(args: argparse.Namespace) -> int:
             finished.append(event)
         display(event)
 
-    store = _open_store(config.db)
-    try:
-        with display:
+    from visinstruct.core.pipeline.panel import self_preference_warning
+
+    left = ""
+    with _open_store(config.db, for_writing=True) as store:
+        warning = self_preference_warning(config)
+        if warning:
+            _say(warning)
+        with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
-    finally:
-        store.close()
+        if summary.status != "finished":
+            from visinstruct.core.cli.batch import left_running
+
+            left = left_running(store, config.db)
     if isinstance(display, RichProgress) and finished:
         display.summary(finished[0])
         _say(f"store: {config.db}")
-    if summary.status == "interrupted":
+    if left:
+        _say(left)
+    if summary.status is RunState.FAILED:
+        _say(f"visinstruct: the run failed: {summary.error}")
+        return ExitCode.FAILED
+    if summary.status is RunState.INTERRUPTED:
         return ExitCode.INTERRUPTED
-    if summary.status == "budget":
+    if summary.status is RunState.BUDGET:
         _say(f"stopped: the budget of ${config.budget.max_usd:,.2f} was reached")
         return ExitCode.BUDGET
     return ExitCode.FAILED if summary.failed_units else ExitCode.OK
@@ -177,51 +191,49 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_prepare(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from visinstruct.core.cli.prepare import downloaded_source, prepare_report
     from visinstruct.core.pipeline.indexer import index_sources
 
-    config = _config(args)
+    config = config_from_args(args)
     source = config.source
     if args.download:
-        from visinstruct.dataset.download import download_sources, rich_progress
-
-        data_dir = args.data_dir or config.download.data_dir
-        with rich_progress() as progress:
-            paths = download_sources(data_dir, coco_annotations_url=config.download.coco_annotations_url,
-                                     mix665k_url=config.download.mix665k_url, progress=progress)
-        by_name = {p.name: p for p in paths}
-        source = replace(source, coco_captions=by_name.get("captions_train2017.json"),
-                         coco_instances=by_name.get("instances_train2017.json"),
-                         baseline=by_name.get("llava_v1_5_mix665k.json"))
-    given = {"coco_captions": args.coco_captions, "coco_instances": args.coco_instances,
-             "baseline": args.baseline}
-    if any(given.values()):
+        source = downloaded_source(config, args.download, args.data_dir)
+    given = {key: getattr(args, key) for key in PREPARE_FILE_KEYS}
+    if args.download:
+        # Files named beside --download join the downloaded ones.
+        source = replace(source, **{k: v for k, v in given.items() if v is not None})
+    elif any(given.values()):
         # Files named on the command line are the whole source: nothing comes from the config.
         source = replace(source, **given)
-    for key in ("coco_captions", "coco_instances", "baseline"):
+    for key in PREPARE_FILE_KEYS:
         path = getattr(source, key)
-        if path is not None and not Path(path).is_file():
+        if path is not None and not Path(path).exists():
             raise InputError(f"{path}: file not found (--{key.replace('_', '-')})")
-    store = _open_store(config.db)
-    try:
-        summary = index_sources(store, source)
-        from visinstruct.core.store.queries import status_counts
+    from visinstruct.core.config import validate_fact_sources
 
-        counts = status_counts(store, config.judge.threshold)
-    finally:
-        store.close()
-    result = {"added": summary.__dict__, "store": {k: counts[k] for k in (
-        "images", "captions", "boxes", "images_with_boxes", "baseline_conversations",
-        "baseline_images")}, "db": str(config.db)}
+    validate_fact_sources(source, "prepare")
+    with _open_store(config.db, for_writing=True) as store:
+        summary = index_sources(store, source)
+        result = prepare_report(store, summary, config)
     if args.json:
         print(json.dumps(result))
     else:
         s = result["store"]
         _say(f"indexed {summary.images:,} images, {summary.captions:,} captions, "
-             f"{summary.boxes:,} boxes, {summary.baseline_conversations:,} baseline conversations")
+             f"{summary.boxes:,} boxes, {summary.baseline_conversations:,} baseline conversations"
+             + (f", {summary.gqa_images:,} GQA images" if summary.gqa_images else "")
+             + (f", {sum(summary.facts.values()):,} facts" if any(summary.facts.values()) else ""))
         print(f"{config.db}: {s['images']:,} images, {s['captions']:,} captions, "
               f"{s['boxes']:,} boxes on {s['images_with_boxes']:,} images, "
-              f"{s['baseline_conversations']:,} baseline conversations")
+              f"{s['baseline_conversations']:,} baseline conversations, "
+              f"{s['facts']:,} facts; by source: "
+              + ", ".join(f"{k} {v:,}" for k, v in s["images_by_source"].items()))
     return ExitCode.OK
+
+
+PREPARE_FILE_KEYS: tuple[str, ...] = (
+    "coco_captions", "coco_instances", "baseline", "gqa_scene_graphs", "gqa_questions",
+    "vqa_questions", "vqa_annotations")
 
 
 def _store_path(args: argparse.Namespace) -> Path:
@@ -231,40 +243,33 @@ def _store_path(args: argparse.Namespace) -> Path:
     """
     if args.db is not None and args.config is None and not args.overrides:
         return Path(args.db)
-    config = _config(args)
+    config = config_from_args(args)
     return Path(args.db) if args.db is not None else config.db
 
 
-def _threshold(store: Any, given: float | None, args: argparse.Namespace | None = None) -> float:
-    """--threshold, else a config's [judge].threshold when one is given, else the last run's."""
-    if given is not None:
-        if not 1 <= given <= 10:
-            raise InputError(f"--threshold {given}: must be between 1 and 10")
-        return given
-    if args is not None and (getattr(args, "config", None) or getattr(args, "overrides", None)):
-        return _config(args).judge.threshold
-    return float(store.get_meta("judge_threshold", "7") or 7)
-
-
 def cmd_export(args: argparse.Namespace) -> int:
-    from visinstruct.core.export.writers import ExportItem, export
+    from visinstruct.core.export.writers import STDOUT, ExportItem, export, writable_target
 
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
-    store = _open_store(db)
-    try:
+    to_stdout = str(args.out) == STDOUT
+    if not to_stdout:
+        writable_target(args.out)  # a FIFO or device is refused before any work
+    with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
+        from visinstruct.core.store.scene_queries import gqa_image_ids
 
-        threshold = _threshold(store, args.threshold, args)
-        items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model})
+        threshold = threshold_for(args, store)
+        gqa_ids = gqa_image_ids(store)
+        items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model},
+                            gqa_id=gqa_ids.get(image_id, ""))
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
-    finally:
-        store.close()
     _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
-         f"{threshold:g}) to {summary.path}")
-    print(summary.path)
+         f"{threshold:g}) to {'stdout' if to_stdout else summary.path}")
+    if not to_stdout:
+        print(summary.path)
     return ExitCode.OK
 
 
@@ -274,11 +279,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     db = _store_path(args)
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct prepare` or `run` first")
-    store = _open_store(db)
-    try:
-        report = status_report(store, _threshold(store, args.threshold, args))
-    finally:
-        store.close()
+    with _open_store(db) as store:
+        report = status_report(store, threshold_for(args, store))
     if args.json:
         print(json.dumps(report))
     else:
@@ -290,13 +292,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
+    import importlib
+
     if args.db is None and args.config is None and not args.overrides:
         store = Path("visinstruct.db")
         if not store.exists():
             _say(f"visinstruct: no --db or --config given: using {store.resolve()} "
                  "(created now; pass --db to use another store)")
+    # Named by string: the app sits above core, and core never imports it (import-linter).
     try:
-        from visinstruct.tui.app import main as tui_main
+        tui_main = importlib.import_module("visinstruct.tui.app").main
     except ImportError as exc:
         raise InputError(f"the app cannot start: {exc}") from exc
     return int(tui_main(args) or 0)
@@ -321,6 +326,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "deploy": _lazy("visinstruct.core.cli.deploy", "cmd_deploy"),
     "backup": _lazy("visinstruct.core.cli.backup", "cmd_backup"),
     "teardown": _lazy("visinstruct.core.cli.deploy", "cmd_teardown"),
+    "batch": _lazy("visinstruct.core.cli.batch", "cmd_batch"),
 }
 
 
@@ -340,7 +346,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         _say("visinstruct: interrupted")
         return int(ExitCode.INTERRUPTED)
     except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, without a second error at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except sqlite3.DatabaseError as exc:  # met outside a command's own store handling
+        from visinstruct.core.store.opening import translate
+
+        error = translate(Path(getattr(args, "db", None) or "the store"), exc)
+        _say(f"visinstruct: {error.title.lower()}: {error}")
+        return int(error.exit_code)
 
 
 if __name__ == "__main__":

@@ -2,43 +2,39 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import fields
 from typing import Any
 
-from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
-from visinstruct.core.models.cost import cost_report
+from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.pipeline.tally import money
-from visinstruct.core.store.queries import status_counts
+from visinstruct.core.store.batch_jobs import batch_jobs_report
+from visinstruct.core.store.cost import cost_report, stored_config
+from visinstruct.core.store.queries import gate_counts, status_counts
+from visinstruct.core.store.scene_queries import images_by_source
 from visinstruct.core.store.database import Store
-
-
-def stored_config(store: Store, threshold: float) -> Config:
-    """Enough of the last run's config to price its calls (models and tasks are kept in meta)."""
-    models: dict[str, ModelConfig] = {}
-    known = {f.name for f in fields(ModelConfig)}
-    for name, body in json.loads(store.get_meta("models", "{}") or "{}").items():
-        body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items() if k in known}
-        models[name] = ModelConfig(**body)
-    tasks = tuple(json.loads(store.get_meta("tasks", "[]") or "[]")) or GenerationConfig().tasks
-    return Config(models=models, generation=GenerationConfig(tasks=tasks),
-                  judge=JudgeConfig(threshold=threshold))
 
 
 def status_report(store: Store, threshold: float) -> dict[str, Any]:
     """Counts (keys relied on by scripts), cost keys, the last run, and the threshold used."""
     report: dict[str, Any] = dict(status_counts(store, threshold))
+    report["images_by_source"] = images_by_source(store)
+    gates = gate_counts(store)
+    report["dropped_by_rule"] = gates["dropped"]
+    report["flagged_by_rule"] = gates["flagged"]
     cost = cost_report(store, stored_config(store, threshold))
     report["cost_usd"] = cost.cost_usd
     report["cost_per_kept_pair_usd"] = cost.cost_per_kept_pair_usd
     report["projected_cost_usd"] = cost.projected_cost_usd
     report["threshold"] = threshold
+    report["batch_jobs"] = batch_jobs_report(store)
     last = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
     report["last_run"] = None if last is None else {
         "id": last[0], "status": last[1], "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
+    # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
+    # figure is null.
+    report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
     return report
 
 
@@ -60,6 +56,10 @@ def _value(key: str, value: Any) -> str:
         return f"{value:g}"
     if isinstance(value, int):
         return f"{value:,}"
+    if isinstance(value, dict):
+        # Counts by source or gate rule, or the judge-agreement figures.
+        return ", ".join(f"{name} {_value(name, figure)}" for name, figure in value.items()) \
+            or "none"
     return str(value)
 
 
@@ -75,6 +75,10 @@ def human_lines(report: dict[str, Any]) -> list[str]:
                                      f"{value['total_units'] or 0:,} units"))
             rows.append(("  started", _when(value["started_at"])))
             rows.append(("  finished", _when(value["finished_at"])))
+            continue
+        if key == "batch_jobs":
+            rows.extend(("batch job", f"{job['stage']} {job['model']} {job['records']:,} records "
+                                      f"{job['status']} {job['arn']}") for job in value)
             continue
         rows.append((key, _value(key, value)))
     width = max(len(name) for name, _ in rows)

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import os
-import re
-import socket
 import sqlite3
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from visinstruct.core.evaluation.aggregate import Summary, stored_verdict_rows, summarize, summarize_by_task
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.models.backends.replies import image_format
-from visinstruct.core.config import Config, ModelConfig
-from visinstruct.core.errors import BackendError, InputError, StoreError
+from visinstruct.core.config import Config
+from visinstruct.core.errors import InputError
+from visinstruct.core.evaluation.verdicts import (
+    Pictures,
+    model_sees_images,
+    record_verdict,
+    verdict_request,
+)
 from visinstruct.core.evaluation.units import (
     NO_CANDIDATES,
     TASK_REQUESTS,
@@ -35,21 +36,26 @@ from visinstruct.core.events import (
     EvaluationStarted,
     VerdictRecorded,
 )
-from visinstruct.core.store.ledger import Ledger
+from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.text.model_text import clean_model_text
-from visinstruct.core.text.parse_scores import parse_verdict
-from visinstruct.core.store.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate, answer_messages, evaluation_messages
-from visinstruct.core.records import Image
-from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools, make_call
+from visinstruct.core.text.prompt_versions import active_template
+from visinstruct.core.text.prompts import PromptTemplate, answer_messages
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    NotStored,
+    StageContext,
+    build_pools,
+    fail_answered,
+    make_call,
+    store_result,
+)
+from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.live_writer import refuse_live_writer
 
 MODES = ("conversation", "answers")
 ORDERS = ("ours", "baseline")
-EVALUATOR_TEMPERATURE = 0.2
 ANSWERS_PURPOSE = "answers"   # generations.purpose of our answers to the baseline's questions
-MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
-_VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -87,11 +93,6 @@ class EvaluationReport:
         }
 
 
-def model_sees_images(model: ModelConfig) -> bool:
-    """Whether the model is a Claude 3 or later on Bedrock, which takes pictures."""
-    return model.backend == "bedrock" and bool(_VISION_MODEL.search(model.model_id))
-
-
 @dataclass(frozen=True)
 class _Job:
     """One compared item and the orders it still needs."""
@@ -123,10 +124,7 @@ class _Evaluation:
         self.failed_calls = 0
         self.errors: list[str] = []
         self.answers: dict[tuple[int, str, int], tuple[str, int]] = {}
-        self.unusable: dict[int, str] = {}
-        images_dir = config.source.images_dir
-        sees = model_sees_images(config.model(self.model))
-        self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
+        self.pictures = Pictures(config)
 
     # -- what is already stored -------------------------------------------------------------
     def load_answers(self, units: Sequence[Unit]) -> None:
@@ -240,7 +238,11 @@ class _Evaluation:
             self._failed(outcome)
             return None
         result = outcome.result
-        text = clean_model_text(result.response.text).strip()
+        try:
+            text = clean_pair_text(clean_model_text(result.response.text))
+        except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+            self._failed(fail_answered(self.ctx, outcome, exc))
+            return None
         ledger = self.ctx.ledger
 
         def write(conn: sqlite3.Connection) -> int:
@@ -260,7 +262,10 @@ class _Evaluation:
                          "VALUES (?, ?, ?, ?)", (gid, item, question, text))
             return gid
 
-        gid: int = self.store.write_sync(write)
+        gid = store_result(self.ctx, outcome, write, lambda _: None).result()
+        if isinstance(gid, NotStored):
+            self._failed(CallOutcome(outcome.info, None, gid.error))
+            return None
         with self.lock:
             self.new_calls += 1
             self.answers[key] = (text, gid)
@@ -268,90 +273,46 @@ class _Evaluation:
                                         result.latency_ms, result.attempt))
         return text, gid
 
+    def comparison_request(self, unit: Unit, order: str, request_text: str, ours: str,
+                           theirs: str) -> CompletionRequest:
+        """The evaluator's request with `order`'s answer shown first."""
+        return verdict_request(self.config, self.template, unit.image, request_text, ours,
+                               theirs, order, self.pictures.load(unit.image))
+
     def compare(self, unit: Unit, item: int, order: str, request_text: str, ours: str,
                 theirs: str, gid: int) -> None:
         """Ask the evaluator once, with `order`'s answer shown first; store the verdict."""
-        first, second = (ours, theirs) if order == "ours" else (theirs, ours)
         image = unit.image
-        request = CompletionRequest(
-            messages=evaluation_messages(self.template, image, request_text, first, second,
-                                         picture=self.picture(image)),
-            max_tokens=self.config.evaluation.max_tokens, temperature=EVALUATOR_TEMPERATURE,
-            top_p=0.9, tag="evaluate")
+        request = self.comparison_request(unit, order, request_text, ours, theirs)
         outcome = make_call(self.ctx, stage="evaluate", image_id=image.image_id, task=unit.task,
                             model=self.model, prompt_version=self.template.version,
                             request=request, item=f"{self.mode}:{item}:{order}")
         if outcome.result is None:
             self._failed(outcome)
             return
+        self.record_verdict(unit, item, order, gid, outcome)
+
+    def record_verdict(self, unit: Unit, item: int, order: str, gid: int,
+                       outcome: CallOutcome) -> None:
+        """Store the verdict of a successful evaluator call (online or from a batch job)."""
+        image = unit.image
+        row, outcome = record_verdict(self.ctx, self.config, self.template, image, unit.task,
+                                      mode=self.mode, item=item, order=order, generation_id=gid,
+                                      outcome=outcome)
+        if row is None:
+            self._failed(outcome)
+            return
         result = outcome.result
-        text = result.response.text
-        verdict = parse_verdict(text)
-        if order == "ours":
-            ours_score, baseline_score = verdict.first, verdict.second
-        else:
-            ours_score, baseline_score = verdict.second, verdict.first
-        rationale = (verdict.rationale or text) if verdict.parsed else text
-        ledger = self.ctx.ledger
-
-        def write(conn: sqlite3.Connection) -> None:
-            ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-            conn.execute(
-                "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
-                "baseline_score, parsed, rationale, call_id, prompt_version, model, "
-                "generation_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (image.image_id, unit.task, self.mode, item, order, ours_score, baseline_score,
-                 int(verdict.parsed), rationale, result.call_id, self.template.version,
-                 self.model, gid, now()))
-
-        self.store.write_sync(write)
+        assert result is not None
         with self.lock:
             self.new_calls += 1
             self.done += 1
             done = self.done
-        self.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
-                                        result.latency_ms, result.attempt))
+        self.emit(self.ctx.ledger.finished_event(outcome.info, result.call_id, result.response,
+                                                 result.latency_ms, result.attempt))
         self.emit(VerdictRecorded(image.image_id, unit.task, self.mode, item, order,
-                                  verdict.parsed, ours_score, baseline_score, done, self.total))
-
-    def picture(self, image: Image) -> bytes | None:
-        """The image file for an evaluator that sees; None (and counted) when it is unusable."""
-        if self.images_dir is None:
-            return None
-        path = self.images_dir / image.file_name
-        problem = ""
-        data = b""
-        try:
-            data = path.read_bytes()
-        except OSError:
-            problem = "not found"
-        if not problem and len(data) > MAX_PICTURE_BYTES:
-            problem = "larger than the evaluator takes"
-        if not problem:
-            try:
-                image_format(data)
-            except BackendError:
-                problem = "not a JPEG, PNG, GIF or WebP file"
-        if problem:
-            with self.lock:
-                self.unusable.setdefault(image.image_id, f"{path}: {problem}")
-            return None
-        return data
-
-
-def _refuse_live_run(store: Store) -> None:
-    """A live `run` allocates ledger ids in the same table: evaluating beside it would collide."""
-    host = socket.gethostname()
-    for pid, run_host in store.query("SELECT pid, host FROM runs WHERE status = 'running'"):
-        if run_host == host and pid and pid != os.getpid():
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                continue
-            except PermissionError:
-                pass
-            raise StoreError(f"{store.path}: a run (pid {pid}) is writing this store; "
-                             "evaluate when it has finished or stop it first")
+                                  row.parsed, row.ours_score, row.baseline_score, done,
+                                  self.total))
 
 
 def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None, *,
@@ -372,7 +333,8 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notices.append(message)
         emit(EvaluationNotice(message))
 
-    _refuse_live_run(store)
+    # A live run allocates ledger ids in the same table: evaluating beside it would collide.
+    refuse_live_writer(store, "evaluate when it has finished or stop it first")
     candidates = candidate_units(store, threshold)
     if not candidates:
         raise InputError(f"{store.path}: {NO_CANDIDATES}")
@@ -389,6 +351,10 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         notice(f"the evaluator {evaluator.name!r} does not take pictures; it compares on "
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])
+    if mode == "answers" and config.generation.model in names \
+            and config.model(config.generation.model).backend == "bedrock-batch":
+        notice(f"{config.generation.model!r} is a bedrock-batch model; answers mode sends its "
+               "answer calls on demand (same model id)")
     store.write_sync(lambda c: c.execute(
         "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight' "
         "AND stage IN ('evaluate', 'answer')", (now(),)))
@@ -399,6 +365,10 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         jobs = state.plan(units)
         emit(EvaluationStarted(mode, state.model, len(chosen), len(units), state.total,
                                state.done))
+        if evaluator.backend == "bedrock-batch":
+            from visinstruct.core.evaluation.batch import evaluate_by_batch
+
+            jobs = evaluate_by_batch(state, jobs, evaluator, notice)
         workers = max(1, min(256, max(p.ceiling for p in pools.values()), len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as executor:
             for _ in executor.map(state.run_job, jobs):
@@ -407,9 +377,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     finally:
         for backend in backends.values():
             backend.close()
-    if state.unusable:
-        first = next(iter(state.unusable.values()))
-        notice(f"{len(state.unusable)} sampled image(s) could not be shown to the evaluator "
+    if state.pictures.unusable:
+        first = next(iter(state.pictures.unusable.values()))
+        notice(f"{len(state.pictures.unusable)} sampled image(s) could not be shown to the evaluator "
                f"(first: {first}); they were compared on captions and boxes only")
     if state.failed_calls:
         first_error = state.errors[0] if state.errors else "unknown"
@@ -422,9 +392,9 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     overall = summarize(rows, seed=seed)
     status = "interrupted" if cancel.is_set() else "finished"
     emit(EvaluationFinished(status, mode, len(rows), overall.unparsed, state.failed_calls,
-                            len(state.unusable), overall.relative_score))
+                            len(state.pictures.unusable), overall.relative_score))
     return EvaluationReport(
         status=status, mode=mode, model=state.model, sample=sample, images=len(chosen),
         units=len(units), verdicts=len(rows), new_calls=state.new_calls,
-        failed_calls=state.failed_calls, missing_images=len(state.unusable),
+        failed_calls=state.failed_calls, missing_images=len(state.pictures.unusable),
         notices=tuple(notices), overall=overall, by_task=summarize_by_task(rows, seed=seed))

@@ -17,8 +17,9 @@ HUMAN, GPT = "human", "gpt"
 
 # Rule ids are part of the contract: error messages, reports and tests name them.
 RULES: dict[str, str] = {
-    "id-format": "id is a string of exactly 12 digits",
-    "image-path": "image is coco/train2017/<12 digits>.jpg and agrees with id",
+    "id-format": "id is a string of exactly 12 digits (for a GQA image: its GQA id)",
+    "image-path": "image is coco/train2017/<12 digits>.jpg or gqa/images/<GQA id>.jpg "
+                  "and agrees with id",
     "keys": "the record has exactly the keys id, image, conversations",
     "turn-shape": "conversations is a list of objects with exactly the keys from and value",
     "turn-roles": "each turn's from is human or gpt",
@@ -34,6 +35,9 @@ FILE_RULES: dict[str, str] = {
 
 _ID_PATTERN = re.compile(r"[0-9]{12}")
 _IMAGE_PATTERN = re.compile(r"coco/train2017/([0-9]{12})\.jpg")
+# GQA ids are Visual Genome numbers, or an "n" and digits for its other images.
+_GQA_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
+_GQA_IMAGE_PATTERN = re.compile(r"gqa/images/([A-Za-z0-9_-]{1,40})\.jpg")
 _SHOWN_CHARS = 60
 
 
@@ -117,6 +121,9 @@ def validate_record(record: Any) -> list[str]:
 
 
 def _check_id_and_image(record: dict[str, Any]) -> list[RuleViolation]:
+    image = record.get("image")
+    if isinstance(image, str) and image.startswith("gqa/"):
+        return _check_gqa_id_and_image(record, image)
     violations: list[RuleViolation] = []
     record_id = record.get("id")
     id_ok = isinstance(record_id, str) and _ID_PATTERN.fullmatch(record_id) is not None
@@ -138,6 +145,23 @@ def _check_id_and_image(record: dict[str, Any]) -> list[RuleViolation]:
             violations.append(
                 RuleViolation("image-path", f"image {image!r} does not match id {record_id!r}")
             )
+    return violations
+
+
+def _check_gqa_id_and_image(record: dict[str, Any], image: str) -> list[RuleViolation]:
+    violations: list[RuleViolation] = []
+    record_id = record.get("id")
+    id_ok = isinstance(record_id, str) and _GQA_ID_PATTERN.fullmatch(record_id) is not None
+    if "id" in record and not id_ok:
+        violations.append(RuleViolation(
+            "id-format", f"a GQA record's id must be its GQA image id, got {shown(record_id)}"))
+    match = _GQA_IMAGE_PATTERN.fullmatch(image)
+    if match is None:
+        violations.append(RuleViolation(
+            "image-path", f"image must look like gqa/images/2354786.jpg, got {shown(image)}"))
+    elif id_ok and match.group(1) != record_id:
+        violations.append(
+            RuleViolation("image-path", f"image {image!r} does not match id {record_id!r}"))
     return violations
 
 

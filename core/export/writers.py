@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
 import shutil
+import stat
+import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TextIO
 
 from visinstruct.core.errors import ExportError
-from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.records import ALL_TASKS, Pair
+from visinstruct.core.text.clean import clean_pair_text
 from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 
 FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
@@ -22,6 +27,7 @@ _RESERVED_KEYS = frozenset({"id", "image", "conversations", "task"})
 # Files a `save_to_disk` folder holds; an existing folder is only replaced if it has one.
 _HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
 _WRITE_BUFFER = 1 << 20
+STDOUT = "-"  # `--out -`: the export goes to standard output
 
 
 def coco_image_path(image_id: int) -> str:
@@ -29,19 +35,30 @@ def coco_image_path(image_id: int) -> str:
     return f"coco/train2017/{image_id:012d}.jpg"
 
 
+def gqa_image_path(gqa_id: str) -> str:
+    """The mix665k image path of a GQA image."""
+    return f"gqa/images/{gqa_id}.jpg"
+
+
 @dataclass(frozen=True)
 class ExportItem:
-    """One kept conversation to export; `meta` (prompt version, model, scores) is for jsonl."""
+    """One kept conversation to export; `meta` (prompt version, model, scores) is for jsonl.
+
+    A GQA image's record has its GQA id (`gqa_id`) as id and `gqa/images/<id>.jpg` as
+    image, as mix665k does; a COCO image's has the 12-digit COCO id.
+    """
 
     image_id: int
     task: str
     pairs: tuple[Pair, ...]
     image_path: str = ""
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
+    gqa_id: str = ""
 
     def __post_init__(self) -> None:
         if not self.image_path:
-            object.__setattr__(self, "image_path", coco_image_path(self.image_id))
+            path = gqa_image_path(self.gqa_id) if self.gqa_id else coco_image_path(self.image_id)
+            object.__setattr__(self, "image_path", path)
 
 
 @dataclass(frozen=True)
@@ -68,12 +85,16 @@ class RecordRejected(ExportError):
 def to_llava_record(item: ExportItem) -> dict[str, Any]:
     """The mix665k record of one item: `<image>` opens the first question, turns alternate."""
     conversations: list[dict[str, Any]] = []
-    for position, pair in enumerate(item.pairs):
-        question = f"{IMAGE_TOKEN}\n{pair.question}" if position == 0 else pair.question
+    # Cleaned again here: a store written before pairs were cleaned may hold `<image>` or
+    # control characters, which would make every export of it fail validation.
+    pairs = [(clean_pair_text(p.question), clean_pair_text(p.answer)) for p in item.pairs]
+    for position, (question, answer) in enumerate(pairs):
+        if position == 0:
+            question = f"{IMAGE_TOKEN}\n{question}"
         conversations.append({"from": "human", "value": question})
-        conversations.append({"from": "gpt", "value": pair.answer})
+        conversations.append({"from": "gpt", "value": answer})
     return {
-        "id": _record_id(item.image_id),
+        "id": item.gqa_id or _record_id(item.image_id),
         "image": item.image_path,
         "conversations": conversations,
     }
@@ -83,18 +104,64 @@ def export(items: Iterable[ExportItem], fmt: str, out: Path | str) -> ExportSumm
     """Validate and write every item to `out` atomically; on any error `out` is left as it was."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
-    out = Path(out)
+    if str(out) == STDOUT:
+        if fmt == "hf":
+            raise ExportError("--out -: the hf format writes a folder; give a folder path")
+        return export_to_stream(items, fmt, sys.stdout)
+    given = Path(out)
+    out = writable_target(given)
     _prepare_parent(out)
     if fmt == "hf":
-        return _export_hf(items, out)
+        summary = _export_hf(items, out)
+        return ExportSummary(summary.records, summary.pairs, given)
     if out.is_dir():
-        raise ExportError(f"{out}: is a directory; give the path of a file (inside it, say)")
+        raise ExportError(f"{given}: is a directory; give the path of a file (inside it, say)")
     with _staged_file(out) as sink:
-        if fmt == "llava":
-            records, pairs = _write_llava(items, sink)
+        records, pairs = _write(items, fmt, sink)
+    return ExportSummary(records, pairs, given)
+
+
+def export_to_stream(items: Iterable[ExportItem], fmt: str, stream: TextIO) -> ExportSummary:
+    """Validate every item, then write them all to `stream`; a bad record writes nothing."""
+    # Spooled first, so a record rejected halfway leaves no half-written JSON on the stream.
+    with tempfile.TemporaryFile() as spool:
+        sink = io.TextIOWrapper(spool, encoding="utf-8", newline="\n")
+        records, pairs = _write(items, fmt, sink)
+        sink.flush()
+        spool.seek(0)
+        binary = getattr(stream, "buffer", None)
+        stream.flush()
+        if binary is not None:
+            shutil.copyfileobj(spool, binary)
+            binary.flush()
         else:
-            records, pairs = _write_jsonl(items, sink)
-    return ExportSummary(records, pairs, out)
+            stream.write(spool.read().decode("utf-8"))
+            stream.flush()
+        sink.detach()
+    return ExportSummary(records, pairs, Path(STDOUT))
+
+
+def writable_target(out: Path) -> Path:
+    """Where an export to `out` really goes: a symlink's target; other special files refused."""
+    target = Path(os.path.realpath(out)) if out.is_symlink() else out
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    except OSError as error:
+        raise ExportError(f"{out}: cannot use this path ({error.strerror or error})") from error
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return target
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(mode) else
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
+            "a socket" if stat.S_ISSOCK(mode) else "a special file")
+    raise ExportError(
+        f"{out}: is {kind}, not a regular file; give a file path, or --out - for stdout"
+    )
+
+
+def _write(items: Iterable[ExportItem], fmt: str, sink: IO[str]) -> tuple[int, int]:
+    return _write_llava(items, sink) if fmt == "llava" else _write_jsonl(items, sink)
 
 
 def _record_id(image_id: int) -> str:
@@ -111,8 +178,8 @@ def _checked_records(
         if violations:
             first = violations[0]
             raise _rejected(index, record, first.rule, first.detail)
-        if item.task not in TASKS:
-            detail = f"task must be one of {', '.join(TASKS)}, got {item.task!r}"
+        if item.task not in ALL_TASKS:
+            detail = f"task must be one of {', '.join(ALL_TASKS)}, got {item.task!r}"
             raise _rejected(index, record, "task", detail)
         yield index, item, record
 

@@ -16,15 +16,16 @@ from visinstruct.core.config import Config
 from visinstruct.core.errors import ConfigError, InputError
 from visinstruct.core.events import Emit, Event
 from visinstruct.core.pipeline.generate import GenerationResult, generate
-from visinstruct.core.pipeline.judge import JudgeResult, is_kept, judge
+from visinstruct.core.pipeline.judge import JudgeResult, is_kept
+from visinstruct.core.pipeline.panel import judge_pairs
 from visinstruct.core.lab.compare import compare_with_baseline
 from visinstruct.core.lab.stats import VersionStats, version_stats
-from visinstruct.core.store.ledger import Ledger
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.models.ledger import Ledger
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, parse_prompt
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.records import TASKS, Image
-from visinstruct.core.models.calls import StageContext, build_pools
+from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
 from visinstruct.core.store.database import Store
 
 LAB_TASKS: tuple[str, ...] = (*TASKS, "judge")
@@ -227,7 +228,7 @@ def run_lab(config: Config, store: Store, template: PromptTemplate, image_ids: S
     results: list[tuple[LabSample, LabSample]] = []
     lock = threading.Lock()
     done = [0]
-    models = [config.generation.model, config.judge.model]
+    models = [config.generation.model, *config.judge.panel]
     if trial.evaluate:
         models.append(config.evaluation.model)
 
@@ -293,7 +294,7 @@ def _generate(ctx: StageContext, trial: _Trial, image: Image,
     """A trial generation, or the finished LabSample when there is nothing to judge."""
     settings = trial.config.generation
     result = generate(ctx, template, image, template.task, settings, settings.model,
-                      purpose=trial.purpose)
+                      purpose=trial.purpose, gates=trial.config.gates)
     if not isinstance(result, GenerationResult):
         return LabSample(image.image_id, template.task, template.version, None, 0, (), 0, False,
                          error=str(result.error or "cancelled"))
@@ -305,20 +306,27 @@ def _generate(ctx: StageContext, trial: _Trial, image: Image,
 
 def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
            generated: GenerationResult, judge_template: PromptTemplate) -> LabSample:
-    """Judge a trial generation; the sample is labelled with the judge prompt's version."""
+    """Judge a trial generation; the sample is labelled with the judge prompt's version.
+
+    As in a run, pairs a quality gate dropped are not judged (their score stays None).
+    """
     settings = trial.config.judge
     version = judge_template.version
-    judged = judge(ctx, judge_template, image, task, generated.ref, generated.pairs, settings,
-                   settings.model)
+    targets = generated.passing()
+    judged: JudgeResult | CallOutcome = JudgeResult((), 0)
+    if targets:
+        judged = judge_pairs(ctx, judge_template, image, task, generated.ref, targets, settings)
     if not isinstance(judged, JudgeResult):
         return LabSample(image.image_id, task, version, generated.generation_id,
                          len(generated.pairs), (), 0, False, generated.problems,
                          error=str(judged.error or "cancelled"))
     if judged.written is not None:
         judged.written.result()  # the trial's numbers are in the store when run_lab returns
+    scores: list[float | None] = [None] * len(generated.pairs)
+    for (idx, _), judgement in zip(targets, judged.judgements):
+        scores[idx] = judgement.score
     return LabSample(image.image_id, task, version, generated.generation_id, len(generated.pairs),
-                     tuple(j.score for j in judged.judgements), judged.kept, False,
-                     generated.problems)
+                     tuple(scores), judged.kept, False, generated.problems)
 
 
 def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image, template: PromptTemplate,

@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
-from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable, Iterable
 
 from visinstruct.core.models.backends import make_backend
 from visinstruct.core.models.backends.base import Backend, CompletionRequest
 from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import Emit
-from visinstruct.core.store.ledger import CallInfo, Ledger, call_key, request_hash
-from visinstruct.core.models.pool import Cancelled, EndpointSnapshot, Pool, PoolResult
+from visinstruct.core.events import EndpointFigures
+from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
+from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.store.database import Store
+from visinstruct.core.text.clean import storable
 
 
 def build_pools(config: Config, names: Iterable[str], cancel: threading.Event,
-                on_health: Callable[[EndpointSnapshot], None] | None = None,
+                on_health: Callable[[EndpointFigures], None] | None = None,
                 ) -> tuple[dict[str, Backend], dict[str, Pool]]:
     """One backend and one endpoint pool per named model (a model named twice is built once)."""
     backends: dict[str, Backend] = {}
@@ -65,7 +69,77 @@ def make_call(ctx: StageContext, *, stage: str, image_id: int, task: str, model:
         return CallOutcome(info, None, cancelled=True)
     except BackendError as error:
         return CallOutcome(info, None, error)
-    return CallOutcome(info, result)
+    except Exception as error:  # noqa: BLE001 - the pool has finished the attempt's row
+        return CallOutcome(info, None, unexpected_error(error))
+    return CallOutcome(info, _storable(result))
+
+
+def _storable(result: PoolResult) -> PoolResult:
+    """The result with its text valid Unicode, so no write of it can fail on encoding."""
+    response = result.response
+    text, raw = storable(response.text), storable(response.raw)
+    if text is response.text and raw is response.raw:
+        return result
+    return replace(result, response=replace(response, text=text, raw=raw))
+
+
+@dataclass(frozen=True)
+class NotStored:
+    """What a result write resolves to when storing the result raised: the call failed instead."""
+
+    error: BackendError
+
+
+def fail_answered(ctx: StageContext, outcome: CallOutcome, exc: BaseException) -> CallOutcome:
+    """Finish an answered call as failed because reading its reply raised; returns that outcome."""
+    result = outcome.result
+    assert result is not None
+    error = unexpected_error(exc)
+    ledger = ctx.ledger
+    ctx.store.write_nowait(
+        lambda conn: ledger.finish_error(conn, result.call_id, error, result.latency_ms),
+        on_commit=lambda _: ctx.emit(ledger.error_event(
+            outcome.info, result.call_id, result.response.endpoint, result.attempt, error,
+            result.latency_ms)))
+    return CallOutcome(outcome.info, None, error)
+
+
+def store_result(ctx: StageContext, outcome: CallOutcome,
+                 write: Callable[[sqlite3.Connection], Any],
+                 committed: Callable[[Any], None]) -> Future[Any]:
+    """Queue `write` (which stores an answered call's result and finishes its ledger row).
+
+    Should it raise, its changes are undone and the call is finished as failed with the
+    exception's class and message instead; the future then resolves to a NotStored.
+    """
+    result = outcome.result
+    assert result is not None
+    ledger = ctx.ledger
+
+    def failed(conn: sqlite3.Connection, exc: Exception) -> NotStored:
+        # The store has undone the write's changes; this runs in their place.
+        error = unexpected_error(exc)
+        ledger.finish_error(conn, result.call_id, error, result.latency_ms)
+        return NotStored(error)
+
+    def on_commit(value: Any) -> None:
+        if isinstance(value, NotStored):
+            ctx.emit(ledger.error_event(outcome.info, result.call_id, result.response.endpoint,
+                                        result.attempt, value.error, result.latency_ms))
+        else:
+            committed(value)
+
+    return ctx.store.write(write, on_commit=on_commit, on_error=failed)
+
+
+def was_stored(written: Future[Any] | None) -> bool:
+    """Wait for a result write; False when it failed and its call was marked failed instead."""
+    if written is None:
+        return True
+    try:
+        return not isinstance(written.result(), NotStored)
+    except Exception:  # noqa: BLE001 - the store reported it (failed_writes)
+        return False
 
 
 def emit_after(ctx: StageContext, events: Callable[[], list]) -> Callable[[object], None]:

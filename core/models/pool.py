@@ -7,10 +7,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Literal, Protocol
 
 from visinstruct.core.models.backends.base import Backend, CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
+from visinstruct.core.events import EndpointFigures, percentile
+
+# How one attempt ended, as the endpoint's limit and health see it.
+PoolOutcome = Literal["ok", "backpressure", "transient", "permanent"]
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
 
@@ -25,24 +29,6 @@ class AttemptListener(Protocol):
     def failed(self, call_id: Any, error: BackendError, latency_ms: float, will_retry: bool) -> None:
         """The attempt failed; `will_retry` says whether the pool tries again."""
         ...
-
-
-@dataclass(frozen=True)
-class EndpointSnapshot:
-    """A point-in-time view of one endpoint, for events and the UI."""
-
-    model: str
-    endpoint: str
-    in_flight: int
-    limit: int
-    ceiling: int
-    done: int
-    errors: int
-    throttles: int
-    health: str
-    p50_ms: float
-    p95_ms: float
-    tokens_out: int
 
 
 @dataclass(frozen=True)
@@ -82,6 +68,16 @@ class _Endpoint:
         return DEGRADED if self.consecutive_failures else HEALTHY
 
 
+def unexpected_error(error: BaseException) -> BackendError:
+    """An exception that is not a BackendError as a permanent failed call with its class."""
+    if isinstance(error, BackendError):
+        return error
+    name = type(error).__name__
+    text = str(error)
+    return BackendError(f"{name}: {text[:500]}" if text else name,
+                        kind=BackendError.PERMANENT, error_class=name)
+
+
 class Cancelled(Exception):
     """The run was cancelled while waiting for a free slot."""
 
@@ -102,7 +98,7 @@ class Pool:
         failures_to_down: int = 5,
         probe_after: float = 30.0,
         cancel: threading.Event | None = None,
-        on_health: Callable[[EndpointSnapshot], None] | None = None,
+        on_health: Callable[[EndpointFigures], None] | None = None,
         health_interval: float = 0.25,
         sleep: Callable[[float], None] | None = None,
     ) -> None:
@@ -127,18 +123,18 @@ class Pool:
         """The most calls this pool will ever have in flight at once."""
         return sum(e.ceiling for e in self._endpoints)
 
-    def snapshots(self) -> list[EndpointSnapshot]:
+    def snapshots(self) -> list[EndpointFigures]:
         """The current state of every endpoint."""
         with self._cond:
             return [self._snapshot(e) for e in self._endpoints]
 
-    def _snapshot(self, e: _Endpoint) -> EndpointSnapshot:
+    def _snapshot(self, e: _Endpoint) -> EndpointFigures:
         lat = sorted(e.latencies)
-        p50 = lat[len(lat) // 2] if lat else 0.0
-        p95 = lat[min(len(lat) - 1, int(len(lat) * 0.95))] if lat else 0.0
-        return EndpointSnapshot(self.model, e.name, e.in_flight, int(e.limit), e.ceiling, e.done,
-                                e.errors, e.throttles, e.health(time.monotonic()), p50, p95,
-                                e.tokens_out)
+        return EndpointFigures(
+            model=self.model, endpoint=e.name, in_flight=e.in_flight, done=e.done,
+            errors=e.errors, throttles=e.throttles, p50_ms=percentile(lat, 0.5) or 0.0,
+            p95_ms=percentile(lat, 0.95) or 0.0, tokens_out=e.tokens_out,
+            health=e.health(time.monotonic()), limit=int(e.limit), ceiling=e.ceiling)
 
     # -- slots -------------------------------------------------------------------------------
     def _acquire(self, avoid: str | None) -> tuple[_Endpoint, int]:
@@ -167,7 +163,12 @@ class Pool:
         n = len(self._endpoints)
         return min(up, key=lambda e: (e.in_flight, (self._endpoints.index(e) - self._rr) % n))
 
-    def _release(self, e: _Endpoint, outcome: str, latency_ms: float, tokens_out: int = 0,
+    def _unclaim(self, e: _Endpoint) -> None:
+        with self._cond:
+            e.in_flight -= 1
+            self._cond.notify()
+
+    def _release(self, e: _Endpoint, outcome: PoolOutcome, latency_ms: float, tokens_out: int = 0,
                  sent_at_cut: int = -1) -> None:
         with self._cond:
             e.in_flight -= 1
@@ -229,7 +230,11 @@ class Pool:
         while True:
             attempt += 1
             endpoint, cuts = self._acquire(avoid=last_endpoint)
-            call_id = listener.started(endpoint.name, attempt)
+            try:
+                call_id = listener.started(endpoint.name, attempt)
+            except BaseException:
+                self._unclaim(endpoint)  # never sent: free the slot, count nothing
+                raise
             started = time.monotonic()
             try:
                 response = self.backend.complete(request, endpoint.name)
@@ -248,8 +253,15 @@ class Pool:
                 self._sleep(self._backoff(attempt if error.kind != BackendError.BACKPRESSURE
                                           else min(backpressure_waits, 6)))
                 continue
-            except BaseException:
-                self._release(endpoint, BackendError.TRANSIENT, (time.monotonic() - started) * 1000)
+            except BaseException as unexpected:
+                # Not a classified failure (a bug, RecursionError on a deep reply, an interrupt):
+                # the attempt still ends in the ledger, as a permanent error naming its class.
+                latency = (time.monotonic() - started) * 1000
+                self._release(endpoint, BackendError.TRANSIENT, latency)
+                failure = unexpected_error(unexpected)
+                listener.failed(call_id, failure, latency, False)
+                if isinstance(unexpected, Exception):
+                    raise failure from unexpected
                 raise
             latency = (time.monotonic() - started) * 1000
             self._release(endpoint, "ok", latency, response.tokens_out)

@@ -8,8 +8,10 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.config import GenerationConfig
+from visinstruct.core.config import GatesConfig, GenerationConfig
 from visinstruct.core.events import GenerationParsed
+from visinstruct.core.pipeline.gating import insert_verdicts
+from visinstruct.core.text.gates import DROP, Verdicts, gate_pairs, is_cut_off, prompt_text
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.prompts import (
     PromptTemplate,
@@ -18,7 +20,13 @@ from visinstruct.core.text.prompts import (
     pick_description_request,
 )
 from visinstruct.core.records import Image, Pair
-from visinstruct.core.models.calls import CallOutcome, StageContext, make_call
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.store.database import RowRef, now
 
 
@@ -35,6 +43,13 @@ class GenerationResult:
     problems: tuple[str, ...] = ()
     outcome: CallOutcome | None = None
     written: Future[int] | None = field(default=None, compare=False)
+    verdicts: tuple[Verdicts, ...] = ()
+
+    def passing(self) -> list[tuple[int, Pair]]:
+        """(index, pair) of the pairs no gate dropped: the ones the judge sees."""
+        return [(idx, pair) for idx, pair in enumerate(self.pairs)
+                if not any(v.action == DROP for v in
+                           (self.verdicts[idx] if idx < len(self.verdicts) else ()))]
 
     @property
     def generation_id(self) -> int:
@@ -59,29 +74,31 @@ def generation_request(template: PromptTemplate, image: Image, settings: Generat
 
 def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt_version: str,
                       model: str, call_id: int | None, status: str, raw: str,
-                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run") -> int:
-    """Write a generation and its pairs; returns the generation id."""
+                      pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run",
+                      *, finish_reason: str = "", verdicts: tuple[Verdicts, ...] = ()) -> int:
+    """Write a generation, its pairs and their gate verdicts; returns the generation id."""
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
-        "problems, purpose, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "problems, purpose, finish_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image_id, task, prompt_version, model, call_id, status, raw,
-         json.dumps(list(problems)), purpose, now()))
+         json.dumps(list(problems)), purpose, finish_reason, now()))
     generation_id = int(cursor.lastrowid or 0)
     conn.executemany(
         "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (?, ?, ?, ?)",
         [(generation_id, i, p.question, p.answer) for i, p in enumerate(pairs)])
+    insert_verdicts(conn, generation_id, verdicts)
     return generation_id
 
 
 def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
              settings: GenerationConfig, model: str,
-             purpose: str = "run") -> GenerationResult | CallOutcome:
-    """Generate pairs for one (image, task); a failed call comes back as its CallOutcome.
+             purpose: str = "run", gates: GatesConfig | None = None) -> GenerationResult | CallOutcome:
+    """Generate pairs for one (image, task) and gate them; a failed call comes back as its CallOutcome.
 
     `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
     """
     ref = RowRef()
-    if not image.captions:
+    if not image.has_context:
         # Nothing to describe: a counted row, not a call that would make things up.
         no_captions: tuple[str, ...] = ("the image has no captions",)
 
@@ -99,27 +116,55 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
                         item="" if purpose == "run" else purpose)
     if outcome.result is None:
         return outcome
+    return handle_generation(ctx, template, image, task, model, outcome, purpose, gates,
+                             settings.max_pairs)
+
+
+def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
+                      model: str, outcome: CallOutcome, purpose: str = "run",
+                      gates: GatesConfig | None = None,
+                      max_pairs: int = 10) -> GenerationResult | CallOutcome:
+    """Parse and gate a successful generation call; queue it with its ledger row (online or batch)."""
     result = outcome.result
+    assert result is not None
+    ref = RowRef()
     text = result.response.text
-    request_text = pick_description_request(template, image.image_id) if task == "detail" else ""
-    parsed = parse_pairs(text, task, description_request=request_text)
-    pairs = parsed.pairs
-    problems: tuple[str, ...] = tuple(parsed.problems)
-    if result.response.finish_reason == "length" and task != "detail":
+    try:
+        request_text = (pick_description_request(template, image.image_id)
+                        if task == "detail" else "")
+        parsed = parse_pairs(text, task, description_request=request_text)
+        pairs, problems = limit_pairs(parsed.pairs, tuple(parsed.problems), max_pairs)
+        finish_reason = result.response.finish_reason
+        verdicts = gate_pairs(pairs, image, task, gates or GatesConfig(),
+                              prompt=prompt_text(template), finish_reason=finish_reason)
+    except Exception as exc:  # noqa: BLE001 - the call was paid: it ends in the ledger, as failed
+        return fail_answered(ctx, outcome, exc)
+    if is_cut_off(finish_reason) and task != "detail":
         problems += ("output was cut at max_tokens",)
     status = "ok" if pairs else "parse_failure"
     ledger = ctx.ledger
 
     def write(conn: sqlite3.Connection) -> int:
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-        ref.id = insert_generation(conn, image.image_id, task, template.version, model,
-                                   result.call_id, status, text, pairs, problems, purpose)
-        return ref.id
+        generation_id = insert_generation(conn, image.image_id, task, template.version, model,
+                                          result.call_id, status, text, pairs, problems, purpose,
+                                          finish_reason=finish_reason, verdicts=verdicts)
+        ref.id = generation_id  # only once every row is in: a failed write leaves it unset
+        return generation_id
 
     def committed(gid: int) -> None:
         ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,
                                        result.latency_ms, result.attempt))
         ctx.emit(GenerationParsed(gid, image.image_id, task, len(pairs), not pairs, problems))
 
-    written = ctx.store.write(write, on_commit=committed)
-    return GenerationResult(ref, pairs, not pairs, problems, outcome, written)
+    written = store_result(ctx, outcome, write, committed)
+    return GenerationResult(ref, pairs, not pairs, problems, outcome, written, verdicts)
+
+
+def limit_pairs(pairs: tuple[Pair, ...], problems: tuple[str, ...],
+                max_pairs: int) -> tuple[tuple[Pair, ...], tuple[str, ...]]:
+    """At most `max_pairs` pairs (the first ones), noting how many were dropped."""
+    if len(pairs) <= max_pairs:
+        return pairs, problems
+    return pairs[:max_pairs], (*problems, f"kept the first {max_pairs} of {len(pairs)} pairs "
+                                          "([generation].max_pairs)")

@@ -1,4 +1,4 @@
-"""Index the configured sources (COCO captions and boxes, mix665k baseline) into the store."""
+"""Index the configured sources (COCO, mix665k baseline, GQA, VQAv2) into the store."""
 
 from __future__ import annotations
 
@@ -6,13 +6,15 @@ import collections
 import hashlib
 import json
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from visinstruct.core.config import SourceConfig
 from visinstruct.core.records import BaselineConversation, Image
+from visinstruct.core.pipeline.index_scenes import FACT_SOURCE_KEYS, index_fact_sources
 from visinstruct.core.store.database import Store
+from visinstruct.core.text.clean import clean_pair_text
 
 Progress = Callable[[str, int], None]
 _BATCH = 2000
@@ -28,12 +30,16 @@ class IndexSummary:
     baseline_conversations: int
     skipped_images: int
     baseline_counts: dict[str, int]
+    gqa_images: int = 0
+    objects: int = 0
+    relations: int = 0
+    facts: dict[str, int] = field(default_factory=dict)
 
 
 def source_fingerprint(source: SourceConfig) -> str:
     """A short hash of the source files (path, size, mtime): a changed source gets indexed again."""
     parts = []
-    for key in ("coco_captions", "coco_instances", "baseline"):
+    for key in ("coco_captions", "coco_instances", "baseline", *FACT_SOURCE_KEYS):
         path = getattr(source, key)
         if path is None:
             parts.append(f"{key}=")
@@ -48,12 +54,14 @@ def index_sources(store: Store, source: SourceConfig, progress: Progress | None 
     def work(conn: sqlite3.Connection) -> IndexSummary:
         counts: collections.Counter[str] = collections.Counter()
         baseline_ids: set[int] | None = None
+        baseline_gqa: set[str] | None = None
         n_baseline = 0
         if source.baseline is not None:
             from visinstruct.dataset.llava import read_mix665k
 
-            baseline_ids = set()
-            n_baseline = _index_baseline(conn, read_mix665k(Path(source.baseline), counts=counts),
+            baseline_ids, baseline_gqa = set(), set()
+            n_baseline = _index_baseline(conn, read_mix665k(Path(source.baseline), counts=counts,
+                                                            gqa_ids=baseline_gqa),
                                          baseline_ids, progress)
         existing = {row[0] for row in conn.execute("SELECT id FROM images")}
         summary = {"images": 0, "captions": 0, "boxes": 0, "skipped": 0}
@@ -64,12 +72,15 @@ def index_sources(store: Store, source: SourceConfig, progress: Progress | None 
                                Path(source.coco_instances) if source.coco_instances else None,
                                split=_split_of(Path(source.coco_captions)))
             _index_images(conn, images, baseline_ids, existing, summary, progress)
+        added = index_fact_sources(conn, source, baseline_gqa, progress)
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('source_fingerprint', ?)",
                      (source_fingerprint(source),))
         return IndexSummary(
             images=summary["images"], captions=summary["captions"], boxes=summary["boxes"],
             baseline_conversations=n_baseline, skipped_images=summary["skipped"],
-            baseline_counts=dict(counts),
+            baseline_counts=dict(counts), gqa_images=added["gqa_images"],
+            objects=added["objects"], relations=added["relations"],
+            facts={k: added[f"{k}_facts"] for k in ("vqa", "gqa")},
         )
 
     result: IndexSummary = store.write_sync(work)
@@ -138,7 +149,9 @@ def _index_images(conn: sqlite3.Connection, images: Iterable[Image], only: set[i
             continue
         existing.add(image.image_id)
         image_rows.append((image.image_id, image.file_name, image.width, image.height, image.split))
-        caption_rows.extend((image.image_id, i, text) for i, text in enumerate(image.captions))
+        # Captions are data: stored as valid Unicode, without `<image>` or control characters.
+        caption_rows.extend((image.image_id, i, clean_pair_text(text))
+                            for i, text in enumerate(image.captions))
         box_rows.extend(
             (image.image_id, i, box.category, *box.bbox, int(box.crowd))
             for i, box in enumerate(image.boxes)

@@ -12,14 +12,18 @@ from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError, InputError
 from visinstruct.core.events import Emit, ignore
 from visinstruct.core.store.interrupt import ReadCancelled, interruptible
-from visinstruct.core.pipeline.judge import JudgeResult, judge, stored_pairs
+from visinstruct.core.pipeline.judge import JudgeResult, stored_pairs
+from visinstruct.core.pipeline.panel import judge_pairs, passing_pairs
 from visinstruct.core.lab.trials import call_context
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
+from visinstruct.core.text.gates import RULES
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
 
-STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "parse_failure", "evaluated", "reviewed")
+STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated",
+                           "reviewed")
 DECISIONS: tuple[str, ...] = ("accept", "reject")
 
 # The sample shown for an (image, task): its current ok generation, else its latest failure.
@@ -29,29 +33,36 @@ _SAMPLE_GENERATION = """
         WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.purpose = 'run'
         ORDER BY g2.status = 'ok' DESC, g2.id DESC LIMIT 1)
 """
-# Per pair: its latest judgement's score and its latest accept/reject decision.
+# Per pair: its latest judgement's score, its latest accept/reject decision, and whether a
+# quality gate dropped it (a gated pair is kept only when a human accepts it).
 _PAIR_FACTS = """
     SELECT (SELECT j.score FROM judgements j WHERE j.pair_id = p.id
             ORDER BY j.id DESC LIMIT 1) AS s,
            (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id
-            AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d
+            AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d,
+           EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x
     FROM pairs p WHERE p.generation_id = g.id LIMIT -1
 """
-# One pass over a sample's pairs: [pairs, mean score, kept, scored], as JSON so it is computed once
+# One pass over a sample's pairs: [pairs, mean score, kept, scored, gated, reviewed] (gated
+# pairs' old scores left out; reviewed: pairs a person accepted or rejected), as JSON so it is computed once
 # (the LIMIT -1 above stops SQLite from flattening, which would repeat the lookups per use).
 _STATS = f"""
-    (SELECT json_array(COUNT(*), AVG(s),
-            COALESCE(SUM(d = 'accept' OR (d IS NULL AND s IS NOT NULL AND s >= :threshold)), 0),
-            COUNT(s), COUNT(d))
+    (SELECT json_array(COUNT(*), AVG(CASE WHEN x THEN NULL ELSE s END),
+            COALESCE(SUM(d = 'accept' OR (d IS NULL AND NOT x AND s IS NOT NULL
+                                          AND s >= :threshold)), 0),
+            COUNT(CASE WHEN x THEN NULL ELSE s END), COALESCE(SUM(x), 0), COUNT(d))
      FROM ({_PAIR_FACTS}))
 """
 _STATE_SQL: dict[str, str] = {
     "kept": "status = 'ok' AND json_extract(stats, '$[2]') > 0",
     "dropped": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') > 0",
-    "unjudged": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0",
+    "unjudged": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0"
+                " AND json_extract(stats, '$[4]') < json_extract(stats, '$[0]')",
+    "gated": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0"
+             " AND json_extract(stats, '$[4]') = json_extract(stats, '$[0]')",
     "parse_failure": "status = 'parse_failure'",
     "evaluated": "evaluated",
-    "reviewed": "json_extract(stats, '$[4]') > 0",   # a person accepted or rejected a pair
+    "reviewed": "json_extract(stats, '$[5]') > 0",   # a person accepted or rejected a pair
 }
 
 
@@ -64,6 +75,8 @@ class SampleFilter:
     max_score: float | None = None
     state: str | None = None
     prompt_version: str | None = None
+    rule: str | None = None        # a quality gate rule: samples with a pair it dropped or flagged
+    text: str | None = None        # words a pair's question or answer holds (the `/` search)
 
 
 @dataclass(frozen=True)
@@ -80,6 +93,7 @@ class SampleRow:
     kept: int
     scored: int
     evaluated: bool
+    gated: int = 0
     reviewed: int = 0        # pairs a person accepted or rejected
 
     @property
@@ -89,12 +103,14 @@ class SampleRow:
 
     @property
     def state(self) -> str:
-        """parse_failure, kept, unjudged or dropped."""
+        """parse_failure, kept, dropped, gated (every pair stopped by a gate) or unjudged."""
         if self.status != "ok":
             return "parse_failure"
         if self.kept:
             return "kept"
-        return "dropped" if self.scored else "unjudged"
+        if self.scored:
+            return "dropped"
+        return "gated" if self.pairs and self.gated == self.pairs else "unjudged"
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,9 @@ class PairView:
     decision: str | None
     edited: bool
     kept: bool
+    gate_rule: str | None = None                    # the gate that dropped it, if one did
+    gate_reason: str = ""
+    flags: tuple[tuple[str, str], ...] = ()         # (rule, reason) of gates that only flagged it
 
 
 @dataclass(frozen=True)
@@ -166,12 +185,22 @@ def _where(filters: SampleFilter) -> tuple[list[str], list[str], dict[str, objec
     if filters.prompt_version:
         inner.append("g.prompt_version = :version")
         params["version"] = filters.prompt_version
+    if filters.rule:
+        if filters.rule not in RULES:
+            raise InputError(f"unknown gate rule {filters.rule!r}; one of {', '.join(RULES)}")
+        inner.append("EXISTS (SELECT 1 FROM pairs gp JOIN pair_gates gx ON gx.pair_id = gp.id "
+                     "WHERE gp.generation_id = g.id AND gx.rule = :rule)")
+        params["rule"] = filters.rule
     if filters.min_score is not None:
         outer.append("json_extract(stats, '$[1]') >= :min_score")
         params["min_score"] = filters.min_score
     if filters.max_score is not None:
         outer.append("json_extract(stats, '$[1]') <= :max_score")
         params["max_score"] = filters.max_score
+    query = match_query(filters.text or "")
+    if query is not None:
+        inner.append(f"g.id IN ({MATCHING_GENERATIONS_SQL})")
+        params["text"] = query
     if filters.state:
         if filters.state not in _STATE_SQL:
             raise InputError(f"unknown review state {filters.state!r}; one of {', '.join(STATES)}")
@@ -212,6 +241,8 @@ def sample_page(store: Store, filters: SampleFilter, threshold: float, *,
     A rare state or a narrow score range may scan far; `cancel` stops it (ReadCancelled).
     """
     sql, params = _sample_sql(filters, threshold, after)
+    if "text" in params:
+        catch_up(store)
     with interruptible(store, cancel):
         rows = store.query(sql + " LIMIT :limit", {**params, "limit": limit + 1})
     samples = tuple(_row(r) for r in rows[:limit])
@@ -248,10 +279,10 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
-    pairs, mean, kept, scored, reviewed = json.loads(row["stats"])
+    pairs, mean, kept, scored, gated, reviewed = json.loads(row["stats"])
     return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
                      row["prompt_version"], int(pairs), None if mean is None else float(mean),
-                     int(kept), int(scored), bool(row["evaluated"]), int(reviewed))
+                     int(kept), int(scored), bool(row["evaluated"]), int(gated), int(reviewed))
 
 
 def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:
@@ -299,20 +330,27 @@ def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[Pair
         "(SELECT decision FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject') "
         " ORDER BY id DESC LIMIT 1), "
         "(SELECT json_array(question, answer) FROM reviews WHERE pair_id = p.id "
-        " AND decision = 'edit' ORDER BY id DESC LIMIT 1) "
+        " AND decision = 'edit' ORDER BY id DESC LIMIT 1), "
+        "(SELECT json_group_array(json_array(rule, action, reason)) FROM pair_gates "
+        " WHERE pair_id = p.id) "
         "FROM pairs p WHERE p.generation_id = ? ORDER BY p.idx", (generation_id,))
     views = []
-    for pair_id, idx, question, answer, score, reason, decision, edit in rows:
+    for pair_id, idx, question, answer, score, reason, decision, edit, gates in rows:
         current = json.loads(edit) if edit else (question, answer)
-        kept = decision == "accept" or (decision is None and score is not None and score >= threshold)
+        verdicts = json.loads(gates or "[]")
+        drop = next(((rule, why) for rule, action, why in verdicts if action == "drop"), None)
+        flags = tuple((rule, why) for rule, action, why in verdicts if action != "drop")
+        kept = decision == "accept" or (decision is None and drop is None and score is not None
+                                        and score >= threshold)
         views.append(PairView(pair_id, idx, current[0], current[1], question, answer, score,
-                              reason or "", decision, edit is not None, kept))
+                              reason or "", decision, edit is not None, kept,
+                              drop[0] if drop else None, drop[1] if drop else "", flags))
     return tuple(views)
 
 
 def image_file(config: Config, image: Image) -> Path | None:
-    """The picture on disk when [source].images_dir has it."""
-    folder = config.source.images_dir
+    """The picture on disk when [source].images_dir (gqa_images_dir for GQA) has it."""
+    folder = config.source.gqa_images_dir if image.source == "gqa" else config.source.images_dir
     if folder is None:
         return None
     path = Path(folder) / image.file_name
@@ -367,15 +405,18 @@ def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignor
     if row is None:
         raise InputError(f"generation {generation_id} is not in {store.path}; refresh the review list")
     image_id, task, status = row
-    pairs = stored_pairs(store, generation_id)
-    if status != "ok" or not pairs:
+    if status != "ok" or not stored_pairs(store, generation_id):
         raise InputError(f"generation {generation_id} (image {image_id}, {task}) has no pairs to "
                          "judge: its output could not be parsed")
+    pairs = passing_pairs(store, generation_id)
+    if not pairs:
+        raise InputError(f"every pair of image {image_id} ({task}) was stopped by a quality gate; "
+                         "accept one to restore it")
     image = load_images(store, [image_id])[image_id]
     template = active_template(store, "judge")
-    model = config.judge.model
-    with call_context(config, store, [model], emit, cancel) as ctx:
-        result = judge(ctx, template, image, task, generation_id, pairs, config.judge, model)
+    with call_context(config, store, list(config.judge.panel), emit, cancel) as ctx:
+        result = judge_pairs(ctx, template, image, task, generation_id, pairs, config.judge,
+                             fresh=True)
         if isinstance(result, JudgeResult) and result.written is not None:
             result.written.result()
     store.flush()  # the ledger's rows too: callers read the store right after

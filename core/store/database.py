@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from visinstruct.core.errors import StoreError
-from visinstruct.core.store.schema import APPLICATION, LATEST_VERSION, MIGRATIONS
+from visinstruct.core.store import opening
+from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
+from visinstruct.core.store.schema import MIGRATIONS
+from visinstruct.core.text.redact import redact
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -37,40 +42,47 @@ class RowRef:
 sqlite3.register_adapter(RowRef, lambda ref: ref.id)
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
-    try:
-        conn = sqlite3.connect(str(path), timeout=60, check_same_thread=False,
-                               isolation_level=None)
-    except sqlite3.Error as exc:
-        raise StoreError(f"{path}: cannot open the store: {exc}") from exc
-    conn.execute("PRAGMA busy_timeout = 60000")
-    conn.execute("PRAGMA foreign_keys = ON")
-    if not readonly:
-        conn.execute("PRAGMA synchronous = NORMAL")
-    return conn
-
-
 @dataclass
 class _Op:
     fn: WriteFn
     future: Future[Any] | None
     on_commit: Callable[[Any], None] | None
+    on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None
 
 
 class Store:
-    """One SQLite file; writes go through `write()` to a single writer thread."""
+    """One SQLite file; writes go through `write()` to a single writer thread.
 
-    def __init__(self, path: Path | str, *, batch_size: int = 500) -> None:
+    A store that cannot be written (file or folder) opens read-only: reads work and every
+    write raises StoreError; `for_writing=True` refuses such a store at once instead.
+    """
+
+    def __init__(self, path: Path | str, *, batch_size: int = 500,
+                 readonly: bool | None = None, for_writing: bool = False) -> None:
         self.path = Path(path)
         self._batch_size = batch_size
+        self.created = not self.path.exists()  # made by this open (so removable on exit 2)
+        reason = opening.unwritable_reason(self.path)
+        if readonly is None:
+            readonly = reason is not None and not self.created
+        if for_writing and (readonly or reason is not None):
+            raise StoreError(f"{self.path}: the store is read-only "
+                             f"({reason or 'opened read-only'}); nothing was done")
+        self.readonly = readonly
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self.failed_writes = 0
         self.last_write_error: BaseException | None = None
+        self.failed_callbacks = 0
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
+        if readonly:
+            self._write_conn: sqlite3.Connection | None = None
+            self._writer: threading.Thread | None = None
+            self._check_readable()
+            return
         self._write_conn = self._open_and_migrate()
         self._writer = threading.Thread(target=self._writer_loop, name="store-writer",
                                         daemon=True)
@@ -80,85 +92,63 @@ class Store:
     def _open_and_migrate(self) -> sqlite3.Connection:
         if self.path.exists() and self.path.is_dir():
             raise StoreError(f"{self.path}: is a directory, not a store file; pass a file path to --db")
-        if self.path.exists() and self.path.stat().st_size > 0:
-            with self.path.open("rb") as handle:
-                if handle.read(16) != b"SQLite format 3\x00":
-                    raise StoreError(f"{self.path}: not a SQLite file, so not a visinstruct store")
+        if self.path.exists():
+            opening.check_header(self.path)
         parent = self.path.parent
         if not parent.exists():
             try:
                 parent.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
-        conn = _connect(self.path)
+        conn = opening.connect(self.path)
         try:
-            version = self._schema_version(conn)
-            # WAL only once the file is known to be ours: the pragma rewrites the file header.
-            conn.execute("PRAGMA journal_mode = WAL")
-            self._migrate(conn, version)
+            # WAL only once the file is known to be ours (migrate() checks that before any
+            # write): the pragma rewrites the file header.
+            migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
+            self._check_tables(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise StoreError(f"{self.path}: cannot use the store: {exc}") from exc
+            raise opening.translate(self.path, exc) from exc
         except StoreError:
             conn.close()
             raise
         return conn
 
-    def _schema_version(self, conn: sqlite3.Connection) -> int:
-        """The applied schema version (0 for an empty file); refuses files that are not ours."""
-        tables = {row[0] for row in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type='table'")}
-        if tables and "meta" not in tables:
-            shown = ", ".join(sorted(tables)[:5])
-            raise StoreError(
-                f"{self.path}: not a visinstruct store (it holds other tables: {shown}); "
-                "use another --db path"
-            )
-        if "meta" in tables:
-            meta = dict(conn.execute("SELECT key, value FROM meta"))
-            if meta.get("application") != APPLICATION:
+    def _check_readable(self) -> None:
+        """Open a read-only store's first reader and check it is a whole store of this version."""
+        opening.check_header(self.path)
+        try:
+            conn = self.reader()
+            latest = latest_version(MIGRATIONS)
+            version, applied = schema_version(conn, self.path, latest)
+            if {number for number, _title, _body in MIGRATIONS} - applied:
                 raise StoreError(
-                    f"{self.path}: belongs to another application "
-                    f"({meta.get('application', 'unknown')!r}); use another --db path"
-                )
-            try:
-                version = int(meta.get("schema_version", "0"))
-            except ValueError:
-                raise StoreError(
-                    f"{self.path}: its schema_version {meta['schema_version']!r} is not a number; "
-                    "the store is damaged, use another --db path"
-                ) from None
-            if version > LATEST_VERSION:
-                raise StoreError(
-                    f"{self.path}: written by a newer visinstruct (schema {version}; this "
-                    f"version knows up to {LATEST_VERSION}); upgrade visinstruct to open it"
-                )
-            return version
-        return 0
+                    f"{self.path}: the store is read-only and needs an upgrade (schema {version}, "
+                    f"this version uses {latest}); open it once where it is writable")
+            self._check_tables(conn)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise opening.translate(self.path, exc) from exc
+        except StoreError:
+            self.close()
+            raise
 
-    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
-        for number, _title, sql in MIGRATIONS:
-            if number <= version:
-                continue
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                if number == 1:
-                    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
-                    conn.execute("INSERT INTO meta VALUES ('application', ?)", (APPLICATION,))
-                for statement in _split_sql(sql):
-                    conn.execute(statement)
-                conn.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(number),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+    def _check_tables(self, conn: sqlite3.Connection) -> None:
+        missing = opening.missing_tables(conn, _fresh_tables(MIGRATIONS))
+        if missing:
+            raise opening.damaged(self.path, f"missing {', '.join(missing[:5])}")
 
     # -- writing ---------------------------------------------------------------------------
-    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> Future[Any]:
-        """Queue `fn(conn)` for the writer; the future resolves after its batch commits."""
+    def write(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None,
+              on_error: Callable[[sqlite3.Connection, Exception], Any] | None = None,
+              ) -> Future[Any]:
+        """Queue `fn(conn)` for the writer; the future resolves after its batch commits.
+
+        Should `fn` raise, its changes are undone and `on_error(conn, exc)` runs in their
+        place (its result then counts as fn's); without one, the future holds the exception.
+        """
         future: Future[Any] = Future()
-        self._put(_Op(fn, future, on_commit))
+        self._put(_Op(fn, future, on_commit, on_error))
         return future
 
     def write_nowait(self, fn: WriteFn, on_commit: Callable[[Any], None] | None = None) -> None:
@@ -167,6 +157,8 @@ class Store:
         self._put(_Op(fn, None, on_commit))
 
     def _put(self, op: "_Op") -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path}: the store is read-only; this needs a writable store")
         if self._closed:
             raise StoreError(f"{self.path}: the store is closed")
         with self._pending_changed:
@@ -183,10 +175,12 @@ class Store:
 
     def flush(self) -> None:
         """Wait until every write queued so far has committed."""
-        self.write(lambda conn: None).result()
+        if not self.readonly:
+            self.write(lambda conn: None).result()
 
     def _writer_loop(self) -> None:
         conn = self._write_conn
+        assert conn is not None  # the writer runs only for stores opened for writing
         while True:
             # Take everything queued in one go: one lock round per batch, not per write.
             with self._pending_changed:
@@ -230,10 +224,18 @@ class Store:
             if op.on_commit is not None:
                 try:
                     op.on_commit(value)
-                except Exception:  # noqa: BLE001 - a listener must not stop the writer
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a listener must not stop the writer
+                    self._callback_failed(exc)
             if op.future is not None:
                 op.future.set_result(value)
+
+    def _callback_failed(self, exc: Exception) -> None:
+        """Say on stderr (once per store) that an after-commit callback raised."""
+        self.failed_callbacks += 1
+        if self.failed_callbacks == 1:
+            print(redact(f"visinstruct: a callback after a commit to {self.path} failed: "
+                         f"{type(exc).__name__}: {exc}; later failures are not shown"),
+                  file=sys.stderr, flush=True)
 
     @staticmethod
     def _run_guarded(conn: sqlite3.Connection, op: _Op) -> tuple[_Op, Any, BaseException | None]:
@@ -243,8 +245,15 @@ class Store:
             value = op.fn(conn)
         except BaseException as exc:  # noqa: BLE001 - reported through the future
             conn.execute("ROLLBACK TO op")
-            conn.execute("RELEASE op")
-            return op, None, exc
+            if op.on_error is None or not isinstance(exc, Exception):
+                conn.execute("RELEASE op")
+                return op, None, exc
+            try:
+                value = op.on_error(conn, exc)
+            except BaseException as second:  # noqa: BLE001 - reported through the future
+                conn.execute("ROLLBACK TO op")
+                conn.execute("RELEASE op")
+                return op, None, second
         conn.execute("RELEASE op")
         return op, value, None
 
@@ -261,7 +270,7 @@ class Store:
         """This thread's own read connection."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = _connect(self.path, readonly=True)
+            conn = opening.connect(self.path, readonly=self.readonly)
             conn.row_factory = sqlite3.Row
             self._local.conn = conn
             with self._readers_lock:
@@ -300,11 +309,12 @@ class Store:
         if self._closed:
             return
         self._closed = True
-        with self._pending_changed:
-            self._pending.append(_STOP)
-            self._pending_changed.notify_all()
-        self._writer.join()
-        self._write_conn.close()
+        if self._writer is not None and self._write_conn is not None:
+            with self._pending_changed:
+                self._pending.append(_STOP)
+                self._pending_changed.notify_all()
+            self._writer.join()
+            self._write_conn.close()
         mine = getattr(self._local, "conn", None)
         with self._readers_lock:
             for conn in self._readers:
@@ -338,22 +348,20 @@ class Store:
         self.close()
 
 
-def _split_sql(script: str) -> list[str]:
-    """The statements of a migration; a trigger's body (with its own semicolons) stays whole."""
-    statements = []
-    pending = ""
-    for chunk in script.split(";"):
-        lines = [line.split("--", 1)[0] for line in chunk.splitlines()]
-        text = "\n".join(lines).strip()
-        if not text and not pending:
-            continue
-        pending = f"{pending};\n{text}" if pending else text
-        if sqlite3.complete_statement(pending + ";"):
-            statements.append(pending)
-            pending = ""
-    if pending:
-        statements.append(pending)
-    return statements
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode = WAL")
+
+
+@functools.cache
+def _fresh_tables(migrations: Sequence[Migration]) -> frozenset[str]:
+    """The tables and views `migrations` make (a dropped one is damage); cached per list."""
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        migrate(conn, Path(":memory:"), migrations)
+        return frozenset(row[0] for row in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view')"))
+    finally:
+        conn.close()
 
 
 def now() -> float:

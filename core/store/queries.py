@@ -8,12 +8,21 @@ from typing import Iterator, Sequence
 
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.scene_queries import load_scene_parts
 
-KEPT_SQL = "(decision = 'accept' OR (decision IS NULL AND score IS NOT NULL AND score >= ?))"
+# A human accept wins; otherwise a pair needs a score at the threshold and no gate that dropped
+# it (a gated pair judged before [gates] changed keeps its score but not its place). Short
+# answers are the datasets' own answers: no judge scores them, they are kept unless rejected.
+KEPT_SQL = ("(decision = 'accept' OR (decision IS NULL AND gate_rule IS NULL "
+            "AND ((score IS NOT NULL AND score >= ?) OR task = 'short_answer')))")
+
+
+# `p` (a pairs row) belongs to the current generation of its image and task.
+_CURRENT = "p.generation_id IN (SELECT id FROM current_generations)"
 
 
 def load_images(store: Store, ids: Sequence[int]) -> dict[int, Image]:
-    """Images with their captions and boxes, in three queries for the whole batch."""
+    """Images with their captions and boxes, scene graphs and facts, a few queries per batch."""
     if not ids:
         return {}
     marks = ",".join("?" * len(ids))
@@ -25,13 +34,16 @@ def load_images(store: Store, ids: Sequence[int]) -> dict[int, Image]:
     for row in store.query(f"SELECT image_id, category, x1, y1, x2, y2, crowd FROM boxes "
                            f"WHERE image_id IN ({marks}) ORDER BY image_id, idx", ids):
         boxes[row[0]].append(Box(row[1], (row[2], row[3], row[4], row[5]), bool(row[6])))
+    objects, relations, facts = load_scene_parts(store, ids)
     result = {}
-    for row in store.query(f"SELECT id, file_name, width, height, split FROM images "
-                           f"WHERE id IN ({marks})", ids):
+    for row in store.query(f"SELECT id, file_name, width, height, split, source, source_id, "
+                           f"location, weather FROM images WHERE id IN ({marks})", ids):
         image_id = row[0]
         result[image_id] = Image(image_id, row[1], row[2], row[3],
                                  tuple(captions.get(image_id, ())), tuple(boxes.get(image_id, ())),
-                                 row[4])
+                                 row[4], row[5], row[6], tuple(objects.get(image_id, ())),
+                                 tuple(relations.get(image_id, ())), tuple(facts.get(image_id, ())),
+                                 row[7], row[8])
     return result
 
 
@@ -71,7 +83,13 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "conversations": n("SELECT COUNT(*) FROM current_generations"),
         "pairs": n("SELECT COUNT(*) FROM pair_state"),
         "kept_pairs": n(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (threshold,)),
-        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL"),
+        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL "
+                            "AND gate_rule IS NULL AND task != 'short_answer'"),
+        "facts": n("SELECT COUNT(*) FROM facts"),
+        "dropped_pairs": n("SELECT COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
+                           "AND decision IS NOT 'accept'"),
+        "flagged_pairs": n("SELECT COUNT(DISTINCT x.pair_id) FROM pair_gates x "
+                           f"JOIN pairs p ON p.id = x.pair_id WHERE x.action = 'flag' AND {_CURRENT}"),
         "calls": n("SELECT COUNT(*) FROM llm_calls"),
         "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
         "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
@@ -80,6 +98,20 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "evaluations": n("SELECT COUNT(*) FROM evaluations"),
         "runs": n("SELECT COUNT(*) FROM runs"),
     }
+
+
+def gate_counts(store: Store) -> dict[str, dict[str, int]]:
+    """Pairs of the current data per gate rule: {"dropped": {rule: n}, "flagged": {rule: n}}.
+
+    A dropped pair a human restored (accepted) is not counted as dropped.
+    """
+    dropped = {row[0]: int(row[1]) for row in store.query(
+        "SELECT gate_rule, COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
+        "AND decision IS NOT 'accept' GROUP BY gate_rule ORDER BY gate_rule")}
+    flagged = {row[0]: int(row[1]) for row in store.query(
+        "SELECT x.rule, COUNT(DISTINCT x.pair_id) FROM pair_gates x JOIN pairs p ON p.id = x.pair_id "
+        f"WHERE x.action = 'flag' AND {_CURRENT} GROUP BY x.rule ORDER BY x.rule")}
+    return {"dropped": dropped, "flagged": flagged}
 
 
 def kept_conversations(store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:

@@ -26,12 +26,12 @@ def _plain(value: Any) -> Any:
 def config_record(config: Config) -> dict[str, Any]:
     """The whole config as a raw TOML-shaped dict (absolute paths), enough to rebuild it."""
     raw: dict[str, Any] = {"db": str(Path(config.db).resolve())}
-    for section in ("source", "generation", "judge", "evaluation", "budget", "download"):
+    for section in ("source", "generation", "judge", "evaluation", "budget", "gates",
+                    "download"):
         body = asdict(getattr(config, section))
-        raw[section] = {k: _plain(v) for k, v in body.items() if v is not None}
-        for key, value in list(raw[section].items()):
-            if key in ("coco_captions", "coco_instances", "baseline", "images_dir", "data_dir"):
-                raw[section][key] = str(Path(value).resolve())
+        # Every path absolute, so the record means the same files from any working folder.
+        raw[section] = {k: str(v.resolve()) if isinstance(v, Path) else _plain(v)
+                        for k, v in body.items() if v is not None}
     models: dict[str, Any] = {}
     defaults = {f.name: f.default for f in fields(ModelConfig)}
     for name, model in config.models.items():
@@ -45,7 +45,8 @@ def config_record(config: Config) -> dict[str, Any]:
 def settings_json(config: Config) -> str:
     """What a run writes to `runs.config`: the summary keys readers use, and the whole config."""
     return json.dumps({"generation": _plain(asdict(config.generation)),
-                       "judge": _plain(asdict(config.judge)), "origin": config.origin,
+                       "judge": _plain(asdict(config.judge)),
+                       "gates": _plain(asdict(config.gates)), "origin": config.origin,
                        "config": config_record(config)}, default=str)
 
 

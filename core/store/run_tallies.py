@@ -6,14 +6,22 @@ later counts read only rows written since.
 
 from __future__ import annotations
 
+from visinstruct.core.records import FACTS_MODEL
 from visinstruct.core.store.database import Store
+
+# Generation `g` has pairs and a gate dropped every one (nothing is left for the judge).
+_ALL_GATED = (
+    "EXISTS (SELECT 1 FROM pairs p WHERE p.generation_id = g.id) AND NOT EXISTS ("
+    "SELECT 1 FROM pairs p WHERE p.generation_id = g.id AND NOT EXISTS ("
+    "SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop'))")
 
 
 class UnitTally:
-    """Units done (judged, or unparseable) in the store, counting only rows added since last time.
+    """Units done in the store, counting only rows added since last time.
 
-    A unit is a run generation with a judgement or a parse failure; a regenerated unit (after a
-    prompt change) counts again, so the figure is capped at the run's total.
+    A unit is a run generation that is judged, unparseable or skipped, made from facts (never
+    judged), or has every pair dropped by a gate; a regenerated unit (after a prompt change)
+    counts again, so the figure is capped at the run's total.
     """
 
     def __init__(self, model: str) -> None:
@@ -30,8 +38,9 @@ class UnitTally:
         if not self._judgements_read and not self._generations_read and has_tallies(store):
             # The first count from the tally the store's triggers keep: no scan of the store.
             self.done = int(store.scalar(
-                "SELECT COALESCE(SUM(done), 0) FROM unit_tally WHERE :model = '' OR model = :model",
-                {"model": model}) or 0)
+                "SELECT COALESCE(SUM(done), 0) FROM unit_tally "
+                "WHERE :model = '' OR model IN (:model, :facts)",
+                {"model": model, "facts": FACTS_MODEL}) or 0)
             self._judgements_read, self._generations_read = last_judgement, last_generation
             return self.done
         if last_judgement > self._judgements_read:
@@ -44,10 +53,15 @@ class UnitTally:
                 {"after": self._judgements_read, "last": last_judgement, "model": model}) or 0)
             self._judgements_read = last_judgement
         if last_generation > self._generations_read:
+            # A generation's pairs and gate verdicts commit with it, so its gates are known here.
             self.done += int(store.scalar(
-                "SELECT COUNT(*) FROM generations WHERE id > :after AND id <= :last "
-                "AND status = 'parse_failure' AND purpose = 'run' AND (:model = '' OR model = :model)",
-                {"after": self._generations_read, "last": last_generation, "model": model}) or 0)
+                "SELECT COUNT(*) FROM generations g WHERE g.id > :after AND g.id <= :last "
+                "AND g.purpose = 'run' AND (:model = '' OR g.model IN (:model, :facts)) "
+                "AND (g.status <> 'ok' OR g.model = :facts OR ("
+                f"{_ALL_GATED} AND NOT EXISTS (SELECT 1 FROM judgements j "
+                "WHERE j.generation_id = g.id)))",
+                {"after": self._generations_read, "last": last_generation, "model": model,
+                 "facts": FACTS_MODEL}) or 0)
             self._generations_read = last_generation
         return self.done
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from visinstruct.core.config import Config
-from visinstruct.core.models.cost import CostReport, cost_report
-from visinstruct.core.cli.status import stored_config
+from visinstruct.core.events import BatchJobUpdated, EndpointFigures, percentile
+from visinstruct.core.store.batch_jobs import batch_job_rows
+from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
 # Re-exported: the monitor's readers reach every count from here.
 from visinstruct.core.store.run_tallies import LedgerTally, UnitTally, has_tallies
@@ -34,24 +35,6 @@ class RunProgress:
     generation_model: str = ""
     message: str = ""
     pid: int | None = None       # the process that wrote (or writes) the run
-
-
-@dataclass(frozen=True)
-class EndpointStats:
-    """One endpoint's figures from the ledger; `limit` is None when only the store is known."""
-
-    model: str
-    endpoint: str
-    in_flight: int
-    done: int
-    errors: int
-    throttles: int
-    p50_ms: float
-    p95_ms: float
-    tokens_out: int
-    health: str
-    limit: int | None = None
-    instances: int = 1
 
 
 @dataclass(frozen=True)
@@ -114,7 +97,7 @@ class StoreSnapshot:
     """Everything the monitor shows, read from the store at one moment."""
 
     progress: RunProgress
-    endpoints: tuple[EndpointStats, ...]
+    endpoints: tuple[EndpointFigures, ...]
     in_flight: tuple[InFlightCall, ...]
     errors: tuple[CallError, ...]
     samples: tuple[JudgedSample, ...]
@@ -122,6 +105,7 @@ class StoreSnapshot:
     threshold: float
     full_scores: bool            # True: `scores` counts every judgement; False: only new ones
     cost: CostReport | None = None
+    batch_jobs: tuple[BatchJobUpdated, ...] = ()
 
 
 def threshold_of(store: Store, fallback: float) -> float:
@@ -156,13 +140,7 @@ def failed_units(store: Store, run_id: int) -> int:
         "AND c.status IN ('ok', 'in_flight'))", (run_id,)) or 0)
 
 
-def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
-    if not sorted_values:
-        return 0.0
-    return float(sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))])
-
-
-def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointStats]:
+def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointFigures]:
     """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
     stats = []
     run_id = tally.run_id
@@ -181,9 +159,10 @@ def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = Non
         instances = 1
         if config is not None and model in config.models:
             instances = config.models[model].instances
-        stats.append(EndpointStats(str(model), str(endpoint), in_flight, done, errors, throttles,
-                                   _percentile(latencies, 0.5), _percentile(latencies, 0.95),
-                                   tokens_out, health, None, instances))
+        stats.append(EndpointFigures(str(model), str(endpoint), in_flight, done, errors, throttles,
+                                     percentile(latencies, 0.5) or 0.0,
+                                     percentile(latencies, 0.95) or 0.0,
+                                     tokens_out, health, None, instances))
     return stats
 
 
@@ -300,7 +279,7 @@ class StoreReader:
         run = latest_run(store)
         if run is None:
             progress = RunProgress(None, "none", None, None, 0, 0, 0)
-            endpoints: list[EndpointStats] = []
+            endpoints: list[EndpointFigures] = []
         else:
             run_id, status, started, finished, total, model, message = run
             if run_id != self._run_id or self._ledger is None or self._units is None:
@@ -328,6 +307,7 @@ class StoreReader:
             # Kept pairs and done units as the monitor counts them: no scan of the store.
             cost=cost_report(store, priced, kept_pairs=self._kept_total,
                              done_units=progress.done_units or None) if with_cost else None,
+            batch_jobs=tuple(batch_job_rows(store)),
         )
 
 

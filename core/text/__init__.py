@@ -1,1 +1,2 @@
-"""Text in and out of models: prompt templates, cleaning replies, parsing pairs and scores."""
+"""Text in and out of models: prompt templates and their stored versions, cleaning replies,
+parsing pairs and scores, synonyms for grounding."""

@@ -9,6 +9,10 @@ from typing import Any
 from visinstruct.core.errors import InputError
 from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.text.leaks import drop_leaks, leak_of
+
+__all__ = ["ParseResult", "leak_of", "parse_pairs"]
 
 
 @dataclass(frozen=True)
@@ -68,25 +72,6 @@ _INLINE_ANSWER = re.compile(
 )
 _SEPARATOR_LINE = re.compile(r"^\s*(?:={3,}|-{3,}|\*{3,}|_{3,}|~{3,})\s*$")
 
-_LEAKS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"\bcaptions?\b", re.IGNORECASE), "mentions captions"),
-    (
-        re.compile(
-            r"\b(?:the|these|those|given|provided)\s+(?:descriptions?|notes)\s+"
-            r"(?:says?|states?|mentions?|notes?|indicates?|suggests?|describes?)\b"
-            r"|\baccording to the (?:descriptions?|context|notes)\b"
-            r"|\b(?:given|provided) (?:context|descriptions?)\b",
-            re.IGNORECASE,
-        ),
-        "refers to the text it was given",
-    ),
-    (re.compile(r"\bbounding[\s-]*box(?:es)?\b", re.IGNORECASE), "mentions bounding boxes"),
-    (re.compile(r"\bco-?ordinates?\b", re.IGNORECASE), "mentions coordinates"),
-    (
-        re.compile(r"\[\s*-?\d*\.\d+\s*,\s*-?\d*\.\d+|\(\s*\d*\.\d+\s*(?:,\s*\d*\.\d+\s*){3}\)"),
-        "contains a coordinate list",
-    ),
-)
 _REFUSAL = re.compile(
     r"^\W*(?:i'?m sorry|i am sorry|sorry\b|i apologi[sz]e|unfortunately,? i\b|as an ai\b"
     r"|i (?:can ?not|can't|am unable|'m unable|am not able|won't|will not)\b)",
@@ -97,6 +82,11 @@ _DETAIL_PREFIX = re.compile(
     r"^\s*(?:\#{1,6}\s*)?[*_]{0,2}\s*(?:(?:detailed\s+|image\s+)?description|answer|reply|response)"
     r"\s*[*_]{0,2}\s*(?::\s*[*_]{0,2}|\n)\s*",
     re.IGNORECASE,
+)
+# A description-like key whose string value the text ends inside.
+_OPEN_TEXT_VALUE = re.compile(
+    r'"(?:description|detailed_description|detail|text|answer|response|output)"\s*:\s*"(.*)',
+    re.DOTALL | re.IGNORECASE,
 )
 _SENTENCE_END = re.compile(r"[.!?][\"')\]]?(?=\s|$)")
 
@@ -110,10 +100,26 @@ def parse_pairs(text: str, task: str, *, description_request: str = "") -> Parse
         raise InputError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     try:
         if task == "detail":
-            return _parse_detail(text, description_request)
-        return _parse_conversation(text)
+            parsed = _parse_detail(text, description_request)
+        else:
+            parsed = _parse_conversation(text)
     except Exception as exc:  # noqa: BLE001 - a parser bug must become a failure row, not stop a run
         return ParseResult((), (f"internal parser error: {type(exc).__name__}: {exc}",), False)
+    return _cleaned(parsed)
+
+
+def _cleaned(parsed: ParseResult) -> ParseResult:
+    """Pairs without `<image>` tokens or control characters; pairs left empty are dropped."""
+    pairs: list[Pair] = []
+    problems = [clean_pair_text(p) for p in parsed.problems]
+    for number, pair in enumerate(parsed.pairs, 1):
+        question, answer = clean_pair_text(pair.question), clean_pair_text(pair.answer)
+        if question and answer:
+            pairs.append(pair if (question, answer) == pair else Pair(question, answer))
+        else:
+            problems.append(f"pair {number} dropped: nothing left once <image> tokens and "
+                            "control characters were removed")
+    return ParseResult(tuple(pairs), tuple(problems), parsed.truncated)
 
 
 def _parse_conversation(text: str) -> ParseResult:
@@ -130,7 +136,7 @@ def _parse_conversation(text: str) -> ParseResult:
         return ParseResult((), (f"the model refused: {_first_line(cleaned)}",), False)
     if not pairs and not problems:
         problems.append(f"no question-answer pairs found in: {_first_line(cleaned)}")
-    kept = _drop_leaks(pairs, problems)
+    kept = drop_leaks(pairs, problems)
     return ParseResult(tuple(kept), tuple(problems), truncated)
 
 
@@ -332,6 +338,11 @@ def _parse_detail(text: str, request: str) -> ParseResult:
         return ParseResult((), ("empty output",), False)
     problems: list[str] = []
     description, truncated = _description_from_json(cleaned)
+    if description is None and _is_json_reply(cleaned):
+        # A JSON reply with no description in it: never keep the JSON text itself as one.
+        cut = ends_inside_json(cleaned)
+        reason = "was cut off before a description" if cut else "holds no description"
+        return ParseResult((), (f"the JSON reply {reason}: {_first_line(cleaned)}",), cut)
     if description is None:
         pairs = _pairs_from_markers(cleaned)[0]
         description = pairs[0].answer if pairs else _DETAIL_PREFIX.sub("", cleaned, count=1)
@@ -346,7 +357,7 @@ def _parse_detail(text: str, request: str) -> ParseResult:
             description = description[: ends[-1].end()]
         problems.append("the description was cut off; kept its complete sentences")
         truncated = True
-    kept = _drop_leaks([Pair(request, description)], problems)
+    kept = drop_leaks([Pair(request, description)], problems)
     return ParseResult(tuple(kept), tuple(problems), truncated)
 
 
@@ -356,13 +367,19 @@ def _description_from_json(text: str) -> tuple[str | None, bool]:
         found = _description_in(value)
         if found:
             return found, cut_short
-    # A JSON string cut off mid-way never closes; take what there is of it.
-    opened = re.search(
-        r"\{\s*\"(?:description|detailed_description)\"\s*:\s*\"(.*)", text, re.DOTALL
-    )
-    if opened and '"' not in opened.group(1).replace('\\"', ""):
-        return opened.group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
+    # A JSON string cut off mid-way never closes; take what there is of the last one opened.
+    opened = list(_OPEN_TEXT_VALUE.finditer(text))
+    if opened and '"' not in opened[-1].group(1).replace('\\"', ""):
+        return opened[-1].group(1).replace('\\"', '"').replace("\\n", "\n").strip(), True
     return None, False
+
+
+def _is_json_reply(text: str) -> bool:
+    """Whether `text` is (or holds) structured JSON, not prose with a bracket or two."""
+    if text[:1] == "{" or (text[:1] == "[" and ends_inside_json(text)):
+        return True
+    return any(isinstance(value, dict) or (isinstance(value, list) and any(
+        isinstance(item, (dict, list)) for item in value)) for value, _ in json_values(text))
 
 
 def _description_in(value: Any) -> str | None:
@@ -380,27 +397,3 @@ def _looks_like_prose(text: str) -> bool:
     letters = sum(map(str.isalpha, text))
     visible = len(text) - sum(map(str.isspace, text))
     return len(words) >= 5 and visible > 0 and letters / visible >= 0.6
-
-
-# --- leaks -----------------------------------------------------------------------------------
-
-
-def leak_of(pair: Pair) -> str:
-    """Why `pair` gives away that the model read text instead of seeing the image, or ''."""
-    return _leak_in(pair.question) or _leak_in(pair.answer)
-
-
-def _leak_in(text: str) -> str:
-    return next((reason for pattern, reason in _LEAKS if pattern.search(text)), "")
-
-
-def _drop_leaks(pairs: list[Pair], problems: list[str]) -> list[Pair]:
-    kept = []
-    for number, pair in enumerate(pairs, 1):
-        reason = leak_of(pair)
-        if reason:
-            shown = pair.question if _leak_in(pair.question) else pair.answer
-            problems.append(f"pair {number} dropped: {reason}: {_first_line(shown, 80)}")
-        else:
-            kept.append(pair)
-    return kept

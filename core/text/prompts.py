@@ -16,9 +16,10 @@ from typing import Any
 import tomllib
 from visinstruct.core.models.backends.base import Message
 from visinstruct.core.errors import ConfigError
-from visinstruct.core.records import TASKS, Image, Pair
+from visinstruct.core.records import FACT_TASKS, TASKS, Image, Pair
+from visinstruct.core.text.context import render_context
 
-PROMPT_TASKS: tuple[str, ...] = (*TASKS, "judge", "evaluate", "answer")
+PROMPT_TASKS: tuple[str, ...] = (*TASKS, "judge", "evaluate", "answer", *FACT_TASKS)
 
 # The last line of every user message; a model that echoes its prompt is cut after it.
 REPLY_CUE = "Reply:"
@@ -31,7 +32,8 @@ _REQUIRED: dict[str, type] = {
     "include_boxes": bool,
     "output_format": str,
 }
-_OPTIONAL: dict[str, type] = {"examples": list, "description_requests": list}
+_OPTIONAL: dict[str, type] = {"examples": list, "description_requests": list,
+                              "scene_graph_guide": str, "facts_guide": str}
 _EXAMPLE_KEYS: tuple[str, ...] = ("context", "output")
 _TYPE_NAMES: dict[type, str] = {str: "a string", bool: "true or false", list: "a list"}
 _IMAGE_TOKEN = re.compile(r"<image>\s*")
@@ -50,6 +52,9 @@ class PromptTemplate:
     examples: tuple[tuple[str, str], ...]
     description_requests: tuple[str, ...]
     text: str
+    # Said only when the image has a scene graph / known answers, so the model uses them.
+    scene_graph_guide: str = ""
+    facts_guide: str = ""
 
     @functools.cached_property
     def version(self) -> str:
@@ -142,6 +147,8 @@ def parse_prompt(text: str, source: str = "<text>") -> PromptTemplate:
         examples=examples,
         description_requests=tuple(r.strip() for r in requests),
         text=text,
+        scene_graph_guide=data.get("scene_graph_guide", "").strip(),
+        facts_guide=data.get("facts_guide", "").strip(),
     )
 
 
@@ -167,25 +174,14 @@ def _nearest(word: str, choices: Sequence[str]) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def render_context(image: Image, include_boxes: bool) -> str:
-    """The text a model sees instead of the picture: every caption, then optionally the boxes.
-
-    Crowd boxes are kept and not marked, as in LLaVA's own context: the captions usually
-    name the crowd, and a marker would only invite the model to talk about annotations.
-    """
-    captions = [" ".join(c.split()) for c in image.captions]
-    lines = [c for c in captions if c]
-    if include_boxes and image.boxes:
-        box_lines = [
-            f"{box.category}: [{', '.join(f'{v:.3f}' for v in box.bbox)}]" for box in image.boxes
-        ]
-        lines.extend(["", *box_lines] if lines else box_lines)
-    return "\n".join(lines)
-
-
-def _header(template: PromptTemplate) -> list[str]:
-    """Instruction, reply format and worked examples: what comes before the context."""
-    parts = [template.instruction, f"Reply format: {template.output_format}"]
+def _header(template: PromptTemplate, image: Image) -> list[str]:
+    """Instruction, what this image's context holds, reply format and worked examples."""
+    parts = [template.instruction]
+    if image.objects and template.scene_graph_guide:
+        parts.append(template.scene_graph_guide)
+    if image.facts and template.facts_guide:
+        parts.append(template.facts_guide)
+    parts.append(f"Reply format: {template.output_format}")
     for context, output in template.examples:
         parts.append(f"Example\nContext:\n{context}\n{REPLY_CUE}\n{output}")
     return parts
@@ -201,7 +197,7 @@ def _messages(
 def generation_messages(template: PromptTemplate, image: Image) -> tuple[Message, ...]:
     """System and user messages asking for pairs (or a description) about `image`."""
     context = render_context(image, template.include_boxes)
-    return _messages(template, [*_header(template), f"Context:\n{context}"])
+    return _messages(template, [*_header(template, image), f"Context:\n{context}"])
 
 
 def judge_messages(
@@ -213,7 +209,8 @@ def judge_messages(
         f"Pair {n}\nQuestion: {_clean_question(p.question)}\nAnswer: {p.answer.strip()}"
         for n, p in enumerate(pairs, 1)
     )
-    return _messages(template, [*_header(template), f"Context:\n{context}", f"Pairs:\n{numbered}"])
+    return _messages(template, [*_header(template, image), f"Context:\n{context}",
+                                f"Pairs:\n{numbered}"])
 
 
 def evaluation_messages(
@@ -228,7 +225,7 @@ def evaluation_messages(
     """Messages asking a reviewer to score two responses; `picture` is attached when given."""
     context = render_context(image, template.include_boxes)
     parts = [
-        *_header(template),
+        *_header(template, image),
         f"Context:\n{context}",
         f"User request:\n{_clean_question(request_text)}",
         f"Response of Assistant 1:\n{first.strip()}\n(end of Assistant 1)",
@@ -242,7 +239,8 @@ def answer_messages(template: PromptTemplate, image: Image, question: str) -> tu
     context = render_context(image, template.include_boxes)
     return _messages(
         template,
-        [*_header(template), f"Context:\n{context}", f"Question: {_clean_question(question)}"],
+        [*_header(template, image), f"Context:\n{context}",
+         f"Question: {_clean_question(question)}"],
     )
 
 

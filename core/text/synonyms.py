@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 # The 80 category names of the COCO instances files, in category-id order.
@@ -136,6 +137,35 @@ def mentioned_categories(text: str) -> frozenset[str]:
     lowered = text.lower().replace("\u2019", "'")
     return frozenset(forms[re.sub(r"\s+", " ", match.group(0))]
                      for match in _mention_pattern().finditer(lowered))
+
+
+@lru_cache(maxsize=1)
+def _forms_by_words() -> tuple[dict[tuple[str, ...], str], frozenset[str], int]:
+    """Surface forms as word tuples, the words forms start with, and the longest form's length."""
+    table = {tuple(words(form)): category for form, category in surface_forms().items()}
+    return table, frozenset(form[0] for form in table), max(map(len, table))
+
+
+def category_mentions(tokens: Sequence[str]) -> list[tuple[str, str, int]]:
+    """(category, form, word position) of each COCO category named in `tokens` (from `words`).
+
+    The word-list twin of `mentioned_categories`, for callers that have the words already;
+    the longest form wins ("hot dog" over "dog").
+    """
+    table, starts, longest = _forms_by_words()
+    mentions: list[tuple[str, str, int]] = []
+    position = 0
+    while position < len(tokens):
+        if tokens[position] in starts:
+            for size in range(min(longest, len(tokens) - position), 0, -1):
+                form = tuple(tokens[position:position + size])
+                category = table.get(form)
+                if category is not None:
+                    mentions.append((category, " ".join(form), position))
+                    position += size - 1
+                    break
+        position += 1
+    return mentions
 
 
 # Question types by their opening words; "how much" counts with "how many" (both ask a quantity).

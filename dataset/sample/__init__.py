@@ -1,4 +1,5 @@
-"""Paths to the demo data: 24 imaginary COCO-style scenes with captions, boxes and a baseline.
+"""Paths to the demo data: 24 imaginary COCO-style scenes with captions, boxes and a baseline,
+4 imaginary GQA scene graphs with questions, and VQAv2-style questions on the COCO-style scenes.
 
 Written by hand for visinstruct (no real photos, no copied text), so every part runs offline.
 """
@@ -8,13 +9,17 @@ from __future__ import annotations
 from importlib.resources import files
 from pathlib import Path
 
-from visinstruct.core.errors import DataError
+from visinstruct.dataset.errors import DataError
 
 _PACKAGE = "visinstruct.dataset.sample"
 
 CAPTIONS_FILE = "captions_sample.json"
 INSTANCES_FILE = "instances_sample.json"
 BASELINE_FILE = "baseline_sample.json"
+GQA_SCENE_GRAPHS_FILE = "gqa_scene_graphs_sample.json"
+GQA_QUESTIONS_FILE = "gqa_questions_sample.json"
+VQA_QUESTIONS_FILE = "vqa_questions_sample.json"
+VQA_ANNOTATIONS_FILE = "vqa_annotations_sample.json"
 
 
 def _resource_path(name: str) -> Path:
@@ -45,3 +50,23 @@ def instances_path() -> Path:
 def baseline_path() -> Path:
     """mix665k-shaped JSON array of baseline records for the demo images."""
     return _resource_path(BASELINE_FILE)
+
+
+def gqa_scene_graphs_path() -> Path:
+    """GQA scene graphs layout (`{imageId: {width, height, objects: {...}}}`) for 4 scenes."""
+    return _resource_path(GQA_SCENE_GRAPHS_FILE)
+
+
+def gqa_questions_path() -> Path:
+    """GQA questions layout (`{questionId: {imageId, question, answer, ...}}`) on those scenes."""
+    return _resource_path(GQA_QUESTIONS_FILE)
+
+
+def vqa_questions_path() -> Path:
+    """VQAv2 questions layout (`{"questions": [{image_id, question, question_id}], ...}`)."""
+    return _resource_path(VQA_QUESTIONS_FILE)
+
+
+def vqa_annotations_path() -> Path:
+    """VQAv2 annotations layout (`{"annotations": [{question_id, multiple_choice_answer, ...}]}`)."""
+    return _resource_path(VQA_ANNOTATIONS_FILE)

@@ -6,7 +6,7 @@ import os
 import uuid
 from typing import Any
 
-from visinstruct.tests.fakes.loopback import WireResponse, json_response
+from tests.fakes.loopback import WireResponse, json_response
 
 FAKE_ACCOUNT = "123456789012"
 # Settings that would make boto3 retry, reach a real endpoint or use a real identity.

@@ -10,9 +10,9 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote
 
-from visinstruct.tests.fakes.aws import aws_error, request_id_header
-from visinstruct.tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.aws import aws_error, request_id_header
+from tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
+from tests.fakes.scripting import (
     Behaviour,
     Fail,
     Malformed,

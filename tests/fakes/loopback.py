@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.scripting import (
     Behaviour,
     Hang,
     Malformed,

@@ -11,14 +11,16 @@ import json
 import re
 from typing import Any
 
-from visinstruct.tests.fakes.scripting import RecordedRequest
+from tests.fakes.scripting import RecordedRequest
 
 
 def prompt_text(body: Any) -> str:
-    """The prompt inside a TGI / LMI / Messages / OpenAI / Bedrock body."""
+    """The prompt inside a TGI / LMI / Messages / OpenAI / Bedrock (any family) body."""
     if isinstance(body, dict):
         if isinstance(body.get("inputs"), str):
             return body["inputs"]
+        if isinstance(body.get("prompt"), str):  # Mistral and Llama InvokeModel bodies
+            return body["prompt"]
         messages = body.get("messages") or []
         parts: list[str] = []
         for message in messages:

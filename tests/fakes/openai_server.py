@@ -8,8 +8,8 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from visinstruct.tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.loopback import FakeServer, WireResponse, json_response, run_cli
+from tests.fakes.scripting import (
     Behaviour,
     Fail,
     Malformed,
@@ -98,10 +98,17 @@ class OpenAIServer(FakeServer):
         port: int = 0,
         models: Iterable[str] = ("fake-model",),
         api_key: str | None = None,
+        json_forms: Iterable[str] | None = None,
+        refusal: str = "llama",
     ) -> None:
         super().__init__(script, port=port)
         self.models = tuple(models)
         self.api_key = api_key
+        # The ways of asking for JSON this server takes (None: all); others are refused the
+        # way `refusal` names: "llama" (500, pydantic text), "fastapi" (422 detail list),
+        # "openai" (400 "Unrecognized request argument").
+        self.json_forms = None if json_forms is None else frozenset(json_forms)
+        self.refusal = refusal
 
     def route(self, method: str, path: str) -> tuple[str, str] | None:
         """Routes /v1/chat/completions (POST) and /v1/models (GET)."""
@@ -126,7 +133,31 @@ class OpenAIServer(FakeServer):
             })
         if not isinstance(request.json, dict):
             return self._error(400, "the body is not a JSON object", "invalid_request_error")
-        return None
+        return self._refuse_json_form(request.json)
+
+    def _refuse_json_form(self, body: dict[str, Any]) -> WireResponse | None:
+        """Refuse a JSON form this server does not take, as real servers of its kind do."""
+        if self.json_forms is None:
+            return None
+        response_format = body.get("response_format")
+        form = (response_format.get("type") if isinstance(response_format, dict)
+                else "guided_json" if "guided_json" in body else None)
+        if form in (None, "text") or form in self.json_forms:
+            return None
+        field = ["body", "guided_json"] if form == "guided_json" else [
+            "body", "response_format", "type"]
+        if self.refusal == "fastapi":
+            return json_response(422, {"detail": [{
+                "type": "extra_forbidden" if form == "guided_json" else "literal_error",
+                "loc": field, "msg": "Extra inputs are not permitted"
+                if form == "guided_json" else "Input should be 'text' or 'json_object'",
+                "input": form}]})
+        if self.refusal == "openai":
+            return self._error(400, f"Unrecognized request argument supplied: {form}",
+                               "invalid_request_error")
+        message = (f"1 validation error:\n  {{'type': 'literal_error', 'loc': {tuple(field)}, "
+                   f"'msg': \"Input should be 'text' or 'json_object'\", 'input': '{form}'}}")
+        return self._error(500, message, "internal_server_error")
 
     def endpoint_of(self, routed: str, document: Any) -> str:
         """Key the script by the requested model, so one server can play several."""

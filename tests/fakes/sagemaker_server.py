@@ -11,15 +11,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote
 
-from visinstruct.tests.fakes.aws import FAKE_ACCOUNT, aws_error, request_id_header
-from visinstruct.tests.fakes.loopback import (
+from tests.fakes.aws import FAKE_ACCOUNT, aws_error, request_id_header
+from tests.fakes.loopback import (
     FakeServer,
     WireResponse,
     frames_of,
     run_cli,
 )
-from visinstruct.tests.fakes.openai_server import prompt_word_count, reply_completion
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.openai_server import prompt_word_count, reply_completion
+from tests.fakes.scripting import (
     Behaviour,
     Fail,
     Malformed,

@@ -12,7 +12,7 @@ from visinstruct.core.store.database import Store
 
 CliResult = tuple[int, str, str]
 REPORT_FILES = {"report.md", "report.html", "figures.json", "answer_lengths.png",
-                "question_types.png", "judge_scores.png", "grounding.png"}
+                "question_types.png", "judge_scores.png", "grounding.png", "diversity.png"}
 TASK_OF = {"conv": "conversation", "detail": "detail", "complex": "complex_reasoning"}
 
 

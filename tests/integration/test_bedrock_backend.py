@@ -13,9 +13,9 @@ from PIL import Image
 from visinstruct.core.models.backends.base import CompletionRequest, Message
 from visinstruct.core.models.backends.bedrock import BedrockBackend
 from visinstruct.core.errors import BackendError
-from visinstruct.tests.fakes.aws import aws_env
-from visinstruct.tests.fakes.bedrock_server import BedrockServer
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.aws import aws_env
+from tests.fakes.bedrock_server import BedrockServer
+from tests.fakes.scripting import (
     Fail,
     Hang,
     Malformed,

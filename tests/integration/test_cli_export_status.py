@@ -129,6 +129,36 @@ def test_status_after_a_run_counts_everything(run_cli: RunCli, tmp_path: Path) -
     code, out, _ = run_cli("status", "--db", db, "--json", "--threshold", "10")
     assert code == ExitCode.OK
     assert json.loads(out)["kept_pairs"] == sum(1 for p in pairs if p["score"] >= 10)
+    # No blind review yet: the key is there, n is 0 and every figure is null.
+    agreement = report["judge_agreement"]
+    assert agreement["n"] == 0
+    assert all(agreement[k] is None for k in ("kappa", "spearman", "precision", "recall"))
+
+
+def test_status_reports_judge_agreement_from_blind_decisions(run_cli: RunCli,
+                                                             tmp_path: Path) -> None:
+    from visinstruct.core.review.blind import record_blind_decision
+
+    db = scripted_run(run_cli, tmp_path)
+    pairs = scored_pairs(db)[:6]
+    # Accept exactly what the judge keeps, except the first pair: kappa from the 2x2 table.
+    verdicts = [(p["score"] >= RUN_THRESHOLD) != (n == 0) for n, p in enumerate(pairs)]
+    with Store(db) as store:
+        for pair, accepted in zip(pairs, verdicts):
+            record_blind_decision(store, pair["id"], "accept" if accepted else "reject")
+    add_review(db, pairs[1]["id"], "reject")   # not blind: never counted
+    code, out, err = run_cli("status", "--db", db, "--json")
+    assert code == ExitCode.OK, err
+    agreement = json.loads(out)["judge_agreement"]
+    kept = [p["score"] >= RUN_THRESHOLD for p in pairs]
+    n = len(pairs)
+    observed = sum(k == a for k, a in zip(kept, verdicts)) / n
+    pk, pa = sum(kept) / n, sum(verdicts) / n
+    chance = pk * pa + (1 - pk) * (1 - pa)
+    assert agreement["n"] == n
+    assert agreement["kappa"] == pytest.approx((observed - chance) / (1 - chance))
+    low, high = agreement["kappa_ci"]
+    assert -1 <= low <= high <= 1
 
 
 # -- export ---------------------------------------------------------------------------------------

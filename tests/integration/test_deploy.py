@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -14,7 +15,7 @@ from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 from visinstruct.core.cli.deploy import wait_until_in_service
 from visinstruct.core.errors import DeployError, ExitCode
-from visinstruct.tests.fakes.aws import aws_env
+from tests.fakes.aws import aws_env
 
 ROLE = "arn:aws:iam::123456789012:role/visinstruct-sagemaker"
 # moto's instance-type list predates g5, so the loopback runs use a type it knows.
@@ -85,7 +86,7 @@ def test_dry_run_prints_the_three_requests_and_sends_nothing(
     assert model["ModelName"] == "mix-model" and model["ExecutionRoleArn"] == ROLE
     assert model["PrimaryContainer"]["Image"] == (
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/huggingface-pytorch-tgi-inference:"
-        "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04")
+        "2.4.0-tgi2.4.0-gpu-py311-cu124-ubuntu22.04-v2.2")
     assert model["PrimaryContainer"]["Environment"] == {
         "HF_MODEL_ID": "mistralai/Mixtral-8x7B-Instruct-v0.1", "SM_NUM_GPUS": "8",
         "MAX_INPUT_TOKENS": "24000", "MAX_TOTAL_TOKENS": "32000",
@@ -103,12 +104,33 @@ def test_dry_run_prints_the_three_requests_and_sends_nothing(
     assert "nothing sent" in err
 
 
+def test_without_the_deploy_extra_one_line_says_how_to_install_it(
+        run_cli: Callable[..., CliResult], closed_port_env: None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sagemaker", None)  # as if the extra were not installed
+    monkeypatch.setitem(sys.modules, "sagemaker.core", None)
+    code, out, err = run_cli("deploy", "--name", "mix", "--dry-run")
+    assert code == ExitCode.BAD_INPUT and out == ""
+    assert "pip install 'visinstruct[deploy]'" in err and len(err.strip().splitlines()) == 1
+    # --image-uri needs no SDK.
+    image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/tgi:2.4.0-tgi2.4.0-gpu"
+    code, out, _ = run_cli("deploy", "--name", "mix", "--image-uri", image, "--dry-run")
+    assert code == ExitCode.OK
+    assert json.loads(out)["CreateModel"]["PrimaryContainer"]["Image"] == image
+
+
 def test_dry_run_picks_the_region_image_and_old_tgi_input_name(
         run_cli: Callable[..., CliResult], closed_port_env: None) -> None:
     code, out, _ = run_cli("deploy", "--name", "mix", "--region", "eu-south-1", "--dry-run")
     assert code == ExitCode.OK
     image = json.loads(out)["CreateModel"]["PrimaryContainer"]["Image"]
     assert image.startswith("692866216735.dkr.ecr.eu-south-1.amazonaws.com/")
+    # A region the hand-kept account table never had: the SDK knows its account.
+    code, out, err = run_cli("deploy", "--name", "mix", "--region", "ap-southeast-5", "--dry-run")
+    assert code == ExitCode.OK, err
+    image = json.loads(out)["CreateModel"]["PrimaryContainer"]["Image"]
+    assert image.startswith("550225433462.dkr.ecr.ap-southeast-5.amazonaws.com/"
+                            "huggingface-pytorch-tgi-inference:2.4.0-tgi2.4.0")
     old = "763104351884.dkr.ecr.us-east-1.amazonaws.com/x:2.1.1-tgi1.4.5-gpu-py310-cu121"
     code, out, _ = run_cli("deploy", "--name", "mix", "--image-uri", old, "--dry-run")
     environment = json.loads(out)["CreateModel"]["PrimaryContainer"]["Environment"]

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from visinstruct.core.cli.download_progress import rich_progress
 from visinstruct.core.errors import DataError, DownloadError
 from visinstruct.dataset.download import (
     ANNOTATION_MEMBERS,
@@ -22,9 +23,8 @@ from visinstruct.dataset.download import (
     download,
     download_all,
     extract_annotations,
-    rich_progress,
 )
-from visinstruct.tests.fakes.fileserver import FileServer
+from tests.fakes.fileserver import FileServer
 
 SOURCE_BYTES = bytes(range(256)) * 4000  # ~1 MB, several read chunks
 DROP_AFTER = 300_000

@@ -12,8 +12,8 @@ import pytest
 from visinstruct.core.models.backends.base import CompletionRequest, Message
 from visinstruct.core.models.backends.openai import OpenAIBackend
 from visinstruct.core.errors import BackendError, ConfigError
-from visinstruct.tests.fakes.openai_server import OpenAIServer
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.scripting import (
     Fail,
     Hang,
     Malformed,

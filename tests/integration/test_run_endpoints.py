@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from visinstruct.dataset import sample
-from visinstruct.tests.fakes.aws import aws_env_vars
-from visinstruct.tests.fakes.model_replies import reply_to_request
-from visinstruct.tests.fakes.openai_server import OpenAIServer
-from visinstruct.tests.fakes.sagemaker_server import SageMakerServer
-from visinstruct.tests.fakes.scripting import Capacity, Reply, Script
+from tests.fakes.aws import aws_env_vars
+from tests.fakes.model_replies import reply_to_request
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.sagemaker_server import SageMakerServer
+from tests.fakes.scripting import Capacity, Reply, Script
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = f"""
@@ -121,7 +121,7 @@ max_in_flight = 4
 
 @pytest.mark.timeout(300)
 def test_an_endpoint_that_dies_and_comes_back(tmp_path: Path) -> None:
-    from visinstruct.tests.fakes.scripting import Dead, Fail
+    from tests.fakes.scripting import Dead, Fail
 
     # Five failures in a row take it out of rotation; probes every 0.3 s find it dead three
     # more times, then alive: it must serve again before the run (about 3 s) is over.

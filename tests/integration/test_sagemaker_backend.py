@@ -18,10 +18,10 @@ from visinstruct.core.models.backends.mixtral import fold_system, mixtral_prompt
 from visinstruct.core.models.backends.sagemaker import SageMakerBackend
 from visinstruct.core.models.backends.sagemaker_payloads import parse_body
 from visinstruct.core.errors import BackendError
-from visinstruct.tests.fakes import sagemaker_server
-from visinstruct.tests.fakes.aws import aws_env, aws_env_vars
-from visinstruct.tests.fakes.sagemaker_server import SageMakerServer
-from visinstruct.tests.fakes.scripting import (
+from tests.fakes import sagemaker_server
+from tests.fakes.aws import aws_env, aws_env_vars
+from tests.fakes.sagemaker_server import SageMakerServer
+from tests.fakes.scripting import (
     Capacity,
     Dead,
     Fail,

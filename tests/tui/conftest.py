@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from visinstruct.tests.tui.support_screens import build_store, copy_built, write_config
+from tests.tui.support_screens import build_store, copy_built, write_config
 
 
 @pytest.fixture

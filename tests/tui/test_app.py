@@ -11,7 +11,7 @@ from textual.command import CommandList, CommandPalette
 
 from visinstruct.core.cli.main import build_parser
 from visinstruct.core.errors import InputError
-from visinstruct.tests.tui.support_monitor import (
+from tests.tui.support_monitor import (
     press_start,
     SIZE,
     make_app,

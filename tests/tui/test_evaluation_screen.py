@@ -8,7 +8,7 @@ import pytest
 from visinstruct.core.evaluation.aggregate import summarize, summarize_by_task
 from visinstruct.core.evaluation.view import evaluation_sets, verdict_rows
 from visinstruct.core.store.database import Store
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     SIZE,
     SMALL,
     build_store,

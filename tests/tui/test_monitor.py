@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.tests.fakes.aws import aws_env
-from visinstruct.tests.fakes.sagemaker_server import SageMakerServer
-from visinstruct.tests.fakes.scripting import Reply, Script
-from visinstruct.tests.tui.support_monitor import (
+from tests.fakes.aws import aws_env
+from tests.fakes.sagemaker_server import SageMakerServer
+from tests.fakes.scripting import Reply, Script
+from tests.tui.support_monitor import (
     press_start,
     SAMPLE_UNITS,
     SIZE,

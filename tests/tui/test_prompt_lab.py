@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from textual.widgets import Button, Checkbox, Input, Select, TextArea
 from visinstruct.core.text.prompts import load_prompt
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     SIZE,
     SMALL,
     make_app,

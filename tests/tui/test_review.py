@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, TextArea
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     PARSE_FAILURE,
     SAMPLES,
     SIZE,
@@ -158,7 +158,7 @@ async def test_state_and_score_filters_reload_the_list(config_path: Path) -> Non
         screen = await open_review(pilot)
 
         await pilot.press("slash")
-        assert app.focused is screen.query_one("#filter-task", Select)
+        assert app.focused is screen.query_one("#filter-text", Input)
         screen.query_one("#filter-state", Select).value = "parse_failure"
         await wait_for(pilot, lambda: screen.table.row_count == 1, "the parse failure filter")
         await settle(pilot, app)
@@ -180,6 +180,29 @@ async def test_state_and_score_filters_reload_the_list(config_path: Path) -> Non
         assert screen.filters.max_score is None
         assert any("not a number from 0 to 10" in str(n.message)
                    for n in app._notifications)
+
+
+async def test_search_finds_a_sample_by_a_word_of_its_answer(config_path: Path) -> None:
+    db = config_path.parent / "run.db"
+    rows = query(db, "SELECT g.image_id, g.task, p.answer FROM pairs p "
+                     "JOIN generations g ON g.id = p.generation_id WHERE g.purpose = 'run'")
+    samples_with: dict[str, set[tuple[int, str]]] = {}
+    for image_id, task, answer in rows:
+        for word in set(answer.lower().replace(".", " ").replace(",", " ").split()):
+            samples_with.setdefault(word, set()).add((image_id, task))
+    word, (target,) = next((w, keys) for w, keys in sorted(samples_with.items())
+                           if len(keys) == 1 and len(w) > 5 and w.isalpha())
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_review(pilot)
+        await pilot.press("slash")
+        box = screen.query_one("#filter-text", Input)
+        assert app.focused is box
+        box.value = word.upper()  # case does not matter
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: screen.filters.text == word.upper(), "the search")
+        await settle(pilot, app)
+        assert [row.key for row in screen.table.rows_shown] == [target]
 
 
 async def test_paging_forward_and_back(config_path: Path) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 from textual.pilot import Pilot
 
-from visinstruct.tests.tui.support_monitor import (
+from tests.tui.support_monitor import (
     freeze_times,
     make_app,
     run_pipeline,

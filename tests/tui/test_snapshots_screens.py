@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
-from visinstruct.tests.tui.support_screens import (
+from tests.tui.support_screens import (
     SIZE,
     build_store,
     make_app,

@@ -8,7 +8,8 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
-from visinstruct.core.analysis.figures import ALL, Figures, analyze, distinct_n, percentile
+from visinstruct.core.analysis.diversity import distinct_n
+from visinstruct.core.analysis.figures import ALL, Figures, analyze, percentile
 from visinstruct.core.analysis.report import write_report
 from visinstruct.core.store.database import Store
 from visinstruct.core.text.synonyms import (
@@ -247,7 +248,7 @@ def test_report_files(figures: Figures, tmp_path: Path) -> None:
     paths = write_report(figures, out)
     names = {p.name for p in paths}
     assert names == {"report.md", "report.html", "figures.json", "answer_lengths.png",
-                     "question_types.png", "judge_scores.png", "grounding.png"}
+                     "question_types.png", "judge_scores.png", "grounding.png", "diversity.png"}
     for name in names - {"report.md", "report.html", "figures.json"}:
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads((out / "figures.json").read_text())
@@ -306,3 +307,69 @@ def test_category_mentions() -> None:
         "donut", "refrigerator", "couch", "cell phone"}
     assert mentioned_categories("hotdogs, catering, a cupboard") == {"hot dog"}
     assert plural("wine glass") == ("wine glasses",) and plural("person") == ("people", "persons")
+
+
+def test_diversity_beside_the_baseline(figures: Figures) -> None:
+    ours, baseline = figures.datasets["ours"][ALL], figures.datasets["baseline"][ALL]
+    # 5 kept answers against 4 baseline answers: both measured on 4 answers and 4 questions.
+    assert (ours.diversity.sample_answers, baseline.diversity.sample_answers) == (4, 4)
+    assert (ours.diversity.sample_questions, baseline.diversity.sample_questions) == (4, 4)
+    assert ours.diversity.compression_words == baseline.diversity.compression_words > 0
+    # The four baseline questions have four different templates: the top ten cover them all.
+    assert baseline.diversity.templates == 4 and baseline.diversity.template_share == 1.0
+    assert baseline.diversity.near_duplicate_rate == 0.0
+    for stats in (ours, baseline):
+        assert stats.diversity.self_bleu is not None and 0 <= stats.diversity.self_bleu < 0.5
+        assert stats.diversity.compression_ratio is not None
+
+
+def test_diversity_per_prompt_version(figures: Figures) -> None:
+    rows = [(v.task, v.version, v.images, v.pairs) for v in figures.version_diversity]
+    # Run generations only (the lab trial of v1 is left out); parse failures have no pairs.
+    assert rows == [("complex_reasoning", "v3", 1, 1), ("conversation", "v0", 1, 1),
+                    ("conversation", "v1", 2, 5), ("detail", "v2", 2, 2)]
+    v1 = figures.version_diversity[2]
+    assert v1.name == "conversation"
+    # The baseline has one conversation (2 pairs) on v1's images 1 and 2: two answers a side.
+    assert (v1.ours.sample_answers, v1.baseline.sample_answers) == (2, 2)
+    assert v1.baseline.template_share == 1.0
+
+
+def test_judge_agreement_from_blind_decisions(tmp_path: Path) -> None:
+    store = build_hand_store(tmp_path / "hand.db")
+    # Pair ids follow GENERATIONS: 2 scores 8, 3 scores 5, 4 scores 7.5, 5 is unjudged,
+    # 8 scores 6, 9 scores 9, 6 (score 10) has a review that is not blind.
+    blind = [(2, "accept"), (3, "reject"), (4, "reject"), (5, "accept"), (8, "accept"),
+             (9, "accept"), (9, "reject")]
+
+    def add(conn: sqlite3.Connection) -> None:
+        for pair_id, decision in blind:
+            conn.execute("INSERT INTO reviews (pair_id, decision, created_at, blind) "
+                         "VALUES (?, ?, 0, 1)", (pair_id, decision))
+
+    store.write_sync(add)
+    try:
+        agreement = analyze(store, 7).judge_agreement
+    finally:
+        store.close()
+    assert agreement is not None
+    # (score, accepted): (8, yes) (5, no) (7.5, no) (6, yes) (9, no: the later decision).
+    # Kept at 7: yes no yes no yes. Agreement 2/5, chance 0.6*0.4 + 0.4*0.6 = 0.48.
+    assert (agreement.n, agreement.accepted, agreement.kept) == (5, 2, 3)
+    assert agreement.kappa == pytest.approx((0.4 - 0.48) / 0.52)
+    assert agreement.precision == pytest.approx(1 / 3) and agreement.recall == 0.5
+    assert agreement.kappa_ci is not None
+
+
+def test_the_report_says_when_it_samples(figures: Figures) -> None:
+    from dataclasses import replace
+
+    from visinstruct.core.analysis.report_diversity import diversity_blocks
+
+    text = " ".join(getattr(b, "text", "") for b in diversity_blocks(figures, ["ours"]))
+    assert "Sampled:" not in text
+    big = replace(figures.datasets["ours"][ALL], pairs=5000)
+    datasets = {**figures.datasets, "ours": {**figures.datasets["ours"], ALL: big}}
+    blocks = diversity_blocks(replace(figures, datasets=datasets), ["ours", "baseline"])
+    text = " ".join(getattr(b, "text", "") for b in blocks)
+    assert "Sampled: ours (kept) has 5,000 pairs, so each figure above uses 2,000" in text

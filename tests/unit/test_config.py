@@ -133,6 +133,12 @@ def test_threshold_out_of_range(tmp_path: Path, threshold: float) -> None:
     assert "threshold" in config_error(path)
 
 
+@pytest.mark.parametrize("temperature", [0, -0.1, 2.5])
+def test_evaluation_temperature_out_of_range(tmp_path: Path, temperature: float) -> None:
+    path = write_config(tmp_path, f"[evaluation]\ntemperature = {temperature}\n")
+    assert "[evaluation].temperature" in config_error(path)
+
+
 @pytest.mark.parametrize("threshold", [1, 10, 7.5])
 def test_threshold_in_range(tmp_path: Path, threshold: float) -> None:
     path = write_config(tmp_path, f"[judge]\nthreshold = {threshold}\n")

@@ -39,8 +39,8 @@ DETAIL = ExportItem(
 
 
 def bad_item(image_id: int = 42) -> ExportItem:
-    """An item whose first question already carries <image>, so the record has it twice."""
-    return ExportItem(image_id, "conversation", (Pair("<image>\nWhat is it?", "A dog."),))
+    """An item whose answer is empty once control characters are gone (rule empty-text)."""
+    return ExportItem(image_id, "conversation", (Pair("What is it?", " \x00\x1b[0m "),))
 
 
 def test_image_path_defaults_to_coco_train2017() -> None:
@@ -100,11 +100,11 @@ def test_bad_record_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
     with pytest.raises(RecordRejected) as caught:
         export([CONVERSATION, DETAIL, bad_item(42)], "llava", out)
     message = str(caught.value)
-    assert "record 2 (id 000000000042)" in message and "image-token" in message
+    assert "record 2 (id 000000000042)" in message and "empty-text" in message
     assert (caught.value.index, caught.value.record_id, caught.value.rule) == (
         2,
         "000000000042",
-        "image-token",
+        "empty-text",
     )
     assert os.listdir(tmp_path) == []
 
@@ -112,7 +112,7 @@ def test_bad_record_is_refused_and_nothing_is_written(tmp_path: Path) -> None:
 def test_bad_record_does_not_clobber_an_existing_file(tmp_path: Path) -> None:
     out = tmp_path / "llava.json"
     out.write_text("previous export", encoding="utf-8")
-    with pytest.raises(ExportError, match="image-token"):
+    with pytest.raises(ExportError, match="empty-text"):
         export([DETAIL, bad_item()], "llava", out)
     assert out.read_text(encoding="utf-8") == "previous export"
     assert os.listdir(tmp_path) == ["llava.json"]
@@ -254,7 +254,7 @@ def test_hf_save_and_load(tmp_path: Path) -> None:
 
 
 def test_hf_refuses_bad_record_and_foreign_folder(tmp_path: Path) -> None:
-    with pytest.raises(RecordRejected, match="record 1 .*image-token"):
+    with pytest.raises(RecordRejected, match="record 1 .*empty-text"):
         export([DETAIL, bad_item()], "hf", tmp_path / "hf")
     assert os.listdir(tmp_path) == []
 

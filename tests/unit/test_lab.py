@@ -20,11 +20,11 @@ from visinstruct.core.lab.trials import (
     run_lab,
     version_stats,
 )
-from visinstruct.core.store.prompt_versions import active_template, save_version
+from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, load_prompt
 from visinstruct.core.store.queries import status_counts
 from visinstruct.core.store.database import Store
-from visinstruct.tests.tui.support_screens import build_store, query, write_config
+from tests.tui.support_screens import build_store, query, write_config
 
 THRESHOLD = 7.0
 IMAGES = [990001, 990004, 990005]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from visinstruct.core.store import database as store_module
@@ -173,7 +174,6 @@ def test_reopening_keeps_data_and_runs_no_migration_again(
     # A newer release adds migration N+1; CREATE TABLE would fail if it ever ran twice.
     added = (LATEST_VERSION + 1, "test table", "CREATE TABLE added_later (x INTEGER)")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, added))
-    monkeypatch.setattr(store_module, "LATEST_VERSION", LATEST_VERSION + 1)
     for _ in range(2):
         with Store(path) as store:
             assert store.get_meta("schema_version") == str(LATEST_VERSION + 1)
@@ -188,7 +188,6 @@ def test_a_failing_migration_leaves_the_store_as_it_was(
     Store(path).close()
     broken = (LATEST_VERSION + 1, "broken", "CREATE TABLE half (x INTEGER); THIS IS NOT SQL")
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, broken))
-    monkeypatch.setattr(store_module, "LATEST_VERSION", LATEST_VERSION + 1)
     with pytest.raises(StoreError):
         Store(path)
     monkeypatch.undo()
@@ -247,3 +246,99 @@ def test_a_directory_is_refused(tmp_path: Path) -> None:
 def test_a_missing_folder_is_created(tmp_path: Path) -> None:
     with Store(tmp_path / "a" / "b" / "store.db") as store:
         assert store.scalar("SELECT COUNT(*) FROM images") == 0
+
+
+def test_a_migration_may_be_a_function_of_a_sqlite_utils_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def add_notes(db: Any) -> None:
+        db.create_table("notes", {"id": int, "text": str}, pk="id")
+        db["notes"].insert({"text": "first"})
+
+    trigger = ("CREATE TABLE tally (n INTEGER); INSERT INTO tally VALUES (0);\n"
+               "CREATE TRIGGER notes_counted AFTER INSERT ON notes BEGIN\n"
+               "  UPDATE tally SET n = n + 1; END;")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (
+        *MIGRATIONS, (LATEST_VERSION + 1, "notes", add_notes),
+        (LATEST_VERSION + 2, "a trigger", trigger)))
+    with Store(tmp_path / "store.db") as store:
+        store.write_sync(lambda c: c.execute("INSERT INTO notes (text) VALUES ('second')"))
+        assert store.scalar("SELECT COUNT(*) FROM notes") == 2
+        assert store.scalar("SELECT n FROM tally") == 1
+        assert store.get_meta("schema_version") == str(LATEST_VERSION + 2)
+
+
+def test_a_migration_merged_later_with_a_lower_number_still_runs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    later = (LATEST_VERSION + 2, "later", "CREATE TABLE later (x INTEGER)")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, later))
+    Store(path).close()
+    # Another branch's migration, numbered below the one this store already has.
+    gap = (LATEST_VERSION + 1, "gap", "CREATE TABLE gap (x INTEGER)")
+    monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, gap, later))
+    for _ in range(2):
+        with Store(path) as store:
+            assert store.scalar("SELECT COUNT(*) FROM gap") == 0
+            assert store.get_meta("schema_version") == str(LATEST_VERSION + 2)
+
+
+def test_a_migration_that_commits_by_itself_is_refused_and_undone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "store.db"
+    Store(path).close()
+
+    def commits(db: Any) -> None:
+        db.conn.execute("CREATE TABLE early (x INTEGER)")
+        db.conn.execute("COMMIT")
+
+    monkeypatch.setattr(store_module, "MIGRATIONS",
+                        (*MIGRATIONS, (LATEST_VERSION + 1, "commits", commits)))
+    with pytest.raises(StoreError, match="committed its own transaction"):
+        Store(path)
+    monkeypatch.undo()
+    with Store(path) as store:
+        assert store.get_meta("schema_version") == str(LATEST_VERSION)
+
+
+def test_kept_pairs_and_run_figures_views(tmp_store: Store) -> None:
+    def seed(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO images (id, file_name, width, height) VALUES (1, 'a.jpg', 1, 1)")
+        conn.execute("INSERT INTO generations (image_id, task, prompt_version, model, status, "
+                     "created_at) VALUES (1, 'detail', 'v1', 'm', 'ok', 0)")
+        conn.executemany(
+            "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (1, ?, ?, ?)",
+            [(0, "What is shown?", "A zebra grazing."), (1, "Where?", "On a plain.")])
+        conn.executemany("INSERT INTO judgements (pair_id, generation_id, score, prompt_version, "
+                         "model, created_at) VALUES (?, 1, ?, 'j', 'm', 0)", [(1, 9), (2, 3)])
+        conn.execute("INSERT INTO runs (started_at, status) VALUES (0, 'finished')")
+
+    tmp_store.write_sync(seed)
+    assert [r["answer"] for r in tmp_store.query("SELECT answer FROM kept_pairs")] == [
+        "A zebra grazing."]
+    assert tmp_store.scalar("SELECT COUNT(*) FROM run_figures") == 1
+
+
+def test_pair_search_finds_new_pairs_and_takes_any_typed_text(tmp_store: Store) -> None:
+    from visinstruct.core.store.search import search_pairs
+
+    def seed(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO images (id, file_name, width, height) VALUES (1, 'a.jpg', 1, 1)")
+        conn.execute("INSERT INTO generations (image_id, task, prompt_version, model, status, "
+                     "created_at) VALUES (1, 'detail', 'v1', 'm', 'ok', 0)")
+
+    def add(question: str, answer: str) -> int:
+        return int(tmp_store.write_sync(lambda c: c.execute(
+            "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (1, 0, ?, ?)",
+            (question, answer)).lastrowid))
+
+    tmp_store.write_sync(seed)
+    first = add("What animal is it?", "A zebra grazing near a fence.")
+    assert search_pairs(tmp_store, "Zebra") == [first]
+    second = add("Which way does it face?", "The giraffe looks left.")
+    assert search_pairs(tmp_store, "giraffe") == [second]   # indexed on the next search
+    assert search_pairs(tmp_store, "gira") == [second]      # the last word is a prefix
+    assert search_pairs(tmp_store, 'zebra NOT "fence:') == []  # typed text is never syntax
+    assert search_pairs(tmp_store, "  ?! ") == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -11,6 +12,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Label, Select, Static
 from textual.worker import Worker, WorkerState
+from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agreement
 from visinstruct.core.evaluation.view import (
     EvaluationOverview,
     EvaluationSet,
@@ -24,6 +26,31 @@ from visinstruct.tui.widgets.eval_tables import (
     ordered,
 )
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
+
+NO_AGREEMENT = ("no blind review decisions yet: in review press B, accept or reject pairs "
+                "without seeing their scores, and the judge's agreement with you shows here")
+
+
+def _ci(value: float | None, interval: tuple[float, float] | None) -> str:
+    if value is None:
+        return "–"
+    if interval is None:
+        return f"{value:.2f}"
+    return f"{value:.2f} [{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def agreement_text(agreement: JudgeAgreement) -> str:
+    """The judge against blind human decisions, in two lines."""
+    if agreement.n == 0:
+        return NO_AGREEMENT
+    best = "–" if agreement.best_threshold is None else f"{agreement.best_threshold:g}"
+    return (f"kappa {_ci(agreement.kappa, agreement.kappa_ci)} · Spearman "
+            f"{_ci(agreement.spearman, agreement.spearman_ci)} · n {agreement.n} blind decisions\n"
+            f"precision {_ci(agreement.precision, agreement.precision_ci)} (n {agreement.kept}"
+            f" kept) · recall {_ci(agreement.recall, agreement.recall_ci)} (n "
+            f"{agreement.accepted} accepted) · at threshold "
+            f"{agreement.threshold:g}; best agreement at {best} · [95% bootstrap intervals]")
+
 
 EXPLAINED = ("relative = 100 × our mean score / the baseline's, over items compared in both "
              "orders; pos. bias = points the first-shown answer gains")
@@ -56,7 +83,8 @@ class EvaluationScreen(Screen[None]):
         color: $text-accent;
         padding: 0 1;
     }
-    EvaluationScreen #eval-explained, EvaluationScreen #eval-status {
+    EvaluationScreen #eval-explained, EvaluationScreen #eval-status,
+    EvaluationScreen #eval-agreement {
         color: $text-muted;
         padding: 0 1;
         height: auto;
@@ -67,6 +95,7 @@ class EvaluationScreen(Screen[None]):
         super().__init__(id="evaluation")
         self.overview: EvaluationOverview | None = None
         self.sets: list[EvaluationSet] = []
+        self.agreement: JudgeAgreement | None = None
         self.order = SAMPLE_ORDERS[0]
         self._token = 0
         self.reads = ScreenReads()
@@ -79,6 +108,8 @@ class EvaluationScreen(Screen[None]):
         yield Static("Ours against the baseline", classes="eval-heading")
         yield SummaryTable(id="eval-summary")
         yield Static(EXPLAINED, id="eval-explained")
+        yield Static("Judge against a human (blind review)", classes="eval-heading")
+        yield Static("", id="eval-agreement")
         yield Static("Samples (enter: open in review · s: sort)", classes="eval-heading",
                      id="eval-samples-heading")
         yield EvaluatedSamplesTable(id="eval-samples")
@@ -114,16 +145,20 @@ class EvaluationScreen(Screen[None]):
                     chosen = next((s for s in sets if s.label == chosen.label), None)
                 overview = evaluation_overview(app.store, chosen or (sets[0] if sets else None),
                                                seed=app.ctx.config.evaluation.seed)
+                agreement = stored_judge_agreement(app.store, app.ctx.config.judge.threshold)
             except Exception as error:  # noqa: BLE001 - shown as a dialog
                 self.reads.fail(app, error)
                 return
-            self.reads.call(app, self._show, token, sets, overview)
+            self.reads.call(app, self._show, token, sets, overview, agreement)
 
-    def _show(self, token: int, sets: list[EvaluationSet], overview: EvaluationOverview) -> None:
+    def _show(self, token: int, sets: list[EvaluationSet], overview: EvaluationOverview,
+              agreement: JudgeAgreement) -> None:
         if token != self._token:
             return
         self.sets = sets
         self.overview = overview
+        self.agreement = agreement
+        self.query_one("#eval-agreement", Static).update(Text(agreement_text(agreement)))
         select = self.query_one("#eval-set", Select)
         labels = [(s.label, s.label) for s in sets]
         with self.prevent(Select.Changed):

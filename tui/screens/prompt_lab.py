@@ -16,6 +16,8 @@ from textual.worker import Worker, WorkerState
 from visinstruct.core.errors import InputError
 from visinstruct.core.events import Event
 from visinstruct.core.store.interrupt import ReadCancelled
+from visinstruct.core.analysis.versions import VersionDiversity
+from visinstruct.core.lab.diversity import TrialDiversity, lab_version_diversity, trial_diversity
 from visinstruct.core.lab.trials import (
     LAB_TASKS,
     LabImageDone,
@@ -26,12 +28,15 @@ from visinstruct.core.lab.trials import (
     run_lab,
     version_stats,
 )
-from visinstruct.core.store.prompt_versions import active_template, save_version
+from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, prompt_version
-from visinstruct.tui.widgets.lab_results import LabSamplesTable, VersionTable
+from visinstruct.tui.widgets.lab_results import DiversityTable, LabSamplesTable, VersionTable
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 RANDOM_COUNT = 3
+DIVERSITY_KEY = ("n answers · d-1/d-2 distinct-1/2 · sBLEU self-BLEU · near near-duplicate "
+                 "share · zlib compression ratio · tpl share of the top-10 question templates; "
+                 "higher sBLEU, near, zlib or tpl = more repetitive (README: Analysing the data)")
 
 
 def parse_image_ids(text: str) -> list[int]:
@@ -90,6 +95,9 @@ class PromptLabScreen(Screen[None]):
         text-style: bold;
         color: $text-accent;
     }
+    PromptLabScreen #lab-diversity-key {
+        color: $text-muted;
+    }
     PromptLabScreen #lab-status {
         height: 1;
         color: $text-muted;
@@ -110,6 +118,8 @@ class PromptLabScreen(Screen[None]):
         self.saved: PromptTemplate | None = None
         self.result: LabResult | None = None
         self.stats: list[VersionStats] = []
+        self.diversity: list[VersionDiversity] = []
+        self.trial_diversity: TrialDiversity | None = None
         self._cancel: threading.Event | None = None
         self._loaded_name = ""
         self._requested = ""
@@ -137,6 +147,10 @@ class PromptLabScreen(Screen[None]):
                 yield LabSamplesTable(id="lab-samples")
                 yield Static("Versions", classes="lab-heading")
                 yield VersionTable(id="lab-versions")
+                yield Static("Diversity: each version, then GPT-4 on the same images",
+                             classes="lab-heading")
+                yield DiversityTable(id="lab-diversity")
+                yield Static(DIVERSITY_KEY, id="lab-diversity-key")
         yield Static("", id="lab-status")
         yield Footer()
 
@@ -174,21 +188,25 @@ class PromptLabScreen(Screen[None]):
             try:
                 saved = active_template(app.store, name)
                 stats = version_stats(app.store, name, app.ctx.config.judge.threshold, closing)
+                diversity = lab_version_diversity(app.store, name, closing)
             except ReadCancelled:
                 return
             except Exception as error:  # noqa: BLE001 - shown as a dialog
                 self.reads.fail(app, error)
                 return
-            self.reads.call(app, self._show_prompt, name, saved, stats)
+            self.reads.call(app, self._show_prompt, name, saved, stats, diversity)
 
-    def _show_prompt(self, name: str, saved: PromptTemplate, stats: list[VersionStats]) -> None:
+    def _show_prompt(self, name: str, saved: PromptTemplate, stats: list[VersionStats],
+                     diversity: list[VersionDiversity]) -> None:
         if name != self.prompt_name:
             return
         self.saved = saved
         self.stats = stats
+        self.diversity = diversity
         if self._loaded_name != name:
             self._loaded_name = name
             self.result = None
+            self.trial_diversity = None
             self.editor.load_text(saved.text)
             self.query_one(LabSamplesTable).clear()
         self._show_versions()
@@ -198,6 +216,8 @@ class PromptLabScreen(Screen[None]):
     def _show_versions(self) -> None:
         trial = self.result.version if self.result is not None else self._edited_version()
         self.query_one(VersionTable).show(self.stats, trial, self.result)
+        self.query_one(DiversityTable).show(self.diversity, self.stats, trial,
+                                            self.trial_diversity)
 
     def _edited_version(self) -> str | None:
         text = self.editor.text
@@ -306,15 +326,18 @@ class PromptLabScreen(Screen[None]):
                                  cancel=cancel, evaluate=evaluate)
                 stats = version_stats(app.store, template.name, app.ctx.config.judge.threshold,
                                       closing)
+                diversity = (lab_version_diversity(app.store, template.name, closing),
+                             trial_diversity(app.store, result))
             except ReadCancelled:
                 return
             except Exception as error:  # noqa: BLE001 - shown as a dialog
-                self.reads.call(app, self._finished, None, None)
+                self.reads.call(app, self._finished, None, None, None)
                 self.reads.fail(app, error)
                 return
-            self.reads.call(app, self._finished, result, stats)
+            self.reads.call(app, self._finished, result, stats, diversity)
 
-    def _finished(self, result: LabResult | None, stats: list[VersionStats] | None) -> None:
+    def _finished(self, result: LabResult | None, stats: list[VersionStats] | None,
+                  diversity: tuple[list[VersionDiversity], TrialDiversity | None] | None) -> None:
         self._cancel = None
         self.query_one("#lab-run", Button).label = "Run"
         if result is None or stats is None:
@@ -322,6 +345,8 @@ class PromptLabScreen(Screen[None]):
             return
         self.result = result
         self.stats = stats
+        if diversity is not None:
+            self.diversity, self.trial_diversity = diversity
         self.query_one(LabSamplesTable).show(result)
         self._show_versions()
         trial, saved = result.trial_summary, result.saved_summary

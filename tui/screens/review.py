@@ -29,6 +29,7 @@ from visinstruct.core.review.samples import (
     sample_page,
     sample_row,
 )
+from visinstruct.tui.screens.blind_review import BlindReviewScreen
 from visinstruct.tui.screens.review_decisions import DECISION_BINDINGS, ReviewDecisions
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
@@ -49,6 +50,7 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
     """Pages through samples with keyset queries; every read and write runs in a thread worker."""
 
     TITLE = "Review"
+    blind_seed: int | None = None
     AUTO_FOCUS = "#review-list"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -60,7 +62,8 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
         Binding("n", "next_page", "Next page"),
         Binding("b", "previous_page", "Previous page", show=False),
         Binding("t", "next_task", "Next task", show=False),
-        Binding("slash", "focus_filters", "Filters", key_display="/"),
+        Binding("slash", "focus_filters", "Search", key_display="/"),
+        Binding("B", "blind_review", "Blind review", key_display="B"),
     ]
     DEFAULT_CSS = """
     ReviewScreen #review-body {
@@ -303,6 +306,10 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
         self._pages.pop()
         self._jumped = self._jumped and len(self._pages) > 1
         self.reload(keep_pages=True)
+
+    def action_blind_review(self) -> None:
+        """Pairs without their scores, to measure the judge (tests fix `blind_seed`)."""
+        self.app.push_screen(BlindReviewScreen(seed=self.blind_seed))
 
     def action_focus_filters(self) -> None:
         self.query_one(ReviewFilters).focus_first()

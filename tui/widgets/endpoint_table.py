@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import millis, per_second
@@ -36,6 +38,28 @@ class EndpointTable(TableView):
                 per_second(state.tokens_per_second(key, now), ""),
                 Text(stats.health, style=HEALTH_STYLE.get(stats.health, "")),
             ))
+        rows += batch_job_rows(state, now)
         if not rows:
             rows.append((Text("no calls yet", style="dim"), "", "", "", "", "", "", "", "", ""))
         self.show_rows(rows)
+
+
+JOB_STYLE = {"Completed": "green", "PartiallyCompleted": "yellow", "Failed": "bold red",
+             "Stopped": "yellow", "Expired": "bold red"}
+
+
+def batch_job_rows(state: RunState, now: float) -> list[tuple[object, ...]]:
+    """A row per Bedrock batch job: model and records, ok and failed records, age, status."""
+    rows: list[tuple[object, ...]] = []
+    for job in state.batch_jobs.values():
+        age = max(0.0, time.time() - job.submitted_at)
+        clock = f"{age / 3600:.1f}h" if age >= 3600 else f"{age / 60:.0f}m"
+        rows.append((
+            f"{job.model}:batch {job.stage} {job.job_id} ({job.records:,} rec)", "", "",
+            f"{job.ok_records:,}",
+            Text(f"{job.error_records:,}", style="red" if job.error_records else ""),
+            # Age under p50; no ETA until the job ends (Bedrock gives no progress figure).
+            "", clock, "" if job.status in JOB_STYLE else "ETA ?", "",
+            Text(job.status, style=JOB_STYLE.get(job.status, "cyan")),
+        ))
+    return rows

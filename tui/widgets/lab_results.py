@@ -6,6 +6,9 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+from visinstruct.core.analysis.diversity import Diversity
+from visinstruct.core.analysis.versions import VersionDiversity
+from visinstruct.core.lab.diversity import TrialDiversity
 from visinstruct.core.lab.trials import LabResult, LabSample, LabSummary, VersionStats
 
 TASK_SHORT = {"conversation": "conv", "detail": "detail", "complex_reasoning": "reason"}
@@ -111,3 +114,50 @@ class VersionTable(DataTable[object]):
         self.add_row(f"{label} {summary.version[:8]}", "these", str(summary.samples),
                      number(summary.mean_score), rate(summary.keep_rate),
                      rate(summary.parse_failure_rate), number(summary.relative_score))
+
+
+def _diversity_cells(d: Diversity) -> tuple[str, ...]:
+    return (f"{d.sample_answers:,}", number(d.distinct_1, 2), number(d.distinct_2, 2),
+            number(d.self_bleu, 2), rate(d.near_duplicate_rate), number(d.compression_ratio, 1),
+            rate(d.template_share))
+
+
+class DiversityTable(DataTable[object]):
+    """Per version: distinct-1/2, self-BLEU, near-duplicates, zlib ratio, top-10 template share,
+    each with the baseline's on the same images in the row below."""
+
+    DEFAULT_CSS = """
+    DiversityTable {
+        height: auto;
+        max-height: 14;
+    }
+    """
+    BASELINE = "  GPT-4"
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        for label, width in (("version", 13), ("n", 5), ("d-1", 4), ("d-2", 4), ("sBLEU", 5),
+                             ("near", 4), ("zlib", 4), ("tpl", 4)):
+            self.add_column(label, key=label, width=width)
+
+    def show(self, versions: Sequence[VersionDiversity], stats: Sequence[VersionStats],
+             trial_version: str | None, trial: TrialDiversity | None) -> None:
+        """The trial's sides on its images first, then the versions the version table shows."""
+        self.clear()
+        if trial is not None:
+            for label, side in (("trial: these", trial.trial), ("saved: these", trial.saved),
+                                (self.BASELINE, trial.baseline)):
+                self.add_row(label, *_diversity_cells(side))
+        by_version = {v.version: v for v in versions}
+        shown = 0
+        for item in stats:
+            found = by_version.get(item.version)
+            wanted = item.active or item.version == trial_version
+            if found is None or (not wanted and shown >= 4):
+                continue
+            shown += 1
+            label = "active" if item.active else ("trial" if item.version == trial_version else "")
+            self.add_row(f"{label} {item.version[:6]}".strip(), *_diversity_cells(found.ours))
+            self.add_row(self.BASELINE, *_diversity_cells(found.baseline))

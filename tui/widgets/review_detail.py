@@ -11,6 +11,7 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 from visinstruct.core.records import Pair
 from visinstruct.core.review.samples import PairView, SampleDetail, VerdictView
+from visinstruct.core.text.context import describe, relation_triples
 from visinstruct.tui.widgets.image_preview import ImagePreview
 
 
@@ -23,12 +24,21 @@ def pair_prompt(pair: PairView) -> Text:
     text = Text()
     text.append(f"#{pair.idx + 1} ", style="bold")
     text.append(f"score {_score(pair.score)} ", style="bold")
-    text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
-    if pair.decision:
+    if pair.gate_rule and pair.decision != "accept":
+        text.append(f"gated: {pair.gate_rule} · a: restore", style="bold red")
+    else:
+        text.append("kept" if pair.kept else "dropped", style="green" if pair.kept else "red")
+    if pair.gate_rule and pair.decision == "accept":
+        text.append(f" · gated: {pair.gate_rule}, restored by you", style="cyan")
+    elif pair.decision:
         text.append(f" · {pair.decision}ed by you", style="cyan")
     if pair.edited:
         text.append(" · edited", style="cyan")
     text.append(f"\nQ: {pair.question}\nA: {pair.answer}")
+    if pair.gate_rule:
+        text.append(f"\ngate {pair.gate_rule}: {pair.gate_reason}", style="red")
+    for rule, why in pair.flags:
+        text.append(f"\nflag {rule}: {why}", style="yellow")
     if pair.reason:
         text.append(f"\njudge: {pair.reason}", style="dim")
     if pair.edited:
@@ -82,6 +92,13 @@ def context_text(detail: SampleDetail) -> Text:
                           for b in image.boxes[:12])
         more = f" (+{len(image.boxes) - 12} more)" if len(image.boxes) > 12 else ""
         text.append(f"boxes: {boxes}{more}", style="dim")
+    if image.objects:  # a GQA scene graph: objects, then relations as triples
+        text.append(f"GQA {image.source_id}: "
+                    + ", ".join(describe(o) for o in image.objects) + "\n")
+        for triple in relation_triples(image)[:12]:
+            text.append(f"• {triple}\n", style="dim")
+    for fact in image.facts[:12]:
+        text.append(f"Q: {fact.question} A: {fact.answer}\n", style="dim")
     return text
 
 

@@ -1,4 +1,4 @@
-"""The review list's filters: task, score range, state and prompt version, in one compact row."""
+"""The review list's filters: words to search, task, scores, state, gate rule, prompt version."""
 
 from __future__ import annotations
 
@@ -10,11 +10,13 @@ from textual.message import Message
 from textual.widgets import Input, Select
 from visinstruct.core.records import TASKS
 from visinstruct.core.review.samples import STATES, SampleFilter
+from visinstruct.core.text.gates import RULES
 
 STATE_LABELS = {
     "kept": "kept",
     "dropped": "dropped",
     "unjudged": "unjudged",
+    "gated": "all gated",
     "parse_failure": "parse failure",
     "evaluated": "evaluated",
     "reviewed": "reviewed by you",
@@ -22,7 +24,7 @@ STATE_LABELS = {
 
 
 class ReviewFilters(Horizontal):
-    """Posts FiltersChanged when a select changes or a score box is submitted with a valid number."""
+    """Posts FiltersChanged when a select changes or a box (search words, scores) is submitted."""
 
     DEFAULT_CSS = """
     ReviewFilters {
@@ -41,6 +43,9 @@ class ReviewFilters(Horizontal):
         width: 10;
         margin-right: 1;
     }
+    ReviewFilters #filter-text {
+        width: 2fr;
+    }
     """
 
     class FiltersChanged(Message):
@@ -58,12 +63,15 @@ class ReviewFilters(Horizontal):
             self.problem = problem
 
     def compose(self) -> ComposeResult:
+        yield Input(placeholder="search words", id="filter-text", compact=True)
         yield Select([(t, t) for t in TASKS], prompt="any task", id="filter-task", compact=True,
                      type_to_search=False)
         yield Input(placeholder="min score", id="filter-min", compact=True)
         yield Input(placeholder="max score", id="filter-max", compact=True)
         yield Select([(STATE_LABELS[s], s) for s in STATES], prompt="any state",
                      id="filter-state", compact=True, type_to_search=False)
+        yield Select([(rule.replace("_", " "), rule) for rule in RULES], prompt="any gate",
+                     id="filter-rule", compact=True, type_to_search=False)
         yield Select([], prompt="any prompt version", id="filter-version", compact=True,
                      type_to_search=False)
 
@@ -86,7 +94,7 @@ class ReviewFilters(Horizontal):
         self._changed()
 
     def focus_first(self) -> None:
-        self.query_one("#filter-task", Select).focus()
+        self.query_one("#filter-text", Input).focus()
 
     def current(self) -> SampleFilter | None:
         """The filters as typed, or None (and a FilterInvalid message) if a score is not a number."""
@@ -110,8 +118,9 @@ class ReviewFilters(Horizontal):
             value = self.query_one(select_id, Select).value
             return None if value is Select.NULL else str(value)
 
+        text = self.query_one("#filter-text", Input).value.strip() or None
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"))
+                            chosen("#filter-version"), rule=chosen("#filter-rule"), text=text)
 
     def _changed(self) -> None:
         filters = self.current()

@@ -9,7 +9,8 @@ from textual.widgets import DataTable
 from visinstruct.core.review.samples import SampleRow
 
 TASK_SHORT = {"conversation": "conv", "detail": "detail", "complex_reasoning": "reason"}
-STATE_STYLE = {"kept": "green", "dropped": "red", "unjudged": "yellow", "parse_failure": "magenta"}
+STATE_STYLE = {"kept": "green", "dropped": "red", "unjudged": "yellow", "gated": "red",
+               "parse_failure": "magenta"}
 
 
 def row_key(image_id: int, task: str) -> str:

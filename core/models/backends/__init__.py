@@ -34,6 +34,17 @@ def make_backend(model: ModelConfig) -> Backend:
         return BedrockBackend(model.model_id, region=model.region, api=model.api,
                               max_in_flight=model.max_in_flight,
                               read_timeout=max(model.read_timeout, 120.0))
+    if model.backend == "bedrock-batch":
+        # The pool of a batch model serves its on-demand remainder: the same model id on
+        # InvokeModel (Anthropic bodies) or Converse (Mistral and Llama, which InvokeModel
+        # would need their own bodies for).
+        from visinstruct.core.config import batch_family
+        from visinstruct.core.models.backends.bedrock import BedrockBackend
+
+        return BedrockBackend(model.model_id, region=model.region,
+                              api="invoke" if batch_family(model.model_id) == "anthropic"
+                              else "converse", max_in_flight=model.max_in_flight,
+                              read_timeout=max(model.read_timeout, 120.0))
     if model.backend == "openai":
         from visinstruct.core.models.backends.openai import OpenAIBackend
 

@@ -13,6 +13,7 @@ from typing import Any, Iterator
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.config import check_gguf
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.replies import normal_finish_reason
 
 _ASSEMBLE_LOCK = threading.Lock()
 
@@ -141,7 +142,7 @@ class LocalBackend:
             text = choice["message"].get("content") or ""
             return CompletionResponse(
                 text=text,
-                finish_reason=choice.get("finish_reason") or "stop",
+                finish_reason=normal_finish_reason(choice.get("finish_reason")),
                 tokens_in=int(usage.get("prompt_tokens", 0)),
                 tokens_out=int(usage.get("completion_tokens", 0)),
                 endpoint=self.endpoints[0],

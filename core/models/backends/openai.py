@@ -11,7 +11,7 @@ import threading
 from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.backends.mixtral import fold_system
@@ -22,9 +22,18 @@ from visinstruct.core.models.backends.replies import (
     parse_chat_completion,
     read_json,
 )
+from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.json_modes import (
+    ModeLadder,
+    concrete,
+    json_fields,
+    names_json_field,
+    rejects_request,
+    validation_detail,
+)
+from visinstruct.core.text.redact import redact_url, register_secret, register_url
 
-JSON_MODES = ("response_format", "guided_json", "none")
 _ERROR_TEXT_LIMIT = 300
 # A keep-alive socket the server already closed fails like this before any reply arrives.
 _STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
@@ -72,13 +81,7 @@ def chat_body(
     if request.seed is not None:
         body["seed"] = request.seed
     if request.json_schema is not None:
-        if json_mode == "response_format":
-            body["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "output", "schema": request.json_schema},
-            }
-        elif json_mode == "guided_json":
-            body["guided_json"] = request.json_schema
+        body.update(json_fields(concrete(json_mode), request.json_schema))
     return body
 
 
@@ -99,6 +102,13 @@ def status_class(status: int) -> str:
         return f"HTTP{status}"
 
 
+def _basic_auth(url: str) -> str:
+    """The Authorization header value for the user info of `url`."""
+    parts = urlsplit(url)
+    pair = f"{unquote(parts.username or '')}:{unquote(parts.password or '')}"
+    return "Basic " + base64.b64encode(pair.encode("utf-8")).decode("ascii")
+
+
 class OpenAIBackend:
     """OpenAI-compatible base URLs serving `model`; one keep-alive connection per thread and URL."""
 
@@ -112,7 +122,7 @@ class OpenAIBackend:
         max_in_flight: int = 16,
         read_timeout: float = 120.0,
         connect_timeout: float = 5.0,
-        json_mode: str = "response_format",
+        json_mode: str = "auto",
         fold_system_role: bool = False,
     ) -> None:
         urls = list(base_urls or ())
@@ -130,16 +140,25 @@ class OpenAIBackend:
             )
         for url in urls:
             if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-                raise ConfigError(f"bad OpenAI base URL {url!r}; write it like http://host:8000/v1")
+                raise ConfigError(f"bad OpenAI base URL {redact_url(url)!r}; write it like "
+                                  "http://host:8000/v1")
         self.name = f"openai:{model}"
-        self.endpoints: tuple[str, ...] = tuple(u.rstrip("/") for u in urls)
+        for url in urls:
+            register_url(url)
+        # Endpoints are named without user info (names reach the ledger, events and screens);
+        # a user:password in a base URL is sent as Basic authentication instead.
+        self.endpoints: tuple[str, ...] = tuple(redact_url(u).rstrip("/") for u in urls)
+        self._basic_auth = {redact_url(u).rstrip("/"): _basic_auth(u) for u in urls
+                            if urlsplit(u).username is not None}
         self.model = model
         self.max_in_flight = max_in_flight
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
         self.json_mode = json_mode
+        self._json_forms = ModeLadder(json_mode)
         self.fold_system_role = fold_system_role
         self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY") or None
+        register_secret(self._api_key)
         self._local = threading.local()
         self._all_connections: list[http.client.HTTPConnection] = []
         self._connections_lock = threading.Lock()
@@ -149,15 +168,26 @@ class OpenAIBackend:
     ) -> CompletionResponse:
         """POST one chat completion to `endpoint` (default: the first base URL)."""
         base = (endpoint or self.endpoints[0]).rstrip("/")
-        body = json.dumps(
-            chat_body(
-                self.model, request, json_mode=self.json_mode,
-                fold_system_role=self.fold_system_role,
-            )
-        ).encode("utf-8")
-        status, raw = self._post(base, "/chat/completions", body)
-        if status != 200:
-            raise self._status_error(base, status, raw)
+        while True:
+            form = self._json_forms.current(base)
+            body = json.dumps(
+                chat_body(self.model, request, json_mode=form,
+                          fold_system_role=self.fold_system_role)
+            ).encode("utf-8")
+            status, raw = self._post(base, "/chat/completions", body)
+            if status == 200:
+                break
+            error = self._status_error(base, status, raw)
+            # A server that refuses this way of asking for JSON gets the next one down; a
+            # refused request is never processed, so asking again costs nothing.
+            refused_form = (request.json_schema is not None
+                            and error.kind == BackendError.PERMANENT
+                            and names_json_field(error.message))
+            if not (refused_form and self._json_forms.step_down(base, form)):
+                if refused_form and not self._json_forms.auto:
+                    error.message += '; json_mode = "auto" finds the form this server takes'
+                    error.args = (error.message,)
+                raise error
         try:
             reply = parse_chat_completion(read_json(raw))
         except BackendError as error:
@@ -169,6 +199,7 @@ class OpenAIBackend:
             tokens_out=reply.tokens_out,
             endpoint=base,
             raw=raw.decode("utf-8", errors="replace"),
+            extra={"json_mode": form} if request.json_schema is not None else {},
         )
 
     def _headers(self, length: int) -> dict[str, str]:
@@ -185,6 +216,8 @@ class OpenAIBackend:
         parts = urlsplit(base)
         target = f"{parts.path.rstrip('/')}{path}"
         headers = self._headers(len(body))
+        if base in self._basic_auth and "Authorization" not in headers:
+            headers["Authorization"] = self._basic_auth[base]
         connection, reused = self._connection(base)
         try:
             try:
@@ -274,9 +307,12 @@ class OpenAIBackend:
         detail = raw.decode("utf-8", errors="replace")
         try:
             document = json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
             document = None
-        if isinstance(document, dict):
+        fields = validation_detail(document)
+        if fields is not None:
+            detail = fields
+        elif isinstance(document, dict):
             inner = document.get("error")
             if isinstance(inner, dict):
                 detail = str(inner.get("message") or detail)
@@ -285,10 +321,15 @@ class OpenAIBackend:
             elif document.get("message") or document.get("detail"):
                 detail = str(document.get("message") or document.get("detail"))
         detail = self._scrub(detail.strip())[:_ERROR_TEXT_LIMIT] or "no message"
+        kind, error_class = status_kind(status), status_class(status)
+        # A refusal of the request's own fields is permanent whatever the status says:
+        # some servers answer a validation error with 500, and resending it never helps.
+        if status not in (408, 429) and (fields is not None or rejects_request(detail)):
+            kind, error_class = BackendError.PERMANENT, "InvalidRequest"
         return BackendError(
             f"OpenAI-compatible server {base}: HTTP {status}: {detail}",
-            kind=status_kind(status),
-            error_class=status_class(status),
+            kind=kind,
+            error_class=error_class,
             status=status,
         )
 

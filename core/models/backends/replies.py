@@ -16,6 +16,8 @@ _FINISH_REASONS = {
     "stop": "stop",
     "length": "length",
     "max_tokens": "length",
+    "max_length": "length",
+    "model_length": "length",
 }
 
 
@@ -33,7 +35,7 @@ def normal_finish_reason(reason: Any) -> str:
     """Map a server's finish reason onto "stop" / "length" (others pass through)."""
     if not reason:
         return "stop"
-    return _FINISH_REASONS.get(str(reason), str(reason))
+    return _FINISH_REASONS.get(str(reason).lower(), str(reason))
 
 
 def as_count(value: Any) -> int:
@@ -93,6 +95,8 @@ def read_json(raw: bytes) -> Any:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise malformed(f"the reply is not JSON ({error.__class__.__name__}: {error})") from error
+    except RecursionError as error:  # a body nested deeper than Python's parser goes
+        raise malformed("the reply nests its JSON too deeply to read") from error
 
 
 def naming_target(error: BackendError, target: str) -> BackendError:

@@ -26,6 +26,7 @@ class Rule:
     error: str = ""          # backpressure | transient | permanent: raise instead of replying
     times: int = 0           # apply to the first N matching requests only (0: always)
     latency: float = 0.0
+    finish: str = "stop"     # the finish reason to report ("length": cut at max_tokens)
 
 
 def request_digest(request: CompletionRequest) -> str:
@@ -59,7 +60,8 @@ class ScriptedBackend:
         for item in data.get("rules", []):
             replies = item.get("replies") or ([item["reply"]] if "reply" in item else [])
             self.rules.append(Rule(item.get("match", ""), tuple(replies), item.get("error", ""),
-                                   int(item.get("times", 0)), float(item.get("latency", 0.0))))
+                                   int(item.get("times", 0)), float(item.get("latency", 0.0)),
+                                   str(item.get("finish", "stop"))))
 
     def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
         """Answer `request` by the first matching rule, else by the responder."""
@@ -82,15 +84,15 @@ class ScriptedBackend:
                                    error_class=f"Scripted{rule.error.title()}")
             if rule.replies:
                 text = rule.replies[int(digest, 16) % len(rule.replies)]
-                return self._response(text, endpoint)
+                return self._response(text, endpoint, rule.finish)
         if self.latency:
             time.sleep(self.latency)
         if self.responder is builtin_reply:
             return self._response(builtin_reply(request, digest), endpoint)
         return self._response(self.responder(request), endpoint)
 
-    def _response(self, text: str, endpoint: str | None) -> CompletionResponse:
-        return CompletionResponse(text=text, finish_reason="stop", tokens_in=100,
+    def _response(self, text: str, endpoint: str | None, finish: str = "stop") -> CompletionResponse:
+        return CompletionResponse(text=text, finish_reason=finish, tokens_in=100,
                                   tokens_out=max(1, len(text) // 4),
                                   endpoint=endpoint or self.endpoints[0], raw=text)
 

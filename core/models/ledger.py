@@ -12,8 +12,16 @@ from visinstruct.core.models.backends.base import CompletionRequest, CompletionR
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import CallFinished, CallStarted, Emit
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.text.clean import storable
+from visinstruct.core.text.redact import redact
 
 MAX_RAW = 200_000  # characters of a raw response kept; far above any real answer
+MAX_ERROR = 2000
+
+
+def error_text(error: BaseException) -> str:
+    """An error's message as the ledger keeps it: valid Unicode, no secrets, bounded."""
+    return redact(storable(str(error)))[:MAX_ERROR]
 
 
 def call_key(stage: str, image_id: int, task: str, prompt_version: str, model: str,
@@ -27,10 +35,10 @@ def request_hash(request: CompletionRequest) -> str:
     digest = hashlib.blake2b(digest_size=8)
     for message in request.messages:
         digest.update(f"{message.role}\x00{len(message.images)}\x00".encode())
-        digest.update(message.content.encode())
+        digest.update(message.content.encode("utf-8", "surrogatepass"))  # any text hashes
         digest.update(b"\x01")
     digest.update(repr((request.max_tokens, request.temperature, request.top_p, request.stop,
-                        _schema_text(request.json_schema))).encode())
+                        _schema_text(request.json_schema))).encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
 
 
@@ -80,7 +88,24 @@ class Ledger:
             "UPDATE llm_calls SET status = 'ok', latency_ms = ?, tokens_in = ?, tokens_out = ?, "
             "endpoint = COALESCE(endpoint, ?), raw_response = ?, finished_at = ? WHERE id = ?",
             (latency_ms, response.tokens_in, response.tokens_out, response.endpoint,
-             response.text[:MAX_RAW], now(), _id(call)))
+             storable(response.text[:MAX_RAW]), now(), _id(call)))
+
+    def finish_error(self, conn: sqlite3.Connection, call: RowRef | int, error: BackendError,
+                     latency_ms: float) -> str:
+        """Mark a call failed (inside a write); returns the error text it stored."""
+        message = error_text(error)
+        conn.execute(
+            "UPDATE llm_calls SET status = 'error', latency_ms = ?, error_kind = ?, "
+            "error_class = ?, error = ?, finished_at = ? WHERE id = ?",
+            (latency_ms, error.kind, error.error_class, message, now(), _id(call)))
+        return message
+
+    def error_event(self, info: CallInfo, call: RowRef | int, endpoint: str, attempt: int,
+                    error: BackendError, latency_ms: float) -> CallFinished:
+        """The event for a failed call (build it after the commit: the id is known then)."""
+        return CallFinished(_id(call) or 0, info.stage, info.image_id, info.task, info.model,
+                            endpoint, attempt, "error", latency_ms, 0, 0, error.kind,
+                            error.error_class, error_text(error))
 
     def finished_event(self, info: CallInfo, call: RowRef | int, response: CompletionResponse,
                        latency_ms: float, attempt: int) -> CallFinished:
@@ -122,20 +147,14 @@ class CallListener:
         return ref
 
     def failed(self, call: RowRef, error: BackendError, latency_ms: float, will_retry: bool) -> None:
-        """Finish the attempt's row as an error, keeping the error text."""
+        """Finish the attempt's row as an error, keeping the error text (redacted)."""
         info = self.info
         ledger = self.ledger
-        message = str(error)[:2000]
         endpoint, attempt = self._sent.get(id(call), ("", 0))
         ledger.store.write_nowait(
-            lambda c: c.execute(
-                "UPDATE llm_calls SET status = 'error', latency_ms = ?, error_kind = ?, "
-                "error_class = ?, error = ?, finished_at = ? WHERE id = ?",
-                (latency_ms, error.kind, error.error_class, message, now(), call.id)),
-            on_commit=lambda _: ledger.emit(CallFinished(
-                call.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt,
-                "error",
-                latency_ms, 0, 0, error.kind, error.error_class, message)))
+            lambda c: ledger.finish_error(c, call, error, latency_ms),
+            on_commit=lambda _: ledger.emit(
+                ledger.error_event(info, call, endpoint, attempt, error, latency_ms)))
 
 
 def abandon_in_flight(store: Store) -> int:

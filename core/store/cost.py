@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
-from visinstruct.core.config import Config
-from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import KEPT_SQL
+
+# A bedrock-batch model's price keys hold batch prices, which Bedrock sets at half the
+# on-demand price; its on-demand remainder is priced at this multiple of them.
+ON_DEMAND_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -43,6 +48,13 @@ def cost_report(store: Store, config: Config, *, kept_pairs: int | None = None,
     tokens = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
         "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM "
         f"{'call_tally' if tallied else 'llm_calls'} GROUP BY model")}
+    batch_models = [n for n, m in config.models.items() if m.backend == "bedrock-batch"]
+    on_demand: dict[str, tuple[int, int]] = {}
+    if batch_models:
+        marks = ",".join("?" * len(batch_models))
+        on_demand = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
+            f"SELECT model, SUM(tokens_in), SUM(tokens_out) FROM llm_calls WHERE model IN ({marks}) "
+            "AND COALESCE(endpoint, '') NOT LIKE 'batch:%' GROUP BY model", tuple(batch_models))}
     hours = wall_hours(store)
     by_model: dict[str, float] = {}
     for name, model in config.models.items():
@@ -53,6 +65,11 @@ def cost_report(store: Store, config: Config, *, kept_pairs: int | None = None,
             by_model[name] = hours * instances * model.price_per_instance_hour
         else:
             used_in, used_out = tokens.get(name, (0, 0))
+            if model.backend == "bedrock-batch":
+                # The on-demand remainder is billed at on-demand prices: count it once more.
+                extra_in, extra_out = on_demand.get(name, (0, 0))
+                used_in += (ON_DEMAND_FACTOR - 1) * extra_in
+                used_out += (ON_DEMAND_FACTOR - 1) * extra_out
             spent = (used_in * model.price_in_per_million
                      + used_out * model.price_out_per_million) / 1e6
             if spent:
@@ -82,22 +99,37 @@ class CostMeter:
         self._usd_per_hour = sum(
             m.instances * max(1, len(m.endpoints)) * m.price_per_instance_hour
             for n, m in config.models.items() if n in sagemaker and m.price_per_instance_hour
-            and n in (config.generation.model, config.judge.model))
+            and n in (config.generation.model, *config.judge.panel))
         self._hours_before = wall_hours(store)
         self._started = time.monotonic()
         self._lock = threading.Lock()
 
-    def add_call(self, model: str, tokens_in: int, tokens_out: int) -> None:
-        """Count one finished call's tokens."""
+    def add_call(self, model: str, tokens_in: int, tokens_out: int, endpoint: str = "") -> None:
+        """Count one finished call's tokens (a batch model's on-demand calls at on-demand prices)."""
         priced = self.config.models.get(model)
         if priced is None or priced.backend == "sagemaker":
             return
+        factor = 1
+        if priced.backend == "bedrock-batch" and not endpoint.startswith("batch:"):
+            factor = ON_DEMAND_FACTOR
         with self._lock:
-            self._tokens_usd += (tokens_in * priced.price_in_per_million
-                                 + tokens_out * priced.price_out_per_million) / 1e6
+            self._tokens_usd += factor * (tokens_in * priced.price_in_per_million
+                                          + tokens_out * priced.price_out_per_million) / 1e6
 
     def total_usd(self) -> float:
         """Spent so far, this run included."""
         hours = self._hours_before + (time.monotonic() - self._started) / 3600
         with self._lock:
             return self._tokens_usd + hours * self._usd_per_hour
+
+
+def stored_config(store: Store, threshold: float) -> Config:
+    """Enough of the last run's config to price its calls (models and tasks are kept in meta)."""
+    models: dict[str, ModelConfig] = {}
+    known = {f.name for f in fields(ModelConfig)}
+    for name, body in json.loads(store.get_meta("models", "{}") or "{}").items():
+        body = {k: (tuple(v) if isinstance(v, list) else v) for k, v in body.items() if k in known}
+        models[name] = ModelConfig(**body)
+    tasks = tuple(json.loads(store.get_meta("tasks", "[]") or "[]")) or GenerationConfig().tasks
+    return Config(models=models, generation=GenerationConfig(tasks=tasks),
+                  judge=JudgeConfig(threshold=threshold))

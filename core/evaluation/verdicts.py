@@ -1,0 +1,145 @@
+"""One way to ask an evaluator for a verdict and record it: evaluations and the lab share it.
+
+Ours against the baseline in one order, with the picture when the evaluator sees and the
+configured `[evaluation] temperature`; the verdict row and the ledger's finish commit together.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from pathlib import Path
+
+from visinstruct.core.config import Config, ModelConfig
+from visinstruct.core.errors import BackendError
+from visinstruct.core.evaluation.aggregate import VerdictRow
+from visinstruct.core.models.backends.base import CompletionRequest
+from visinstruct.core.models.backends.replies import image_format
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    NotStored,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
+from visinstruct.core.records import Image
+from visinstruct.core.store.database import now
+from visinstruct.core.text.parse_scores import parse_verdict
+from visinstruct.core.text.prompts import PromptTemplate, evaluation_messages
+
+MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
+_VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.IGNORECASE)
+
+
+def model_sees_images(model: ModelConfig) -> bool:
+    """Whether the model is a Claude 3 or later on Bedrock, which takes pictures."""
+    return model.backend == "bedrock" and bool(_VISION_MODEL.search(model.model_id))
+
+
+class Pictures:
+    """The image files an evaluator that sees is shown; unusable ones are noted, once each."""
+
+    def __init__(self, config: Config) -> None:
+        images_dir, gqa_dir = config.source.images_dir, config.source.gqa_images_dir
+        sees = model_sees_images(config.model(config.evaluation.model))
+        self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
+        self.gqa_images_dir: Path | None = Path(gqa_dir) if gqa_dir and sees else None
+        self.unusable: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def load(self, image: Image) -> bytes | None:
+        """The picture's bytes; None when the evaluator is blind or the file is unusable."""
+        folder = self.gqa_images_dir if image.source == "gqa" else self.images_dir
+        if folder is None:
+            return None
+        path = folder / image.file_name
+        problem = ""
+        data = b""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            problem = "not found"
+        if not problem and len(data) > MAX_PICTURE_BYTES:
+            problem = "larger than the evaluator takes"
+        if not problem:
+            try:
+                image_format(data)
+            except BackendError:
+                problem = "not a JPEG, PNG, GIF or WebP file"
+        if problem:
+            with self._lock:
+                self.unusable.setdefault(image.image_id, f"{path}: {problem}")
+            return None
+        return data
+
+
+def verdict_request(config: Config, template: PromptTemplate, image: Image, request_text: str,
+                    ours: str, theirs: str, order: str,
+                    picture: bytes | None) -> CompletionRequest:
+    """The evaluator's request with `order`'s side shown first, at `[evaluation] temperature`."""
+    first, second = (ours, theirs) if order == "ours" else (theirs, ours)
+    return CompletionRequest(
+        messages=evaluation_messages(template, image, request_text, first, second,
+                                     picture=picture),
+        max_tokens=config.evaluation.max_tokens, temperature=config.evaluation.temperature,
+        top_p=0.9, tag="evaluate")
+
+
+def record_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
+                   task: str, *, mode: str, item: int, order: str, generation_id: int | None,
+                   outcome: CallOutcome) -> tuple[VerdictRow | None, CallOutcome]:
+    """Store the verdict of an answered evaluator call (online or from a batch job).
+
+    Returns the verdict and the call; when reading or storing the reply fails, no verdict
+    and the call as failed (its ledger row says so: a paid call always ends there).
+    """
+    result = outcome.result
+    assert result is not None
+    text = result.response.text
+    try:
+        verdict = parse_verdict(text)
+    except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
+        return None, fail_answered(ctx, outcome, exc)
+    if order == "ours":
+        ours_score, baseline_score = verdict.first, verdict.second
+    else:
+        ours_score, baseline_score = verdict.second, verdict.first
+    rationale = (verdict.rationale or text) if verdict.parsed else text
+    ledger = ctx.ledger
+    model = config.evaluation.model
+
+    def write(conn: sqlite3.Connection) -> None:
+        ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
+        conn.execute(
+            "INSERT INTO evaluations (image_id, task, mode, item, shown_first, ours_score, "
+            "baseline_score, parsed, rationale, call_id, prompt_version, model, "
+            "generation_id, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (image.image_id, task, mode, item, order, ours_score, baseline_score,
+             int(verdict.parsed), rationale, result.call_id, template.version, model,
+             generation_id, now()))
+
+    stored = store_result(ctx, outcome, write, lambda _: None).result()
+    if isinstance(stored, NotStored):
+        return None, CallOutcome(outcome.info, None, stored.error)
+    return VerdictRow(image.image_id, task, mode, item, order, ours_score, baseline_score,
+                      verdict.parsed), outcome
+
+
+def ask_verdict(ctx: StageContext, config: Config, template: PromptTemplate, image: Image,
+                task: str, *, request_text: str, ours: str, theirs: str, order: str,
+                mode: str, item: int, generation_id: int | None, picture: bytes | None,
+                call_item: str) -> tuple[CallOutcome, VerdictRow | None]:
+    """Ask once with `order`'s side shown first and store the verdict; None if the call failed
+    (then the outcome carries the error)."""
+    request = verdict_request(config, template, image, request_text, ours, theirs, order,
+                              picture)
+    outcome = make_call(ctx, stage="evaluate", image_id=image.image_id, task=task,
+                        model=config.evaluation.model, prompt_version=template.version,
+                        request=request, item=call_item)
+    if outcome.result is None:
+        return outcome, None
+    row, outcome = record_verdict(ctx, config, template, image, task, mode=mode, item=item,
+                                  order=order, generation_id=generation_id, outcome=outcome)
+    return outcome, row
