@@ -8,14 +8,13 @@ from dataclasses import dataclass
 
 from visinstruct.core.config import Config
 from visinstruct.core.events import ignore
-from visinstruct.core.models.cost import cost_report
 from visinstruct.core.pipeline.runner import _Runner
 from visinstruct.core.pipeline.tally import money
+from visinstruct.core.records import FACT_TASKS, UnitNeed
 from visinstruct.core.store.database import Store
-from visinstruct.core.store.prompt_versions import active_template
+from visinstruct.core.store.cost import cost_report
+from visinstruct.core.text.prompt_versions import active_template
 
-# Calls a unit needs at least: one generation and one judging (retries come on top).
-_CALLS = {"generate": 2, "judge": 1}
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,19 @@ def plan_run(config: Config, store: Store) -> RunPlan:
     total, done = runner.count_units()
     needs: Counter[str] = Counter()
     for ids in runner.image_pages():
-        needs.update(need for _image, _task, need, _gid in runner._pending(ids))
-    calls = sum(_CALLS.get(need, 1) * count for need, count in needs.items())
+        # Short answers are made from the facts: no model call.
+        needs.update(need for _image, task, need, _gid in runner._pending(ids)
+                     if task not in FACT_TASKS)
+    # Calls a unit needs at least: a generation, then one judging per panel member
+    # (retries come on top).
+    judges = len(config.judge.panel)
+    calls = (needs[UnitNeed.GENERATE] * (1 + judges) + needs[UnitNeed.JUDGE] * judges)
     left = max(0, total - done)
     local = all(config.model(name).backend == "local"
-                for name in (config.generation.model, config.judge.model))
+                for name in (config.generation.model, *config.judge.panel))
     cost: float | None = None
     if not local and done:
         spent = cost_report(store, config).cost_usd
         cost = spent / done * left if spent else None
-    return RunPlan(config.origin, config.generation.model, config.judge.model, images, total,
+    return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
                    left, calls, cost, local)
