@@ -135,6 +135,10 @@ class VisinstructApp(App[int]):
         if self.run_active:
             self.notify("A run is already going.", severity="warning")
             return
+        if self.store.readonly:
+            self.notify(f"{self.ctx.db_path} is read-only: it can be browsed but not run.",
+                        severity="error")
+            return
         self.run_worker(self._plan_then_ask, thread=True, group="plan", exit_on_error=False)
 
     def _plan_then_ask(self) -> None:
