@@ -10,6 +10,7 @@ from typing import Any
 from visinstruct.core.config import Config, ModelConfig, _from_raw, validate
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.store.database import Store
+from visinstruct.core.text.redact import redact
 
 
 def _plain(value: Any) -> Any:
@@ -44,10 +45,11 @@ def config_record(config: Config) -> dict[str, Any]:
 
 def settings_json(config: Config) -> str:
     """What a run writes to `runs.config`: the summary keys readers use, and the whole config."""
-    return json.dumps({"generation": _plain(asdict(config.generation)),
-                       "judge": _plain(asdict(config.judge)),
-                       "gates": _plain(asdict(config.gates)), "origin": config.origin,
-                       "config": config_record(config)}, default=str)
+    # Redacted: a base_url may carry a password (a resumed run then needs the config again).
+    return redact(json.dumps({"generation": _plain(asdict(config.generation)),
+                              "judge": _plain(asdict(config.judge)),
+                              "gates": _plain(asdict(config.gates)), "origin": config.origin,
+                              "config": config_record(config)}, default=str))
 
 
 def stored_run_config(store: Store, run_id: int | None = None) -> tuple[int, Config] | None:

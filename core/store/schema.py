@@ -258,60 +258,6 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     (
-        6,
-        "bedrock batch jobs and their records",
-        """
-        CREATE TABLE batch_jobs (
-            id INTEGER PRIMARY KEY,
-            arn TEXT NOT NULL UNIQUE,
-            job_id TEXT NOT NULL,            -- the ARN's last part, the folder of its outputs
-            run_id INTEGER,
-            stage TEXT NOT NULL,             -- generate | judge
-            model TEXT NOT NULL,             -- the [models.X] name
-            model_id TEXT NOT NULL,
-            region TEXT NOT NULL,
-            token TEXT NOT NULL,             -- clientRequestToken, derived from the records
-            input_uri TEXT NOT NULL,
-            output_uri TEXT NOT NULL,
-            records INTEGER NOT NULL,
-            status TEXT NOT NULL,            -- Bedrock's: Submitted ... Completed, Failed, Stopped
-            message TEXT,
-            submitted_at REAL NOT NULL,
-            updated_at REAL NOT NULL,
-            ended_at REAL,
-            processed INTEGER NOT NULL DEFAULT 0,   -- 1 once its output is in the ledger
-            ok_records INTEGER NOT NULL DEFAULT 0,
-            error_records INTEGER NOT NULL DEFAULT 0,
-            tokens_in INTEGER NOT NULL DEFAULT 0,
-            tokens_out INTEGER NOT NULL DEFAULT 0
-        );
-        CREATE INDEX batch_jobs_stage ON batch_jobs(processed, stage);
-        CREATE TABLE batch_records (
-            job INTEGER NOT NULL REFERENCES batch_jobs(id),
-            record_id TEXT NOT NULL,         -- the recordId in the JSONL
-            key TEXT NOT NULL,               -- the ledger key of the call it stands for
-            image_id INTEGER NOT NULL,
-            task TEXT NOT NULL,
-            prompt_version TEXT NOT NULL,
-            generation_id INTEGER NOT NULL DEFAULT 0,   -- judge records: what is judged
-            request_hash TEXT NOT NULL DEFAULT '',
-            PRIMARY KEY (job, record_id)
-        );
-        CREATE INDEX batch_records_key ON batch_records(key);
-        """,
-    ),
-    (7, "views kept_pairs and run_figures; full-text search over pairs", _browsable),
-    (
-        8,
-        "blind review decisions",
-        """
-        -- 1: an accept/reject made in blind review (score and gate verdicts hidden), which counts
-        -- like any decision, and only blind ones measure the judge against a human.
-        ALTER TABLE reviews ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
-        CREATE INDEX reviews_blind ON reviews(blind, pair_id);
-        """,
-    ),
-    (
         5,
         "running tallies the monitor reads instead of scanning the ledger and the judgements",
         """
@@ -429,6 +375,60 @@ MIGRATIONS: tuple[Migration, ...] = (
                           WHERE x.pair_id = q.id AND x.action = 'drop'))
                   AND NOT EXISTS (SELECT 1 FROM judgements j WHERE j.generation_id = g.id));
         END;
+        """,
+    ),
+    (
+        6,
+        "bedrock batch jobs and their records",
+        """
+        CREATE TABLE batch_jobs (
+            id INTEGER PRIMARY KEY,
+            arn TEXT NOT NULL UNIQUE,
+            job_id TEXT NOT NULL,            -- the ARN's last part, the folder of its outputs
+            run_id INTEGER,
+            stage TEXT NOT NULL,             -- generate | judge
+            model TEXT NOT NULL,             -- the [models.X] name
+            model_id TEXT NOT NULL,
+            region TEXT NOT NULL,
+            token TEXT NOT NULL,             -- clientRequestToken, derived from the records
+            input_uri TEXT NOT NULL,
+            output_uri TEXT NOT NULL,
+            records INTEGER NOT NULL,
+            status TEXT NOT NULL,            -- Bedrock's: Submitted ... Completed, Failed, Stopped
+            message TEXT,
+            submitted_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            ended_at REAL,
+            processed INTEGER NOT NULL DEFAULT 0,   -- 1 once its output is in the ledger
+            ok_records INTEGER NOT NULL DEFAULT 0,
+            error_records INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX batch_jobs_stage ON batch_jobs(processed, stage);
+        CREATE TABLE batch_records (
+            job INTEGER NOT NULL REFERENCES batch_jobs(id),
+            record_id TEXT NOT NULL,         -- the recordId in the JSONL
+            key TEXT NOT NULL,               -- the ledger key of the call it stands for
+            image_id INTEGER NOT NULL,
+            task TEXT NOT NULL,
+            prompt_version TEXT NOT NULL,
+            generation_id INTEGER NOT NULL DEFAULT 0,   -- judge records: what is judged
+            request_hash TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (job, record_id)
+        );
+        CREATE INDEX batch_records_key ON batch_records(key);
+        """,
+    ),
+    (7, "views kept_pairs and run_figures; full-text search over pairs", _browsable),
+    (
+        8,
+        "blind review decisions",
+        """
+        -- 1: an accept/reject made in blind review (score and gate verdicts hidden), which counts
+        -- like any decision, and only blind ones measure the judge against a human.
+        ALTER TABLE reviews ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX reviews_blind ON reviews(blind, pair_id);
         """,
     ),
 )

@@ -133,7 +133,6 @@ def test_store_of_migration_1_and_4_alone_indexes_sources(tmp_path: Path,
     mine = tuple(m for m in MIGRATIONS if m[0] in (1, 4))
     monkeypatch.setattr(schema, "MIGRATIONS", mine)
     monkeypatch.setattr(database, "MIGRATIONS", mine)
-    monkeypatch.setattr(database, "LATEST_VERSION", 4)
     with Store(tmp_path / "s.db") as store:
         summary = index_sources(store, SourceConfig(
             gqa_scene_graphs=sample.gqa_scene_graphs_path(),
