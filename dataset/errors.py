@@ -46,7 +46,7 @@ class DataError(InputError):
     title = "Bad data file"
 
 
-class DownloadError(InputError):
-    """A download failed or arrived incomplete."""
+class DownloadError(VisinstructError):
+    """A download failed or arrived incomplete: the work failed, the input was fine (exit 1)."""
 
     title = "Download failed"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -13,6 +15,7 @@ from typing import Any, TypeVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
+from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 from visinstruct.core.cli.options import config_from_args
 from visinstruct.core.config import Config
@@ -28,8 +31,20 @@ from visinstruct.tui.screens.monitor import MonitorScreen
 from visinstruct.tui.screens.prompt_lab import PromptLabScreen
 from visinstruct.tui.screens.review import ReviewScreen
 from visinstruct.tui.runs import RunControl
+from visinstruct.tui.settings import load_settings, save_setting
 
 T = TypeVar("T")
+RUN_ACTIONS = ("start_run", "pause_run", "stop_run")
+SCREEN_KEYS = [
+    Binding("f2", "show_mode('monitor')", "Monitor", show=False, priority=True,
+            tooltip="Run monitor (the home screen)"),
+    Binding("f3", "show_mode('review')", "Review", show=False, priority=True,
+            tooltip="Review the generated pairs"),
+    Binding("f4", "show_mode('lab')", "Lab", show=False, priority=True,
+            tooltip="Prompt lab: try prompts on samples"),
+    Binding("f5", "show_mode('evaluation')", "Eval", show=False, priority=True,
+            tooltip="Evaluation: ours against the GPT-4 baseline"),
+]
 
 # (mode, screen class, title shown in help and the palette)
 SCREENS: tuple[tuple[str, type[Screen[Any]], str], ...] = (
@@ -53,9 +68,15 @@ class VisinstructApp(App[int]):
         Binding("p", "show_mode('lab')", "Lab", tooltip="Prompt lab: try prompts on samples"),
         Binding("e", "show_mode('evaluation')", "Eval",
                 tooltip="Evaluation: ours against the GPT-4 baseline"),
+        # Keys typing cannot produce: they switch screens even from inside an editor.
+        *SCREEN_KEYS,
+        Binding("escape", "leave_editor", "Leave editor", show=False,
+                tooltip="Leave the text box or editor (then screen keys work again)"),
         Binding("question_mark", "help", "Keys", key_display="?",
                 tooltip="Show every key (this list)"),
         Binding("q", "request_quit", "Quit", tooltip="Quit (asks first while a run is going)"),
+        Binding("ctrl+q", "request_quit", "Quit", show=False, priority=True,
+                tooltip="Quit (asks first while a run is going)"),
     ]
 
     def __init__(self, ctx: AppContext, *, autostart: bool = False,
@@ -76,7 +97,15 @@ class VisinstructApp(App[int]):
 
     # -- start and stop --------------------------------------------------------------------------
     def on_mount(self) -> None:
+        theme = load_settings().get("theme")
+        if not self.frozen and isinstance(theme, str) and theme in self.available_themes:
+            self.theme = theme
+        if not self.frozen:  # snapshots keep the default theme whatever a user chose
+            self.watch(self, "theme", self._theme_chosen, init=False)
         self.runs.begin(frozen=self.frozen, autostart=self.autostart)
+
+    def _theme_chosen(self, theme: str) -> None:
+        save_setting("theme", theme)
 
     def on_unmount(self) -> None:
         self.runs.end()
@@ -91,9 +120,47 @@ class VisinstructApp(App[int]):
         """The monitor is following the store (attach mode, no run of ours going)."""
         return self.runs.following
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        """Attach mode only watches: run controls are hidden and do nothing there."""
+        if action in RUN_ACTIONS and self.ctx.attach:
+            return False  # hidden from the footer, and the key does nothing
+        return True
+
     def start_run(self) -> None:
-        """Start (or resume) a run of ctx.config on the store in a thread worker."""
-        self.runs.start()
+        """Show what a run would do (config, models, units left, calls, cost) and start it on yes."""
+        if self.ctx.attach:
+            self.notify("Following another process: this window only watches.",
+                        severity="warning")
+            return
+        if self.run_active:
+            self.notify("A run is already going.", severity="warning")
+            return
+        if self.store.readonly:
+            self.notify(f"{self.ctx.db_path} is read-only: it can be browsed but not run.",
+                        severity="error")
+            return
+        self.run_worker(self._plan_then_ask, thread=True, group="plan", exit_on_error=False)
+
+    def _plan_then_ask(self) -> None:
+        """Thread worker: the config to run (the store's last unless one was chosen) and its plan."""
+        from visinstruct.core.pipeline.plan import plan_run
+        from visinstruct.core.store.run_config import stored_run_config
+
+        config = self.ctx.config
+        if not self.ctx.chosen:
+            stored = stored_run_config(self.store)
+            if stored is not None:
+                config = stored[1]
+        plan = plan_run(config, self.store)
+        self.call_from_thread(self._ask_to_start, config, plan)
+
+    def _ask_to_start(self, config: Config, plan: Any) -> None:
+        def answered(start: bool | None) -> None:
+            if start:
+                self.runs.start(config)
+
+        self.push_screen(ConfirmDialog("Start this run?", plan.describe(), yes="Start",
+                                       no="Cancel", danger=False), answered)
 
     def pause_run(self) -> None:
         """Pause a running run (calls in flight finish) or resume a paused one."""
@@ -171,13 +238,22 @@ class VisinstructApp(App[int]):
             return
         self.push_screen(HelpScreen(self.help_sections()))
 
+    def action_leave_editor(self) -> None:
+        """Escape from a text box or editor: nothing focused, so screen keys work again."""
+        if isinstance(self.focused, (Input, TextArea)):
+            self.screen.set_focus(None)
+
     # -- quitting --------------------------------------------------------------------------------
     async def action_quit(self) -> None:
         await self.action_request_quit()
 
     async def action_request_quit(self) -> None:
-        """Quit; while a run is going, ask first and stop it cleanly."""
+        """Quit; while a run is going, ask first and stop it cleanly; asked again, quit at once."""
         if not self.run_active:
+            self.exit(0)
+            return
+        if self.runs.stopping:
+            # Calls in flight are left in the ledger as in flight: the next run sends them again.
             self.exit(0)
             return
         if isinstance(self.screen, ConfirmDialog):
@@ -190,7 +266,8 @@ class VisinstructApp(App[int]):
         self.push_screen(ConfirmDialog(
             "Quit while a run is going?",
             "The run stops taking new work and calls in flight finish; everything done so "
-            "far is kept, and the next run resumes where this one stopped.",
+            "far is kept, and the next run resumes where this one stopped. Quit again while "
+            "it stops to leave at once (calls in flight are sent again on resume).",
             yes="Stop and quit", no="Keep running"), answered)
 
     async def _stop_then_exit(self) -> None:
@@ -209,20 +286,24 @@ class VisinstructApp(App[int]):
         for mode, _screen, title in SCREENS:
             yield SystemCommand(f"Go to {title}", f"Switch to the {title.lower()} screen",
                                 partial(self.run_action, f"show_mode('{mode}')"))
-        yield SystemCommand("Start run", f"Generate and judge with {self.ctx.config.origin}",
-                            self.start_run)
-        yield SystemCommand("Pause or resume run", "Hold new work; calls in flight finish",
-                            self.pause_run)
-        yield SystemCommand("Stop run", "Stop taking new work; resume later with Start",
-                            self.stop_run)
+        if not self.ctx.attach:  # attach mode only watches
+            yield SystemCommand("Start run", "Shows what will run and asks first",
+                                self.start_run)
+            yield SystemCommand("Pause or resume run", "Hold new work; calls in flight finish",
+                                self.pause_run)
+            yield SystemCommand("Stop run", "Stop taking new work; resume later with Start",
+                                self.stop_run)
         yield SystemCommand("Keys", "Show every key of every screen", self.action_help)
         yield SystemCommand("Quit", "Quit (asks first while a run is going)",
                             partial(self.run_action, "request_quit"))
+        listed: set[str] = set()
         for mode, screen_type, title in SCREENS:
             for binding in Binding.make_bindings(screen_type.BINDINGS):
-                if not binding.description or binding.action.startswith("app."):
+                name = f"{title}: {binding.description}"
+                if not binding.description or binding.action.startswith("app.") or name in listed:
                     continue
-                yield SystemCommand(f"{title}: {binding.description}",
+                listed.add(name)
+                yield SystemCommand(name,
                                     f"key {self.get_key_display(binding)}",
                                     partial(self._screen_action, mode, binding.action))
         for command in super().get_system_commands(screen):
@@ -243,8 +324,9 @@ def context_from_args(args: argparse.Namespace) -> tuple[AppContext, bool]:
     attach = db is not None and not autostart
     if attach and not Path(db).is_file():
         raise InputError(f"{db}: no such store to follow; start a run first or check --db")
+    chosen = config_path is not None or bool(getattr(args, "overrides", []))
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,
-                      attach=attach), autostart
+                      attach=attach, chosen=chosen), autostart
 
 
 def main(args: argparse.Namespace) -> int:
@@ -252,4 +334,11 @@ def main(args: argparse.Namespace) -> int:
     ctx, autostart = context_from_args(args)
     app = VisinstructApp(ctx, autostart=autostart)
     app.run()
-    return int(app.return_code or 0)
+    code = int(app.return_code or 0)
+    if app.runs.active:
+        # Quit while calls were in flight: their thread never ends by itself. Everything done is
+        # committed; the ledger's in-flight rows are sent again on the next run.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

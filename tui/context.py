@@ -17,3 +17,4 @@ class AppContext:
     config_path: Path | None = None
     attach: bool = False      # `visinstruct tui --db X`: follow a store another process writes
     poll_seconds: float = 1.0
+    chosen: bool = False      # --config or --set given: runs use ctx.config, not the store's last

@@ -49,11 +49,16 @@ class RunControl:
         self._question_lookup: Worker[dict[int, str]] | None = None
         self._questions_asked: set[int] = set()
         self.closing = False
+        self._pipeline_going = threading.Event()
+        self.run_config: Any = app.ctx.config   # what the run going (or the last one) runs with
 
     @property
     def active(self) -> bool:
         """A run started in this app is going (including pausing and stopping)."""
-        return self._run_worker is not None and not self._run_worker.is_finished
+        # The thread, not the worker: a worker cancelled at exit is "finished" while its
+        # pipeline thread still waits on calls in flight and still writes.
+        return self._pipeline_going.is_set() or (
+            self._run_worker is not None and not self._run_worker.is_finished)
 
     @property
     def following(self) -> bool:
@@ -89,8 +94,13 @@ class RunControl:
         # else: the run worker closes the store once its last write has committed
 
     # -- runs --------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start (or resume) a run of ctx.config on the store in a thread worker."""
+    @property
+    def stopping(self) -> bool:
+        """A run of ours was told to stop and is waiting for its calls in flight."""
+        return self.active and self._cancel.is_set()
+
+    def start(self, config: Any = None) -> None:
+        """Start (or resume) a run of `config` (default ctx.config) on the store in a thread worker."""
         app = self.app
         if self.active:
             app.notify("A run is already going.", severity="warning")
@@ -99,11 +109,13 @@ class RunControl:
             app.notify(f"{app.ctx.db_path} is read-only: it can be browsed but not run.",
                        severity="error")
             return
+        self.run_config = config if config is not None else app.ctx.config
         self.stop_following()
         self._generation += 1
         self._cancel.clear()
         self._pause.clear()
         self.state.run_requested()
+        self._pipeline_going.set()
         self._run_worker = app.run_worker(
             partial(self._run_pipeline, self._generation), thread=True, group="run",
             name="pipeline", exit_on_error=False)
@@ -118,9 +130,10 @@ class RunControl:
             # Judgements up to now are counted in another thread; the run's own arrive as events.
             upto = last_judgement_id(app.store)
             app.call_from_thread(self._count_stored_scores, upto, generation)
-            return pipeline.run(app.ctx.config, app.store, self.buffer.emit, self._cancel,
+            return pipeline.run(self.run_config, app.store, self.buffer.emit, self._cancel,
                                 self._pause)
         finally:
+            self._pipeline_going.clear()
             if self.closing:
                 app.store.close()
 
@@ -226,6 +239,9 @@ class RunControl:
 
     def broadcast(self) -> None:
         """Tell every screen of every mode that the RunState changed (coalesced per screen)."""
+        if self.app.ctx.attach and self.state.run_id is not None:
+            pid = f" of pid {self.state.pid}" if self.state.pid else ""
+            self.app.sub_title = f"following run {self.state.run_id}{pid} (read-only)"
         for mode in self.app.MODES:
             try:
                 stack = self.app.get_screen_stack(mode)

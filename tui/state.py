@@ -10,15 +10,14 @@ from visinstruct.core.events import (
     BatchJobUpdated,
     CallFinished,
     CallStarted,
-    CostUpdated,
     EndpointFigures,
     EndpointHealth,
     Event,
-    ImageDone,
     PairsJudged,
     RunFinished,
     RunStarted,
 )
+from visinstruct.core.pipeline.tally import ACTIVE, RunFigures, RunTally
 from visinstruct.core.store.snapshots import (
     CallError,
     InFlightCall,
@@ -30,9 +29,8 @@ from visinstruct.core.store.snapshots import (
 MAX_ERRORS = 50
 MAX_SAMPLES = 20
 LATENCY_WINDOW = 512
-# Seconds of history behind "units per second" and "tokens per second".
+# Seconds of history behind "tokens per second" (units and calls: the shared RunTally).
 RATE_WINDOW = 30.0
-ACTIVE = ("running", "paused", "stopping", "starting")
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,12 @@ class Rate:
 
     per_second: float | None
     eta_seconds: float | None
+
+
+def _tally_field(name: str) -> property:
+    """A RunState attribute that lives in its RunTally, so the app and the CLI count alike."""
+    return property(lambda self: getattr(self.tally, name),
+                    lambda self, value: setattr(self.tally, name, value))
 
 
 class EndpointTally:
@@ -88,18 +92,23 @@ class EndpointTally:
 class RunState:
     """The app-level picture of the run; the UI thread alone mutates it."""
 
+    run_id = _tally_field("run_id")
+    status = _tally_field("status")   # none | starting | running | paused | stopping | finished ...
+    total_units = _tally_field("total_units")
+    done_units = _tally_field("done_units")
+    failed_units = _tally_field("failed_units")
+    start_done = _tally_field("start_done")
+    started_at = _tally_field("started_at")
+    finished_at = _tally_field("finished_at")
+    cost_usd = _tally_field("cost_usd")
+    projected_cost_usd = _tally_field("projected_cost_usd")
+    cost_per_kept_pair_usd = _tally_field("cost_per_kept_pair_usd")
+
     def __init__(self, threshold: float = 7.0) -> None:
         self.version = 0
+        self.tally = RunTally()          # units, run pairs, calls, rates, ETA: shared with the CLI
         self.source = "store"            # store: read from the store | live: a run in this app
-        self.run_id: int | None = None
-        self.status = "none"             # none | starting | running | paused | stopping | finished ...
         self.message = ""
-        self.total_units = 0
-        self.done_units = 0
-        self.failed_units = 0
-        self.start_done = 0
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
         self.threshold = threshold
         self.score_buckets: dict[int, int] = {}
         self.judged_pairs = 0
@@ -108,9 +117,6 @@ class RunState:
         # of the scores before it can be added under them whenever it arrives.
         self._live_buckets: dict[int, int] = {}
         self._live_kept = 0
-        self.cost_usd = 0.0
-        self.projected_cost_usd: float | None = None
-        self.cost_per_kept_pair_usd: float | None = None
         self.endpoints: dict[tuple[str, str], EndpointTally] = {}
         self.lanes: dict[int, InFlightCall] = {}
         self.errors: deque[CallError] = deque(maxlen=MAX_ERRORS)
@@ -118,7 +124,7 @@ class RunState:
         self.instances: dict[str, int] = {}  # instances behind each endpoint, per model
         self.batch_jobs: dict[str, BatchJobUpdated] = {}  # Bedrock batch jobs by ARN
         self.events_absorbed = 0
-        self._progress_marks: deque[tuple[float, int]] = deque()
+        self.pid: int | None = None      # the process writing the followed run
         self._token_marks: dict[tuple[str, str], deque[tuple[float, int]]] = {}
 
     # -- derived figures ---------------------------------------------------------------------
@@ -132,25 +138,16 @@ class RunState:
         return self.kept_pairs / self.judged_pairs if self.judged_pairs else None
 
     def elapsed(self, now: float) -> float | None:
-        if self.started_at is None:
-            return None
-        return max(0.0, (self.finished_at or now) - self.started_at)
+        return self.tally.elapsed(now)
+
+    def figures(self, now: float) -> RunFigures:
+        """The run's figures from the shared tally (what the headless progress shows too)."""
+        return self.tally.figures(now)
 
     def rate(self, now: float) -> Rate:
         """Units per second: over the recent window while running, the run's average once ended."""
-        remaining = max(0, self.total_units - self.done_units)
-        if not self.active:
-            elapsed = self.elapsed(now)
-            done = self.done_units - self.start_done
-            per_second = done / elapsed if elapsed and done > 0 else None
-            return Rate(per_second, 0.0 if per_second and not remaining else None)
-        marks = self._progress_marks
-        if len(marks) < 2 or marks[-1][0] <= marks[0][0]:
-            return Rate(None, None)
-        per_second = (marks[-1][1] - marks[0][1]) / (marks[-1][0] - marks[0][0])
-        if per_second <= 0:
-            return Rate(0.0, None)
-        return Rate(per_second, remaining / per_second)
+        figures = self.tally.figures(now)
+        return Rate(figures.units_per_s, figures.eta_s)
 
     def tokens_per_second(self, key: tuple[str, str], now: float) -> float | None:
         """Output tokens per second: recent while running, the run's average once it ended."""
@@ -185,15 +182,6 @@ class RunState:
     def _changed(self) -> None:
         self.version += 1
 
-    def _mark_progress(self, now: float) -> None:
-        marks = self._progress_marks
-        if marks and marks[-1][1] == self.done_units and len(marks) > 1:
-            marks[-1] = (now, self.done_units)
-        else:
-            marks.append((now, self.done_units))
-        while len(marks) > 2 and now - marks[0][0] > RATE_WINDOW:
-            marks.popleft()
-
     def _mark_tokens(self, key: tuple[str, str], tokens_out: int, now: float) -> None:
         marks = self._token_marks.setdefault(key, deque())
         marks.append((now, tokens_out))
@@ -218,70 +206,37 @@ class RunState:
     def apply_events(self, events: Iterable[Event], now: float) -> int:
         """Absorb a batch of pipeline events; returns how many there were."""
         count = 0
-        progressed = False
         touched: set[tuple[str, str]] = set()
+        tally = self.tally
         for event in events:
             count += 1
+            tally.add(event, now)  # units, run pairs, calls, cost, rates: the shared figures
             if isinstance(event, CallStarted):
                 self.lanes[event.call_id] = InFlightCall(
                     event.call_id, event.stage, event.image_id, event.task, event.model,
                     event.endpoint, event.attempt, now)
             elif isinstance(event, CallFinished):
                 touched.add(self._call_finished(event, now))
-            elif isinstance(event, ImageDone):
-                self.done_units = event.done_units
-                self.total_units = event.total_units
-                self.failed_units += 0 if event.ok else 1
-                progressed = True
             elif isinstance(event, PairsJudged):
                 self._pairs_judged(event)
             elif isinstance(event, EndpointHealth):
                 self._endpoint_health(event, now)
             elif isinstance(event, BatchJobUpdated):
                 self.batch_jobs[event.arn] = event
-            elif isinstance(event, CostUpdated):
-                self.cost_usd = event.cost_usd
-                self.projected_cost_usd = event.projected_cost_usd
-                self.cost_per_kept_pair_usd = event.cost_per_kept_pair_usd
             elif isinstance(event, RunStarted):
-                self._run_started(event, now)
-                progressed = True
+                self.source = "live"
+                self.endpoints.clear()
+                self.lanes.clear()
+                self._token_marks.clear()
             elif isinstance(event, RunFinished):
-                self._run_finished(event, now)
-                progressed = True
+                self.lanes.clear()
         if count:
             self.events_absorbed += count
             for key in touched:
                 if key in self.endpoints:
                     self._mark_tokens(key, self.endpoints[key].tokens_out, now)
-            if progressed:
-                self._mark_progress(now)
             self._changed()
         return count
-
-    def _run_started(self, event: RunStarted, now: float) -> None:
-        self.source = "live"
-        self.run_id = event.run_id
-        if self.status in ("starting", "none") or self.status not in ACTIVE:
-            self.status = "running"
-        self.total_units = event.total_units
-        self.done_units = self.start_done = event.done_units
-        self.failed_units = 0
-        self.started_at, self.finished_at = now, None
-        self.endpoints.clear()
-        self.lanes.clear()
-        self._token_marks.clear()
-        self._progress_marks.clear()
-
-    def _run_finished(self, event: RunFinished, now: float) -> None:
-        self.status = event.status
-        self.done_units, self.total_units = event.done_units, event.total_units
-        self.failed_units = event.failed_units
-        self.finished_at = now
-        if self.started_at is not None:
-            self.started_at = now - event.elapsed_s
-        self.cost_usd = event.cost_usd
-        self.lanes.clear()
 
     def _call_finished(self, event: CallFinished, now: float) -> tuple[str, str]:
         lane = self.lanes.pop(event.call_id, None)
@@ -346,18 +301,12 @@ class RunState:
             self._live_buckets.clear()
             self._live_kept = 0
             if progress.run_id != self.run_id:
-                self._progress_marks.clear()
                 self._token_marks.clear()
-                self.start_done = progress.done_units if progress.status == "running" else 0
-            self.run_id = progress.run_id
-            self.status = progress.status
+            self.tally.restore(progress.run_id, progress.status, progress.total_units,
+                               progress.done_units, progress.failed_units, progress.started_at,
+                               progress.finished_at, now)
             self.message = progress.message
-            self.total_units = progress.total_units
-            self.done_units = progress.done_units
-            self.failed_units = progress.failed_units
-            self.started_at, self.finished_at = progress.started_at, progress.finished_at
-            if progress.status == "running":
-                self._mark_progress(now)
+            self.pid = progress.pid
             self.endpoints = {}
             for stats in snapshot.endpoints:
                 key = (stats.model, stats.endpoint)

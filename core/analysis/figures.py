@@ -155,6 +155,7 @@ class Figures:
     images_with_boxes: int
     baseline_rows_total: int
     baseline_rows_used: int
+    baseline_images: int         # images the baseline side covers (those ours covers)
     present: Mapping[str, bool]
     datasets: Mapping[str, Mapping[str, SliceStats]]
     judge: JudgeStats
@@ -292,9 +293,13 @@ def _conversations(store: Store, threshold: float
         pairs.append((question, answer, bool(kept)))
     if current is not None:
         yield "generated", current[1], current[2], pairs
+    # Both sides describe the same images: the baseline only on images ours covers (every
+    # image of the store while nothing is generated yet, so the baseline alone still shows).
+    covered = ("SELECT image_id FROM generations WHERE purpose = 'run'" if store.scalar(
+        "SELECT 1 FROM generations WHERE purpose = 'run' LIMIT 1") else "SELECT id FROM images")
     for image_id, task, raw in store.iter_query(
             "SELECT image_id, task, pairs FROM baseline_conversations "
-            "WHERE image_id IN (SELECT id FROM images) ORDER BY id"):
+            f"WHERE image_id IN ({covered}) ORDER BY id"):
         yield "baseline", image_id, task, [(q, a, True) for q, a in json.loads(raw)]
 
 
@@ -331,6 +336,7 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
         images_with_boxes=sum(1 for _ in boxes),
         baseline_rows_total=baseline_total,
         baseline_rows_used=datasets["baseline"][ALL].conversations,
+        baseline_images=datasets["baseline"][ALL].images,
         present={name: datasets[name][ALL].pairs > 0 for name in DATASETS},
         datasets=datasets, judge=judge_stats(store, threshold), slices=keys,
         version_diversity=tuple(version_diversity(store, seed=seed)),

@@ -128,17 +128,21 @@ def pyplot() -> Any:
 def save_plot(fig: Any, path: Path) -> Path:
     fig.tight_layout()
     partial = path.with_name(f".{path.stem}.partial.png")
-    fig.savefig(partial, dpi=100)
+    fig.savefig(partial, dpi=100, bbox_inches="tight")  # legends outside the axes stay in
     pyplot().close(fig)
     os.replace(partial, path)
     return path
 
 
-def bars(ax: Any, groups: Sequence[str], series: dict[str, list[float]]) -> None:
+def bars(ax: Any, groups: Sequence[str], series: dict[str, list[float]],
+         counts: dict[str, int] | None = None, *, legend: bool = True) -> None:
+    """Grouped bars; the legend names each series' n and sits outside the bars."""
     width = 0.8 / max(1, len(series))
     for i, (name, values) in enumerate(series.items()):
+        label = LABELS[name] + (f" (n={counts[name]:,})" if counts and name in counts else "")
         ax.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(groups))], values,
-               width, label=LABELS[name], color=COLOURS[name])
+               width, label=label, color=COLOURS[name])
     ax.set_xticks(range(len(groups)), groups, rotation=45, ha="right")
-    if series:
-        ax.legend(fontsize=8)
+    if series and legend:
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.1), ncol=2,
+                  frameon=False, borderaxespad=0.0)

@@ -110,8 +110,10 @@ def _intro(figures: Figures) -> list[Block]:
         f"{figures.threshold:g}, or accepted by a reviewer) of the current generations, one "
         "conversation per generation; **ours (all generated)** is every pair before judging. "
         f"The **baseline** is the {figures.baseline_rows_used:,} of "
-        f"{figures.baseline_rows_total:,} baseline conversations whose image is in the store, so "
-        "both sides describe the same images.")]
+        f"{figures.baseline_rows_total:,} baseline conversations about the "
+        f"{figures.baseline_images:,} images ours covers (every image of the store while "
+        "nothing is generated), so both sides describe the same images. Every plot names n, "
+        "the pairs (or answers) behind each bar series.")]
     if not figures.present["baseline"]:
         blocks.append(Paragraph("Baseline absent: no baseline conversation is about an image in "
                                 "this store, so the report shows ours only."))
@@ -216,11 +218,12 @@ def plot_answer_lengths(figures: Figures, out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, len(figures.slices), figsize=(4 * len(figures.slices), 3.6),
                              sharey=True, squeeze=False)
     for ax, key in zip(axes[0], figures.slices):
-        series = {}
+        series, counts = {}, {}
         for name in main:
             dist = figures.datasets[name][key].answer_words
             series[name] = [100 * n / dist.count if dist.count else 0 for n in dist.histogram]
-        bars(ax, figures.length_bins, series)
+            counts[name] = dist.count
+        bars(ax, figures.length_bins, series, counts)
         ax.set_title(f"{key} answers")
         ax.set_xlabel("words")
     axes[0][0].set_ylabel("% of answers")
@@ -231,12 +234,13 @@ def plot_question_types(figures: Figures, out_dir: Path) -> Path:
     """Question types, ours vs baseline, as shares of all questions."""
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(8, 3.8))
-    series = {}
+    series, counts = {}, {}
     for name in _present(figures, ("ours", "baseline")):
         stats = figures.datasets[name][ALL]
         series[name] = [100 * stats.question_types[family] / stats.pairs
                         for family in figures.question_families]
-    bars(ax, figures.question_families, series)
+        counts[name] = stats.pairs
+    bars(ax, figures.question_families, series, counts)
     ax.set_ylabel("% of questions")
     ax.set_title("Question types, all tasks")
     return save_plot(fig, out_dir / "question_types.png")
@@ -256,7 +260,7 @@ def plot_judge_scores(figures: Figures, out_dir: Path) -> Path:
     ax.set_xlabel("judge score")
     ax.set_ylabel("pairs")
     ax.legend(fontsize=8)
-    ax.set_title("Judge scores of the current pairs")
+    ax.set_title(f"Judge scores of the current pairs (n={sum(judge.histogram.values()):,})")
     return save_plot(fig, out_dir / "judge_scores.png")
 
 
@@ -265,11 +269,16 @@ def plot_grounding(figures: Figures, out_dir: Path) -> Path:
     plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     every = _present(figures, ("ours", "generated", "baseline"))
+    counts = {name: figures.datasets[name][ALL].pairs for name in every}
     for ax, metric in zip(axes, ("chair_i", "chair_s")):
         series = {name: [100.0 * (getattr(figures.datasets[name][key].grounding, metric) or 0)
                          for key in figures.slices] for name in every}
-        bars(ax, list(figures.slices), series)
+        bars(ax, list(figures.slices), series, counts, legend=False)
         ax.set_title(metric.replace("chair", "CHAIR"))
+    if every:  # one legend for both panels, below them: it never covers a bar
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, fontsize=8, loc="upper center", ncol=len(every),
+                   frameon=False, bbox_to_anchor=(0.5, 0.0))
     axes[0].set_ylabel("% hallucinated")
     return save_plot(fig, out_dir / "grounding.png")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
+from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
 from visinstruct.core.errors import ExitCode, InputError
 from visinstruct.core.text.redact import redact
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
@@ -51,15 +52,14 @@ def _cell(value: float | None, digits: int) -> str:
 
 def table(report: EvaluationReport) -> str:
     """The figures as a fixed-width table, one row per task and one overall."""
-    header = (f"{'task':<18}{'n':>5}{'relative':>10}  {'95% CI':<17}{'wins':>5}{'ties':>5}"
+    header = (f"{'task':<18}{'n':>5}{'relative':>10}  {'95% interval':<17}{'wins':>5}{'ties':>5}"
               f"{'losses':>7}{'pos.bias':>9}{'unparsed':>9}")
     lines = [header]
 
     def row(name: str, s: Summary) -> str:
-        interval = (f"[{_cell(s.ci_low, 2)}, {_cell(s.ci_high, 2)}]"
-                    if s.ci_low is not None else "-")
-        return (f"{name:<18}{s.n:>5}{_cell(s.relative_score, 2):>10}  {interval:<17}"
-                f"{s.wins:>5}{s.ties:>5}{s.losses:>7}{_cell(s.position_bias, 3):>9}"
+        # Worded as the app's evaluation screen words them (one module for both).
+        return (f"{name:<18}{s.n:>5}{relative_text(s.relative_score):>10}  {interval_text(s):<17}"
+                f"{s.wins:>5}{s.ties:>5}{s.losses:>7}{bias_text(s.position_bias):>9}"
                 f"{s.unparsed:>9}")
 
     lines += [row(task, summary) for task, summary in report.by_task.items()]

@@ -9,23 +9,45 @@ import json
 import sys
 import threading
 import time
-from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
-from visinstruct.core.text.redact import redact
 from visinstruct.core.events import (
     BatchJobUpdated,
     BatchNotice,
     BatchRecordsWaiting,
-    CallFinished,
-    CostUpdated,
     EndpointHealth,
     Event,
-    ImageDone,
-    PairsJudged,
     RunFinished,
-    RunStarted,
 )
+from visinstruct.core.pipeline.tally import (
+    RunTally,
+    calls_text,
+    duration,
+    money,
+    run_pairs_text,
+    units_text,
+)
+from visinstruct.core.text.redact import redact
+
+
+def json_event(event: Event, at: float) -> dict[str, Any]:
+    """An event as one JSON object: its kind, an ISO time stamp, and floats to sensible digits."""
+    body: dict[str, Any] = {"event": event.kind,
+                            "at": datetime.fromtimestamp(at, timezone.utc).isoformat(
+                                timespec="milliseconds")}
+    for key, value in event.to_dict().items():
+        if key == "event":
+            continue
+        if isinstance(value, str):
+            # Each text field is redacted as itself (header patterns need their real quotes).
+            value = redact(value)
+        if isinstance(value, float):
+            # Milliseconds to a tenth, money to a hundredth of a cent, the rest to 3 digits.
+            value = round(value, 1 if key.endswith("_ms") else 6 if key.endswith("_usd") else 3)
+        body[key] = value
+    return body
 
 
 class JsonLines:
@@ -35,10 +57,7 @@ class JsonLines:
         self._lock = threading.Lock()
 
     def __call__(self, event: Event) -> None:
-        # Each text field is redacted as itself (header patterns need their real quotes).
-        fields = {key: redact(value) if isinstance(value, str) else value
-                  for key, value in event.to_dict().items()}
-        line = json.dumps(fields, default=str)
+        line = json.dumps(json_event(event, time.time()), default=str)
         with self._lock:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -51,47 +70,29 @@ class JsonLines:
 
 
 class RichProgress:
-    """Units done of total, pairs kept, calls per second, ETA, cost and errors by kind, on stderr."""
+    """Units, pairs, calls, rates, ETA, cost and errors on stderr, from the shared RunTally."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         from rich.console import Console
 
         self.console = Console(stderr=True)
+        self.clock = clock
         self._lock = threading.Lock()
-        self.total = 0
-        self.done = 0
-        self.start_done = 0
-        self.kept = 0
-        self.pairs = 0
-        self.calls = 0
-        self.errors: Counter[str] = Counter()
+        self.tally = RunTally()
         self.endpoints: dict[str, EndpointHealth] = {}
-        self.cost: CostUpdated | None = None
+        self.finished: RunFinished | None = None
         self.batch_jobs: dict[str, BatchJobUpdated] = {}
         self.waiting: dict[str, BatchRecordsWaiting] = {}
         self.notices: list[BatchNotice] = []
-        self.started = time.monotonic()
         self._live: Any = None
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, RunStarted):
-                self.total, self.done, self.start_done = (event.total_units, event.done_units,
-                                                          event.done_units)
-                self.started = time.monotonic()
-            elif isinstance(event, ImageDone):
-                self.done = max(self.done, event.done_units)
-            elif isinstance(event, PairsJudged):
-                self.kept += event.kept
-                self.pairs += len(event.scores)
-            elif isinstance(event, CallFinished):
-                self.calls += 1
-                if event.status != "ok":
-                    self.errors[event.error_kind or "error"] += 1
-            elif isinstance(event, EndpointHealth):
+            self.tally.add(event, self.clock())
+            if isinstance(event, EndpointHealth):
                 self.endpoints[f"{event.model}/{event.endpoint}"] = event
-            elif isinstance(event, CostUpdated):
-                self.cost = event
+            elif isinstance(event, RunFinished):
+                self.finished = event
             elif isinstance(event, BatchJobUpdated):
                 self.batch_jobs[event.arn] = event
             elif isinstance(event, BatchRecordsWaiting):
@@ -107,21 +108,18 @@ class RichProgress:
         from rich.table import Table
 
         with self._lock:
-            elapsed = max(1e-6, time.monotonic() - self.started)
-            rate = (self.done - self.start_done) / elapsed
-            remaining = max(0, self.total - self.done)
-            eta = f"{remaining / rate:,.0f}s" if rate > 0 else "-"
+            figures = self.tally.figures(self.clock())
             grid = Table.grid(padding=(0, 2))
-            grid.add_row(ProgressBar(total=max(1, self.total), completed=self.done, width=40),
-                         f"{self.done:,}/{self.total:,} units", f"ETA {eta}")
-            grid.add_row("pairs kept", f"{self.kept:,} of {self.pairs:,} judged this run",
-                         f"{self.calls / elapsed:,.1f} calls/s")
-            errors = ", ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) or "none"
+            grid.add_row(ProgressBar(total=max(1, figures.total_units),
+                                     completed=figures.done_units, width=40),
+                         units_text(figures), f"elapsed {duration(figures.elapsed_s)}")
+            grid.add_row("pairs", run_pairs_text(figures), calls_text(figures))
+            errors = ", ".join(f"{k}: {v}" for k, v in figures.errors) or "none"
             grid.add_row("errors", errors, "")
-            if self.cost is not None:
-                projected = (f"${self.cost.projected_cost_usd:,.2f}"
-                             if self.cost.projected_cost_usd is not None else "-")
-                grid.add_row("cost", f"${self.cost.cost_usd:,.4f} so far", f"projected {projected}")
+            grid.add_row("cost", f"{money(figures.cost_usd)} so far",
+                         f"projected {money(figures.projected_cost_usd)}")
+            if self.finished is not None:
+                grid.add_row("store", store_text(self.finished), "")
             for name, health in sorted(self.endpoints.items()):
                 grid.add_row(name, f"{health.in_flight}/{health.limit} in flight, {health.done:,} done",
                              f"{health.health}, {health.throttles} throttles, p50 {health.p50_ms:,.0f} ms")
@@ -142,19 +140,30 @@ class RichProgress:
 
     def __exit__(self, *exc: object) -> None:
         if self._live is not None:
+            self._live.refresh()  # the last frame shows the closing figures, as the summary does
             self._live.__exit__(None, None, None)
             if not self.console.is_terminal:
                 self.console.line()  # the last frame ends without a newline when not a terminal
 
     def summary(self, event: RunFinished) -> None:
         """The closing lines after a run."""
+        with self._lock:
+            figures = self.tally.figures(self.clock())
         self.console.print(
-            f"run {event.run_id} {event.status}: {event.done_units:,}/{event.total_units:,} units, "
-            f"{event.failed_units:,} failed; {event.pairs:,} pairs, "
-            f"{event.dropped_pairs:,} stopped by the gates, {event.kept_pairs:,} kept, "
-            f"{event.parse_failures:,} parse failures; {event.calls:,} calls "
-            f"({event.failed_calls:,} failed) in {event.elapsed_s:,.1f}s; "
-            f"cost ${event.cost_usd:,.4f}")
+            f"run {event.run_id} {event.status}: {units_text(figures)}; "
+            f"{run_pairs_text(figures)}; {calls_text(figures)}; "
+            f"in {duration(event.elapsed_s)}; cost {money(event.cost_usd)}")
+        self.console.print(f"store: {store_text(event)}")
+
+
+def store_text(event: RunFinished) -> str:
+    """'412 pairs, 9 stopped by the gates, 200 kept, 3 parse failures, 830 calls (4 failed)'.
+
+    The whole store after a run.
+    """
+    return (f"{event.pairs:,} pairs, {event.dropped_pairs:,} stopped by the gates, "
+            f"{event.kept_pairs:,} kept, {event.parse_failures:,} parse "
+            f"failures, {event.calls:,} calls ({event.failed_calls:,} failed)")
 
 
 def batch_rows(jobs: Any, now: float) -> list[tuple[str, str, str]]:

@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     deploy.add_argument("--wait-minutes", type=float, default=60.0,
                         help="give up waiting after this long (the endpoint keeps being created)")
 
+    backup = sub.add_parser("backup", help="copy a store safely, even while a run writes it")
+    backup.add_argument("--db", type=Path, help="the store to copy (default: ./visinstruct.db)")
+    backup.add_argument("--out", type=Path, required=True, help="the copy's file name")
+
     batch = sub.add_parser("batch", help="this store's Bedrock batch jobs")
     batch_commands = batch.add_subparsers(dest="batch_command", required=True)
     stop = batch_commands.add_parser("stop", help="stop this store's open Bedrock batch jobs")
@@ -280,21 +284,21 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report))
     else:
-        jobs = report.pop("batch_jobs", [])
-        width = max(len(k) for k in report)
-        for key, value in report.items():
-            if isinstance(value, dict) and key.endswith("_by_rule"):
-                value = ", ".join(f"{rule} {n:,}" for rule, n in value.items()) or "none"
-            print(f"{key:<{width}}  {value}")
-        for job in jobs:
-            print(f"{'batch job':<{width}}  {job['stage']} {job['model']} {job['records']:,} "
-                  f"records {job['status']} {job['arn']}")
+        from visinstruct.core.cli.status import human_lines
+
+        for line in human_lines(report):
+            print(line)
     return ExitCode.OK
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
     import importlib
 
+    if args.db is None and args.config is None and not args.overrides:
+        store = Path("visinstruct.db")
+        if not store.exists():
+            _say(f"visinstruct: no --db or --config given: using {store.resolve()} "
+                 "(created now; pass --db to use another store)")
     # Named by string: the app sits above core, and core never imports it (import-linter).
     try:
         tui_main = importlib.import_module("visinstruct.tui.app").main
@@ -320,6 +324,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "evaluate": _lazy("visinstruct.core.cli.evaluate", "cmd_evaluate"),
     "analyze": _lazy("visinstruct.core.cli.evaluate", "cmd_analyze"),
     "deploy": _lazy("visinstruct.core.cli.deploy", "cmd_deploy"),
+    "backup": _lazy("visinstruct.core.cli.backup", "cmd_backup"),
     "teardown": _lazy("visinstruct.core.cli.deploy", "cmd_teardown"),
     "batch": _lazy("visinstruct.core.cli.batch", "cmd_batch"),
 }

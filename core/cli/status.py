@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from visinstruct.core.analysis.agreement import stored_judge_agreement
+from visinstruct.core.pipeline.tally import money
 from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.cost import cost_report, stored_config
 from visinstruct.core.store.queries import gate_counts, status_counts
@@ -35,3 +36,50 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     # figure is null.
     report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
     return report
+
+
+def _when(stamp: float | None) -> str:
+    """A local date and time to the second, or '–'."""
+    if stamp is None:
+        return "–"
+    from datetime import datetime
+
+    return datetime.fromtimestamp(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _value(key: str, value: Any) -> str:
+    if value is None:
+        return "–"
+    if key.endswith("_usd"):
+        return money(float(value))
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        # Counts by source or gate rule, or the judge-agreement figures.
+        return ", ".join(f"{name} {_value(name, figure)}" for name, figure in value.items()) \
+            or "none"
+    return str(value)
+
+
+def human_lines(report: dict[str, Any]) -> list[str]:
+    """The status report for people: aligned names, dates instead of epoch seconds."""
+    rows: list[tuple[str, str]] = []
+    for key, value in report.items():
+        if key == "last_run":
+            if value is None:
+                rows.append(("last_run", "none yet"))
+                continue
+            rows.append(("last_run", f"run {value['id']} {value['status']}, "
+                                     f"{value['total_units'] or 0:,} units"))
+            rows.append(("  started", _when(value["started_at"])))
+            rows.append(("  finished", _when(value["finished_at"])))
+            continue
+        if key == "batch_jobs":
+            rows.extend(("batch job", f"{job['stage']} {job['model']} {job['records']:,} records "
+                                      f"{job['status']} {job['arn']}") for job in value)
+            continue
+        rows.append((key, _value(key, value)))
+    width = max(len(name) for name, _ in rows)
+    return [f"{name:<{width}}  {text}" for name, text in rows]

@@ -17,7 +17,7 @@ _EMPTY: _Numbers = (0, 0, 0, 0, 0, None, 0, None)
 
 @dataclass(frozen=True)
 class VersionStats:
-    """One prompt version's results over every generation (run and lab) made with it.
+    """One prompt version's results over the run data made with it (lab trials never count here).
 
     For the judge prompt a sample is one judged pair, and a parse failure an unreadable score.
     """
@@ -71,7 +71,7 @@ def version_stats(store: Store, task: str, threshold: float | None = None,
 def _generation_stats(store: Store, task: str, threshold: float) -> dict[str, _Numbers]:
     samples = {r[0]: (int(r[1]), int(r[2] or 0)) for r in store.query(
         "SELECT prompt_version, COUNT(*), SUM(status = 'parse_failure') FROM generations "
-        "WHERE task = ? AND (purpose = 'run' OR purpose LIKE 'lab:%') GROUP BY prompt_version",
+        "WHERE task = ? AND purpose = 'run' GROUP BY prompt_version",
         (task,))}
     pair_rows = {r[0]: r[1:] for r in store.query(
         "SELECT v, COUNT(*), COUNT(s), AVG(s), "
@@ -81,7 +81,7 @@ def _generation_stats(store: Store, task: str, threshold: float) -> dict[str, _N
         " (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id"
         "  AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d"
         " FROM generations g JOIN pairs p ON p.generation_id = g.id"
-        " WHERE g.task = ? AND g.status = 'ok' AND (g.purpose = 'run' OR g.purpose LIKE 'lab:%')"
+        " WHERE g.task = ? AND g.status = 'ok' AND g.purpose = 'run'"
         " LIMIT -1) GROUP BY v", (threshold, task))}
     relative = _relative_scores(store, task)
     stats: dict[str, _Numbers] = {}
@@ -99,7 +99,8 @@ def _relative_scores(store: Store, task: str) -> dict[str, tuple[int, float | No
     for version, image_id, mode, item, first, ours, baseline, parsed in store.query(
             "SELECT g.prompt_version, e.image_id, e.mode, e.item, e.shown_first, e.ours_score, "
             "e.baseline_score, e.parsed FROM evaluations e "
-            "JOIN generations g ON g.id = e.generation_id WHERE g.task = ? AND e.mode = "
+            "JOIN generations g ON g.id = e.generation_id WHERE g.task = ? AND g.purpose = 'run' "
+            "AND e.mode = "
             "'conversation' ORDER BY e.id", (task,)):
         rows[version].append(VerdictRow(image_id, task, mode, item, first, ours, baseline,
                                         bool(parsed)))
@@ -113,8 +114,10 @@ def _relative_scores(store: Store, task: str) -> dict[str, tuple[int, float | No
 def _judge_stats(store: Store, threshold: float) -> dict[str, _Numbers]:
     stats: dict[str, _Numbers] = {}
     for version, total, scored, mean, kept in store.query(
-            "SELECT prompt_version, COUNT(*), COUNT(score), AVG(score), "
-            "COALESCE(SUM(score >= ?), 0) FROM judgements GROUP BY prompt_version", (threshold,)):
+            "SELECT j.prompt_version, COUNT(*), COUNT(j.score), AVG(j.score), "
+            "COALESCE(SUM(j.score >= ?), 0) FROM judgements j "
+            "JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'run' "
+            "GROUP BY j.prompt_version", (threshold,)):
         stats[version] = (int(total), int(total - scored), int(total), int(scored), int(kept),
                           None if mean is None else float(mean), 0, None)
     return stats

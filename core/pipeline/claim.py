@@ -11,6 +11,7 @@ from dataclasses import asdict
 from visinstruct.core.config import Config
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
+from visinstruct.core.store.run_config import settings_json
 from visinstruct.core.text.redact import redact
 
 
@@ -18,8 +19,7 @@ def claim(store: Store, config: Config) -> int:
     """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
     refuse_live_writer(store, "stop it first or use another --db")
     host = socket.gethostname()
-    settings = json.dumps({"generation": asdict(config.generation), "judge": asdict(config.judge),
-                           "gates": asdict(config.gates), "origin": config.origin}, default=str)
+    settings = settings_json(config)  # the whole config, so the app can resume with it
 
     def work(conn: sqlite3.Connection) -> int:
         conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "

@@ -377,7 +377,13 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
     finally:
         # The units already handed out still finish: their calls are paid for.
         for _ in threads:
-            jobs.put(_DONE)
+            # A worker that died (its store closed under it) takes nothing: never wait on it.
+            while any(thread.is_alive() for thread in threads):
+                try:
+                    jobs.put(_DONE, timeout=0.2)
+                    break
+                except queue.Full:
+                    pass
         for thread in threads:
             thread.join()
         finished.set()
@@ -389,7 +395,10 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
             emit(_cost_event(runner, store, config, meter))
             if status is not RunState.FAILED:
                 status = (RunState.BUDGET if runner.budget_hit
-                          else RunState.INTERRUPTED if cancel.is_set() else RunState.FINISHED)
+                          # A stop that lands after the last unit changes nothing.
+                          else RunState.INTERRUPTED
+                          if cancel.is_set() and runner.done_units < runner.total_units
+                          else RunState.FINISHED)
             counts = status_counts(store, config.judge.threshold)
             store.write_sync(lambda c: c.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, message = COALESCE(?, message) "

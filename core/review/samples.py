@@ -22,7 +22,8 @@ from visinstruct.core.text.gates import RULES
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
 
-STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated")
+STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated",
+                           "reviewed")
 DECISIONS: tuple[str, ...] = ("accept", "reject")
 
 # The sample shown for an (image, task): its current ok generation, else its latest failure.
@@ -42,14 +43,14 @@ _PAIR_FACTS = """
            EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x
     FROM pairs p WHERE p.generation_id = g.id LIMIT -1
 """
-# One pass over a sample's pairs: [pairs, mean score, kept, scored, gated] (gated pairs'
-# old scores left out), as JSON so it is computed once
+# One pass over a sample's pairs: [pairs, mean score, kept, scored, gated, reviewed] (gated
+# pairs' old scores left out; reviewed: pairs a person accepted or rejected), as JSON so it is computed once
 # (the LIMIT -1 above stops SQLite from flattening, which would repeat the lookups per use).
 _STATS = f"""
     (SELECT json_array(COUNT(*), AVG(CASE WHEN x THEN NULL ELSE s END),
             COALESCE(SUM(d = 'accept' OR (d IS NULL AND NOT x AND s IS NOT NULL
                                           AND s >= :threshold)), 0),
-            COUNT(CASE WHEN x THEN NULL ELSE s END), COALESCE(SUM(x), 0))
+            COUNT(CASE WHEN x THEN NULL ELSE s END), COALESCE(SUM(x), 0), COUNT(d))
      FROM ({_PAIR_FACTS}))
 """
 _STATE_SQL: dict[str, str] = {
@@ -61,6 +62,7 @@ _STATE_SQL: dict[str, str] = {
              " AND json_extract(stats, '$[4]') = json_extract(stats, '$[0]')",
     "parse_failure": "status = 'parse_failure'",
     "evaluated": "evaluated",
+    "reviewed": "json_extract(stats, '$[5]') > 0",   # a person accepted or rejected a pair
 }
 
 
@@ -92,6 +94,7 @@ class SampleRow:
     scored: int
     evaluated: bool
     gated: int = 0
+    reviewed: int = 0        # pairs a person accepted or rejected
 
     @property
     def key(self) -> tuple[int, str]:
@@ -276,10 +279,10 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
-    pairs, mean, kept, scored, gated = json.loads(row["stats"])
+    pairs, mean, kept, scored, gated, reviewed = json.loads(row["stats"])
     return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
                      row["prompt_version"], int(pairs), None if mean is None else float(mean),
-                     int(kept), int(scored), bool(row["evaluated"]), int(gated))
+                     int(kept), int(scored), bool(row["evaluated"]), int(gated), int(reviewed))
 
 
 def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:

@@ -42,8 +42,12 @@ def cost_report(store: Store, config: Config, *, kept_pairs: int | None = None,
     A running pipeline passes its own counts of kept pairs and done units, which saves two
     queries that are slow on a large store.
     """
+    tallied = store.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                           "AND name = 'call_tally'")
+    # The running tally the store's triggers keep (schema 5), else a scan of the ledger.
     tokens = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
-        "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM llm_calls GROUP BY model")}
+        "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM "
+        f"{'call_tally' if tallied else 'llm_calls'} GROUP BY model")}
     batch_models = [n for n, m in config.models.items() if m.backend == "bedrock-batch"]
     on_demand: dict[str, tuple[int, int]] = {}
     if batch_models:

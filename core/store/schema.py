@@ -258,6 +258,126 @@ MIGRATIONS: tuple[Migration, ...] = (
         """,
     ),
     (
+        5,
+        "running tallies the monitor reads instead of scanning the ledger and the judgements",
+        """
+        CREATE TABLE call_tally (
+            run_id INTEGER NOT NULL,
+            model TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            status TEXT NOT NULL,
+            backpressure INTEGER NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,
+            tokens_in INTEGER NOT NULL DEFAULT 0,
+            tokens_out INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (run_id, model, endpoint, status, backpressure)
+        );
+        INSERT INTO call_tally
+            SELECT COALESCE(run_id, 0), model, COALESCE(endpoint, ''), status,
+                   COALESCE(error_kind, '') = 'backpressure', COUNT(*),
+                   SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0))
+            FROM llm_calls GROUP BY 1, 2, 3, 4, 5;
+        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls BEGIN
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;
+        END;
+        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls BEGIN
+            UPDATE call_tally SET n = n - 1,
+                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
+                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
+            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
+              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
+              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;
+        END;
+        CREATE TABLE score_tally (
+            score REAL NOT NULL PRIMARY KEY,  -- -1: no readable score
+            n INTEGER NOT NULL DEFAULT 0
+        );
+        INSERT INTO score_tally
+            SELECT COALESCE(j.score, -1), COUNT(*) FROM judgements j
+            JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'run' GROUP BY 1;
+        CREATE TABLE unit_tally (
+            model TEXT NOT NULL PRIMARY KEY,  -- the generation model
+            done INTEGER NOT NULL DEFAULT 0
+        );
+        -- A unit is done once its generation is judged, unparseable, made from facts (never
+        -- judged) or has every pair dropped by a gate (nothing left to judge).
+        INSERT INTO unit_tally
+            SELECT model, SUM(n) FROM (
+                SELECT g.model AS model, COUNT(DISTINCT j.generation_id) AS n FROM judgements j
+                JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'run' GROUP BY 1
+                UNION ALL
+                SELECT model, COUNT(*) FROM generations
+                WHERE purpose = 'run' AND (status <> 'ok' OR model = 'facts') GROUP BY 1
+                UNION ALL
+                SELECT g.model, COUNT(*) FROM generations g
+                WHERE g.purpose = 'run' AND g.status = 'ok' AND g.model <> 'facts'
+                  AND EXISTS (SELECT 1 FROM pairs p WHERE p.generation_id = g.id)
+                  AND NOT EXISTS (SELECT 1 FROM pairs p WHERE p.generation_id = g.id
+                      AND NOT EXISTS (SELECT 1 FROM pair_gates x
+                                      WHERE x.pair_id = p.id AND x.action = 'drop'))
+                  AND NOT EXISTS (SELECT 1 FROM judgements j WHERE j.generation_id = g.id)
+                GROUP BY 1)
+            GROUP BY model;
+        CREATE TRIGGER judgement_tally AFTER INSERT ON judgements BEGIN
+            INSERT INTO score_tally
+                SELECT COALESCE(NEW.score, -1), 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run'
+            ON CONFLICT (score) DO UPDATE SET n = n + 1;
+            INSERT INTO unit_tally
+                SELECT g.model, 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
+                    SELECT 1 FROM judgements o
+                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        CREATE TRIGGER parse_failure_tally AFTER INSERT ON generations
+        WHEN NEW.purpose = 'run' AND (NEW.status <> 'ok' OR NEW.model = 'facts') BEGIN
+            INSERT INTO unit_tally VALUES (NEW.model, 1)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        -- Gates are written after their pairs: the drop that gates a generation's last
+        -- passing pair makes the unit done, and removing it (a gate change) undoes that.
+        CREATE TRIGGER gate_tally_insert AFTER INSERT ON pair_gates
+        WHEN NEW.action = 'drop' AND NOT EXISTS (SELECT 1 FROM pair_gates o
+            WHERE o.pair_id = NEW.pair_id AND o.action = 'drop' AND o.id <> NEW.id) BEGIN
+            INSERT INTO unit_tally
+                SELECT g.model, 1 FROM pairs p JOIN generations g ON g.id = p.generation_id
+                WHERE p.id = NEW.pair_id AND g.purpose = 'run' AND g.status = 'ok'
+                  AND g.model <> 'facts'
+                  AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.generation_id = g.id
+                      AND NOT EXISTS (SELECT 1 FROM pair_gates x
+                                      WHERE x.pair_id = q.id AND x.action = 'drop'))
+                  AND NOT EXISTS (SELECT 1 FROM judgements j WHERE j.generation_id = g.id)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        CREATE TRIGGER gate_tally_delete AFTER DELETE ON pair_gates
+        WHEN OLD.action = 'drop' AND NOT EXISTS (SELECT 1 FROM pair_gates o
+            WHERE o.pair_id = OLD.pair_id AND o.action = 'drop') BEGIN
+            UPDATE unit_tally SET done = done - 1 WHERE model = (
+                SELECT g.model FROM pairs p JOIN generations g ON g.id = p.generation_id
+                WHERE p.id = OLD.pair_id AND g.purpose = 'run' AND g.status = 'ok'
+                  AND g.model <> 'facts'
+                  AND NOT EXISTS (SELECT 1 FROM pairs q WHERE q.generation_id = g.id
+                      AND q.id <> OLD.pair_id AND NOT EXISTS (SELECT 1 FROM pair_gates x
+                          WHERE x.pair_id = q.id AND x.action = 'drop'))
+                  AND NOT EXISTS (SELECT 1 FROM judgements j WHERE j.generation_id = g.id));
+        END;
+        """,
+    ),
+    (
         6,
         "bedrock batch jobs and their records",
         """

@@ -8,11 +8,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from visinstruct.core.config import Config
-from visinstruct.core.events import BatchJobUpdated
+from visinstruct.core.events import BatchJobUpdated, EndpointFigures, percentile
 from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
-from visinstruct.core.events import EndpointFigures, percentile
+# Re-exported: the monitor's readers reach every count from here.
+from visinstruct.core.store.run_tallies import LedgerTally, UnitTally, has_tallies
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
 _LATENCY_WINDOW = 500
@@ -33,6 +34,7 @@ class RunProgress:
     failed_units: int
     generation_model: str = ""
     message: str = ""
+    pid: int | None = None       # the process that wrote (or writes) the run
 
 
 @dataclass(frozen=True)
@@ -138,79 +140,6 @@ def failed_units(store: Store, run_id: int) -> int:
         "AND c.status IN ('ok', 'in_flight'))", (run_id,)) or 0)
 
 
-class UnitTally:
-    """Units done (judged, or unparseable) in the store, counting only rows added since last time.
-
-    A unit is a run generation with a judgement or a parse failure; a regenerated unit (after a
-    prompt change) counts again, so the figure is capped at the run's total.
-    """
-
-    def __init__(self, model: str) -> None:
-        self.model = model
-        self.done = 0
-        self._judgements_read = 0
-        self._generations_read = 0
-
-    def count(self, store: Store) -> int:
-        last_judgement = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM judgements") or 0)
-        last_generation = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM generations") or 0)
-        model = self.model
-        if last_judgement > self._judgements_read:
-            self.done += int(store.scalar(
-                "SELECT COUNT(DISTINCT j.generation_id) FROM judgements j "
-                "JOIN generations g ON g.id = j.generation_id "
-                "WHERE j.id > :after AND j.id <= :last AND g.purpose = 'run' "
-                "AND (:model = '' OR g.model = :model) AND NOT EXISTS (SELECT 1 FROM judgements o "
-                "WHERE o.generation_id = j.generation_id AND o.id <= :after)",
-                {"after": self._judgements_read, "last": last_judgement, "model": model}) or 0)
-            self._judgements_read = last_judgement
-        if last_generation > self._generations_read:
-            self.done += int(store.scalar(
-                "SELECT COUNT(*) FROM generations WHERE id > :after AND id <= :last "
-                "AND status = 'parse_failure' AND purpose = 'run' AND (:model = '' OR model = :model)",
-                {"after": self._generations_read, "last": last_generation, "model": model}) or 0)
-            self._generations_read = last_generation
-        return self.done
-
-
-_COUNTS_SQL = (
-    "SELECT model, COALESCE(endpoint, ''), SUM(status = 'in_flight'), SUM(status = 'ok'), "
-    "SUM(status = 'error' AND COALESCE(error_kind, '') != 'backpressure'), "
-    "SUM(status = 'error' AND error_kind = 'backpressure'), SUM(COALESCE(tokens_out, 0)) "
-    "FROM llm_calls WHERE run_id = ? AND id >= ? AND id < ? GROUP BY 1, 2")
-
-
-class LedgerTally:
-    """Per-endpoint call counts of one run, reading only ledger rows that can still change.
-
-    Every row older than the oldest call in flight is final, so it is counted once and kept.
-    """
-
-    def __init__(self, run_id: int) -> None:
-        self.run_id = run_id
-        self._settled_below = 0
-        self._settled: dict[tuple[str, str], list[int]] = {}
-
-    def counts(self, store: Store) -> dict[tuple[str, str], list[int]]:
-        """(model, endpoint) -> [in flight, done, errors, throttles, tokens out]."""
-        oldest = store.scalar("SELECT MIN(id) FROM llm_calls WHERE status = 'in_flight' "
-                              "AND run_id = ?", (self.run_id,))
-        end = int(oldest) if oldest is not None else \
-            int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM llm_calls") or 0) + 1
-        if end > self._settled_below:
-            for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, end)):
-                figures = self._settled.setdefault((row[0], row[1]), [0] * 5)
-                for index in range(5):
-                    figures[index] += int(row[2 + index] or 0)
-            self._settled_below = end
-        totals = {key: list(figures) for key, figures in self._settled.items()}
-        for row in store.query(_COUNTS_SQL, (self.run_id, self._settled_below, 2 ** 62)):
-            figures = totals.setdefault((row[0], row[1]), [0] * 5)
-            for index in range(5):
-                figures[index] += int(row[2 + index] or 0)
-        return totals
-
-
 def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointFigures]:
     """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
     stats = []
@@ -305,6 +234,14 @@ def score_counts(store: Store, threshold: float, after_id: int = 0,
         return ScoreCounts(after_id, threshold=threshold)
     buckets: Counter[int] = Counter()
     kept = 0
+    if after_id == 0 and upto_id is None and has_tallies(store):
+        # Every judgement so far: the tally the triggers keep, not a scan of the judgements.
+        for score, count in store.query("SELECT score, n FROM score_tally WHERE n > 0"):
+            readable = score >= 0
+            bucket = max(0, min(10, int(round(score)))) if readable else 0
+            buckets[bucket] += int(count)
+            kept += int(count) if readable and score >= threshold else 0
+        return ScoreCounts(last, dict(buckets), kept, threshold)
     for bucket, count, kept_here in store.query(
             "SELECT CAST(ROUND(COALESCE(j.score, 0)) AS INTEGER), COUNT(*), "
             "SUM(j.score IS NOT NULL AND j.score >= ?) FROM judgements j "
@@ -349,12 +286,15 @@ class StoreReader:
                 self._run_id, self._ledger, self._units = run_id, LedgerTally(run_id), UnitTally(model)
             failed = failed_units(store, run_id)
             done = self._units.count(store) + failed
+            pid = store.scalar("SELECT pid FROM runs WHERE id = ?", (run_id,))
             progress = RunProgress(run_id, status, started, finished, total,
-                                   min(total, done) if total else done, failed, model, message)
+                                   min(total, done) if total else done, failed, model, message,
+                                   int(pid) if pid else None)
             endpoints = endpoint_stats(store, self._ledger, priced)
         full = self._judgements_read == 0
         scores = score_counts(store, threshold, self._judgements_read)
         self._judgements_read = scores.last_id
+        self._kept_total = scores.kept if full else self._kept_total + scores.kept
         return StoreSnapshot(
             progress=progress,
             endpoints=tuple(endpoints),
@@ -364,7 +304,9 @@ class StoreReader:
             scores=scores,
             threshold=threshold,
             full_scores=full,
-            cost=cost_report(store, priced) if with_cost else None,
+            # Kept pairs and done units as the monitor counts them: no scan of the store.
+            cost=cost_report(store, priced, kept_pairs=self._kept_total,
+                             done_units=progress.done_units or None) if with_cost else None,
             batch_jobs=tuple(batch_job_rows(store)),
         )
 

@@ -25,3 +25,11 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def config_path(built: Path, tmp_path: Path) -> Path:
     """This test's own copy of the built store and its config."""
     return copy_built(built, tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def own_settings_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The app's settings (the theme) go to this test's folder, never the user's."""
+    folder = tmp_path / "xdg-config"
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(folder))
+    return folder

@@ -48,7 +48,7 @@ def write_config(folder: Path, *, latency: float = 0.0, max_in_flight: int = 4,
 def context(config_path: Path, *, attach: bool = False, poll_seconds: float = 0.1) -> AppContext:
     config = load_config(config_path)
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,
-                      attach=attach, poll_seconds=poll_seconds)
+                      attach=attach, poll_seconds=poll_seconds, chosen=True)
 
 
 def make_app(config_path: Path, **options: Any) -> VisinstructApp:
@@ -96,6 +96,15 @@ async def wait_for(pilot: Pilot[Any], predicate: Callable[[], bool], what: str,
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
+
+
+async def press_start(pilot: Pilot[Any], app: VisinstructApp) -> None:
+    """Press s, see what the run would do, and answer yes."""
+    from visinstruct.tui.screens.dialogs import ConfirmDialog
+
+    await pilot.press("s")
+    await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
+    await pilot.press("y")
 
 
 def screen_text(app: VisinstructApp) -> str:
@@ -157,7 +166,7 @@ async def save_readme_screens(folder: Path, work: Path) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     saved = []
     async with app.run_test(size=SIZE) as pilot:
-        app.start_run()
+        app.runs.start()
         await wait_for(pilot, lambda: app.state.done_units >= 40 and len(app.state.errors) >= 2,
                        "the demo run to be part-way", 60)
         await wait_for_redraw(pilot, app)

@@ -12,6 +12,7 @@ from textual.command import CommandList, CommandPalette
 from visinstruct.core.cli.main import build_parser
 from visinstruct.core.errors import InputError
 from tests.tui.support_monitor import (
+    press_start,
     SIZE,
     make_app,
     run_pipeline,
@@ -54,7 +55,7 @@ async def test_question_mark_lists_every_key_of_every_screen(tmp_path: Path) -> 
         for binding in [*VisinstructApp.BINDINGS, *MonitorScreen.BINDINGS]:
             assert (binding.tooltip or binding.description) in listed
         shown = screen_text(app)
-        assert "Start a run" in shown and "Command palette" in shown
+        assert "Start or resume a run" in shown and "Command palette" in shown
         await pilot.press("escape")
         await wait_for(pilot, lambda: isinstance(app.screen, MonitorScreen), "help to close")
 
@@ -71,7 +72,7 @@ async def test_q_during_a_run_asks_then_stops_the_run_cleanly(tmp_path: Path) ->
     # Slow calls: Pilot waits for the process to go idle after each key, which a run never does.
     app = make_app(write_config(tmp_path, latency=0.1, max_in_flight=2))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.done_units >= 2, "the run to make progress")
 
         await pilot.press("q")
@@ -104,6 +105,8 @@ async def test_command_palette_lists_every_action_and_runs_them(tmp_path: Path) 
         await wait_for(pilot, lambda: palette.query_one(CommandList).option_count > 0,
                        "palette matches")
         await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the question")
+        await pilot.press("y")
         await wait_for(pilot, lambda: app.state.status in ENDED, "the run the palette started")
         assert app.state.status == "finished"
 
@@ -122,7 +125,7 @@ async def test_a_failing_run_shows_a_titled_dialog_not_a_traceback(tmp_path: Pat
     app = make_app(config)
     (tmp_path / "run-script.json").unlink()  # the scripted model's file vanishes after loading
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), "the error dialog")
         dialog = app.screen
         assert isinstance(dialog, ErrorDialog)

@@ -14,6 +14,7 @@ from tests.fakes.aws import aws_env
 from tests.fakes.sagemaker_server import SageMakerServer
 from tests.fakes.scripting import Reply, Script
 from tests.tui.support_monitor import (
+    press_start,
     SAMPLE_UNITS,
     SIZE,
     fleet_model,
@@ -50,7 +51,7 @@ def cells(table: EndpointTable | ErrorFeed | LatestSamples) -> list[list[str]]:
 async def test_run_started_in_the_app_fills_every_part_of_the_monitor(tmp_path: Path) -> None:
     app = make_app(write_config(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.status in ENDED, "the run to end")
         await wait_for(pilot, lambda: all(s.question for s in app.state.samples),
                        "the samples' questions")
@@ -75,7 +76,7 @@ async def test_run_started_in_the_app_fills_every_part_of_the_monitor(tmp_path: 
 async def test_pause_resume_and_stop_steer_the_run(tmp_path: Path) -> None:
     app = make_app(write_config(tmp_path, latency=0.08, max_in_flight=2))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.done_units >= 4, "some units done")
 
         await pilot.press("space")
@@ -104,7 +105,7 @@ async def test_failed_calls_reach_the_error_feed_and_the_failed_count(tmp_path: 
     rules = [{"match": "^judge:", "error": "permanent", "times": 3}]
     app = make_app(write_config(tmp_path, rules=rules, max_in_flight=1))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.status in ENDED, "the run to end")
         await wait_for_redraw(pilot, app)
         errors = cells(app.screen.query_one(ErrorFeed))
@@ -122,7 +123,7 @@ async def test_failed_calls_reach_the_error_feed_and_the_failed_count(tmp_path: 
 async def test_sample_enter_opens_it_in_review(tmp_path: Path) -> None:
     app = make_app(write_config(tmp_path))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.status in ENDED, "the run to end")
         await wait_for_redraw(pilot, app)
         asked: list[tuple[int, str | None]] = []
@@ -154,7 +155,7 @@ async def test_run_on_the_fake_sagemaker_fleet_shows_per_endpoint_figures(
         tmp_path: Path, fleet: SageMakerServer) -> None:
     app = make_app(write_config(tmp_path, model=fleet_model(("a", "b"))))
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.press("s")
+        await press_start(pilot, app)
         await wait_for(pilot, lambda: app.state.status in ENDED, "the fleet run to end", 60)
         await wait_for_redraw(pilot, app)
         rows = {row[0]: row for row in cells(app.screen.query_one(EndpointTable))}
@@ -220,7 +221,8 @@ async def _follow(config: Path, db: Path, headless: subprocess.Popen[bytes]) -> 
         figures = store_figures(db)
         assert app.following
     assert any(0 < done < SAMPLE_UNITS for done in seen), f"never saw it part-way: {seen}"
-    assert "following the store" in text
+    assert "following run 1 of pid" in text and "read-only" in text
+    assert "Start" not in text and "Pause" not in text  # attach mode has no run controls
     assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units" in text
     assert f"{figures['kept']}/{figures['judged']}" in text
     assert app.state.judged_pairs == figures["judged"]

@@ -68,10 +68,11 @@ async def test_run_a_trial_then_save_it_for_runs(config_path: Path) -> None:
         kept = {(s.image_id, s.version) for s in result.trial_samples + result.saved_samples
                 if s.kept}
         assert kept
-        assert sum("vs baseline" in r[7] for r in rows) == len(kept)
+        assert sum("vs base" in r[7] for r in rows) == len(kept)
         versions = cells(screen.query_one(VersionTable))
         assert ["trial", "these"] == [versions[1][0].split()[0], versions[1][1]]
-        assert any(r[0] == f"trial {result.version[:8]}" and r[1] == "all" for r in versions)
+        # The trial's data is the lab's: no "all" (run data) row for a version only a trial used.
+        assert not any(r[0] == f"trial {result.version[:8]}" and r[1] == "all" for r in versions)
         assert "trial 1 done" in screen_text(app)
 
         await pilot.press("ctrl+s")

@@ -147,13 +147,15 @@ def test_version_stats_match_the_store_and_the_evaluation(config: Config, store:
 
     stats = version_stats(store, "conversation", THRESHOLD)
 
-    active, trial = stats[0], next(s for s in stats if s.version == template.version)
+    active = stats[0]
     run_scores = [r[0] for r in query(store.path, "SELECT score FROM pair_state WHERE task = "
                                       "'conversation' AND score IS NOT NULL")]
     assert active.active and active.samples == 24 and active.parse_failures == 1
     assert active.parse_failure_rate == pytest.approx(1 / 24)
     assert active.mean_score == pytest.approx(sum(run_scores) / len(run_scores))
-    assert trial.samples == 3 and not trial.active and trial.created_at is None
+    # A trial's generations are the lab's: the "all" figures count run data only, so a
+    # version only a trial used has no "all" row, and the active one is as the runs left it.
+    assert all(s.version != template.version for s in stats)
     chosen = evaluation_sets(store)[0]
     expected = summarize_by_task(verdict_rows(store, chosen), resamples=10)["conversation"]
     assert active.relative_score == pytest.approx(expected.relative_score, abs=0.01)

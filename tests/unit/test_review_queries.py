@@ -93,7 +93,7 @@ def test_row_figures_match_the_stored_judgements(store: Store) -> None:
     assert row.kept == sum(s >= THRESHOLD for s in scores)
 
 
-@pytest.mark.parametrize("state", STATES)
+@pytest.mark.parametrize("state", [s for s in STATES if s != "reviewed"])
 def test_state_filter_returns_exactly_the_samples_in_that_state(store: Store, state: str) -> None:
     if state == "gated":
         # A quality gate stopped every pair of one sample (its old scores no longer count).
@@ -305,3 +305,19 @@ def test_a_page_costs_the_same_on_a_store_eight_times_bigger(tmp_path: Path) -> 
     assert big_steps <= small_steps * 1.5 + 5, (small_steps, big_steps)
     assert page.rows[0].key == (7_001, "complex_reasoning")
     assert elapsed < 0.5
+
+
+def test_reviewed_filter_shows_samples_with_a_decision_until_it_is_cleared(store: Store) -> None:
+    from visinstruct.core.review.decisions import clear_decision, restore_reviews
+
+    assert all_rows(store, SampleFilter(state="reviewed")) == []
+    row = all_rows(store, SampleFilter(state="kept"))[0]
+    pair_id = query(store.path, "SELECT id FROM pairs WHERE generation_id = ? ORDER BY idx",
+                    (row.generation_id,))[0][0]
+    accept_pair(store, pair_id)
+
+    assert [r.key for r in all_rows(store, SampleFilter(state="reviewed"))] == [row.key]
+    cleared = clear_decision(store, pair_id)
+    assert all_rows(store, SampleFilter(state="reviewed")) == []
+    restore_reviews(store, cleared)
+    assert [r.key for r in all_rows(store, SampleFilter(state="reviewed"))] == [row.key]

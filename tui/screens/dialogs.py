@@ -19,8 +19,10 @@ class ConfirmDialog(ModalScreen[bool]):
         Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, title: str, question: str, *, yes: str = "Yes", no: str = "No") -> None:
+    def __init__(self, title: str, question: str, *, yes: str = "Yes", no: str = "No",
+                 danger: bool = True) -> None:
         super().__init__(classes="dialog")
+        self.danger = danger
         self.title_text = title
         self.question = question
         self.yes_label = yes
@@ -29,9 +31,10 @@ class ConfirmDialog(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog-box", classes="dialog-box"):
             yield Label(self.title_text, classes="dialog-title")
-            yield Static(self.question, classes="dialog-body")
+            yield Static(self.question, classes="dialog-body", markup=False)
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.yes_label} (y)", variant="error", id="yes")
+                yield Button(f"{self.yes_label} (y)", variant="error" if self.danger else "success",
+                             id="yes")
                 yield Button(f"{self.no_label} (n)", variant="primary", id="no")
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -42,7 +42,7 @@ class MonitorScreen(Screen[None]):
     VERTICAL_BREAKPOINTS = [(0, "-short"), (34, "-tall")]
     BINDINGS = [
         Binding("s", "app.start_run", "Start",
-                tooltip="Start a run (resumes where the store stopped)"),
+                tooltip="Start or resume a run (shows what will run and asks first)"),
         Binding("space", "app.pause_run", "Pause",
                 tooltip="Pause the run (calls in flight finish) or resume it"),
         Binding("x", "app.stop_run", "Stop",

@@ -83,11 +83,11 @@ class PromptLabScreen(Screen[None]):
         height: 1fr;
     }
     PromptLabScreen #lab-editor {
-        width: 1fr;
+        width: 1fr;  /* a third: the trial table needs the rest at 120 columns */
         height: 100%;
     }
     PromptLabScreen #lab-results {
-        width: 1fr;
+        width: 2fr;
         height: 100%;
         padding-left: 1;
     }
@@ -124,6 +124,7 @@ class PromptLabScreen(Screen[None]):
         self._loaded_name = ""
         self._requested = ""
         self._behind_dialog = False
+        self._shows_edited = False  # the status line says "edited"
         self.reads = ScreenReads()
 
     def compose(self) -> ComposeResult:
@@ -237,7 +238,12 @@ class PromptLabScreen(Screen[None]):
             return
         edited = self._edited_version()
         if edited is not None:
+            self._shows_edited = True
             self._status(f"edited: this text is version {edited} (saved: {self.saved.version})")
+        elif self._shows_edited:  # back to the saved text (by undo or typing): not edited now
+            self._shows_edited = False
+            self._status(f"{self.prompt_name}: unchanged, the saved version {self.saved.version} "
+                         "is the one runs use.")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         # The workers catch their own errors; this only guards against one that slipped through.

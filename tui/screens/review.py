@@ -30,15 +30,14 @@ from visinstruct.core.review.samples import (
     sample_row,
 )
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
+from visinstruct.tui.screens.review_decisions import DECISION_BINDINGS, ReviewDecisions
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
-from visinstruct.tui.widgets.review_list import SampleTable
+from visinstruct.tui.widgets.review_list import SampleTable, page_status
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 PAGE_SIZE = 50
-DECIDE = Binding.Group("Accept/reject", compact=True)
-PAGES = Binding.Group("Page", compact=True)
 Key = tuple[int, str]
 
 
@@ -47,7 +46,7 @@ def _just_before(image_id: int) -> Key:
     return (image_id - 1, "\uffff")
 
 
-class ReviewScreen(Screen[None]):
+class ReviewScreen(ReviewDecisions, Screen[None]):
     """Pages through samples with keyset queries; every read and write runs in a thread worker."""
 
     TITLE = "Review"
@@ -55,12 +54,13 @@ class ReviewScreen(Screen[None]):
     AUTO_FOCUS = "#review-list"
     HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("a", "decide('accept')", "Accept", group=DECIDE),
-        Binding("x", "decide('reject')", "Reject", group=DECIDE),
-        Binding("ctrl+e", "edit", "Edit"),
-        Binding("j", "rejudge", "Re-judge"),
-        Binding("n", "next_page", "Next page", group=PAGES),
-        Binding("b", "previous_page", "Previous page", group=PAGES),
+        Binding("a", "decide('accept')", "Accept", tooltip="Accept the highlighted pair (keep it)"),
+        Binding("x", "decide('reject')", "Reject", tooltip="Reject the highlighted pair (drop it)"),
+        *DECISION_BINDINGS,
+        Binding("ctrl+e", "edit", "Edit", show=False, tooltip="Edit the pair's question and answer"),
+        Binding("j", "rejudge", "Re-judge", show=False, tooltip="Judge this sample again"),
+        Binding("n", "next_page", "Next page"),
+        Binding("b", "previous_page", "Previous page", show=False),
         Binding("t", "next_task", "Next task", show=False),
         Binding("slash", "focus_filters", "Search", key_display="/"),
         Binding("B", "blind_review", "Blind review", key_display="B"),
@@ -106,6 +106,8 @@ class ReviewScreen(Screen[None]):
         self._busy: set[int] = set()              # generations being re-judged
         self._pending_jump: int | None = None     # show_sample's image, until its detail is in
         self._behind_dialog = False               # suspended by a dialog, not by another screen
+        self._jumped = False                      # the list starts at a shown sample, not page 1
+        self._undo: list[tuple[str, object]] = []  # what u takes back, newest last
 
     # -- layout ----------------------------------------------------------------------------------
     def compose(self) -> ComposeResult:
@@ -115,7 +117,7 @@ class ReviewScreen(Screen[None]):
             yield SampleTable(id="review-list")
             yield SampleDetailPane(id="review-detail")
         yield Static("loading…", id="review-status")
-        yield Footer()
+        yield Footer(show_command_palette=False)  # the keys need the whole line at 120 columns
 
     def on_mount(self) -> None:
         self._load_versions()
@@ -162,6 +164,7 @@ class ReviewScreen(Screen[None]):
     def show_sample(self, image_id: int, task: str | None = None) -> None:
         """Show one image's sample (its first task when None) and move the list to it."""
         self._pages = [None, _just_before(image_id)]
+        self._jumped = True
         self._keep = (image_id, task) if task else None
         self._pending_jump = image_id
         self.reload(keep_pages=True)
@@ -171,6 +174,7 @@ class ReviewScreen(Screen[None]):
         """Load the current page again (from the first page unless `keep_pages`)."""
         if not keep_pages:
             self._pages = [None]
+            self._jumped = False
         self._token += 1
         self._load_page(self._token, self.filters, self._pages[-1])
 
@@ -205,6 +209,11 @@ class ReviewScreen(Screen[None]):
         keep = self._keep or self._shown
         self._keep = None
         self.table.show_rows(page.rows, keep)
+        if not page.rows and self._pending_jump is None:
+            # Nothing matches: nothing may be acted on, so nothing is shown.
+            self._shown = None
+            self.pane.clear("No samples match these filters." if len(self._pages) == 1
+                            else "No more samples.")
         self._update_status()
         current = self.table.current
         if self._pending_jump is None and current is not None and current.key != self._shown:
@@ -231,15 +240,8 @@ class ReviewScreen(Screen[None]):
             self._update_status()
 
     def _update_status(self) -> None:
-        number = len(self._pages)
-        shown = len(self.page.rows)
-        total = "counting…" if self.total is None else f"{self.total:,} samples"
-        if not shown:
-            text = "No samples match these filters." if number == 1 else "No more samples."
-        else:
-            more = " · n: next page" if self.page.has_more else ""
-            back = " · b: previous page" if number > 1 else ""
-            text = f"Page {number} · {shown} shown · {total}{more}{back}"
+        text = page_status(len(self._pages), len(self.page.rows), self.total,
+                           self.page.has_more, self._jumped)
         self.query_one("#review-status", Static).update(text)
 
     @work(thread=True, group="review-detail", exclusive=True, exit_on_error=False)
@@ -302,6 +304,7 @@ class ReviewScreen(Screen[None]):
             self.notify("This is the first page.")
             return
         self._pages.pop()
+        self._jumped = self._jumped and len(self._pages) > 1
         self.reload(keep_pages=True)
 
     def action_blind_review(self) -> None:
@@ -344,17 +347,18 @@ class ReviewScreen(Screen[None]):
     def _write(self, decision: str, pair_id: int, text: EditedPair | None) -> None:
         try:
             if decision == "accept":
-                accept_pair(self.store, pair_id)
+                review_id = accept_pair(self.store, pair_id)
             elif decision == "reject":
-                reject_pair(self.store, pair_id)
+                review_id = reject_pair(self.store, pair_id)
             else:
                 assert text is not None
-                edit_pair(self.store, pair_id, *text)
+                review_id = edit_pair(self.store, pair_id, *text)
         except Exception as error:  # noqa: BLE001 - shown as a dialog
             self.reads.fail(self.app, error)
             return
         done = {"accept": "Accepted", "reject": "Rejected", "edit": "Saved the edit of"}[decision]
-        self.reads.call(self.app, self._after_write, f"{done} the pair.")
+        self.reads.call(self.app, self.remember, ("added", review_id))
+        self.reads.call(self.app, self._after_write, f"{done} the pair (u: undo).")
 
     def _after_write(self, message: str) -> None:
         self.notify(message)

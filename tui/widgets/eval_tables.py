@@ -9,6 +9,8 @@ from textual.widgets import DataTable
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.evaluation.view import EvaluatedSample
 
+from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
+
 OUTCOME_STYLE = {"win": "green", "loss": "red", "tie": "yellow", "unparsed": "magenta"}
 SAMPLE_ORDERS = ("image", "losses first", "wins first")
 
@@ -20,9 +22,7 @@ def _number(value: float | None, digits: int = 1, signed: bool = False) -> str:
 
 
 def interval(summary: Summary) -> str:
-    if summary.ci_low is None or summary.ci_high is None:
-        return "–"
-    return f"{summary.ci_low:.1f}–{summary.ci_high:.1f}"
+    return interval_text(summary)
 
 
 class SummaryTable(DataTable[object]):
@@ -48,11 +48,11 @@ class SummaryTable(DataTable[object]):
         self.clear()
         for name, summary in [*by_task.items(), ("overall", overall)]:
             label = Text(name, style="bold" if name == "overall" else "")
-            relative = Text(_number(summary.relative_score),
+            relative = Text(relative_text(summary.relative_score),
                             style="green" if (summary.relative_score or 0) >= 100 else "")
             self.add_row(label, str(summary.n), relative, interval(summary), str(summary.wins),
                          str(summary.ties), str(summary.losses),
-                         _number(summary.position_bias, 2, signed=True), str(summary.unparsed))
+                         bias_text(summary.position_bias), str(summary.unparsed))
 
 
 def ordered(samples: Sequence[EvaluatedSample], order: str) -> list[EvaluatedSample]:

@@ -2,33 +2,19 @@
 
 from __future__ import annotations
 
+# The figures the CLI shows too are worded by the shared tally module, never twice.
+from visinstruct.core.pipeline.tally import duration, money, percent
 
-def duration(seconds: float | None) -> str:
-    """'45s', '3m 05s', '2h 10m'; '–' when unknown."""
-    if seconds is None:
-        return "–"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{seconds:.1f}s" if seconds < 10 else f"{whole}s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes}m {secs:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m"
+__all__ = ["duration", "money", "percent", "per_second", "millis", "shorten"]
 
 
 def per_second(value: float | None, unit: str = "/s") -> str:
+    """A bare rate for a table whose column header names the unit."""
     if value is None:
         return "–"
     if value >= 100:
         return f"{value:,.0f}{unit}"
     return f"{value:.1f}{unit}"
-
-
-def money(value: float | None) -> str:
-    if value is None:
-        return "–"
-    return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
 
 
 def millis(value: float) -> str:
@@ -39,10 +25,6 @@ def millis(value: float) -> str:
     if value >= 1000:
         return f"{value / 1000:.1f}s"
     return f"{value:.0f}ms"
-
-
-def percent(part: int, whole: int) -> str:
-    return f"{100 * part / whole:.0f}%" if whole else "–"
 
 
 def shorten(text: str, width: int) -> str:

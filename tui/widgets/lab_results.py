@@ -33,7 +33,7 @@ def _outcome(sample: LabSample) -> Text:
         return Text("parse failure: " + ("; ".join(sample.problems) or "no pairs"),
                     style="magenta")
     if sample.ours_score is not None and sample.baseline_score is not None:
-        return Text(f"vs baseline {sample.ours_score:g}:{sample.baseline_score:g}")
+        return Text(f"vs base {sample.ours_score:g}:{sample.baseline_score:g}")
     if sample.note:
         return Text(sample.note, style="dim")
     return Text("from the run" if sample.reused else "", style="dim")
@@ -54,8 +54,9 @@ class LabSamplesTable(DataTable[object]):
 
     def on_mount(self) -> None:
         # Fixed widths: the layout never depends on which rows arrived first.
-        for label, width in (("image", 7), ("task", 6), ("version", 7), ("pairs", 5),
-                             ("scores", 14), ("kept", 4), ("mean", 4), ("notes", 40)):
+        # Narrow enough for the lab's right pane at 120 columns (78 wide with cell padding).
+        for label, width in (("image", 6), ("task", 6), ("version", 7), ("pairs", 5),
+                             ("scores", 11), ("kept", 4), ("mean", 4), ("notes", 20)):
             self.add_column(label, key=label, width=width)
 
     def show(self, result: LabResult) -> None:

@@ -7,7 +7,8 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 from visinstruct.tui.state import RunState
-from visinstruct.tui.widgets.formatting import duration, money, per_second, percent
+from visinstruct.core.pipeline.tally import units_text
+from visinstruct.tui.widgets.formatting import duration, money, percent
 
 STATUS_STYLE = {
     "running": "bold green", "starting": "bold green", "paused": "bold yellow",
@@ -25,7 +26,9 @@ def status_line(state: RunState, now: float, following: bool) -> Text:
         line.append(" · ")
     line.append(STATUS_TEXT.get(state.status, state.status), style=STATUS_STYLE.get(state.status, ""))
     if following:
-        line.append(" · following the store", style="italic")
+        pid = f" of pid {state.pid}" if state.pid else ""
+        what = f"following run {state.run_id}{pid}" if state.run_id is not None else "following"
+        line.append(f" · {what} (read-only)", style="italic")
     elapsed = state.elapsed(now)
     if elapsed is not None:
         line.append(f" · {duration(elapsed)}")
@@ -35,20 +38,19 @@ def status_line(state: RunState, now: float, following: bool) -> Text:
 
 
 def units_line(state: RunState, now: float) -> Text:
-    """'70/72 units · 2 failed · 12.5 units/s · ETA 3s'."""
-    rate = state.rate(now)
-    line = Text(f"{state.done_units:,}/{state.total_units:,} units")
-    if state.failed_units:
-        line.append(f" · {state.failed_units:,} failed", style="red")
-    line.append(f" · {per_second(rate.per_second, ' units/s')}")
-    if state.active:
-        line.append(f" · ETA {duration(rate.eta_seconds)}")
+    """'70/72 units · 2 failed · 12.5 units/s · ETA 3.0s', worded as the headless progress."""
+    figures = state.figures(now)
+    text = units_text(figures)
+    line = Text(text)
+    if figures.failed_units:
+        start = text.index(" · ") + 3
+        line.stylize("red", start, start + len(f"{figures.failed_units:,} failed"))
     return line
 
 
 def pairs_line(state: RunState) -> Text:
     """'163 pairs judged · 81 kept (50%) · $1.20 so far · $9.80 projected'."""
-    line = Text(f"{state.judged_pairs:,} pairs judged · ")
+    line = Text(f"{state.judged_pairs:,} pairs judged in the store · ")
     line.append(f"{state.kept_pairs:,} kept ({percent(state.kept_pairs, state.judged_pairs)})",
                 style="green")
     line.append(f" · {money(state.cost_usd)} so far · {money(state.projected_cost_usd)} projected")

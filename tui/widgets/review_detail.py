@@ -156,8 +156,18 @@ class SampleDetailPane(VerticalScroll):
         yield ImagePreview(id="preview")
         yield Static("", id="detail-context")
 
+    def clear(self, message: str) -> None:
+        """Show no sample (say why) and disable the pane, so no key can act on a hidden pair."""
+        self.detail = None
+        self.query_one("#detail-title", Static).update(Text(message, style="bold"))
+        self.query_one("#ours", OptionList).clear_options()
+        for part in ("#baseline", "#verdicts", "#detail-context"):
+            self.query_one(part, Static).update("")
+        self.disabled = True
+
     async def show(self, detail: SampleDetail, picture: Path | None) -> None:
         """Show `detail`; keeps the highlighted pair when the same sample is shown again."""
+        self.disabled = False
         same = self.detail is not None and self.detail.generation_id == detail.generation_id
         ours = self.query_one("#ours", OptionList)
         keep = ours.highlighted if same else None

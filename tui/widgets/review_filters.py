@@ -19,6 +19,7 @@ STATE_LABELS = {
     "gated": "all gated",
     "parse_failure": "parse failure",
     "evaluated": "evaluated",
+    "reviewed": "reviewed by you",
 }
 
 
@@ -81,6 +82,16 @@ class ReviewFilters(Horizontal):
         select.set_options([(f"{version} {task}", version) for version, task in versions])
         if current is not Select.NULL and any(v == current for v, _ in versions):
             select.value = current
+
+    def clear(self) -> None:
+        """Every filter back to 'any' (one FiltersChanged follows)."""
+        with self.prevent(Select.Changed):
+            for select in self.query(Select):
+                if select.id != "filter-version" or select.value is not Select.NULL:
+                    select.clear()
+            for box in self.query(Input):
+                box.value = ""
+        self._changed()
 
     def focus_first(self) -> None:
         self.query_one("#filter-text", Input).focus()

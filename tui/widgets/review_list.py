@@ -83,3 +83,18 @@ class SampleTable(DataTable[object]):
         if not self.rows_shown or not 0 <= self.cursor_row < len(self.rows_shown):
             return None
         return self.rows_shown[self.cursor_row]
+
+
+def page_status(number: int, shown: int, total: int | None, has_more: bool, jumped: bool) -> str:
+    """The line under the list: which page, how many shown of how many, the paging keys."""
+    counted = "counting…" if total is None else f"{total:,} samples"
+    if not shown:
+        return "No samples match these filters." if number == 1 else "No more samples."
+    more = " · n: next page" if has_more else ""
+    back = " · b: previous page" if number > 1 else ""
+    where = f"Page {number - 1 if jumped else number} · "
+    if jumped and number == 2:
+        where = "From the sample you opened · "
+    elif number == 1 and not has_more:
+        where = ""  # everything fits one page
+    return f"{where}{shown} shown · {counted}{more}{back}"
