@@ -269,6 +269,7 @@ class StoreReader:
         self._ledger: LedgerTally | None = None
         self._units: UnitTally | None = None
         self._judgements_read = 0
+        self._kept_total = 0
 
     def snapshot(self, *, with_cost: bool = True, samples: int = 20,
                  errors: int = 50) -> StoreSnapshot:
