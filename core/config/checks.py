@@ -1,0 +1,265 @@
+"""Checks of a loaded configuration: names, ranges, files and model settings, before any work."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from visinstruct.core.config.sections import (
+    _SECTIONS,
+    BACKENDS,
+    BATCH_FAMILIES,
+    JUDGE_COMBINE,
+    OPENAI_JSON_MODES,
+    SAGEMAKER_SCHEMAS,
+    UNGROUNDED_ACTIONS,
+    Config,
+    GatesConfig,
+    ModelConfig,
+    SourceConfig,
+)
+from visinstruct.core.errors import ConfigError
+from visinstruct.core.records import ALL_TASKS
+
+def validate(config: Config) -> None:
+    """Check everything that can be checked before any work starts."""
+    origin = config.origin
+    src = config.source
+    if src.limit < 0:
+        raise ConfigError(f"{origin}: [source].limit must be 0 (every image) or more")
+    for key in ("coco_captions", "coco_instances", "baseline"):
+        path = getattr(src, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{origin}: [source].{key} file not found: {path}")
+    for key in ("images_dir", "gqa_images_dir"):
+        folder = getattr(src, key)
+        if folder is not None and not Path(folder).is_dir():
+            raise ConfigError(f"{origin}: [source].{key} is not a directory: {folder}")
+    validate_fact_sources(src, origin)
+    bad_tasks = [t for t in config.generation.tasks if t not in ALL_TASKS]
+    if bad_tasks or not config.generation.tasks:
+        raise ConfigError(
+            f"{origin}: [generation].tasks must be a non-empty list of {', '.join(ALL_TASKS)}"
+            + (f"; unknown: {', '.join(bad_tasks)}" if bad_tasks else "")
+        )
+    if not 1 <= config.generation.max_pairs <= 100:
+        raise ConfigError(f"{origin}: [generation].max_pairs must be between 1 and 100, "
+                          f"got {config.generation.max_pairs}")
+    if not 1 <= config.judge.threshold <= 10:
+        raise ConfigError(f"{origin}: [judge].threshold must be between 1 and 10 (scores are 1..10)")
+    if config.evaluation.sample < 0:
+        raise ConfigError(f"{origin}: [evaluation].sample must be 0 or more")
+    if not 0 < config.evaluation.temperature <= 2:
+        raise ConfigError(f"{origin}: [evaluation].temperature must be above 0 and at most 2")
+    if config.budget.max_usd < 0:
+        raise ConfigError(f"{origin}: [budget].max_usd must be 0 (no limit) or more")
+    _validate_judge(config)
+    _validate_gates(config.gates, origin)
+    for stage in ("generation", "judge", "evaluation"):
+        name = getattr(config, stage).model
+        if name not in config.models:
+            raise ConfigError(
+                f"{origin}: [{stage}].model names {name!r} but no [models.{name}] is defined "
+                f"(defined: {', '.join(sorted(config.models))})"
+            )
+    # The evaluation model too: `evaluate` should not find a broken model after the run's work.
+    for stage in ("generation", "judge", "evaluation"):
+        _validate_model(config.models[getattr(config, stage).model], origin)
+    for name in config.judge.models:
+        _validate_model(config.models[name], origin)
+    for model in config.models.values():
+        if model.backend not in BACKENDS:
+            raise ConfigError(
+                f"{origin}: [models.{model.name}].backend {model.backend!r} is not one of "
+                f"{', '.join(BACKENDS)}"
+            )
+    check_ranges(config)
+
+
+@dataclass(frozen=True)
+class _Range:
+    """Allowed values of a numeric key: low..high, with `above` meaning strictly above low."""
+
+    low: float | None = 0
+    high: float | None = None
+    above: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def __str__(self) -> str:
+        low = "" if self.low is None else f"{'above' if self.above else 'at least'} {self.low:g}"
+        high = "" if self.high is None else f"at most {self.high:g}"
+        return " and ".join(part for part in (low, high) if part) or "any number"
+
+
+# A numeric key not named here must be 0 or more (counts, sizes, prices, seeds, seconds).
+_RANGES: dict[str, _Range] = {
+    "max_tokens": _Range(1),
+    "temperature": _Range(0, 2),
+    "top_p": _Range(0, 1, above=True),
+    "threshold": _Range(1, 10),
+    "max_in_flight": _Range(1),
+    "attempts": _Range(1),
+    "n_ctx": _Range(1),
+    "contexts": _Range(1),
+    "instances": _Range(1),
+    "read_timeout": _Range(0, above=True),
+    "probe_seconds": _Range(0, above=True),
+}
+
+
+def check_ranges(config: Config) -> None:
+    """Refuse any numeric key outside its range, naming the key and the allowed range."""
+    tables: list[tuple[str, Any]] = [(f"[{name}]", getattr(config, name)) for name in _SECTIONS]
+    tables += [(f"[models.{name}]", model) for name, model in config.models.items()]
+    for where, table in tables:
+        for key in table.__dataclass_fields__:
+            value = getattr(table, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            allowed = _RANGES.get(key, _Range())
+            if not math.isfinite(value) or not allowed.allows(value):
+                raise ConfigError(
+                    f"{config.origin}: {where}.{key} must be {allowed}, got {value!r}")
+
+
+def _validate_judge(config: Config) -> None:
+    origin, judge = config.origin, config.judge
+    missing = [name for name in judge.models if name not in config.models]
+    if missing:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, missing))} but no such "
+            f"[models.NAME] is defined (defined: {', '.join(sorted(config.models))})")
+    if len(set(judge.models)) != len(judge.models):
+        raise ConfigError(f"{origin}: [judge].models names a model twice; list each judge once")
+    batch = [name for name in judge.models
+             if config.models[name].backend == "bedrock-batch"]
+    if batch:
+        raise ConfigError(
+            f"{origin}: [judge].models names {', '.join(map(repr, batch))}, a bedrock-batch "
+            "model; a judge panel runs online: use one batch judge ([judge].model) or "
+            "online panel members")
+    if judge.combine not in JUDGE_COMBINE:
+        raise ConfigError(f"{origin}: [judge].combine must be one of {', '.join(JUDGE_COMBINE)}, "
+                          f"got {judge.combine!r}")
+
+
+def _validate_gates(gates: GatesConfig, origin: str) -> None:
+    if gates.prompt_copy_words < 3:
+        raise ConfigError(f"{origin}: [gates].prompt_copy_words must be 3 or more (default 8); "
+                          "fewer words in a row are common phrases, not copies")
+    if not 0 < gates.duplicate_similarity <= 1:
+        raise ConfigError(f"{origin}: [gates].duplicate_similarity must be above 0 and at most 1 "
+                          "(default 0.8)")
+    if gates.template_images < 0 or gates.template_images == 1:
+        raise ConfigError(f"{origin}: [gates].template_images must be 0 (off) or 2 or more "
+                          "(default 5)")
+    if gates.ungrounded_object not in UNGROUNDED_ACTIONS:
+        raise ConfigError(f"{origin}: [gates].ungrounded_object must be one of "
+                          f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, got {gates.ungrounded_object!r}")
+
+
+def validate_fact_sources(src: SourceConfig, origin: str) -> None:
+    """The GQA and VQAv2 files exist, and come with the files they need."""
+    for key in ("gqa_scene_graphs", "vqa_questions", "vqa_annotations"):
+        path = getattr(src, key)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"{origin}: [source].{key} file not found: {path}")
+    # GQA's *_all_questions come as a folder of parts; a balanced file is one file.
+    if src.gqa_questions is not None and not Path(src.gqa_questions).exists():
+        raise ConfigError(f"{origin}: [source].gqa_questions not found: {src.gqa_questions}")
+    if src.gqa_questions is not None and src.gqa_scene_graphs is None:
+        raise ConfigError(f"{origin}: [source].gqa_questions needs [source].gqa_scene_graphs "
+                          "(GQA images come from the scene graphs)")
+    if (src.vqa_questions is None) != (src.vqa_annotations is None):
+        raise ConfigError(f"{origin}: [source].vqa_questions and [source].vqa_annotations go "
+                          "together (the answers are in the annotations file); give both")
+
+
+def _validate_model(model: ModelConfig, origin: str) -> None:
+    where = f"{origin}: [models.{model.name}]"
+    if model.backend not in BACKENDS:
+        raise ConfigError(f"{where}.backend {model.backend!r} is not one of {', '.join(BACKENDS)}")
+    if model.max_in_flight < 1:
+        raise ConfigError(f"{where}.max_in_flight must be at least 1")
+    if model.attempts < 1:
+        raise ConfigError(f"{where}.attempts must be at least 1")
+    if model.backend == "sagemaker":
+        if not model.endpoints:
+            raise ConfigError(f"{where} needs endpoints = [\"name\", ...] for backend sagemaker")
+        if model.schema not in SAGEMAKER_SCHEMAS:
+            raise ConfigError(f"{where}.schema must be one of {', '.join(SAGEMAKER_SCHEMAS)}")
+    elif model.backend == "bedrock":
+        if not model.model_id:
+            raise ConfigError(f"{where} needs model_id for backend bedrock")
+        if model.api not in ("invoke", "converse"):
+            raise ConfigError(f"{where}.api must be invoke or converse")
+    elif model.backend == "bedrock-batch":
+        _validate_batch_model(model, where)
+    elif model.backend == "openai":
+        if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
+            raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
+        for url in (model.base_url, *model.base_urls):
+            parts = urlsplit(url)
+            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+                # The URL itself is not echoed: it may carry a password.
+                raise ConfigError(f"{where}.base_url must be an http:// or https:// URL with a "
+                                  f"host (its scheme is {parts.scheme!r}); write it "
+                                  "like http://host:8000/v1")
+        if not model.model:
+            raise ConfigError(f"{where} needs model = the served model's name for backend openai")
+        if model.json_mode not in OPENAI_JSON_MODES:
+            raise ConfigError(f"{where}.json_mode must be one of "
+                              f"{', '.join(OPENAI_JSON_MODES)}, got {model.json_mode!r}")
+    elif model.backend == "local" and model.gguf:
+        check_gguf(Path(model.gguf), where)
+    elif model.backend == "scripted" and model.script and not Path(model.script).is_file():
+        raise ConfigError(f"{where}.script file not found: {model.script}")
+
+
+def _validate_batch_model(model: ModelConfig, where: str) -> None:
+    """The keys a Bedrock batch job needs, checked before any record is written."""
+    if not batch_family(model.model_id):
+        raise ConfigError(f"{where}.model_id must name an {', '.join(BATCH_FAMILIES)} model "
+                          f"for backend bedrock-batch, got {model.model_id!r}")
+    bucket = model.s3_uri[5:].split("/", 1)[0] if model.s3_uri.startswith("s3://") else ""
+    if not bucket:
+        raise ConfigError(f"{where}.s3_uri must be s3://bucket/prefix/ (where records and "
+                          f"outputs go), got {model.s3_uri!r}")
+    if not (model.role_arn.startswith("arn:aws") and ":role/" in model.role_arn):
+        raise ConfigError(f"{where}.role_arn must be the ARN of the IAM role Bedrock uses "
+                          f"(arn:aws:iam::ACCOUNT:role/NAME), got {model.role_arn!r}")
+    if model.min_records < 1:
+        raise ConfigError(f"{where}.min_records must be at least 1")
+    if model.max_records_per_job < model.min_records:
+        raise ConfigError(f"{where}.max_records_per_job must be at least min_records "
+                          f"({model.min_records})")
+    if model.poll_seconds <= 0:
+        raise ConfigError(f"{where}.poll_seconds must be more than 0")
+    if not 24 <= model.timeout_hours <= 168:
+        raise ConfigError(f"{where}.timeout_hours must be between 24 and 168 (Bedrock's limits)")
+
+
+def batch_family(model_id: str) -> str:
+    """The provider of a Bedrock model id ("us.anthropic.claude-..." -> "anthropic"), or ""."""
+    parts = model_id.split(".")
+    # Cross-region inference profiles put a geography first.
+    provider = parts[1] if len(parts) > 2 and parts[0] in ("us", "eu", "apac", "global") else parts[0]
+    return provider if provider in BATCH_FAMILIES else ""
+
+
+def check_gguf(path: Path, where: str) -> None:
+    """Refuse a GGUF path that is missing or is not a GGUF file (checked by its magic bytes)."""
+    if not path.is_file():
+        raise ConfigError(f"{where}.gguf file not found: {path}")
+    with path.open("rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ConfigError(f"{where}.gguf is not a GGUF model file: {path}")
