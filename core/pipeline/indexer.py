@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
-from visinstruct.core.config import SourceConfig
+from visinstruct.core.config import Config, SourceConfig
 from visinstruct.core.records import BaselineConversation, Image
 from visinstruct.core.pipeline.index_scenes import FACT_SOURCE_KEYS, index_fact_sources
 from visinstruct.core.store.database import Store
@@ -162,3 +162,12 @@ def _index_images(conn: sqlite3.Connection, images: Iterable[Image], only: set[i
         if len(image_rows) >= _BATCH:
             flush()
     flush()
+
+
+def ensure_indexed(config: Config, store: Store) -> None:
+    """Index the configured source unless this store already holds exactly it."""
+    source = config.source
+    if source.coco_captions is None and source.baseline is None and source.gqa_scene_graphs is None:
+        return
+    if store.get_meta("source_fingerprint") != source_fingerprint(config.source):
+        index_sources(store, config.source)

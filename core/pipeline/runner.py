@@ -7,7 +7,7 @@ import queue
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any, Iterator
 
 from visinstruct.core.models.backends.base import Backend
@@ -16,7 +16,6 @@ from visinstruct.core.store.cost import CostMeter, cost_report
 from visinstruct.core.errors import BudgetExceeded, StoreError
 from visinstruct.core.events import (
     CallFinished,
-    CostUpdated,
     Dispatcher,
     Event,
     Emit,
@@ -28,8 +27,10 @@ from visinstruct.core.events import (
 )
 from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
 from visinstruct.core.pipeline.claim import claim
+from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
+from visinstruct.core.pipeline.summary import RunSummary, Unit
 from visinstruct.core.pipeline.generate import GenerationResult, generate
-from visinstruct.core.pipeline.indexer import index_sources, source_fingerprint
+from visinstruct.core.pipeline.indexer import ensure_indexed
 from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
@@ -39,46 +40,12 @@ from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
 from visinstruct.core.pipeline.short_answer import write_short_answers
-from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, Pair, RunState, UnitNeed
+from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Pair, RunState, UnitNeed
 from visinstruct.core.models.calls import StageContext, build_pools, was_stored
 from visinstruct.core.store.database import RowRef, Store, now
 
 _PAGE = 500
 _DONE = object()
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One (image, task) and what it still needs: generating (then judging) or only judging."""
-
-    image: Image
-    task: str
-    need: UnitNeed
-    generation_id: int = 0
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """How a run ended."""
-
-    run_id: int
-    status: RunState
-    done_units: int
-    total_units: int
-    failed_units: int
-    counts: dict[str, int]
-    cost_usd: float
-    elapsed_s: float
-    error: str = ""      # why the run failed (status "failed"), redacted
-
-
-def ensure_indexed(config: Config, store: Store) -> None:
-    """Index the configured source unless this store already holds exactly it."""
-    source = config.source
-    if source.coco_captions is None and source.baseline is None and source.gqa_scene_graphs is None:
-        return
-    if store.get_meta("source_fingerprint") != source_fingerprint(config.source):
-        index_sources(store, config.source)
 
 
 class _Runner:
@@ -306,7 +273,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         # Metered where it happens (the budget must not wait for a display), then queued.
         if isinstance(event, CallFinished) and event.status == "ok":
             meter.add_call(event.model, event.tokens_in, event.tokens_out, event.endpoint)
-            _check_budget(runner, config, meter)
+            check_budget(runner, config, meter)
         outer_emit(event)
 
     emit = metered_emit
@@ -348,7 +315,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
                                     name=f"worker-{i}") for i in range(workers)]
         for thread in threads:
             thread.start()
-        monitor = threading.Thread(target=_monitor,
+        monitor = threading.Thread(target=monitor_costs,
                                    args=(runner, config, store, meter, emit, finished),
                                    daemon=True, name="cost-monitor")
         monitor.start()
@@ -392,7 +359,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         try:
             store.flush()
             flag_templates(store, config.gates)
-            emit(_cost_event(runner, store, config, meter))
+            emit(cost_event(runner, store, config, meter))
             if status is not RunState.FAILED:
                 status = (RunState.BUDGET if runner.budget_hit
                           # A stop that lands after the last unit changes nothing.
@@ -426,35 +393,6 @@ def _close_backends(runner: _Runner) -> None:
             backend.close()
         except Exception:  # noqa: BLE001 - closing is best effort; the run's outcome stands
             pass
-
-
-def _monitor(runner: _Runner, config: Config, store: Store, meter: CostMeter, emit: Emit,
-             finished: threading.Event) -> None:
-    """Twice a second: the budget (instance-hours grow with time); every 2 s the cost event."""
-    ticks = 0
-    while not finished.wait(0.5):
-        _check_budget(runner, config, meter)
-        ticks += 1
-        if ticks % 4 == 0:
-            emit(_cost_event(runner, store, config, meter))
-
-
-def _cost_event(runner: _Runner, store: Store, config: Config, meter: CostMeter) -> CostUpdated:
-    spent = meter.total_usd()
-    images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
-    done = runner.done_units - runner.failed_units
-    per_kept = spent / runner.kept_pairs if runner.kept_pairs else None
-    # The projection is for the whole source, whatever --limit this run has.
-    projected = spent / done * images * len(config.generation.tasks) if done else None
-    return CostUpdated(round(spent, 6), round(per_kept, 6) if per_kept is not None else None,
-                       round(projected, 4) if projected is not None else None)
-
-
-def _check_budget(runner: _Runner, config: Config, meter: CostMeter) -> None:
-    limit = config.budget.max_usd
-    if limit and not runner.budget_hit and meter.total_usd() >= limit:
-        runner.budget_hit = True
-        runner.cancel.set()
 
 
 __all__ = ["run", "RunSummary", "BudgetExceeded", "ensure_indexed"]
