@@ -19,12 +19,17 @@ from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
 from visinstruct.core.text.gates import RULES
-from visinstruct.core.store.database import Store, now
+# Decisions live in `decisions`; the names stay importable from here for the screens.
+from visinstruct.core.review.decisions import DECISIONS as DECISIONS
+from visinstruct.core.review.decisions import accept_pair as accept_pair
+from visinstruct.core.review.decisions import decide_pair as decide_pair
+from visinstruct.core.review.decisions import edit_pair as edit_pair
+from visinstruct.core.review.decisions import reject_pair as reject_pair
+from visinstruct.core.store.database import Store
 from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
 
 STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated",
                            "reviewed")
-DECISIONS: tuple[str, ...] = ("accept", "reject")
 
 # The sample shown for an (image, task): its current ok generation, else its latest failure.
 _SAMPLE_GENERATION = """
@@ -355,46 +360,6 @@ def image_file(config: Config, image: Image) -> Path | None:
         return None
     path = Path(folder) / image.file_name
     return path if path.is_file() else None
-
-
-# -- writes ------------------------------------------------------------------------------------
-def _insert_review(store: Store, pair_id: int, decision: str, question: str | None = None,
-                   answer: str | None = None) -> int:
-    def work(conn: sqlite3.Connection) -> int:
-        if conn.execute("SELECT 1 FROM pairs WHERE id = ?", (pair_id,)).fetchone() is None:
-            raise InputError(f"pair {pair_id} is not in {store.path}; refresh the review list")
-        cursor = conn.execute(
-            "INSERT INTO reviews (pair_id, decision, question, answer, created_at) "
-            "VALUES (?, ?, ?, ?, ?)", (pair_id, decision, question, answer, now()))
-        return int(cursor.lastrowid or 0)
-
-    review_id: int = store.write_sync(work)
-    return review_id
-
-
-def decide_pair(store: Store, pair_id: int, decision: str) -> int:
-    """Record a human accept or reject of a pair; the latest decision wins over the judge."""
-    if decision not in DECISIONS:
-        raise InputError(f"review decision {decision!r} is not one of {', '.join(DECISIONS)}")
-    return _insert_review(store, pair_id, decision)
-
-
-def accept_pair(store: Store, pair_id: int) -> int:
-    """Keep a pair whatever its score."""
-    return decide_pair(store, pair_id, "accept")
-
-
-def reject_pair(store: Store, pair_id: int) -> int:
-    """Drop a pair whatever its score."""
-    return decide_pair(store, pair_id, "reject")
-
-
-def edit_pair(store: Store, pair_id: int, question: str, answer: str) -> int:
-    """Store a human edit of a pair's text; the generated original stays in `pairs`."""
-    question, answer = question.strip(), answer.strip()
-    if not question or not answer:
-        raise InputError("an edited pair needs both a question and an answer; fill in the empty one")
-    return _insert_review(store, pair_id, "edit", question, answer)
 
 
 def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignore,
