@@ -32,9 +32,7 @@ from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.pool import PoolResult
 from visinstruct.core.pipeline.batch_on_demand import send_on_demand, write_without_call
 from visinstruct.core.pipeline.batch_records import PendingRecord, pending_records
-from visinstruct.core.pipeline.generate import handle_generation
-from visinstruct.core.pipeline.judge import handle_judgement
-from visinstruct.core.pipeline.panel import unjudged_pairs
+from visinstruct.core.pipeline.batch_replies import handle_reply
 from visinstruct.core.store.batch_jobs import (
     BatchJob,
     BatchRecord,
@@ -357,33 +355,8 @@ class BatchDriver:
             counts.tokens_in += response.tokens_in
             counts.tokens_out += response.tokens_out
             outcome = CallOutcome(info, PoolResult(response, ref, latency_ms, attempt))
-            self._handle(job.stage, record, image, outcome)
+            handle_reply(self, job.stage, record, image, outcome)
         return counts
-
-    def _handle(self, stage: str, record: BatchRecord, image: Any, outcome: CallOutcome) -> None:
-        if stage == "generate":
-            template = self._template(record.task, record.prompt_version)
-            result = handle_generation(self.ctx, template, image, record.task,
-                                       self.stages[stage], outcome, gates=self.config.gates,
-                                       max_pairs=self.config.generation.max_pairs)
-            if isinstance(result, CallOutcome):  # a reply that could not be read or stored
-                self.unit_done(image.image_id, record.task, False)
-            elif result.parse_failure:
-                self.unit_done(image.image_id, record.task, True)
-            return
-        template = self._template("judge", record.prompt_version)
-        # Gated pairs are never judged; pairs scored before (e.g. before [gates] changed) not again.
-        targets = unjudged_pairs(self.store, record.generation_id, self.config.judge,
-                                 record.prompt_version)
-        judged = handle_judgement(self.ctx, template, image, record.task, record.generation_id,
-                                  tuple(p for _, p in targets), self.config.judge,
-                                  self.stages[stage], outcome,
-                                  positions=[idx for idx, _ in targets])
-        ok = not isinstance(judged, CallOutcome)  # else a reply that could not be read or stored
-        if not isinstance(judged, CallOutcome):
-            self.kept(judged.kept)
-        if "generate" in self.stages:  # else the workers counted the unit when it was generated
-            self.unit_done(image.image_id, record.task, ok)
 
     # -- records that need no batch ---------------------------------------------------------------
     def _no_call(self, record: PendingRecord) -> None:
@@ -407,7 +380,7 @@ class BatchDriver:
         with self.runner.lock:
             self.runner.kept_pairs += kept
 
-    def _template(self, name: str, version: str) -> PromptTemplate:
+    def template_for(self, name: str, version: str) -> PromptTemplate:
         """The template a record was made with (the active one, or an older stored version)."""
         active = self.runner.judge_template if name == "judge" else self.runner.templates[name]
         if active is not None and active.version == version:
