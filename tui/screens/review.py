@@ -24,13 +24,16 @@ from visinstruct.core.review.samples import (
     image_file,
     prompt_versions_in_use,
     reject_pair,
-    rejudge,
     sample_detail,
     sample_page,
     sample_row,
 )
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
-from visinstruct.tui.screens.review_decisions import DECISION_BINDINGS, ReviewDecisions
+from visinstruct.tui.screens.review_decisions import (
+    DECISION_BINDINGS,
+    ReviewDecisions,
+    ReviewRejudge,
+)
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
@@ -46,7 +49,7 @@ def _just_before(image_id: int) -> Key:
     return (image_id - 1, "\uffff")
 
 
-class ReviewScreen(ReviewDecisions, Screen[None]):
+class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
     """Pages through samples with keyset queries; every read and write runs in a thread worker."""
 
     TITLE = "Review"
@@ -377,34 +380,3 @@ class ReviewScreen(ReviewDecisions, Screen[None]):
                 return
             if row is not None:
                 self.reads.call(self.app, self.table.update_row, row)
-
-    def action_rejudge(self) -> None:
-        detail = self.pane.detail
-        if detail is None or detail.generation_id is None or detail.status != "ok":
-            self.notify("Only a parsed conversation can be re-judged.", severity="warning")
-            return
-        if detail.generation_id in self._busy:
-            self.notify("Already re-judging this one.")
-            return
-        self._busy.add(detail.generation_id)
-        self.notify(f"Re-judging image {detail.image.image_id} ({detail.task})…")
-        self._rejudge(detail.generation_id, detail.image.image_id, detail.task)
-
-    @work(thread=True, group="review-rejudge", exit_on_error=False)
-    def _rejudge(self, generation_id: int, image_id: int, task: str) -> None:
-        with self.reads.track() as closing:
-            try:
-                result = rejudge(self.context.config, self.store, generation_id, cancel=closing)
-            except Exception as error:  # noqa: BLE001 - shown as a dialog
-                self.reads.call(self.app, self._rejudged, generation_id, None)
-                self.reads.fail(self.app, error)
-                return
-        scores = ", ".join("–" if j.score is None else f"{j.score:g}" for j in result.judgements)
-        self.reads.call(self.app, self._rejudged, generation_id,
-                        f"Re-judged image {image_id} ({task}): scores {scores}; "
-                        f"{result.kept} kept.")
-
-    def _rejudged(self, generation_id: int, message: str | None) -> None:
-        self._busy.discard(generation_id)
-        if message is not None:
-            self._after_write(message)

@@ -16,6 +16,7 @@ from visinstruct.core.review.decisions import (
     restore_reviews,
     undo_review,
 )
+from visinstruct.core.review.samples import rejudge
 from visinstruct.tui.widgets.review_filters import ReviewFilters
 
 if TYPE_CHECKING:
@@ -103,3 +104,45 @@ class ReviewDecisions:
 
     def action_clear_filters(self) -> None:
         self.query_one(ReviewFilters).clear()  # type: ignore[attr-defined]
+
+
+class ReviewRejudge:
+    """The re-judge key: one conversation judged again in a worker, one at a time per generation."""
+
+    # Set by the screen that mixes this in (ReviewScreen), as are notify() and _after_write().
+    _busy: set[int]
+    pane: SampleDetailPane
+    reads: Any
+    context: Any
+    store: Any
+
+    def action_rejudge(self) -> None:
+        detail = self.pane.detail
+        if detail is None or detail.generation_id is None or detail.status != "ok":
+            self.notify("Only a parsed conversation can be re-judged.", severity="warning")
+            return
+        if detail.generation_id in self._busy:
+            self.notify("Already re-judging this one.")
+            return
+        self._busy.add(detail.generation_id)
+        self.notify(f"Re-judging image {detail.image.image_id} ({detail.task})…")
+        self._rejudge(detail.generation_id, detail.image.image_id, detail.task)
+
+    @work(thread=True, group="review-rejudge", exit_on_error=False)
+    def _rejudge(self, generation_id: int, image_id: int, task: str) -> None:
+        with self.reads.track() as closing:
+            try:
+                result = rejudge(self.context.config, self.store, generation_id, cancel=closing)
+            except Exception as error:  # noqa: BLE001 - shown as a dialog
+                self.reads.call(self.app, self._rejudged, generation_id, None)
+                self.reads.fail(self.app, error)
+                return
+        scores = ", ".join("–" if j.score is None else f"{j.score:g}" for j in result.judgements)
+        self.reads.call(self.app, self._rejudged, generation_id,
+                        f"Re-judged image {image_id} ({task}): scores {scores}; "
+                        f"{result.kept} kept.")
+
+    def _rejudged(self, generation_id: int, message: str | None) -> None:
+        self._busy.discard(generation_id)
+        if message is not None:
+            self._after_write(message)
