@@ -136,9 +136,14 @@ async def test_sample_enter_opens_it_in_review(tmp_path: Path) -> None:
         app.open_review = recording  # type: ignore[method-assign]
         samples = app.screen.query_one(LatestSamples)
         samples.focus()
-        await pilot.press("down", "enter")
+        await pilot.press("down")
+        await pilot.pause()
+        # The sample on the highlighted row (the list may have been redrawn since the run ended).
+        row_key = samples.coordinate_to_cell_key(samples.cursor_coordinate).row_key
+        chosen = samples._samples[str(row_key.value)]
+        await pilot.press("enter")
         await wait_for(pilot, lambda: app.current_mode == "review", "the review screen")
-        chosen = app.state.samples[1]
+        assert samples.cursor_coordinate.row == 1
         assert asked == [(chosen.image_id, chosen.task)]
 
 
