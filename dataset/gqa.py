@@ -70,13 +70,19 @@ def _part_order(path: Path) -> tuple[int, str]:
     return (int(digits) if digits else -1, path.name)
 
 
-def _scenes(path: Path) -> Iterator[GqaScene]:
+def _top_items(path: Path) -> Iterator[tuple[str, Any]]:
+    """(key, value) of the file's top-level JSON object, one at a time; bad JSON names the file."""
     with open_data_file(path) as stream:
         try:
-            for image_id, body in JSON_BACKEND.kvitems(stream, "", use_float=True):
-                yield _scene(path, str(image_id), body)
+            for key, body in JSON_BACKEND.kvitems(stream, "", use_float=True):
+                yield str(key), body
         except ijson.JSONError as error:
             raise malformed_json_error(path, error, stream.tell()) from None
+
+
+def _scenes(path: Path) -> Iterator[GqaScene]:
+    for image_id, body in _top_items(path):
+        yield _scene(path, image_id, body)
 
 
 def _scene(path: Path, image_id: str, body: Any) -> GqaScene:
@@ -123,12 +129,8 @@ def _object(item: Any, key: str, width: int, height: int, where: str) -> SceneOb
 
 def _facts(parts: list[Path]) -> Iterator[Fact]:
     for part in parts:
-        with open_data_file(part) as stream:
-            try:
-                for question_id, body in JSON_BACKEND.kvitems(stream, "", use_float=True):
-                    yield _fact(part, str(question_id), body)
-            except ijson.JSONError as error:
-                raise malformed_json_error(part, error, stream.tell()) from None
+        for question_id, body in _top_items(part):
+            yield _fact(part, question_id, body)
 
 
 def _fact(path: Path, question_id: str, body: Any) -> Fact:
