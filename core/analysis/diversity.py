@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+from visinstruct.core.text.gates import similarity as jaccard  # one Jaccard, the gates'
 from visinstruct.core.text.synonyms import words
 
 SAMPLE_CAP = 2000          # answers per figure; more are sampled with a fixed seed
@@ -179,12 +180,6 @@ def shingles(text: str, size: int = SHINGLE_WORDS) -> frozenset[tuple[str, ...]]
     if len(tokens) <= size:
         return frozenset([tuple(tokens)]) if tokens else frozenset()
     return frozenset(tuple(tokens[i:i + size]) for i in range(len(tokens) - size + 1))
-
-
-def jaccard(left: frozenset[tuple[str, ...]], right: frozenset[tuple[str, ...]]) -> float:
-    """|A ∩ B| / |A ∪ B|; two empty sets are the same text (1.0)."""
-    union = len(left | right)
-    return len(left & right) / union if union else 1.0
 
 
 def near_duplicate_pairs(texts: Sequence[str], threshold: float = NEAR_DUPLICATE_JACCARD,

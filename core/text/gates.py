@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from visinstruct.core.config import GatesConfig
 from visinstruct.core.records import Image, Pair
@@ -287,8 +288,8 @@ class _Context:
 
 
 # -- duplicate -----------------------------------------------------------------------------------
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    """Jaccard similarity of two shingle sets."""
+def similarity(a: frozenset[Any], b: frozenset[Any]) -> float:
+    """Jaccard similarity of two shingle sets; two empty sets are the same text (1.0)."""
     if not a and not b:
         return 1.0
     return len(a & b) / len(a | b)
