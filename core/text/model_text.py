@@ -42,18 +42,27 @@ _MAX_CUTS = 20
 
 def clean_model_text(text: str) -> str:
     """The model's own reply: after any echoed prompt, without chat tokens or code fences."""
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    starts = [text.rfind(marker) + len(marker) for marker in _TURN_STARTS if marker in text]
-    if starts:
-        text = text[max(starts) :]
-    ends = [text.find(marker) for marker in _TURN_ENDS if marker in text]
-    if ends:
-        text = text[: min(ends)]
-    text = _SPECIAL_TOKENS.sub("", text)
-    cues = list(_CUE_LINE.finditer(text))
-    if cues and text[cues[-1].end() :].strip():
-        text = text[cues[-1].end() :]
-    return _FENCE_LINE.sub("", text).strip()
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # Every marker and token below holds "<" or "INST]", fences "```": plain replies (most
+    # JSON) hold none of them and skip those scans.
+    has_angle = "<" in text
+    if has_angle or "INST]" in text:
+        starts = [text.rfind(marker) + len(marker) for marker in _TURN_STARTS if marker in text]
+        if starts:
+            text = text[max(starts) :]
+        ends = [text.find(marker) for marker in _TURN_ENDS if marker in text]
+        if ends:
+            text = text[: min(ends)]
+    if has_angle:
+        text = _SPECIAL_TOKENS.sub("", text)
+    if REPLY_CUE in text:
+        cues = list(_CUE_LINE.finditer(text))
+        if cues and text[cues[-1].end() :].strip():
+            text = text[cues[-1].end() :]
+    if "```" in text:
+        text = _FENCE_LINE.sub("", text)
+    return text.strip()
 
 
 def json_values(text: str) -> list[tuple[Any, bool]]:
