@@ -10,6 +10,7 @@ from dataclasses import asdict
 
 from visinstruct.core.config import GatesConfig
 from visinstruct.core.records import Pair
+from visinstruct.core.pipeline.rows import pair_ids
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.gates import DROP, FLAG, PromptText, Verdicts, gate_pairs, prompt_text
@@ -27,11 +28,15 @@ def gates_fingerprint(settings: GatesConfig) -> str:
 
 
 def insert_verdicts(conn: sqlite3.Connection, generation_id: int,
-                    verdicts: Sequence[Verdicts]) -> None:
-    """Store the verdicts of a generation's pairs (inside the write that inserted them)."""
+                    verdicts: Sequence[Verdicts], ids: dict[int, int] | None = None) -> None:
+    """Store the verdicts of a generation's pairs (inside the write that inserted them).
+
+    `ids` maps positions to pair ids when the caller knows them.
+    """
     if not any(verdicts):
         return
-    ids = dict(conn.execute("SELECT idx, id FROM pairs WHERE generation_id = ?", (generation_id,)))
+    if ids is None:
+        ids = pair_ids(conn, generation_id)
     conn.executemany(
         "INSERT INTO pair_gates (pair_id, rule, action, reason) VALUES (?, ?, ?, ?)",
         [(ids[idx], v.rule, v.action, v.reason)

@@ -11,6 +11,7 @@ from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.config import GatesConfig, GenerationConfig
 from visinstruct.core.events import GenerationParsed
 from visinstruct.core.pipeline.gating import insert_verdicts
+from visinstruct.core.pipeline.rows import GenerationRef, insert_pairs
 from visinstruct.core.text.gates import DROP, Verdicts, gate_pairs, is_cut_off, prompt_text
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.prompts import (
@@ -75,18 +76,22 @@ def generation_request(template: PromptTemplate, image: Image, settings: Generat
 def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt_version: str,
                       model: str, call_id: int | None, status: str, raw: str,
                       pairs: tuple[Pair, ...], problems: tuple[str, ...], purpose: str = "run",
-                      *, finish_reason: str = "", verdicts: tuple[Verdicts, ...] = ()) -> int:
-    """Write a generation, its pairs and their gate verdicts; returns the generation id."""
+                      *, finish_reason: str = "", verdicts: tuple[Verdicts, ...] = (),
+                      ref: GenerationRef | None = None) -> int:
+    """Write a generation, its pairs and their gate verdicts; returns the generation id.
+
+    A `ref` learns the pairs' ids (its `id` is the caller's to set, once every row is in).
+    """
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
         "problems, purpose, finish_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (image_id, task, prompt_version, model, call_id, status, raw,
          json.dumps(list(problems)), purpose, finish_reason, now()))
     generation_id = int(cursor.lastrowid or 0)
-    conn.executemany(
-        "INSERT INTO pairs (generation_id, idx, question, answer) VALUES (?, ?, ?, ?)",
-        [(generation_id, i, p.question, p.answer) for i, p in enumerate(pairs)])
-    insert_verdicts(conn, generation_id, verdicts)
+    ids = insert_pairs(conn, generation_id, [(p.question, p.answer) for p in pairs])
+    insert_verdicts(conn, generation_id, verdicts, ids)
+    if ref is not None:
+        ref.pair_ids = ids
     return generation_id
 
 
@@ -127,7 +132,7 @@ def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image,
     """Parse and gate a successful generation call; queue it with its ledger row (online or batch)."""
     result = outcome.result
     assert result is not None
-    ref = RowRef()
+    ref = GenerationRef()
     text = result.response.text
     try:
         request_text = (pick_description_request(template, image.image_id)
@@ -148,7 +153,8 @@ def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image,
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
         generation_id = insert_generation(conn, image.image_id, task, template.version, model,
                                           result.call_id, status, text, pairs, problems, purpose,
-                                          finish_reason=finish_reason, verdicts=verdicts)
+                                          finish_reason=finish_reason, verdicts=verdicts,
+                                          ref=ref)
         ref.id = generation_id  # only once every row is in: a failed write leaves it unset
         return generation_id
 

@@ -21,6 +21,7 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
+from visinstruct.core.pipeline.rows import pair_ids
 from visinstruct.core.store.database import RowRef, Store, now
 
 
@@ -107,14 +108,13 @@ def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, 
         if ref.id is None:
             raise StoreError("the generation this call judged was not stored")
         ledger.finish_ok(conn, result.call_id, result.response, result.latency_ms)
-        pair_ids = dict(conn.execute(
-            "SELECT idx, id FROM pairs WHERE generation_id = ?", (ref.id,)).fetchall())
+        ids = pair_ids(conn, ref)
         created = now()
         conn.executemany(
             "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
             "prompt_version, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(pair_ids[idx], ref.id, j.score, j.reason, result.call_id, template.version,
-              model, created) for idx, j in zip(positions, judgements) if idx in pair_ids])
+            [(ids[idx], ref.id, j.score, j.reason, result.call_id, template.version,
+              model, created) for idx, j in zip(positions, judgements) if idx in ids])
         return int(ref.id or 0)
 
     kept = sum(is_kept(j.score, settings.threshold) for j in judgements)

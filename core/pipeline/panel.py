@@ -10,6 +10,7 @@ from visinstruct.core.events import PairsJudged
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.pipeline.judge import JudgeResult, is_kept, judge
 from visinstruct.core.records import Image, Judgement, Pair
+from visinstruct.core.pipeline.rows import pair_ids
 from visinstruct.core.store.database import RowRef, Store, now
 from visinstruct.core.text.prompts import PromptTemplate
 
@@ -75,14 +76,13 @@ def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task:
     name, version = settings.identity, template.version
 
     def write(conn: sqlite3.Connection) -> int:
-        pair_ids = dict(conn.execute(
-            "SELECT idx, id FROM pairs WHERE generation_id = ?", (ref.id,)).fetchall())
+        ids = pair_ids(conn, ref)
         created = now()
         conn.executemany(
             "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
             "prompt_version, model, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
-            [(pair_ids[idx], ref.id, j.score, j.reason, version, name, created)
-             for idx, j in zip(indices, combined) if idx in pair_ids])
+            [(ids[idx], ref.id, j.score, j.reason, version, name, created)
+             for idx, j in zip(indices, combined) if idx in ids])
         return int(ref.id or 0)
 
     kept = sum(is_kept(j.score, settings.threshold) for j in combined)
