@@ -14,18 +14,10 @@ from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
 from visinstruct.core.store.cost import CostMeter, cost_report
 from visinstruct.core.errors import BudgetExceeded, StoreError
-from visinstruct.core.events import (
-    CallFinished,
-    Dispatcher,
-    Event,
-    Emit,
-    EndpointFigures,
-    EndpointHealth,
-    ImageDone,
-    RunFinished,
-    RunStarted,
-)
+from visinstruct.core.events import (CallFinished, Dispatcher, Event, Emit, EndpointFigures,
+                                     EndpointHealth, ImageDone, RunFinished, RunStarted)
 from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
+from visinstruct.core.pipeline.collector import run_collector
 from visinstruct.core.pipeline.claim import claim
 from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
 from visinstruct.core.pipeline.summary import RunSummary, Unit
@@ -194,10 +186,12 @@ class _Runner:
         if not isinstance(judged, JudgeResult):
             return False
 
+        kept = judged.kept  # not `judged`: its future would hold this callback in a cycle
+
         def count_kept(written: Future[Any] | None = None) -> None:
             if was_stored(written):
                 with self.lock:
-                    self.kept_pairs += judged.kept
+                    self.kept_pairs += kept
 
         if judged.written is None:
             count_kept()
@@ -257,7 +251,8 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     """
     dispatcher = Dispatcher(emit)
     try:
-        return _run(config, store, dispatcher, cancel or threading.Event(), pause)
+        with run_collector():
+            return _run(config, store, dispatcher, cancel or threading.Event(), pause)
     finally:
         dispatcher.close()
 
@@ -387,6 +382,8 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
                 counts.get("dropped_pairs", 0), error))
     return RunSummary(run_id, status, runner.done_units, runner.total_units, runner.failed_units,
                       counts, cost_usd, elapsed, error)
+
+
 def _close_backends(runner: _Runner) -> None:
     for backend in runner.backends.values():
         try:

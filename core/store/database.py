@@ -20,7 +20,7 @@ from visinstruct.core.text.redact import redact
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
-_QUEUE_LIMIT = 4_000  # writes waiting for the writer; producers block past this (bounded RSS)
+_QUEUE_LIMIT = 1_000  # writes waiting for the writer; producers block past this (bounded RSS)
 
 
 class RowRef:
