@@ -105,9 +105,14 @@ class LedgerTally:
                 figures[index] += int(row[2 + index] or 0)
         return totals
 
-
     def _from_tally(self, store: Store) -> dict[tuple[str, str], list[int]]:
         totals: dict[tuple[str, str], list[int]] = {}
+        if not in_flight_tallied(store):
+            # Schema 10: the tally holds finished calls; the few in flight, by status index.
+            for model, endpoint, n in store.query(
+                    "SELECT model, COALESCE(endpoint, ''), COUNT(*) FROM llm_calls "
+                    "WHERE status = 'in_flight' AND run_id = ? GROUP BY 1, 2", (self.run_id,)):
+                totals.setdefault((model, endpoint), [0] * 5)[0] += n
         for model, endpoint, status, backpressure, n, tokens_out in store.query(
                 "SELECT model, endpoint, status, backpressure, n, tokens_out FROM call_tally "
                 "WHERE run_id = ?", (self.run_id,)):
@@ -120,6 +125,12 @@ class LedgerTally:
                 figures[3 if backpressure else 2] += n
             figures[4] += tokens_out
         return {key: figures for key, figures in totals.items() if any(figures)}
+
+
+def in_flight_tallied(store: Store) -> bool:
+    """The call tally also counts calls in flight (schema 5 to 8; 10 counts finished ones)."""
+    return bool(store.scalar("SELECT 1 FROM sqlite_master WHERE type = 'trigger' "
+                             "AND name = 'call_tally_update'"))
 
 
 def has_tallies(store: Store) -> bool:

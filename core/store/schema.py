@@ -196,6 +196,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     (7, "views kept_pairs and run_figures; full-text search over pairs", _browsable),
     (8, "blind review decisions",
      schema_sql.BLIND_REVIEWS),
+    (10, "the call tally counts finished calls only (in flight: from the status index)",
+     schema_sql.FINISHED_CALL_TALLY),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

@@ -236,3 +236,35 @@ BLIND_REVIEWS = """
         ALTER TABLE reviews ADD COLUMN blind INTEGER NOT NULL DEFAULT 0;
         CREATE INDEX reviews_blind ON reviews(blind, pair_id);
         """
+
+# Migration 10: the call tally counts finished calls only. Calls in flight are few and found
+# by the status index; not counting them spares the writer two of every call's three tally
+# writes (the row is inserted in flight, then updated once when it ends).
+_CALL_TALLY_UPSERT = """
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;"""
+FINISHED_CALL_TALLY = f"""
+        DROP TRIGGER call_tally_insert;
+        DROP TRIGGER call_tally_update;
+        DELETE FROM call_tally WHERE status = 'in_flight';
+        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls
+        WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
+        END;
+        CREATE TRIGGER call_tally_leave AFTER UPDATE ON llm_calls
+        WHEN OLD.status <> 'in_flight' BEGIN
+            UPDATE call_tally SET n = n - 1,
+                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
+                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
+            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
+              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
+              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');
+        END;
+        CREATE TRIGGER call_tally_enter AFTER UPDATE ON llm_calls
+        WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
+        END;
+        """

@@ -66,3 +66,65 @@ def test_a_generation_ref_learns_its_pairs_ids(tmp_path) -> None:
         assert store.write_sync(lambda conn: pair_ids(conn, int(ref.id or 0))) == stored
     finally:
         store.close()
+
+
+def _calls(store: Store, rows: list[tuple[str, str, str, str | None, int]]) -> list[int]:
+    """Insert ledger rows (model, endpoint, status, error_kind, tokens_out) of run 1."""
+    def write(conn):  # type: ignore[no-untyped-def]
+        return [conn.execute(
+            "INSERT INTO llm_calls (key, run_id, stage, model, endpoint, attempt, status, "
+            "error_kind, tokens_out, started_at) VALUES (?, 1, 'generate', ?, ?, 1, ?, ?, ?, 0)",
+            (f"k{n}", model, endpoint, status, kind, tokens)).lastrowid
+            for n, (model, endpoint, status, kind, tokens) in enumerate(rows)]
+    return list(store.write_sync(write))
+
+
+def _scanned(store: Store, monkeypatch) -> dict:  # type: ignore[no-untyped-def]
+    from visinstruct.core.store import run_tallies
+    with monkeypatch.context() as patched:
+        patched.setattr(run_tallies, "has_tallies", lambda _store: False)
+        return run_tallies.LedgerTally(1).counts(store)
+
+
+def test_the_call_tally_agrees_with_a_scan_of_the_ledger(tmp_path, monkeypatch) -> None:
+    from visinstruct.core.store.run_tallies import LedgerTally
+    store = Store(tmp_path / "s.db")
+    try:
+        ids = _calls(store, [("m", "e1", "in_flight", None, 0)] * 4
+                     + [("m", "e2", "ok", None, 5), ("j", "e1", "error", "backpressure", 0)])
+        store.write_sync(lambda conn: conn.executemany(
+            "UPDATE llm_calls SET status = ?, error_kind = ?, tokens_out = ? WHERE id = ?",
+            [("ok", None, 7, ids[0]), ("error", "backpressure", 0, ids[1]),
+             ("error", "transient", 0, ids[2])]))
+        # A finished row changed again (a batch result arriving late), and one abandoned.
+        store.write_sync(lambda conn: conn.execute(
+            "UPDATE llm_calls SET tokens_out = 9 WHERE id = ?", (ids[0],)))
+        expected = {("m", "e1"): [1, 1, 1, 1, 9], ("m", "e2"): [0, 1, 0, 0, 5],
+                    ("j", "e1"): [0, 0, 0, 1, 0]}
+        assert LedgerTally(1).counts(store) == expected == _scanned(store, monkeypatch)
+    finally:
+        store.close()
+
+
+def test_a_store_tallied_before_schema_10_counts_its_calls_in_flight_once(
+        tmp_path, monkeypatch) -> None:
+    from visinstruct.core.store import database as store_module
+    from visinstruct.core.store.run_tallies import LedgerTally
+    from visinstruct.core.store.schema import MIGRATIONS
+    path = tmp_path / "s.db"
+    with monkeypatch.context() as patched:
+        patched.setattr(store_module, "MIGRATIONS", tuple(m for m in MIGRATIONS if m[0] < 10))
+        old = Store(path)
+        ids = _calls(old, [("m", "e1", "in_flight", None, 0), ("m", "e1", "in_flight", None, 0),
+                           ("m", "e1", "ok", None, 3)])
+        assert LedgerTally(1).counts(old) == {("m", "e1"): [2, 1, 0, 0, 3]}
+        old.close()
+    store = Store(path)  # migration 10 runs here
+    try:
+        assert LedgerTally(1).counts(store) == {("m", "e1"): [2, 1, 0, 0, 3]}
+        store.write_sync(lambda conn: conn.execute(
+            "UPDATE llm_calls SET status = 'ok', tokens_out = 4 WHERE id = ?", (ids[0],)))
+        assert LedgerTally(1).counts(store) == {("m", "e1"): [1, 2, 0, 0, 7]} \
+            == _scanned(store, monkeypatch)
+    finally:
+        store.close()
