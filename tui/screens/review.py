@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 from visinstruct.core.store.interrupt import ReadCancelled
 from visinstruct.core.review.samples import (
@@ -34,6 +34,7 @@ from visinstruct.tui.screens.review_decisions import (
     ReviewDecisions,
     ReviewRejudge,
 )
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
