@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-
 from textual.screen import Screen
 from textual.widgets import Footer as TextualFooter
 
 
 class Footer(TextualFooter):
-    """Textual's footer, rebuilt at most once per refresh, only on the screen in view, and only
-    when its keys differ.
+    """Textual's footer, rebuilt at most once per refresh, only in view, only when its keys change.
 
-    Textual rebuilds every key for each change of a screen's bindings, ~25 ms of the event loop
-    each, and switching screens makes several (suspend, two resumes, focus), on the screen being
-    left too. A screen coming back into view changes its bindings, so its footer catches up then.
+    Textual rebuilds every key (~25 ms of the event loop) on each change of a screen's bindings,
+    and a screen switch makes several, on the screen being left too; a screen coming back into
+    view changes its bindings, so its footer catches up then.
     """
 
     _rebuild_due = False
-    _shown: Hashable = None
+    _shown: object = None
 
     def bindings_changed(self, screen: Screen[object]) -> None:
         self._bindings_ready = True
@@ -28,9 +25,9 @@ class Footer(TextualFooter):
             self._rebuild_due = True
             self.call_after_refresh(self._rebuild)
 
-    def _keys(self) -> Hashable:
+    def _keys(self) -> object:
         """What the footer's compose reads: the shown bindings, their key labels, the options."""
-        return (self.show_command_palette, self.compact, tuple(
+        return (self.show_command_palette, self.compact, self.combine_groups, tuple(
             (binding, enabled, tooltip, self.app.get_key_display(binding))
             for _, binding, enabled, tooltip in self.screen.active_bindings.values()
             if binding.show))
