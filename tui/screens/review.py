@@ -229,7 +229,8 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
         if self.total is None:
             self._count_cancel.set()
             self._count_cancel = self.reads.event()
-            self._count(self.filters, self._count_cancel)
+            # Once the page is on screen: the count only fills in the status line.
+            self.call_after_refresh(self._count, self.filters, self._count_cancel)
 
     @work(thread=True, group="review-count", exit_on_error=False)
     def _count(self, filters: SampleFilter, cancel: threading.Event) -> None:
