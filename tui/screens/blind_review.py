@@ -16,7 +16,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Header, Static
+from textual.widgets import Header, Static
 from visinstruct.core.review.blind import (
     BATCH,
     BlindPair,
@@ -25,6 +25,7 @@ from visinstruct.core.review.blind import (
     record_blind_decision,
 )
 from visinstruct.core.review.samples import image_file
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.image_preview import ImagePreview
 from visinstruct.tui.widgets.review_workers import ScreenReads
 

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Label, Select, Static
+from textual.widgets import DataTable, Header, Label, Select, Static
 from textual.worker import Worker, WorkerState
 from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agreement
 from visinstruct.core.evaluation.view import (
@@ -25,6 +25,7 @@ from visinstruct.tui.widgets.eval_tables import (
     SummaryTable,
     ordered,
 )
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 NO_AGREEMENT = ("no blind review decisions yet: in review press B, accept or reject pairs "

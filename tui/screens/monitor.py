@@ -10,10 +10,11 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Footer, Header
+from textual.widgets import Header
 from visinstruct.tui.messages import RunStateChanged, SampleChosen
 from visinstruct.tui.widgets.endpoint_table import EndpointTable
 from visinstruct.tui.widgets.error_feed import ErrorFeed
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.lanes import WorkerLanes
 from visinstruct.tui.widgets.latest_samples import LatestSamples
 from visinstruct.tui.widgets.progress_panel import ProgressPanel

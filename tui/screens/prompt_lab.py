@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Button, Checkbox, Footer, Header, Input, Select, Static, TextArea
+from textual.widgets import Button, Checkbox, Header, Input, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
 from visinstruct.core.errors import InputError
 from visinstruct.core.events import Event
@@ -30,6 +30,7 @@ from visinstruct.core.lab.trials import (
 )
 from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, prompt_version
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.lab_results import DiversityTable, LabSamplesTable, VersionTable
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 

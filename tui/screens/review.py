@@ -11,7 +11,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import DataTable, Header, Static
 from textual.worker import Worker, WorkerState
 from visinstruct.core.store.interrupt import ReadCancelled
 from visinstruct.core.review.samples import (
@@ -34,6 +34,7 @@ from visinstruct.tui.screens.review_decisions import (
     ReviewDecisions,
     ReviewRejudge,
 )
+from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
@@ -106,9 +107,11 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
         self._count_cancel = threading.Event()
         self._keep: Key | None = None             # the row to put the cursor on after a load
         self._shown: Key | None = None            # the sample in the detail pane
+        self._coming: Key | None = None           # the highlighted sample, its detail loading
         self._busy: set[int] = set()              # generations being re-judged
         self._pending_jump: int | None = None     # show_sample's image, until its detail is in
         self._behind_dialog = False               # suspended by a dialog, not by another screen
+        self._suspended = False                   # resumes before any suspend have nothing new
         self._jumped = False                      # the list starts at a shown sample, not page 1
         self._undo: list[tuple[str, object]] = []  # what u takes back, newest last
 
@@ -131,15 +134,18 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
 
     def on_screen_suspend(self) -> None:
         self._behind_dialog = isinstance(self.app.screen, ModalScreen)
+        self._suspended = True
 
     def on_screen_resume(self) -> None:
         # Back from another screen (not a dialog): a run or the lab may have changed the store.
-        if self._token and not self._behind_dialog and self._pending_jump is None:
+        # Not on first showing (Textual resumes a new mode's screen twice): on_mount just loaded.
+        if self._suspended and not self._behind_dialog and self._pending_jump is None:
             self.total = None
             self.reload(keep_pages=True)
             detail = self.pane.detail
             if detail is not None:
                 self._load_detail(detail.image.image_id, detail.task)
+        self._suspended = False
         self._behind_dialog = False
 
     @property
@@ -179,6 +185,7 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
             self._pages = [None]
             self._jumped = False
         self._token += 1
+        self._coming = None  # a failed detail read is tried again
         self._load_page(self._token, self.filters, self._pages[-1])
 
     # -- reading ---------------------------------------------------------------------------------
@@ -218,13 +225,12 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
             self.pane.clear("No samples match these filters." if len(self._pages) == 1
                             else "No more samples.")
         self._update_status()
-        current = self.table.current
-        if self._pending_jump is None and current is not None and current.key != self._shown:
-            self._load_detail(current.image_id, current.task)
+        self._follow_cursor()
         if self.total is None:
             self._count_cancel.set()
             self._count_cancel = self.reads.event()
-            self._count(self.filters, self._count_cancel)
+            # Once the page is on screen: the count only fills in the status line.
+            self.call_after_refresh(self._count, self.filters, self._count_cancel)
 
     @work(thread=True, group="review-count", exit_on_error=False)
     def _count(self, filters: SampleFilter, cancel: threading.Event) -> None:
@@ -261,6 +267,7 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
 
     async def _show_detail(self, image_id: int, detail: SampleDetail | None,
                            picture: Path | None) -> None:
+        self._coming = None
         if detail is None:
             self.notify(f"Image {image_id} is not in this store.", severity="warning")
             return
@@ -280,8 +287,14 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
 
     # -- list events -----------------------------------------------------------------------------
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._follow_cursor()
+
+    def _follow_cursor(self) -> None:
+        """Show the highlighted sample, unless it is shown or on its way (one read, not two)."""
         current = self.table.current
-        if self._pending_jump is None and current is not None and current.key != self._shown:
+        if (self._pending_jump is None and current is not None
+                and current.key not in (self._shown, self._coming)):
+            self._coming = current.key
             self._load_detail(current.image_id, current.task)
 
     def on_review_filters_filters_changed(self, event: ReviewFilters.FiltersChanged) -> None:

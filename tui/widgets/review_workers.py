@@ -39,6 +39,7 @@ class ScreenReads:
         self._events: list[threading.Event] = [self.closing]
         self._threads: set[threading.Thread] = set()
         self._lock = threading.Lock()
+        self._done_reading = threading.Condition(self._lock)
 
     def event(self) -> threading.Event:
         """A cancel event of its own (e.g. for one count) that is also set when the screen closes."""
@@ -61,6 +62,7 @@ class ScreenReads:
         finally:
             with self._lock:
                 self._threads.discard(thread)
+                self._done_reading.notify_all()
 
     def call(self, app: App[Any], callback: Callable[..., Any], *args: Any) -> None:
         """Run `callback(*args)` on the event loop, unless the screen is closing."""
@@ -76,10 +78,16 @@ class ScreenReads:
         self.call(app, report_failure, app, error)
 
     async def stop(self) -> None:
-        """Stop every read and wait (a little) for their threads, without blocking the loop."""
+        """Stop every read and wait (a little) for them to end, without blocking the loop."""
         with self._lock:
             for event in self._events:
                 event.set()
-            threads = list(self._threads)
-        for thread in threads:
-            await asyncio.to_thread(thread.join, JOIN_SECONDS)
+            if not self._threads:
+                return
+        # Waiting for the reads, not joining their threads: thread workers run in asyncio's
+        # pool, whose threads never end (a join waited out its timeout) and may be this one.
+        await asyncio.to_thread(self._wait_for_reads, JOIN_SECONDS)
+
+    def _wait_for_reads(self, timeout: float) -> None:
+        with self._lock:
+            self._done_reading.wait_for(lambda: not self._threads, timeout)
