@@ -188,24 +188,41 @@ class Dispatcher:
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._deliver, name=name, daemon=True)
         self._closed = False
-        self._lock = threading.Lock()
+        self._drained = False
+        self._lock = threading.RLock()  # a listener may emit during a drain
         self._thread.start()
 
     def __call__(self, event: Event) -> None:
-        with self._lock:
+        # No lock on the common path: the store's writer emits here after every commit, and
+        # waiting for a lock that a worker holds would cost it a trip through the GIL.
+        queued = False
+        if not self._closed:
+            if isinstance(event, _SNAPSHOTS) and self._queue.qsize() > _BACKLOG:
+                return  # far behind: a newer snapshot will follow; memory stays bounded
+            self._queue.put(event)
             if not self._closed:
-                if isinstance(event, _SNAPSHOTS) and self._queue.qsize() > _BACKLOG:
-                    return  # far behind: a newer snapshot will follow; memory stays bounded
-                self._queue.put(event)
                 return
-        # Closed: a late event (a straggling commit after the run) goes straight through.
-        self._call(event)
+            queued = True  # close() began meanwhile: the event may sit behind _CLOSE
+        with self._lock:
+            if not self._drained:
+                if not queued:
+                    self._queue.put(event)
+                return  # the thread's last drain delivers it, in order
+            # A late event (a straggling commit after the run) goes straight through.
+            if queued:
+                self._drain()
+            else:
+                self._call(event)
 
     def _deliver(self) -> None:
         while True:
             event = self._queue.get()
             while True:
                 if event is _CLOSE:
+                    with self._lock:
+                        # Events queued behind _CLOSE by emitters that saw it still open.
+                        self._drained = True
+                        self._drain()
                     return
                 self._call(event)  # type: ignore[arg-type]
                 try:
@@ -245,6 +262,16 @@ class Dispatcher:
             self._queue.put(_CLOSE)
         if threading.current_thread() is not self._thread:
             self._thread.join()
+
+    def _drain(self) -> None:
+        """Deliver what is left in the queue (under the lock, once _CLOSE is reached)."""
+        while True:
+            try:
+                event = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if event is not _CLOSE:
+                self._call(event)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

@@ -77,3 +77,28 @@ def test_a_write_that_raises_is_undone_and_its_on_error_runs_in_its_place(tmp_pa
         good.result()
         assert store.get_meta("half") is None
         assert (store.get_meta("why"), store.get_meta("ok")) == ("then it broke", "1")
+
+
+def test_events_emitted_while_it_closes_are_each_delivered_once() -> None:
+    for _round in range(20):
+        seen: list[Event] = []
+        dispatcher = Dispatcher(seen.append)
+        start = threading.Barrier(5)
+        batches = [notices(300) for _ in range(4)]
+
+        def emit_all(events: list[Event]) -> None:
+            start.wait()
+            for event in events:
+                dispatcher(event)
+
+        threads = [threading.Thread(target=emit_all, args=(b,)) for b in batches]
+        for thread in threads:
+            thread.start()
+        start.wait()
+        dispatcher.close()  # while the emitters are mid-way
+        for thread in threads:
+            thread.join()
+        assert len(seen) == 1200 and len({id(e) for e in seen}) == 1200
+        for batch in batches:  # each emitter's events in the order it sent them
+            mine = {id(e) for e in batch}
+            assert [e for e in seen if id(e) in mine] == batch
