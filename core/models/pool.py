@@ -156,8 +156,8 @@ class Pool:
               and e.in_flight < (1 if e.probing else int(e.limit))]
         if avoid is not None and len(up) > 1:
             up = [e for e in up if e.name != avoid] or up
-        if not up:
-            return None
+        if len(up) <= 1:
+            return up[0] if up else None
         # Fewest outstanding first; rotate among ties so equal endpoints share the load evenly.
         self._rr = (self._rr + 1) % len(self._endpoints)
         n = len(self._endpoints)
