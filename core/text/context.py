@@ -13,12 +13,30 @@ RELATIONS_HEADING = "Relations:"
 FACTS_HEADING = "Known answers:"
 
 
+# The last images rendered: a run renders each image for every task's prompt, for the
+# judge's and for the gates; this keeps the text of the few images being worked on.
+_RENDERED: dict[tuple[int, bool], tuple[Image, str]] = {}
+_RENDERED_MAX = 512
+
+
 def render_context(image: Image, include_boxes: bool) -> str:
     """Every caption, then optionally the boxes; a scene graph's objects and relations; facts.
 
     Crowd boxes are kept and not marked, as in LLaVA's own context: the captions usually
     name the crowd, and a marker would only invite the model to talk about annotations.
     """
+    key = (id(image), include_boxes)
+    cached = _RENDERED.get(key)
+    if cached is not None and cached[0] is image:  # the same object (an id may be reused)
+        return cached[1]
+    text = _render(image, include_boxes)
+    if len(_RENDERED) >= _RENDERED_MAX:
+        _RENDERED.clear()
+    _RENDERED[key] = (image, text)
+    return text
+
+
+def _render(image: Image, include_boxes: bool) -> str:
     # Captions are data too: an `<image>` token or a control byte in one would be echoed back.
     captions = [" ".join(clean_pair_text(c).split()) for c in image.captions]
     blocks: list[list[str]] = [[c for c in captions if c]]
