@@ -64,16 +64,30 @@ def is_cut_off(finish_reason: str) -> bool:
 class _Words:
     """A pair's words, read once for every rule (the gates run on every pair of a run)."""
 
-    __slots__ = ("answer", "pair", "question", "shingles")
+    __slots__ = ("_sets", "answer", "pair", "question")
 
     def __init__(self, pair: Pair) -> None:
         self.pair = pair
         self.question = words(pair.question)
         self.answer = words(pair.answer)
-        # Single words, the question's apart from the answer's: short pairs reworded by one or
-        # two words ("What is the colour of..." / "What colour is...") still come out close.
-        self.shingles = frozenset([*("q " + w for w in self.question),
-                                   *("a " + w for w in self.answer)])
+        self._sets: tuple[frozenset[str], frozenset[str]] | None = None
+
+    def sets(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The question's and the answer's words as sets (built only for the duplicate rule)."""
+        if self._sets is None:
+            self._sets = (frozenset(self.question), frozenset(self.answer))
+        return self._sets
+
+
+def pair_similarity(one: _Words, other: _Words) -> float:
+    """Jaccard similarity of two pairs' words, the question's kept apart from the answer's.
+
+    Single words, so short pairs reworded by one or two words ("What is the colour of..." /
+    "What colour is...") still come out close; a word counts once in each part, as if tagged
+    "q " or "a " (the two parts never share an element).
+    """
+    (q1, a1), (q2, a2) = one.sets(), other.sets()
+    return similarity(q1, q2, a1, a2)
 
 
 def gate_pairs(pairs: Sequence[Pair], image: Image, task: str, settings: GatesConfig, *,
@@ -288,11 +302,17 @@ class _Context:
 
 
 # -- duplicate -----------------------------------------------------------------------------------
-def similarity(a: frozenset[Any], b: frozenset[Any]) -> float:
-    """Jaccard similarity of two shingle sets; two empty sets are the same text (1.0)."""
-    if not a and not b:
-        return 1.0
-    return len(a & b) / len(a | b)
+def similarity(a: frozenset[Any], b: frozenset[Any], *more: frozenset[Any]) -> float:
+    """Jaccard similarity of two shingle sets; two empty sets are the same text (1.0).
+
+    `more` adds further (a, b) parts whose elements never meet the others', as if each part's
+    elements were tagged with the part: the union's and intersection's sizes add up.
+    """
+    union, common = len(a | b), len(a & b)
+    for index in range(0, len(more) - 1, 2):
+        union += len(more[index] | more[index + 1])
+        common += len(more[index] & more[index + 1])
+    return common / union if union else 1.0
 
 
 def _duplicate_of(said: _Words, earlier: Sequence[_Words], threshold: float) -> tuple[str, str] | None:
@@ -300,7 +320,7 @@ def _duplicate_of(said: _Words, earlier: Sequence[_Words], threshold: float) -> 
         if said.question and said.question == other.question:
             return "duplicate", ("asks the same question as an earlier pair: "
                                  f"{_short(other.pair.question)}")
-        score = similarity(said.shingles, other.shingles)
+        score = pair_similarity(said, other)
         if score >= threshold:
             return "duplicate", (f"{score:.0%} the same as an earlier pair of this image: "
                                  f"{_short(other.pair.question)}")

@@ -153,6 +153,8 @@ def category_mentions(tokens: Sequence[str]) -> list[tuple[str, str, int]]:
     the longest form wins ("hot dog" over "dog").
     """
     table, starts, longest = _forms_by_words()
+    if starts.isdisjoint(tokens):
+        return []
     mentions: list[tuple[str, str, int]] = []
     position = 0
     while position < len(tokens):

@@ -196,3 +196,15 @@ def test_every_wire_spelling_of_the_token_limit_reads_as_cut_off(reason: str) ->
     assert normal_finish_reason(reason) == "length"
     assert is_cut_off(reason) and is_cut_off(normal_finish_reason(reason))
     assert not is_cut_off(normal_finish_reason("end_turn"))
+
+
+def test_similarity_of_parts_is_the_jaccard_of_tagged_words() -> None:
+    from visinstruct.core.text.gates import similarity
+    q1, q2 = frozenset({"what", "colour", "bus"}), frozenset({"what", "is", "the", "bus"})
+    a1, a2 = frozenset({"red", "bus"}), frozenset({"the", "bus", "is", "red"})
+
+    def tagged(q: frozenset[str], a: frozenset[str]) -> frozenset[str]:
+        return frozenset({"q " + w for w in q} | {"a " + w for w in a})
+
+    assert similarity(q1, q2, a1, a2) == similarity(tagged(q1, a1), tagged(q2, a2)) == 4 / 9
+    assert similarity(frozenset(), frozenset(), frozenset(), frozenset()) == 1.0
