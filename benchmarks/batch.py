@@ -21,8 +21,11 @@ from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import ignore
 from visinstruct.core.store.database import Store
-from tests.fakes.aws import aws_env_vars
-from tests.fakes.bedrock_batch_server import BatchControlPlane
+
+# The loopback fakes live in the checkout's tests/ (as pytest imports them), not in the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.fakes.aws import aws_env_vars  # noqa: E402
+from tests.fakes.bedrock_batch_server import BatchControlPlane  # noqa: E402
 
 
 def synthetic_captions(path: Path, images: int) -> None:
