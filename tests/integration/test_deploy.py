@@ -6,13 +6,12 @@ import json
 import socket
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from visinstruct.core.cli.deploy import wait_until_in_service
 from visinstruct.core.errors import DeployError, ExitCode
 from tests.fakes.aws import aws_env
@@ -22,18 +21,6 @@ ROLE = "arn:aws:iam::123456789012:role/visinstruct-sagemaker"
 MOTO_INSTANCE = "ml.g4dn.12xlarge"
 TOKEN = "hf_not_a_real_token_1234"
 CliResult = tuple[int, str, str]
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    """One moto server for the module; `sagemaker` below empties it before each test."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture
