@@ -70,8 +70,26 @@ SCENES_AND_FACTS = """
         CREATE INDEX facts_image ON facts(image_id);
         """
 
+# The call tally's statements in its triggers (migrations 5 and 10): count a row's call
+# under its new values, or take it away from its old ones.
+_CALL_TALLY_UPSERT = """
+            INSERT INTO call_tally VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out;"""
+_CALL_TALLY_DECREMENT = """
+            UPDATE call_tally SET n = n - 1,
+                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
+                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
+            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
+              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
+              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');"""
+
 # Migration 5: running tallies the monitor reads instead of scanning the ledger and the judgements.
-MONITOR_TALLIES = """
+MONITOR_TALLIES = f"""
         CREATE TABLE call_tally (
             run_id INTEGER NOT NULL,
             model TEXT NOT NULL,
@@ -88,29 +106,9 @@ MONITOR_TALLIES = """
                    COALESCE(error_kind, '') = 'backpressure', COUNT(*),
                    SUM(COALESCE(tokens_in, 0)), SUM(COALESCE(tokens_out, 0))
             FROM llm_calls GROUP BY 1, 2, 3, 4, 5;
-        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls BEGIN
-            INSERT INTO call_tally VALUES (
-                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
-                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
-                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
-            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
-                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
-                tokens_out = tokens_out + excluded.tokens_out;
+        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls BEGIN{_CALL_TALLY_UPSERT}
         END;
-        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls BEGIN
-            UPDATE call_tally SET n = n - 1,
-                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
-                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
-            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
-              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
-              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');
-            INSERT INTO call_tally VALUES (
-                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
-                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
-                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
-            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
-                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
-                tokens_out = tokens_out + excluded.tokens_out;
+        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls BEGIN{_CALL_TALLY_DECREMENT}{_CALL_TALLY_UPSERT}
         END;
         CREATE TABLE score_tally (
             score REAL NOT NULL PRIMARY KEY,  -- -1: no readable score
@@ -240,14 +238,6 @@ BLIND_REVIEWS = """
 # Migration 10: the call tally counts finished calls only. Calls in flight are few and found
 # by the status index; not counting them spares the writer two of every call's three tally
 # writes (the row is inserted in flight, then updated once when it ends).
-_CALL_TALLY_UPSERT = """
-            INSERT INTO call_tally VALUES (
-                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
-                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
-                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0))
-            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
-                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
-                tokens_out = tokens_out + excluded.tokens_out;"""
 FINISHED_CALL_TALLY = f"""
         DROP TRIGGER call_tally_insert;
         DROP TRIGGER call_tally_update;
@@ -256,13 +246,7 @@ FINISHED_CALL_TALLY = f"""
         WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
         END;
         CREATE TRIGGER call_tally_leave AFTER UPDATE ON llm_calls
-        WHEN OLD.status <> 'in_flight' BEGIN
-            UPDATE call_tally SET n = n - 1,
-                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
-                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0)
-            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
-              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
-              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');
+        WHEN OLD.status <> 'in_flight' BEGIN{_CALL_TALLY_DECREMENT}
         END;
         CREATE TRIGGER call_tally_enter AFTER UPDATE ON llm_calls
         WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
