@@ -31,6 +31,7 @@ from visinstruct.core.models.pool import Pool, unexpected_error
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate
 from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
+from visinstruct.core.store.search import catch_up
 from visinstruct.core.pipeline.short_answer import write_short_answers
 from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Pair, RunState, UnitNeed
 from visinstruct.core.models.calls import StageContext, build_pools, was_stored
@@ -354,6 +355,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         try:
             store.flush()
             flag_templates(store, config.gates)
+            catch_up(store)  # the review search finds this run's pairs without indexing them
             emit(cost_event(runner, store, config, meter))
             if status is not RunState.FAILED:
                 status = (RunState.BUDGET if runner.budget_hit

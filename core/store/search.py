@@ -1,8 +1,8 @@
 """Full-text search over pairs: the FTS5 index (`pairs_fts`, migration 7) and its queries.
 
-Pairs are append-only (edits are review rows), so the index catches up before each search
-instead of through triggers: a trigger costs the writer ~100 us a pair, most of a run's
-store time, while catching up costs a search only the pairs written since the last one.
+Pairs are append-only (edits are review rows), so the index catches up when a run ends and
+before each search instead of through triggers: a trigger costs the writer ~100 us a pair,
+most of a run's store time, while catching up costs only the pairs written since last time.
 """
 
 from __future__ import annotations

@@ -244,3 +244,13 @@ max_usd = 1.0
     if report["kept_pairs"]:
         assert report["cost_per_kept_pair_usd"] == pytest.approx(
             report["cost_usd"] / report["kept_pairs"], rel=1e-3)
+
+
+def test_a_finished_run_leaves_its_pairs_in_the_search_index(tmp_path: Path) -> None:
+    summary, _, db = run(make_config(tmp_path))
+    assert summary.status == "finished"
+    with Store(db) as store:
+        top = store.scalar("SELECT MAX(id) FROM pairs")
+        assert top and store.get_meta("pairs_fts_upto") == str(top)
+        assert store.scalar("SELECT COUNT(*) FROM pairs_fts") == store.scalar(
+            "SELECT COUNT(*) FROM pairs")
