@@ -242,7 +242,7 @@ class Dispatcher:
                 self._report(event, exc)
 
     def _report(self, event: Event, exc: Exception) -> None:
-        from visinstruct.core.text.redact import redact
+        from visinstruct.core.sanitize.redact import redact
 
         where = traceback.extract_tb(exc.__traceback__)[-1:]
         place = f" ({where[0].filename}:{where[0].lineno})" if where else ""

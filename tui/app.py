@@ -20,7 +20,7 @@ from textual.worker import Worker, WorkerState
 from visinstruct.core.cli.options import config_from_args
 from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError, VisinstructError
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived

@@ -25,7 +25,7 @@ from visinstruct.core.cli.sagemaker_control import (
     sagemaker_client,
 )
 from visinstruct.core.errors import DeployError, ExitCode, InputError
-from visinstruct.core.text.redact import redact, register_secret
+from visinstruct.core.sanitize.redact import redact, register_secret
 
 # The Hugging Face TGI release the image is pinned to, so a deploy is reproducible;
 # `--image-uri` overrides it (a newer TGI, a private mirror).

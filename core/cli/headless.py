@@ -29,7 +29,7 @@ from visinstruct.core.pipeline.tally import (
     run_pairs_text,
     units_text,
 )
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 
 
 def json_event(event: Event, at: float) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
 from visinstruct.core.records import RunState
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 
 
 def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:

@@ -49,7 +49,7 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
-from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
 

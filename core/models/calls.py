@@ -17,7 +17,7 @@ from visinstruct.core.events import EndpointFigures
 from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
 from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.store.database import Store
-from visinstruct.core.text.clean import storable
+from visinstruct.core.sanitize.clean import storable
 
 
 def build_pools(config: Config, names: Iterable[str], cancel: threading.Event,

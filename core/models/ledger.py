@@ -12,8 +12,8 @@ from visinstruct.core.models.backends.base import CompletionRequest, CompletionR
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import CallFinished, CallStarted, Emit
 from visinstruct.core.store.database import RowRef, Store, now
-from visinstruct.core.text.clean import storable
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.clean import storable
+from visinstruct.core.sanitize.redact import redact
 
 MAX_RAW = 200_000  # characters of a raw response kept; far above any real answer
 MAX_ERROR = 2000

@@ -12,7 +12,7 @@ from visinstruct.core.config import Config
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
 from visinstruct.core.store.run_config import settings_json
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 
 
 def claim(store: Store, config: Config) -> int:

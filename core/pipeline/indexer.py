@@ -14,7 +14,7 @@ from visinstruct.core.config import Config, SourceConfig
 from visinstruct.core.records import BaselineConversation, Image
 from visinstruct.core.pipeline.index_scenes import FACT_SOURCE_KEYS, index_fact_sources
 from visinstruct.core.store.database import Store
-from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.sanitize.clean import clean_pair_text
 
 Progress = Callable[[str, int], None]
 _BATCH = 2000

@@ -16,7 +16,7 @@ from visinstruct.core.errors import StoreError
 from visinstruct.core.store import opening
 from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()

@@ -10,7 +10,7 @@ from typing import Any
 from visinstruct.core.config import Config, ModelConfig, _from_raw, validate
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.store.database import Store
-from visinstruct.core.text.redact import redact
+from visinstruct.core.sanitize.redact import redact
 
 
 def _plain(value: Any) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from visinstruct.core.records import Image, SceneObject
-from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.sanitize.clean import clean_pair_text
 
 # Beyond this many known answers the context only grows, it tells the model little more
 # (GQA's *_all_questions hold about 190 per image).

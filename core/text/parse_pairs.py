@@ -9,7 +9,7 @@ from typing import Any
 from visinstruct.core.errors import InputError
 from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
-from visinstruct.core.text.clean import clean_pair_text
+from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.text.leaks import drop_leaks, leak_of
 
 __all__ = ["ParseResult", "leak_of", "parse_pairs"]

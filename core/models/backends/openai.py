@@ -32,7 +32,7 @@ from visinstruct.core.models.backends.json_modes import (
     rejects_request,
     validation_detail,
 )
-from visinstruct.core.text.redact import redact_url, register_secret, register_url
+from visinstruct.core.sanitize.redact import redact_url, register_secret, register_url
 
 _ERROR_TEXT_LIMIT = 300
 # A keep-alive socket the server already closed fails like this before any reply arrives.
