@@ -13,8 +13,9 @@ import pytest
 from visinstruct.core.store.database import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# CI clones the repository beside shared/, so the real fixtures sit one folder above the root.
-SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+# Real fixtures copied into the repository (tests/data/README.md names each file's origin):
+# the repository alone passes its tests, with nothing beside it.
+REAL_DATA = REPO_ROOT / "tests" / "data"
 
 CliResult = tuple[int, str, str]
 
@@ -25,11 +26,9 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
 
 
 @pytest.fixture
-def shared_data() -> Path:
+def real_data() -> Path:
     """The real fixtures folder (COCO annotations, GPT-4 baseline answers, judge outputs)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"{SHARED_DATA}: the shared data folder is missing; clone shared/ beside the repo")
-    return SHARED_DATA
+    return REAL_DATA
 
 
 @pytest.fixture

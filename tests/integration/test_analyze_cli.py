@@ -99,9 +99,9 @@ def test_analyze_after_a_scripted_run_on_the_sample_data(
         assert section in report
 
 
-def test_analyze_llava_bench(tmp_path: Path, shared_data: Path,
+def test_analyze_llava_bench(tmp_path: Path, real_data: Path,
                              run_cli: Callable[..., CliResult]) -> None:
-    db = llava_bench_store(tmp_path / "bench.db", shared_data / "llava" / "llava_bench_coco")
+    db = llava_bench_store(tmp_path / "bench.db", real_data / "llava" / "llava_bench_coco")
     out = tmp_path / "report"
     code, _stdout, err = run_cli("analyze", "--db", db, "--out", out)
     assert code == 0, err
@@ -132,9 +132,9 @@ def test_analyze_llava_bench(tmp_path: Path, shared_data: Path,
     assert "Baseline absent" not in (out / "report.md").read_text()
 
 
-def test_threshold_from_set_overrides_the_runs(tmp_path: Path, shared_data: Path,
+def test_threshold_from_set_overrides_the_runs(tmp_path: Path, real_data: Path,
                                                run_cli: Callable[..., CliResult]) -> None:
-    db = llava_bench_store(tmp_path / "bench.db", shared_data / "llava" / "llava_bench_coco")
+    db = llava_bench_store(tmp_path / "bench.db", real_data / "llava" / "llava_bench_coco")
     out = tmp_path / "report"
     code, _stdout, err = run_cli("analyze", "--db", db, "--set", "judge.threshold=9", "--out", out)
     assert code == 0, err
@@ -143,9 +143,9 @@ def test_threshold_from_set_overrides_the_runs(tmp_path: Path, shared_data: Path
     assert figures["judge"]["kept"] == 12 * 2 + 1   # scores 9 and 10
 
 
-def test_without_baseline_the_report_shows_ours_only(tmp_path: Path, shared_data: Path,
+def test_without_baseline_the_report_shows_ours_only(tmp_path: Path, real_data: Path,
                                                      run_cli: Callable[..., CliResult]) -> None:
-    db = llava_bench_store(tmp_path / "bench.db", shared_data / "llava" / "llava_bench_coco",
+    db = llava_bench_store(tmp_path / "bench.db", real_data / "llava" / "llava_bench_coco",
                            baseline=False)
     out = tmp_path / "report"
     code, _stdout, err = run_cli("analyze", "--db", db, "--out", out)

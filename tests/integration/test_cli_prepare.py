@@ -67,10 +67,10 @@ def mix665k_record(image_id: int, turns: list[tuple[str, str]], *, folder: str =
 
 # -- the happy path ----------------------------------------------------------------------------
 
-def test_prepare_indexes_the_real_val_sample(run_cli: RunCli, shared_data: Path, tmp_path: Path) -> None:
+def test_prepare_indexes_the_real_val_sample(run_cli: RunCli, real_data: Path, tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    code, out, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(shared_data),
-                             "--coco-instances", instances_mini(shared_data))
+    code, out, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data),
+                             "--coco-instances", instances_mini(real_data))
     assert code == ExitCode.OK, err
     assert "300 images" in out and "1,514 captions" in out and "79 images" in out
     report = status_json(run_cli, db)
@@ -87,13 +87,13 @@ def test_prepare_indexes_the_real_val_sample(run_cli: RunCli, shared_data: Path,
 
 
 def test_boxes_land_on_exactly_the_images_that_have_them(
-    run_cli: RunCli, shared_data: Path, tmp_path: Path
+    run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
-    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(shared_data),
-                           "--coco-instances", instances_mini(shared_data))
+    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data),
+                           "--coco-instances", instances_mini(real_data))
     assert code == ExitCode.OK, err
-    instances = json.loads(instances_mini(shared_data).read_text())
+    instances = json.loads(instances_mini(real_data).read_text())
     expected = {a["image_id"] for a in instances["annotations"]}
     with sqlite3.connect(db) as conn:
         boxed = {r[0] for r in conn.execute("SELECT DISTINCT image_id FROM boxes")}
@@ -107,11 +107,11 @@ def test_boxes_land_on_exactly_the_images_that_have_them(
 
 
 def test_prepare_json_summary_and_a_second_prepare_adds_nothing(
-    run_cli: RunCli, shared_data: Path, tmp_path: Path
+    run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
-    args = ("prepare", "--db", db, "--coco-captions", captions300(shared_data),
-            "--coco-instances", instances_mini(shared_data), "--json")
+    args = ("prepare", "--db", db, "--coco-captions", captions300(real_data),
+            "--coco-instances", instances_mini(real_data), "--json")
     code, out, err = run_cli(*args)
     assert code == ExitCode.OK, err
     first = json.loads(out)
@@ -125,11 +125,11 @@ def test_prepare_json_summary_and_a_second_prepare_adds_nothing(
 
 
 def test_prepare_and_status_through_the_module_entry_point(
-    run_cli_subprocess: RunCli, shared_data: Path, tmp_path: Path
+    run_cli_subprocess: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     code, out, err = run_cli_subprocess("prepare", "--db", "s.db", "--coco-captions",
-                                        captions300(shared_data), "--coco-instances",
-                                        instances_mini(shared_data))
+                                        captions300(real_data), "--coco-instances",
+                                        instances_mini(real_data))
     assert code == ExitCode.OK, err
     assert (tmp_path / "s.db").is_file()
     code, out, err = run_cli_subprocess("status", "--db", "s.db", "--json")
@@ -139,9 +139,9 @@ def test_prepare_and_status_through_the_module_entry_point(
         SAMPLE300_IMAGES, SAMPLE300_CAPTIONS, IMAGES_WITH_BOXES)
 
 
-def test_status_plain_text_lists_the_counts(run_cli: RunCli, shared_data: Path, tmp_path: Path) -> None:
+def test_status_plain_text_lists_the_counts(run_cli: RunCli, real_data: Path, tmp_path: Path) -> None:
     db = tmp_path / "store.db"
-    assert run_cli("prepare", "--db", db, "--coco-captions", captions300(shared_data))[0] == 0
+    assert run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data))[0] == 0
     code, out, _ = run_cli("status", "--db", db)
     assert code == ExitCode.OK
     rows = dict(line.split(None, 1) for line in out.splitlines())
@@ -156,11 +156,11 @@ def gpt4_pairs(shared: Path, kind: str) -> list[tuple[str, str]]:
 
 
 def test_baseline_restricts_the_images_and_is_stored(
-    run_cli: RunCli, shared_data: Path, tmp_path: Path
+    run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
-    captions = json.loads(captions300(shared_data).read_text())
+    captions = json.loads(captions300(real_data).read_text())
     ids = [image["id"] for image in captions["images"]][:4]
-    conv, detail = gpt4_pairs(shared_data, "conv"), gpt4_pairs(shared_data, "detail")
+    conv, detail = gpt4_pairs(real_data, "conv"), gpt4_pairs(real_data, "detail")
     records = [mix665k_record(image_id, conv[2 * n: 2 * n + 2]) for n, image_id in enumerate(ids)]
     records.append(mix665k_record(ids[0], detail[:1]))
     records.append(mix665k_record(123456789, conv[10:12]))  # an image the captions file lacks
@@ -170,14 +170,14 @@ def test_baseline_restricts_the_images_and_is_stored(
     records.append(mix665k_record(ids[1], conv[21:23], folder="gqa/images"))
     baseline = write_json(tmp_path / "llava_v1_5_mix665k.json", records)
     db = tmp_path / "store.db"
-    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(shared_data),
-                           "--coco-instances", instances_mini(shared_data), "--baseline", baseline)
+    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data),
+                           "--coco-instances", instances_mini(real_data), "--baseline", baseline)
     assert code == ExitCode.OK, err
     report = status_json(run_cli, db)
     assert report["images"] == len(ids)
     assert report["captions"] == sum(1 for a in captions["annotations"] if a["image_id"] in ids)
     assert report["images_with_boxes"] == sum(1 for i in ids if i in {
-        a["image_id"] for a in json.loads(instances_mini(shared_data).read_text())["annotations"]})
+        a["image_id"] for a in json.loads(instances_mini(real_data).read_text())["annotations"]})
     assert report["baseline_conversations"] == len(ids) + 2
     with sqlite3.connect(db) as conn:
         stored_ids = sorted(r[0] for r in conn.execute("SELECT id FROM images"))
@@ -270,9 +270,9 @@ BAD_INPUTS: dict[str, Callable[[Path, Path], tuple[list[object], Path]]] = {
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_into_an_empty_store(
-    case: str, run_cli: RunCli, shared_data: Path, tmp_path: Path
+    case: str, run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
-    args, named = BAD_INPUTS[case](tmp_path, shared_data)
+    args, named = BAD_INPUTS[case](tmp_path, real_data)
     db = tmp_path / "store.db"
     code, out, err = run_cli("prepare", "--db", db, *args)
     assert code == ExitCode.BAD_INPUT
@@ -286,7 +286,7 @@ def test_bad_input_into_an_empty_store(
 
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_leaves_earlier_content_unchanged(
-    case: str, run_cli: RunCli, shared_data: Path, tmp_path: Path
+    case: str, run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
     code, _, err = run_cli("prepare", "--db", db, "--coco-captions", sample.captions_path(),
@@ -294,7 +294,7 @@ def test_bad_input_leaves_earlier_content_unchanged(
     assert code == ExitCode.OK, err
     before = status_json(run_cli, db)
     assert before["images"] == 24
-    args, named = BAD_INPUTS[case](tmp_path, shared_data)
+    args, named = BAD_INPUTS[case](tmp_path, real_data)
     code, _, err = run_cli("prepare", "--db", db, *args)
     assert code == ExitCode.BAD_INPUT
     assert_one_line_naming(err, named)
@@ -302,9 +302,9 @@ def test_bad_input_leaves_earlier_content_unchanged(
 
 
 def test_bad_input_through_the_module_entry_point(
-    run_cli_subprocess: RunCli, shared_data: Path, tmp_path: Path
+    run_cli_subprocess: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
-    args, named = _instances_as_captions(tmp_path, shared_data)
+    args, named = _instances_as_captions(tmp_path, real_data)
     code, out, err = run_cli_subprocess("prepare", "--db", "s.db", *args)
     assert code == ExitCode.BAD_INPUT
     assert out == ""

@@ -29,13 +29,13 @@ def _not_sqlite(path: Path) -> None:
 @pytest.mark.parametrize("command", ["prepare", "status", "export"])
 @pytest.mark.parametrize("make", [_foreign_sqlite, _not_sqlite], ids=["other-tables", "not-sqlite"])
 def test_a_file_that_is_not_a_visinstruct_store_is_refused(
-    command: str, make: Callable[[Path], None], run_cli: RunCli, shared_data: Path, tmp_path: Path
+    command: str, make: Callable[[Path], None], run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "other.db"
     make(db)
     before = db.read_bytes()
     extra: dict[str, list[object]] = {
-        "prepare": ["--coco-captions", captions300(shared_data)],
+        "prepare": ["--coco-captions", captions300(real_data)],
         "status": ["--json"],
         "export": ["--out", tmp_path / "out.json"],
     }
@@ -49,7 +49,7 @@ def test_a_file_that_is_not_a_visinstruct_store_is_refused(
 
 @pytest.mark.parametrize("command", ["prepare", "status"])
 def test_a_store_from_a_newer_version_is_refused(
-    command: str, run_cli: RunCli, shared_data: Path, tmp_path: Path
+    command: str, run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
     assert run_cli("prepare", "--db", db, "--coco-captions", sample.captions_path())[0] == 0
@@ -57,7 +57,7 @@ def test_a_store_from_a_newer_version_is_refused(
         conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
                      (str(LATEST_VERSION + 1),))
     conn.close()
-    extra = ["--coco-captions", captions300(shared_data)] if command == "prepare" else []
+    extra = ["--coco-captions", captions300(real_data)] if command == "prepare" else []
     code, _, err = run_cli(command, "--db", db, *extra)
     assert code == ExitCode.BAD_INPUT
     assert_one_line_naming(err, db, "newer")
@@ -71,10 +71,10 @@ def test_a_store_from_a_newer_version_is_refused(
     ("judge.threshold=11", "threshold"), ("nosuch.key=1", "nosuch.key"),
 ])
 def test_a_bad_set_override_is_refused_before_any_work(
-    override: str, named: str, run_cli: RunCli, shared_data: Path, tmp_path: Path
+    override: str, named: str, run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     db = tmp_path / "store.db"
-    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(shared_data),
+    code, _, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data),
                            "--set", override)
     assert code == ExitCode.BAD_INPUT
     assert_one_line_naming(err, named)
@@ -94,11 +94,11 @@ def test_a_bad_set_override_is_refused_with_an_explicit_db(
 
 
 def test_a_bad_config_file_is_refused_before_any_work(
-    run_cli: RunCli, shared_data: Path, tmp_path: Path
+    run_cli: RunCli, real_data: Path, tmp_path: Path
 ) -> None:
     config = tmp_path / "run.toml"
     config.write_text('db = "store.db"\n[generation]\nmodel = "mixtral"\n')
-    code, _, err = run_cli("prepare", "--config", config, "--coco-captions", captions300(shared_data))
+    code, _, err = run_cli("prepare", "--config", config, "--coco-captions", captions300(real_data))
     assert code == ExitCode.BAD_INPUT
     assert_one_line_naming(err, config, "mixtral")
     assert not (tmp_path / "store.db").exists()
@@ -132,3 +132,15 @@ def test_no_command_starts_the_app_with_the_given_arguments_only(
     monkeypatch.setattr(sys, "argv", ["pytest", "--not-a-visinstruct-flag"])
     assert run_cli()[0] == ExitCode.OK
     assert len(started) == 1 and started[0].command == "tui"
+
+
+def test_the_apps_flags_without_a_command_open_the_app(
+    run_cli: RunCli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from visinstruct.core import cli
+
+    started: list[argparse.Namespace] = []
+    monkeypatch.setitem(cli.COMMANDS, "tui", lambda args: started.append(args) or 0)
+    assert run_cli("--db", tmp_path / "s.db")[0] == ExitCode.OK
+    assert len(started) == 1 and started[0].command == "tui"
+    assert Path(started[0].db) == tmp_path / "s.db"

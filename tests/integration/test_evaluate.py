@@ -20,12 +20,12 @@ from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.events import EvaluationNotice, Event
 from visinstruct.core.store.database import Store, now
 from visinstruct.dataset.llava import read_mix665k
-from tests.conftest import SHARED_DATA
+from tests.conftest import REAL_DATA
 from tests.fakes.aws import aws_env
 from tests.fakes.bedrock_server import BedrockServer
 from tests.fakes.scripting import RecordedRequest, Reply, Script
 
-BENCH = SHARED_DATA / "llava" / "llava_bench_coco"
+BENCH = REAL_DATA / "llava" / "llava_bench_coco"
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 CATEGORY = {"conv": "conversation", "detail": "detail", "complex": "complex_reasoning"}
 TASKS = ("conversation", "detail", "complex_reasoning")

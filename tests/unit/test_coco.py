@@ -13,7 +13,9 @@ from visinstruct.core.errors import DataError
 from visinstruct.core.records import Box, Image
 from visinstruct.dataset.coco import read_coco
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+from tests.conftest import REAL_DATA
+
+DATA = REAL_DATA
 COCO = DATA / "coco"
 SAMPLE300 = COCO / "captions_val2017_sample300.json"
 VAL_INSTANCES = COCO / "instances_val2017_mini.json"

@@ -13,7 +13,9 @@ from visinstruct.core.errors import DataError
 from visinstruct.core.records import BaselineConversation, Pair
 from visinstruct.dataset.llava import COUNT_KEYS, classify_record, read_mix665k
 
-BENCH = Path(__file__).resolve().parents[3] / "shared" / "data" / "llava" / "llava_bench_coco"
+from tests.conftest import REAL_DATA
+
+BENCH = REAL_DATA / "llava" / "llava_bench_coco"
 TASK_OF_CATEGORY = {"conv": "conversation", "detail": "detail", "complex": "complex_reasoning"}
 
 

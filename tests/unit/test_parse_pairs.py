@@ -12,7 +12,9 @@ from visinstruct.core.text.model_text import clean_model_text, json_values
 from visinstruct.core.text.parse_pairs import ParseResult, leak_of, parse_pairs
 from visinstruct.core.records import TASKS, Pair
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import REAL_DATA
+
+DATA = REAL_DATA
 CAT = Pair("What animal is on the counter?", "An orange cat.")
 SINK = Pair("Where is it sitting?", "Next to the sink.")
 

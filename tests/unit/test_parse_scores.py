@@ -10,7 +10,9 @@ import pytest
 from visinstruct.core.text.parse_scores import parse_judgement, parse_verdict
 from visinstruct.core.records import Judgement, Verdict
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import REAL_DATA
+
+DATA = REAL_DATA
 REVIEWS = DATA / "llava" / "eval_rules" / "review_bard_vicuna-13b.jsonl"
 # In this review the text ends "Assistant 1: 10 / Assistant 2: 4", yet the file's `score`
 # field says [10, 2]; the text is what a model sends, so the parser follows the text.

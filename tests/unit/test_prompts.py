@@ -29,7 +29,9 @@ from visinstruct.core.text.prompts import (
 )
 from visinstruct.core.records import TASKS, Box, Image, Pair
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+from tests.conftest import REAL_DATA
+
+DATA = REAL_DATA
 ALL_PROMPTS = ("answer", "complex_reasoning", "conversation", "detail", "evaluate", "judge",
                "short_answer")
 BOX_LINE = re.compile(r"^(?P<category>[^:]+): \[(?P<coords>[^\]]+)\]$")
