@@ -8,7 +8,7 @@ DEMO_LIMIT ?= 2
 # features (AMX) that a virtual machine does not enable, and dies with "Illegal instruction".
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AMX_INT8=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_BF16=OFF
 
-.PHONY: demo test install clean bench
+.PHONY: demo test wheel-check install clean bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
+	$(MAKE) wheel-check
+
+# The release as a stranger meets it: sdist and wheel built, the wheel installed into a new
+# virtualenv and used from an empty folder; fails if any file of the source tree is missing.
+wheel-check: $(STAMP)
+	$(PY) .ci/check_wheel.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/prepare.py
@@ -44,4 +50,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/search.py
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build dist *.egg-info

@@ -1,3 +1,4 @@
 """visinstruct: visual instruction data made with open models."""
 
-__version__ = "0.1.0"
+# The one version string: pyproject.toml reads it, `visinstruct --version` prints it.
+__version__ = "0.3.0"

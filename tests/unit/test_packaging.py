@@ -42,3 +42,30 @@ def test_every_runtime_dependency_is_imported_by_the_package() -> None:
 def test_the_license_is_an_spdx_string() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert project["license"] == "Apache-2.0"
+
+
+def test_one_version_string_shown_by_the_command_and_the_module() -> None:
+    import subprocess
+    import sys
+
+    import visinstruct
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    for command in (["-m", "visinstruct", "--version"], ["-m", "visinstruct.core.cli", "--version"]):
+        shown = subprocess.run([sys.executable, *command], capture_output=True, text=True,
+                               cwd=ROOT.parent, check=True).stdout.strip()
+        assert shown == f"visinstruct {visinstruct.__version__}"
+
+
+def test_setup_finds_every_subpackage_of_the_source_tree() -> None:
+    """Each folder with Python modules is a package, so setup.py's discovery ships it."""
+    skipped = {"tests", "benchmarks", "docs", "build", "dist", "out"}
+    without_init = [
+        folder.relative_to(ROOT).as_posix()
+        for folder in {path.parent for path in ROOT.rglob("*.py")}
+        if folder != ROOT and not (folder / "__init__.py").is_file()
+        and not ({part for part in folder.relative_to(ROOT).parts} & skipped)
+        and not any(part.startswith(".") for part in folder.relative_to(ROOT).parts)
+    ]
+    assert without_init == [], "folders setup.py's find_packages would leave out of the wheel"

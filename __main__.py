@@ -1,0 +1,7 @@
+"""`python -m visinstruct`: the same as the `visinstruct` command."""
+
+import sys
+
+from visinstruct.core.cli.main import main
+
+sys.exit(main())
