@@ -29,7 +29,7 @@ def _common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Every command and flag of the user's contract (DESIGN.md)."""
+    """Every command and flag of the user's contract (docs/cli.md)."""
     parser = argparse.ArgumentParser(
         prog="visinstruct",
         description="Make LLaVA-style visual instruction data with open models.")
@@ -333,10 +333,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    command = args.command or "tui"
-    if args.command is None:
-        args = parser.parse_args(["tui", *(sys.argv[1:] if argv is None else argv)])
+    words = list(sys.argv[1:] if argv is None else argv)
+    # Bare `visinstruct` is the app, with or without the app's flags (`visinstruct --db X`).
+    if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
+        words = ["tui", *words]
+    args = parser.parse_args(words)
+    command = args.command
     try:
         return int(COMMANDS[command](args))
     except VisinstructError as exc:
