@@ -1,4 +1,4 @@
-"""Run configuration: the TOML contract in DESIGN.md, embedded defaults, CLI overrides, validation.
+"""Run configuration (docs/configuration.md): embedded defaults, CLI overrides, validation.
 
 The sections live in `sections`, the checks in `checks`; this module loads and overrides.
 """
