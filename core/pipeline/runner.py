@@ -19,6 +19,7 @@ from visinstruct.core.events import (CallFinished, Dispatcher, Event, Emit, Endp
 from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
 from visinstruct.core.pipeline.collector import run_collector
 from visinstruct.core.pipeline.claim import claim
+from visinstruct.core.store.writer_lock import writer_lock
 from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
 from visinstruct.core.pipeline.summary import RunSummary, Unit
 from visinstruct.core.pipeline.generate import GenerationResult, generate
@@ -252,7 +253,7 @@ def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None
     """
     dispatcher = Dispatcher(emit)
     try:
-        with run_collector():
+        with writer_lock(store.path), run_collector():
             return _run(config, store, dispatcher, cancel or threading.Event(), pause)
     finally:
         dispatcher.close()
