@@ -12,7 +12,9 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from visinstruct.core.errors import ExitCode, InputError, StoreError
+from visinstruct.core.errors import ExitCode, ExportError, InputError, StoreError
+from visinstruct.core.export.writers import writable_target
+from visinstruct.core.store.files import refuse_store_target
 
 PAGES_PER_STEP = 4096   # copy in steps, so a writer is never held off for long
 
@@ -21,10 +23,13 @@ def backup_store(source: Path, out: Path) -> int:
     """Copy `source` to `out` (replaced only once the copy is whole); returns the pages copied."""
     if not source.is_file():
         raise InputError(f"{source}: no such store; pass the store to copy with --db")
-    if out.resolve() == source.resolve():
-        raise InputError(f"{out}: is the store itself; choose another --out")
+    refuse_store_target(out, source)
     if out.is_dir():
         raise InputError(f"{out}: is a folder; --out takes a file name")
+    try:
+        out = writable_target(out, stdout_hint="")  # a FIFO or a device is never replaced
+    except ExportError as exc:
+        raise InputError(str(exc)) from exc
     if not out.parent.is_dir():
         raise InputError(f"{out.parent}: no such folder for --out")
     partial = out.with_name(f".{out.name}.partial")

@@ -249,6 +249,7 @@ def _store_path(args: argparse.Namespace) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from visinstruct.core.export.writers import STDOUT, ExportItem, export, writable_target
+    from visinstruct.core.store.files import refuse_store_target
 
     db = _store_path(args)
     if not Path(db).is_file():
@@ -256,6 +257,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     to_stdout = str(args.out) == STDOUT
     if not to_stdout:
         writable_target(args.out)  # a FIFO or device is refused before any work
+        refuse_store_target(args.out, db)  # nor may the export write over the store
     with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
         from visinstruct.core.store.scene_queries import gqa_image_ids

@@ -141,8 +141,8 @@ def export_to_stream(items: Iterable[ExportItem], fmt: str, stream: TextIO) -> E
     return ExportSummary(records, pairs, Path(STDOUT))
 
 
-def writable_target(out: Path) -> Path:
-    """Where an export to `out` really goes: a symlink's target; other special files refused."""
+def writable_target(out: Path, stdout_hint: str = ", or --out - for stdout") -> Path:
+    """Where a file written to `out` really goes: a symlink's target; special files refused."""
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
     try:
         mode = target.stat().st_mode
@@ -156,7 +156,7 @@ def writable_target(out: Path) -> Path:
             "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else
             "a socket" if stat.S_ISSOCK(mode) else "a special file")
     raise ExportError(
-        f"{out}: is {kind}, not a regular file; give a file path, or --out - for stdout"
+        f"{out}: is {kind}, not a regular file; give a file path{stdout_hint}"
     )
 
 
