@@ -8,23 +8,31 @@ from __future__ import annotations
 import difflib
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from visinstruct.core.config.checks import (
-    batch_family,
-    check_gguf,
-    check_ranges,
-    validate,
-    validate_fact_sources,
+from visinstruct.core.config.backends import (
+    BATCH_TOKENS,
+    ENTRY_POINT_GROUP,
+    INSTANCE_HOURS,
+    PRICING_KINDS,
+    TOKENS,
+    BackendSpec,
+    backend_names,
+    backend_spec,
+    forget_plugins,
+    plugin_backends,
+    spec_for,
 )
+from visinstruct.core.config.builtin_backends import BACKENDS, batch_family, check_gguf
+from visinstruct.core.config.checks import check_ranges, validate, validate_fact_sources
 from visinstruct.core.config.sections import (
     _MODEL_PATH_KEYS,
     _PATH_KEYS,
     _SECTIONS,
     _TOP_KEYS,
-    BACKENDS,
     BATCH_FAMILIES,
     JUDGE_COMBINE,
     OPENAI_JSON_MODES,
@@ -44,12 +52,13 @@ from visinstruct.core.config.sections import (
 )
 from visinstruct.core.errors import ConfigError
 
-__all__ = ["BACKENDS", "BATCH_FAMILIES", "JUDGE_COMBINE", "OPENAI_JSON_MODES",
-           "SAGEMAKER_SCHEMAS", "UNGROUNDED_ACTIONS", "BudgetConfig", "Config", "DownloadConfig",
+__all__ = ["BACKENDS", "BATCH_FAMILIES", "BATCH_TOKENS", "ENTRY_POINT_GROUP", "INSTANCE_HOURS",
+           "JUDGE_COMBINE", "OPENAI_JSON_MODES", "PRICING_KINDS", "SAGEMAKER_SCHEMAS", "TOKENS",
+           "UNGROUNDED_ACTIONS", "BackendSpec", "BudgetConfig", "Config", "DownloadConfig",
            "EvaluationConfig", "GatesConfig", "GenerationConfig", "JudgeConfig", "ModelConfig",
-           "SourceConfig", "batch_family", "check_gguf", "check_ranges", "default_config",
-           "default_models", "load_config", "parse_override", "validate",
-           "validate_fact_sources"]
+           "SourceConfig", "backend_names", "backend_spec", "batch_family", "check_gguf",
+           "check_ranges", "default_config", "default_models", "forget_plugins", "load_config",
+           "parse_override", "plugin_backends", "spec_for", "validate", "validate_fact_sources"]
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -184,7 +193,7 @@ def _from_raw(raw: Mapping[str, Any], origin: str, base: Path) -> Config:
             raise ConfigError(f"{origin}: [models.{name}] must be a table")
         if "backend" not in body:
             raise ConfigError(
-                f"{origin}: [models.{name}] needs backend = one of {', '.join(BACKENDS)}"
+                f"{origin}: [models.{name}] needs backend = one of {', '.join(backend_names())}"
             )
         models[name] = _coerce(
             ModelConfig, name, body, f"[models.{name}].", origin, base,

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
+from visinstruct.core.config.backends import backend_spec
 from visinstruct.core.config.sections import (
     _SECTIONS,
-    BACKENDS,
-    BATCH_FAMILIES,
     JUDGE_COMBINE,
-    OPENAI_JSON_MODES,
-    SAGEMAKER_SCHEMAS,
     UNGROUNDED_ACTIONS,
     Config,
     GatesConfig,
@@ -24,6 +19,7 @@ from visinstruct.core.config.sections import (
 )
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.records import ALL_TASKS
+
 
 def validate(config: Config) -> None:
     """Check everything that can be checked before any work starts."""
@@ -50,7 +46,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"{origin}: [generation].max_pairs must be between 1 and 100, "
                           f"got {config.generation.max_pairs}")
     if not 1 <= config.judge.threshold <= 10:
-        raise ConfigError(f"{origin}: [judge].threshold must be between 1 and 10 (scores are 1..10)")
+        raise ConfigError(
+            f"{origin}: [judge].threshold must be between 1 and 10 (scores are 1..10)")
     if config.evaluation.sample < 0:
         raise ConfigError(f"{origin}: [evaluation].sample must be 0 or more")
     if not 0 < config.evaluation.temperature <= 2:
@@ -72,11 +69,7 @@ def validate(config: Config) -> None:
     for name in config.judge.models:
         _validate_model(config.models[name], origin)
     for model in config.models.values():
-        if model.backend not in BACKENDS:
-            raise ConfigError(
-                f"{origin}: [models.{model.name}].backend {model.backend!r} is not one of "
-                f"{', '.join(BACKENDS)}"
-            )
+        backend_spec(model.backend, f"{origin}: [models.{model.name}]")
     check_ranges(config)
 
 
@@ -140,12 +133,12 @@ def _validate_judge(config: Config) -> None:
     if len(set(judge.models)) != len(judge.models):
         raise ConfigError(f"{origin}: [judge].models names a model twice; list each judge once")
     batch = [name for name in judge.models
-             if config.models[name].backend == "bedrock-batch"]
+             if backend_spec(config.models[name].backend).runs_batch_jobs]
     if batch:
         raise ConfigError(
-            f"{origin}: [judge].models names {', '.join(map(repr, batch))}, a bedrock-batch "
-            "model; a judge panel runs online: use one batch judge ([judge].model) or "
-            "online panel members")
+            f"{origin}: [judge].models names {', '.join(map(repr, batch))}, a "
+            f"{config.models[batch[0]].backend} model; a judge panel runs online: use one batch "
+            "judge ([judge].model) or online panel members")
     if judge.combine not in JUDGE_COMBINE:
         raise ConfigError(f"{origin}: [judge].combine must be one of {', '.join(JUDGE_COMBINE)}, "
                           f"got {judge.combine!r}")
@@ -163,7 +156,8 @@ def _validate_gates(gates: GatesConfig, origin: str) -> None:
                           "(default 5)")
     if gates.ungrounded_object not in UNGROUNDED_ACTIONS:
         raise ConfigError(f"{origin}: [gates].ungrounded_object must be one of "
-                          f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, got {gates.ungrounded_object!r}")
+                          f"{', '.join(map(repr, UNGROUNDED_ACTIONS))}, "
+                          f"got {gates.ungrounded_object!r}")
 
 
 def validate_fact_sources(src: SourceConfig, origin: str) -> None:
@@ -185,81 +179,9 @@ def validate_fact_sources(src: SourceConfig, origin: str) -> None:
 
 def _validate_model(model: ModelConfig, origin: str) -> None:
     where = f"{origin}: [models.{model.name}]"
-    if model.backend not in BACKENDS:
-        raise ConfigError(f"{where}.backend {model.backend!r} is not one of {', '.join(BACKENDS)}")
+    spec = backend_spec(model.backend, where)
     if model.max_in_flight < 1:
         raise ConfigError(f"{where}.max_in_flight must be at least 1")
     if model.attempts < 1:
         raise ConfigError(f"{where}.attempts must be at least 1")
-    if model.backend == "sagemaker":
-        if not model.endpoints:
-            raise ConfigError(f"{where} needs endpoints = [\"name\", ...] for backend sagemaker")
-        if model.schema not in SAGEMAKER_SCHEMAS:
-            raise ConfigError(f"{where}.schema must be one of {', '.join(SAGEMAKER_SCHEMAS)}")
-    elif model.backend == "bedrock":
-        if not model.model_id:
-            raise ConfigError(f"{where} needs model_id for backend bedrock")
-        if model.api not in ("invoke", "converse"):
-            raise ConfigError(f"{where}.api must be invoke or converse")
-    elif model.backend == "bedrock-batch":
-        _validate_batch_model(model, where)
-    elif model.backend == "openai":
-        if not (model.base_url or model.base_urls or os.environ.get("OPENAI_BASE_URL")):
-            raise ConfigError(f"{where} needs base_url (or OPENAI_BASE_URL) for backend openai")
-        for url in (model.base_url, *model.base_urls):
-            parts = urlsplit(url)
-            if url and (parts.scheme not in ("http", "https") or not parts.hostname):
-                # The URL itself is not echoed: it may carry a password.
-                raise ConfigError(f"{where}.base_url must be an http:// or https:// URL with a "
-                                  f"host (its scheme is {parts.scheme!r}); write it "
-                                  "like http://host:8000/v1")
-        if not model.model:
-            raise ConfigError(f"{where} needs model = the served model's name for backend openai")
-        if model.json_mode not in OPENAI_JSON_MODES:
-            raise ConfigError(f"{where}.json_mode must be one of "
-                              f"{', '.join(OPENAI_JSON_MODES)}, got {model.json_mode!r}")
-    elif model.backend == "local" and model.gguf:
-        check_gguf(Path(model.gguf), where)
-    elif model.backend == "scripted" and model.script and not Path(model.script).is_file():
-        raise ConfigError(f"{where}.script file not found: {model.script}")
-
-
-def _validate_batch_model(model: ModelConfig, where: str) -> None:
-    """The keys a Bedrock batch job needs, checked before any record is written."""
-    if not batch_family(model.model_id):
-        raise ConfigError(f"{where}.model_id must name an {', '.join(BATCH_FAMILIES)} model "
-                          f"for backend bedrock-batch, got {model.model_id!r}")
-    bucket = model.s3_uri[5:].split("/", 1)[0] if model.s3_uri.startswith("s3://") else ""
-    if not bucket:
-        raise ConfigError(f"{where}.s3_uri must be s3://bucket/prefix/ (where records and "
-                          f"outputs go), got {model.s3_uri!r}")
-    if not (model.role_arn.startswith("arn:aws") and ":role/" in model.role_arn):
-        raise ConfigError(f"{where}.role_arn must be the ARN of the IAM role Bedrock uses "
-                          f"(arn:aws:iam::ACCOUNT:role/NAME), got {model.role_arn!r}")
-    if model.min_records < 1:
-        raise ConfigError(f"{where}.min_records must be at least 1")
-    if model.max_records_per_job < model.min_records:
-        raise ConfigError(f"{where}.max_records_per_job must be at least min_records "
-                          f"({model.min_records})")
-    if model.poll_seconds <= 0:
-        raise ConfigError(f"{where}.poll_seconds must be more than 0")
-    if not 24 <= model.timeout_hours <= 168:
-        raise ConfigError(f"{where}.timeout_hours must be between 24 and 168 (Bedrock's limits)")
-
-
-def batch_family(model_id: str) -> str:
-    """The provider of a Bedrock model id ("us.anthropic.claude-..." -> "anthropic"), or ""."""
-    parts = model_id.split(".")
-    # Cross-region inference profiles put a geography first.
-    provider = parts[1] if len(parts) > 2 and parts[0] in ("us", "eu", "apac", "global") else parts[0]
-    return provider if provider in BATCH_FAMILIES else ""
-
-
-def check_gguf(path: Path, where: str) -> None:
-    """Refuse a GGUF path that is missing or is not a GGUF file (checked by its magic bytes)."""
-    if not path.is_file():
-        raise ConfigError(f"{where}.gguf file not found: {path}")
-    with path.open("rb") as handle:
-        magic = handle.read(4)
-    if magic != b"GGUF":
-        raise ConfigError(f"{where}.gguf is not a GGUF model file: {path}")
+    spec.validate(model, where)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
 
 from visinstruct.core.records import TASKS
 
-BACKENDS = ("sagemaker", "bedrock", "bedrock-batch", "openai", "local", "scripted")
 SAGEMAKER_SCHEMAS = ("tgi", "lmi", "messages")
 BATCH_FAMILIES = ("anthropic", "mistral", "meta")  # model providers whose batch bodies we write
 # How an OpenAI-compatible request asks for JSON; "auto" finds the form each server takes,

@@ -11,7 +11,7 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from visinstruct.core.config import Config, ModelConfig
+from visinstruct.core.config import Config, ModelConfig, spec_for
 from visinstruct.core.errors import BackendError
 from visinstruct.core.evaluation.aggregate import VerdictRow
 from visinstruct.core.models.backends.base import CompletionRequest
@@ -34,8 +34,8 @@ _VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.I
 
 
 def model_sees_images(model: ModelConfig) -> bool:
-    """Whether the model is a Claude 3 or later on Bedrock, which takes pictures."""
-    return model.backend == "bedrock" and bool(_VISION_MODEL.search(model.model_id))
+    """Whether the model is a Claude 3 or later on a wire that sends it pictures (Bedrock's)."""
+    return spec_for(model).vision_by_model_id and bool(_VISION_MODEL.search(model.model_id))
 
 
 class Pictures:

@@ -5,10 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 
-from visinstruct.core.config import Config, ModelConfig
+from visinstruct.core.config import BackendSpec, Config, ModelConfig, spec_for
 from visinstruct.core.errors import ConfigError
-
-AWS_BACKENDS = frozenset({"sagemaker", "bedrock", "bedrock-batch"})
 
 
 def check_aws_access(config: Config, names: Iterable[str], *, hint: str = "") -> None:
@@ -18,11 +16,12 @@ def check_aws_access(config: Config, names: Iterable[str], *, hint: str = "") ->
     """
     for name in dict.fromkeys(names):
         model = config.model(name)
-        if model.backend in AWS_BACKENDS:
-            _check_model(model, hint)
+        spec = spec_for(model)
+        if spec.needs_aws_credentials:
+            _check_model(model, spec, hint)
 
 
-def _check_model(model: ModelConfig, hint: str) -> None:
+def _check_model(model: ModelConfig, spec: BackendSpec, hint: str) -> None:
     import botocore.session
     from botocore.exceptions import BotoCoreError
 
@@ -31,8 +30,8 @@ def _check_model(model: ModelConfig, hint: str) -> None:
     region = model.region or session.get_config_variable("region")
     if not region:
         raise ConfigError(f"{where}: no AWS region; set region in the config or AWS_REGION{hint}")
-    if model.backend.startswith("bedrock") and os.environ.get("AWS_BEARER_TOKEN_BEDROCK"):
-        return  # a Bedrock API key signs requests without IAM credentials
+    if spec.aws_bearer_token_env and os.environ.get(spec.aws_bearer_token_env):
+        return  # an API key (Bedrock's) signs requests without IAM credentials
     try:
         credentials = session.get_credentials()
         # Frozen credentials are the ones a call would sign with: an expired SSO login or a

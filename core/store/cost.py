@@ -1,4 +1,4 @@
-"""What a run costs: instance-hours for SageMaker, tokens for Bedrock and OpenAI-compatible servers."""
+"""What a run costs, priced the way each backend declares: per instance-hour or per token."""
 
 from __future__ import annotations
 
@@ -7,11 +7,21 @@ import threading
 import time
 from dataclasses import dataclass, fields
 
-from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
+from visinstruct.core.config import (
+    BATCH_TOKENS,
+    INSTANCE_HOURS,
+    TOKENS,
+    Config,
+    GenerationConfig,
+    JudgeConfig,
+    ModelConfig,
+    spec_for,
+)
+from visinstruct.core.errors import ConfigError
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import KEPT_SQL
 
-# A bedrock-batch model's price keys hold batch prices, which Bedrock sets at half the
+# A batch-priced model's price keys hold batch prices, which Bedrock sets at half the
 # on-demand price; its on-demand remainder is priced at this multiple of them.
 ON_DEMAND_FACTOR = 2
 
@@ -48,24 +58,26 @@ def cost_report(store: Store, config: Config, *, kept_pairs: int | None = None,
     tokens = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
         "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM "
         f"{'call_tally' if tallied else 'llm_calls'} GROUP BY model")}
-    batch_models = [n for n, m in config.models.items() if m.backend == "bedrock-batch"]
+    batch_models = [n for n, m in config.models.items() if _pricing(m) == BATCH_TOKENS]
     on_demand: dict[str, tuple[int, int]] = {}
     if batch_models:
         marks = ",".join("?" * len(batch_models))
         on_demand = {row[0]: (row[1] or 0, row[2] or 0) for row in store.query(
-            f"SELECT model, SUM(tokens_in), SUM(tokens_out) FROM llm_calls WHERE model IN ({marks}) "
-            "AND COALESCE(endpoint, '') NOT LIKE 'batch:%' GROUP BY model", tuple(batch_models))}
+            "SELECT model, SUM(tokens_in), SUM(tokens_out) FROM llm_calls "
+            f"WHERE model IN ({marks}) AND COALESCE(endpoint, '') NOT LIKE 'batch:%' "
+            "GROUP BY model", tuple(batch_models))}
     hours = wall_hours(store)
     by_model: dict[str, float] = {}
     for name, model in config.models.items():
-        if model.backend == "sagemaker":
+        pricing = _pricing(model)
+        if pricing == INSTANCE_HOURS:
             if name not in tokens or not model.price_per_instance_hour:
                 continue
             instances = model.instances * max(1, len(model.endpoints))
             by_model[name] = hours * instances * model.price_per_instance_hour
         else:
             used_in, used_out = tokens.get(name, (0, 0))
-            if model.backend == "bedrock-batch":
+            if pricing == BATCH_TOKENS:
                 # The on-demand remainder is billed at on-demand prices: count it once more.
                 extra_in, extra_out = on_demand.get(name, (0, 0))
                 used_in += (ON_DEMAND_FACTOR - 1) * extra_in
@@ -93,24 +105,27 @@ class CostMeter:
     def __init__(self, store: Store, config: Config) -> None:
         self.config = config
         report = cost_report(store, config, kept_pairs=0, done_units=0)
-        sagemaker = {n for n, m in config.models.items() if m.backend == "sagemaker"}
-        self._tokens_usd = sum(v for n, v in report.by_model.items() if n not in sagemaker)
-        # Instance-hours accrue with time for every priced SageMaker model the run uses.
+        hourly = {n for n, m in config.models.items() if _pricing(m) == INSTANCE_HOURS}
+        self._tokens_usd = sum(v for n, v in report.by_model.items() if n not in hourly)
+        # Instance-hours accrue with time for every priced hourly model the run uses.
         self._usd_per_hour = sum(
             m.instances * max(1, len(m.endpoints)) * m.price_per_instance_hour
-            for n, m in config.models.items() if n in sagemaker and m.price_per_instance_hour
+            for n, m in config.models.items() if n in hourly and m.price_per_instance_hour
             and n in (config.generation.model, *config.judge.panel))
         self._hours_before = wall_hours(store)
         self._started = time.monotonic()
         self._lock = threading.Lock()
 
     def add_call(self, model: str, tokens_in: int, tokens_out: int, endpoint: str = "") -> None:
-        """Count one finished call's tokens (a batch model's on-demand calls at on-demand prices)."""
+        """Count one finished call's tokens (on-demand calls of a batch model at double)."""
         priced = self.config.models.get(model)
-        if priced is None or priced.backend == "sagemaker":
+        if priced is None:
+            return
+        pricing = _pricing(priced)
+        if pricing == INSTANCE_HOURS:
             return
         factor = 1
-        if priced.backend == "bedrock-batch" and not endpoint.startswith("batch:"):
+        if pricing == BATCH_TOKENS and not endpoint.startswith("batch:"):
             factor = ON_DEMAND_FACTOR
         with self._lock:
             self._tokens_usd += factor * (tokens_in * priced.price_in_per_million
@@ -121,6 +136,15 @@ class CostMeter:
         hours = self._hours_before + (time.monotonic() - self._started) / 3600
         with self._lock:
             return self._tokens_usd + hours * self._usd_per_hour
+
+
+def _pricing(model: ModelConfig) -> str:
+    """How `model`'s calls are priced, as its backend declares (core/config/backends.py)."""
+    try:
+        return spec_for(model).pricing
+    except ConfigError:
+        # A stored run's plugin that is no longer installed: its calls are still token calls.
+        return TOKENS
 
 
 def stored_config(store: Store, threshold: float) -> Config:

@@ -19,6 +19,7 @@ from visinstruct.core.models.backends.replies import (
     read_json,
 )
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.config import ModelConfig, batch_family
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 APIS = ("invoke", "converse")
@@ -223,3 +224,22 @@ class BedrockBackend:
     def close(self) -> None:
         """Close the client's connection pool."""
         self._client.close()
+
+
+def from_config(model: ModelConfig) -> BedrockBackend:
+    """The Bedrock backend a [models.X] table describes (the registry's builder)."""
+    return BedrockBackend(model.model_id, region=model.region, api=model.api,
+                          max_in_flight=model.max_in_flight,
+                          read_timeout=max(model.read_timeout, 120.0))
+
+
+def remainder_from_config(model: ModelConfig) -> BedrockBackend:
+    """The on-demand client of a bedrock-batch model, for the records a batch job leaves.
+
+    The same model id on InvokeModel (Anthropic bodies) or Converse (Mistral and Llama, which
+    InvokeModel would need their own bodies for).
+    """
+    api = "invoke" if batch_family(model.model_id) == "anthropic" else "converse"
+    return BedrockBackend(model.model_id, region=model.region, api=api,
+                          max_in_flight=model.max_in_flight,
+                          read_timeout=max(model.read_timeout, 120.0))

@@ -12,6 +12,7 @@ from typing import Any, Iterator
 
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.config import check_gguf
+from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.replies import normal_finish_reason
 
@@ -162,3 +163,9 @@ class LocalBackend:
             close = getattr(llm, "close", None)
             if close is not None:
                 close()
+
+
+def from_config(model: ModelConfig) -> LocalBackend:
+    """The local backend a [models.X] table describes (the registry's builder)."""
+    return LocalBackend(model.gguf or None, n_ctx=model.n_ctx, n_threads=model.n_threads,
+                        contexts=model.contexts, name=model.name)

@@ -23,6 +23,7 @@ from visinstruct.core.models.backends.replies import (
     read_json,
 )
 from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
+from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.json_modes import (
     ModeLadder,
@@ -345,3 +346,12 @@ class OpenAIBackend:
             connections, self._all_connections = self._all_connections, []
         for connection in connections:
             connection.close()
+
+
+def from_config(model: ModelConfig) -> OpenAIBackend:
+    """The OpenAI-compatible backend a [models.X] table describes (the registry's builder)."""
+    base_urls = model.base_urls or ((model.base_url,) if model.base_url else ())
+    return OpenAIBackend(base_urls[0] if base_urls else None, base_urls=base_urls,
+                         model=model.model, api_key=os.environ.get(model.api_key_env),
+                         max_in_flight=model.max_in_flight, read_timeout=model.read_timeout,
+                         json_mode=model.json_mode)

@@ -16,6 +16,7 @@ from visinstruct.core.models.backends.sagemaker_payloads import (
     parse_body,
 )
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.config import ModelConfig
 
 
 class SageMakerBackend:
@@ -116,3 +117,10 @@ class SageMakerBackend:
     def close(self) -> None:
         """Close the client's connection pool."""
         self._client.close()
+
+
+def from_config(model: ModelConfig) -> SageMakerBackend:
+    """The SageMaker backend a [models.X] table describes (the registry's builder)."""
+    return SageMakerBackend(model.endpoints, schema=model.schema, region=model.region,
+                            max_in_flight=model.max_in_flight, read_timeout=model.read_timeout,
+                            stream=model.stream, model_name=model.name)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
+from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
 
 Responder = Callable[[CompletionRequest], str]
@@ -136,3 +137,9 @@ def builtin_reply(request: CompletionRequest, digest_hex: str = "") -> str:
     if stage == "answer":
         return "Scripted answer: " + _context_lines(request)[-1]
     return "ok"
+
+
+def from_config(model: ModelConfig) -> ScriptedBackend:
+    """The scripted backend a [models.X] table describes (the registry's builder)."""
+    endpoints = model.endpoints or ("scripted",)
+    return ScriptedBackend(model.script or None, endpoints=endpoints, name=model.name)
