@@ -155,7 +155,7 @@ class RunFinished(Event):
     failed_calls: int
     elapsed_s: float
     cost_usd: float
-    dropped_pairs: int = 0   # stopped by the quality gates, never judged
+    dropped_pairs: int = 0   # dropped by a gate, the judge or a person (store/verdicts.py)
     error: str = ""      # why the run failed, when status is "failed"
 
 

@@ -14,6 +14,7 @@ from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agr
 from visinstruct.core.analysis.diversity import Diversity, measure_sides
 from visinstruct.core.analysis.sources import SourceView
 from visinstruct.core.analysis.versions import VersionDiversity, version_diversity
+from visinstruct.core.store.verdicts import BY_GATE, KEPT, dropped_by_sql, judged_sql, verdict_sql
 from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.events import percentile
 from visinstruct.core.records import TASKS
@@ -33,7 +34,8 @@ DATASETS: tuple[str, ...] = ("ours", "generated", "baseline")
 LENGTH_EDGES: tuple[int, ...] = (0, 6, 11, 21, 41, 81, 161, 321)
 LENGTH_BINS: tuple[str, ...] = tuple(
     f"{lo}-{hi - 1}" for lo, hi in itertools.pairwise(LENGTH_EDGES)) + (f"{LENGTH_EDGES[-1]}+",)
-SCORE_BINS: tuple[str, ...] = tuple(str(s) for s in range(1, 11)) + ("unjudged",)
+# A judged pair's score, or why it has none that counts (store/verdicts.py's words).
+SCORE_BINS: tuple[str, ...] = tuple(str(s) for s in range(1, 11)) + ("unjudged", "gated")
 TOP_TEMPLATES = 10
 
 def ratio(part: float, whole: float) -> float | None:
@@ -156,6 +158,7 @@ class Figures:
     baseline_rows_total: int
     baseline_rows_used: int
     baseline_images: int         # images the baseline side covers (those ours covers)
+    baseline_images_total: int   # images the store's baseline has conversations about
     present: Mapping[str, bool]
     datasets: Mapping[str, Mapping[str, SliceStats]]
     judge: JudgeStats
@@ -337,6 +340,8 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
         baseline_rows_total=baseline_total,
         baseline_rows_used=datasets["baseline"][ALL].conversations,
         baseline_images=datasets["baseline"][ALL].images,
+        baseline_images_total=int(store.scalar(
+            "SELECT COUNT(DISTINCT image_id) FROM baseline_conversations") or 0),
         present={name: datasets[name][ALL].pairs > 0 for name in DATASETS},
         datasets=datasets, judge=judge_stats(store, threshold), slices=keys,
         version_diversity=tuple(version_diversity(store, seed=seed)),
@@ -349,14 +354,16 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
     histogram = dict.fromkeys(SCORE_BINS, 0)
     scores: list[float] = []
     kept = pairs = 0
-    # Short answers are the datasets' own answers: no judge ever scores them.
-    for score, is_kept in store.iter_query(f"SELECT score, {KEPT_SQL} FROM pair_state "
-                                           "WHERE task != 'short_answer'",
-                                           (threshold,)):
+    # Short answers are the datasets' own answers: no judge ever scores them. A pair a gate
+    # dropped is "gated" whatever old score it has; one with no readable score "unjudged".
+    for score, verdict, dropped_by, judged in store.iter_query(
+            f"SELECT score, {verdict_sql(':threshold')}, {dropped_by_sql(':threshold')}, "
+            f"{judged_sql()} FROM pair_state WHERE task != 'short_answer'",
+            {"threshold": threshold}):
         pairs += 1
-        kept += bool(is_kept)
-        if score is None:
-            histogram["unjudged"] += 1
+        kept += verdict == KEPT
+        if not judged:
+            histogram["gated" if dropped_by == BY_GATE else "unjudged"] += 1
             continue
         scores.append(float(score))
         histogram[str(min(10, max(1, int(score))))] += 1
@@ -368,7 +375,8 @@ def judge_stats(store: Store, threshold: float) -> JudgeStats:
         "WHERE purpose = 'run' GROUP BY prompt_version")}
     # Every generation made with a version counts here, including ones later replaced.
     outcome = {row[0]: row[1:] for row in store.query(
-        f"SELECT prompt_version, COUNT(*), COUNT(score), AVG(score), SUM({KEPT_SQL}) FROM ("
+        f"SELECT prompt_version, COUNT(*), SUM({judged_sql()}), "
+        f"AVG(CASE WHEN {judged_sql()} THEN score END), SUM({KEPT_SQL}) FROM ("
         "SELECT g.prompt_version, g.task AS task, j.score AS score, d.decision AS decision, "
         "x.rule AS gate_rule "
         "FROM pairs p "

@@ -107,13 +107,15 @@ def _intro(figures: Figures) -> list[Block]:
     blocks: list[Block] = [Paragraph(
         f"The store holds {figures.images:,} images ({figures.images_with_boxes:,} with boxes). "
         f"**Ours** is the pairs kept at threshold {figures.threshold:g} (judge score at least "
-        f"{figures.threshold:g}, or accepted by a reviewer) of the current generations, one "
+        f"{figures.threshold:g} and no gate that dropped it, a short-answer record, or accepted "
+        "by a reviewer; never one a reviewer rejected) of the current generations, one "
         "conversation per generation; **ours (all generated)** is every pair before judging. "
-        f"The **baseline** is the {figures.baseline_rows_used:,} of "
-        f"{figures.baseline_rows_total:,} baseline conversations about the "
-        f"{figures.baseline_images:,} images ours covers (every image of the store while "
-        "nothing is generated), so both sides describe the same images. Every plot names n, "
-        "the pairs (or answers) behind each bar series.")]
+        f"The store's baseline has {figures.baseline_rows_total:,} conversations about "
+        f"{figures.baseline_images_total:,} images; the **baseline** here is the "
+        f"{figures.baseline_rows_used:,} of them about the {figures.baseline_images:,} "
+        "images ours covers (every image of the store while nothing is generated), so both "
+        "sides describe the same images. Every plot names n, the pairs (or answers) behind "
+        "each bar series.")]
     if not figures.present["baseline"]:
         blocks.append(Paragraph("Baseline absent: no baseline conversation is about an image in "
                                 "this store, so the report shows ours only."))

@@ -157,12 +157,12 @@ class RichProgress:
 
 
 def store_text(event: RunFinished) -> str:
-    """'412 pairs, 9 stopped by the gates, 200 kept, 3 parse failures, 830 calls (4 failed)'.
+    """'412 pairs, 200 kept, 190 dropped, 3 parse failures, 830 calls (4 failed)'.
 
-    The whole store after a run.
+    The whole store after a run; dropped by a gate, the judge or a person (`status` splits it).
     """
-    return (f"{event.pairs:,} pairs, {event.dropped_pairs:,} stopped by the gates, "
-            f"{event.kept_pairs:,} kept, {event.parse_failures:,} parse "
+    return (f"{event.pairs:,} pairs, {event.kept_pairs:,} kept, "
+            f"{event.dropped_pairs:,} dropped, {event.parse_failures:,} parse "
             f"failures, {event.calls:,} calls ({event.failed_calls:,} failed)")
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from visinstruct.core.evaluation.aggregate import VerdictRow, compared_items, relative_score
 from visinstruct.core.store.interrupt import interruptible
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.verdicts import PairColumns, judged_sql, kept_sql
 
 # samples, parse failures, pairs, scored pairs, kept pairs, mean score, evaluated items, relative
 _Numbers = tuple[int, int, int, int, int, "float | None", int, "float | None"]
@@ -68,21 +69,28 @@ def version_stats(store: Store, task: str, threshold: float | None = None,
     return result
 
 
+_FACTS = PairColumns(score="s", decision="d", gated="x", task="t")
+
+
 def _generation_stats(store: Store, task: str, threshold: float) -> dict[str, _Numbers]:
     samples = {r[0]: (int(r[1]), int(r[2] or 0)) for r in store.query(
         "SELECT prompt_version, COUNT(*), SUM(status = 'parse_failure') FROM generations "
         "WHERE task = ? AND purpose = 'run' GROUP BY prompt_version",
         (task,))}
+    # Pairs, judged pairs, their mean score and kept pairs per version, by the one set of
+    # verdict rules (store/verdicts.py): a gated pair's old score counts for nothing.
     pair_rows = {r[0]: r[1:] for r in store.query(
-        "SELECT v, COUNT(*), COUNT(s), AVG(s), "
-        "COALESCE(SUM(d = 'accept' OR (d IS NULL AND s IS NOT NULL AND s >= ?)), 0) FROM ("
-        " SELECT g.prompt_version AS v,"
-        " (SELECT j.score FROM judgements j WHERE j.pair_id = p.id ORDER BY j.id DESC LIMIT 1) AS s,"
-        " (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id"
-        "  AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d"
-        " FROM generations g JOIN pairs p ON p.generation_id = g.id"
-        " WHERE g.task = ? AND g.status = 'ok' AND g.purpose = 'run'"
-        " LIMIT -1) GROUP BY v", (threshold, task))}
+        "SELECT v, COUNT(*), COALESCE(SUM(jd), 0), AVG(CASE WHEN jd THEN s END), "
+        "COALESCE(SUM(k), 0) FROM ("
+        f" SELECT v, s, {judged_sql(_FACTS)} AS jd, {kept_sql(':threshold', _FACTS)} AS k FROM ("
+        "  SELECT g.prompt_version AS v, g.task AS t,"
+        "  (SELECT j.score FROM judgements j WHERE j.pair_id = p.id ORDER BY j.id DESC LIMIT 1) AS s,"
+        "  (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id"
+        "   AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d,"
+        "  EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x"
+        "  FROM generations g JOIN pairs p ON p.generation_id = g.id"
+        "  WHERE g.task = :task AND g.status = 'ok' AND g.purpose = 'run'"
+        "  LIMIT -1)) GROUP BY v", {"threshold": threshold, "task": task})}
     relative = _relative_scores(store, task)
     stats: dict[str, _Numbers] = {}
     for version, (count, failures) in samples.items():

@@ -27,9 +27,11 @@ from visinstruct.core.review.decisions import edit_pair as edit_pair
 from visinstruct.core.review.decisions import reject_pair as reject_pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
+from visinstruct.core.store.verdicts import (BY_GATE, DROPPED, KEPT, UNJUDGED, PairColumns,
+                                             dropped_by_sql, judged_sql, verdict_of, verdict_sql)
 
-STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "parse_failure", "evaluated",
-                           "reviewed")
+STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "flagged", "parse_failure",
+                           "evaluated", "reviewed")
 
 # The sample shown for an (image, task): its current ok generation, else its latest failure.
 _SAMPLE_GENERATION = """
@@ -38,36 +40,43 @@ _SAMPLE_GENERATION = """
         WHERE g2.image_id = g.image_id AND g2.task = g.task AND g2.purpose = 'run'
         ORDER BY g2.status = 'ok' DESC, g2.id DESC LIMIT 1)
 """
-# Per pair: its latest judgement's score, its latest accept/reject decision, and whether a
-# quality gate dropped it (a gated pair is kept only when a human accepts it).
+# Per pair: its latest judgement's score, its latest accept/reject decision, whether a
+# quality gate dropped it, and whether a gate flagged it.
 _PAIR_FACTS = """
     SELECT (SELECT j.score FROM judgements j WHERE j.pair_id = p.id
             ORDER BY j.id DESC LIMIT 1) AS s,
            (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id
             AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d,
-           EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x
+           EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x,
+           EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'flag') AS f,
+           g.task AS t
     FROM pairs p WHERE p.generation_id = g.id LIMIT -1
 """
-# One pass over a sample's pairs: [pairs, mean score, kept, scored, gated, reviewed] (gated
-# pairs' old scores left out; reviewed: pairs a person accepted or rejected), as JSON so it is computed once
-# (the LIMIT -1 above stops SQLite from flattening, which would repeat the lookups per use).
+_FACT_COLUMNS = PairColumns(score="s", decision="d", gated="x", task="t")
+# One pass over a sample's pairs, by the verdict rules of store/verdicts.py: [pairs, mean
+# judged score, kept, judged, dropped, unjudged, dropped by a gate, reviewed, flagged], as JSON
+# so it is computed once (the LIMIT -1 above stops SQLite from flattening, which would repeat
+# the lookups per use).
 _STATS = f"""
-    (SELECT json_array(COUNT(*), AVG(CASE WHEN x THEN NULL ELSE s END),
-            COALESCE(SUM(d = 'accept' OR (d IS NULL AND NOT x AND s IS NOT NULL
-                                          AND s >= :threshold)), 0),
-            COUNT(CASE WHEN x THEN NULL ELSE s END), COALESCE(SUM(x), 0), COUNT(d))
-     FROM ({_PAIR_FACTS}))
+    (SELECT json_array(COUNT(*), AVG(CASE WHEN jd THEN s END),
+            COALESCE(SUM(v = '{KEPT}'), 0), COALESCE(SUM(jd), 0),
+            COALESCE(SUM(v = '{DROPPED}'), 0), COALESCE(SUM(v = '{UNJUDGED}'), 0),
+            COALESCE(SUM(b = '{BY_GATE}'), 0), COUNT(d), COALESCE(SUM(f), 0))
+     FROM (SELECT s, d, f, {verdict_sql(':threshold', _FACT_COLUMNS)} AS v,
+                  {dropped_by_sql(':threshold', _FACT_COLUMNS)} AS b,
+                  {judged_sql(_FACT_COLUMNS)} AS jd
+           FROM ({_PAIR_FACTS})))
 """
+# A sample is listed under a verdict when one of its pairs has it.
 _STATE_SQL: dict[str, str] = {
     "kept": "status = 'ok' AND json_extract(stats, '$[2]') > 0",
-    "dropped": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') > 0",
-    "unjudged": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0"
-                " AND json_extract(stats, '$[4]') < json_extract(stats, '$[0]')",
-    "gated": "status = 'ok' AND json_extract(stats, '$[2]') = 0 AND json_extract(stats, '$[3]') = 0"
-             " AND json_extract(stats, '$[4]') = json_extract(stats, '$[0]')",
+    "dropped": "status = 'ok' AND json_extract(stats, '$[4]') > 0",
+    "unjudged": "status = 'ok' AND json_extract(stats, '$[5]') > 0",
+    "gated": "status = 'ok' AND json_extract(stats, '$[6]') > 0",   # dropped by a gate
+    "flagged": "status = 'ok' AND json_extract(stats, '$[8]') > 0",
     "parse_failure": "status = 'parse_failure'",
     "evaluated": "evaluated",
-    "reviewed": "json_extract(stats, '$[5]') > 0",   # a person accepted or rejected a pair
+    "reviewed": "json_extract(stats, '$[7]') > 0",   # a person accepted or rejected a pair
 }
 
 
@@ -96,10 +105,13 @@ class SampleRow:
     pairs: int
     mean_score: float | None
     kept: int
-    scored: int
+    scored: int              # judged pairs (store/verdicts.py)
     evaluated: bool
-    gated: int = 0
+    gated: int = 0           # pairs dropped by a gate
     reviewed: int = 0        # pairs a person accepted or rejected
+    dropped: int = 0         # pairs dropped by a gate, the judge or a person
+    unjudged: int = 0
+    flagged: int = 0
 
     @property
     def key(self) -> tuple[int, str]:
@@ -108,14 +120,12 @@ class SampleRow:
 
     @property
     def state(self) -> str:
-        """parse_failure, kept, dropped, gated (every pair stopped by a gate) or unjudged."""
+        """parse_failure; else kept (a pair kept), dropped (pairs dropped, none kept), unjudged."""
         if self.status != "ok":
             return "parse_failure"
         if self.kept:
             return "kept"
-        if self.scored:
-            return "dropped"
-        return "gated" if self.pairs and self.gated == self.pairs else "unjudged"
+        return "dropped" if self.dropped else "unjudged"
 
 
 @dataclass(frozen=True)
@@ -144,6 +154,7 @@ class PairView:
     gate_rule: str | None = None                    # the gate that dropped it, if one did
     gate_reason: str = ""
     flags: tuple[tuple[str, str], ...] = ()         # (rule, reason) of gates that only flagged it
+    verdict: str = ""                               # kept | dropped | unjudged (store/verdicts.py)
 
 
 @dataclass(frozen=True)
@@ -284,10 +295,11 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
-    pairs, mean, kept, scored, gated, reviewed = json.loads(row["stats"])
+    pairs, mean, kept, judged, dropped, unjudged, gated, reviewed, flagged = json.loads(row["stats"])
     return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
                      row["prompt_version"], int(pairs), None if mean is None else float(mean),
-                     int(kept), int(scored), bool(row["evaluated"]), int(gated), int(reviewed))
+                     int(kept), int(judged), bool(row["evaluated"]), int(gated), int(reviewed),
+                     int(dropped), int(unjudged), int(flagged))
 
 
 def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:
@@ -337,19 +349,19 @@ def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[Pair
         "(SELECT json_array(question, answer) FROM reviews WHERE pair_id = p.id "
         " AND decision = 'edit' ORDER BY id DESC LIMIT 1), "
         "(SELECT json_group_array(json_array(rule, action, reason)) FROM pair_gates "
-        " WHERE pair_id = p.id) "
+        " WHERE pair_id = p.id), "
+        "(SELECT task FROM generations WHERE id = p.generation_id) "
         "FROM pairs p WHERE p.generation_id = ? ORDER BY p.idx", (generation_id,))
     views = []
-    for pair_id, idx, question, answer, score, reason, decision, edit, gates in rows:
+    for pair_id, idx, question, answer, score, reason, decision, edit, gates, task in rows:
         current = json.loads(edit) if edit else (question, answer)
-        verdicts = json.loads(gates or "[]")
-        drop = next(((rule, why) for rule, action, why in verdicts if action == "drop"), None)
-        flags = tuple((rule, why) for rule, action, why in verdicts if action != "drop")
-        kept = decision == "accept" or (decision is None and drop is None and score is not None
-                                        and score >= threshold)
+        gate_verdicts = json.loads(gates or "[]")
+        drop = next(((rule, why) for rule, action, why in gate_verdicts if action == "drop"), None)
+        flags = tuple((rule, why) for rule, action, why in gate_verdicts if action != "drop")
+        verdict = verdict_of(score, decision, drop is not None, task, threshold)
         views.append(PairView(pair_id, idx, current[0], current[1], question, answer, score,
-                              reason or "", decision, edit is not None, kept,
-                              drop[0] if drop else None, drop[1] if drop else "", flags))
+                              reason or "", decision, edit is not None, verdict == KEPT,
+                              drop[0] if drop else None, drop[1] if drop else "", flags, verdict))
     return tuple(views)
 
 

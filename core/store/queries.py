@@ -9,12 +9,10 @@ from typing import Iterator, Sequence
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.scene_queries import load_scene_parts
+from visinstruct.core.store.verdicts import BY_GATE, VerdictCounts, counts_sql, dropped_by_sql, kept_sql
 
-# A human accept wins; otherwise a pair needs a score at the threshold and no gate that dropped
-# it (a gated pair judged before [gates] changed keeps its score but not its place). Short
-# answers are the datasets' own answers: no judge scores them, they are kept unless rejected.
-KEPT_SQL = ("(decision = 'accept' OR (decision IS NULL AND gate_rule IS NULL "
-            "AND ((score IS NOT NULL AND score >= ?) OR task = 'short_answer')))")
+# Over `pair_state` rows, with the threshold as the one parameter (rules: store/verdicts.py).
+KEPT_SQL = kept_sql("?")
 
 
 # `p` (a pairs row) belongs to the current generation of its image and task.
@@ -81,15 +79,8 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "baseline_conversations": n("SELECT COUNT(*) FROM baseline_conversations"),
         "baseline_images": n("SELECT COUNT(DISTINCT image_id) FROM baseline_conversations"),
         "conversations": n("SELECT COUNT(*) FROM current_generations"),
-        "pairs": n("SELECT COUNT(*) FROM pair_state"),
-        "kept_pairs": n(f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (threshold,)),
-        "unjudged_pairs": n("SELECT COUNT(*) FROM pair_state WHERE score IS NULL "
-                            "AND gate_rule IS NULL AND task != 'short_answer'"),
+        **verdict_figures(verdict_counts(store, threshold)),
         "facts": n("SELECT COUNT(*) FROM facts"),
-        "dropped_pairs": n("SELECT COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
-                           "AND decision IS NOT 'accept'"),
-        "flagged_pairs": n("SELECT COUNT(DISTINCT x.pair_id) FROM pair_gates x "
-                           f"JOIN pairs p ON p.id = x.pair_id WHERE x.action = 'flag' AND {_CURRENT}"),
         "calls": n("SELECT COUNT(*) FROM llm_calls"),
         "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
         "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
@@ -100,14 +91,36 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
     }
 
 
+def verdict_counts(store: Store, threshold: float) -> VerdictCounts:
+    """The current pairs by verdict (store/verdicts.py), in one pass."""
+    row = store.query(counts_sql(":threshold"), {"threshold": threshold})[0]
+    return VerdictCounts(*(int(value or 0) for value in row))
+
+
+def verdict_figures(counts: VerdictCounts) -> dict[str, int]:
+    """The verdict counts under their `status --json` names (the one vocabulary)."""
+    return {
+        "pairs": counts.pairs,
+        "judged_pairs": counts.judged,
+        "kept_pairs": counts.kept,
+        "dropped_pairs": counts.dropped,
+        "unjudged_pairs": counts.unjudged,
+        "gated_pairs": counts.dropped_by_gate,          # dropped by a quality gate
+        "below_threshold_pairs": counts.dropped_by_judge,  # dropped by the judge's score
+        "rejected_pairs": counts.dropped_by_human,      # dropped by a person in review
+        "flagged_pairs": counts.flagged,
+    }
+
+
 def gate_counts(store: Store) -> dict[str, dict[str, int]]:
     """Pairs of the current data per gate rule: {"dropped": {rule: n}, "flagged": {rule: n}}.
 
-    A dropped pair a human restored (accepted) is not counted as dropped.
+    "dropped" counts the pairs whose verdict is dropped by that gate (a human's decision on a
+    gated pair, either way, takes it out of the gate's count).
     """
     dropped = {row[0]: int(row[1]) for row in store.query(
-        "SELECT gate_rule, COUNT(*) FROM pair_state WHERE gate_rule IS NOT NULL "
-        "AND decision IS NOT 'accept' GROUP BY gate_rule ORDER BY gate_rule")}
+        f"SELECT gate_rule, COUNT(*) FROM pair_state WHERE {dropped_by_sql('0')} = '{BY_GATE}' "
+        "GROUP BY gate_rule ORDER BY gate_rule")}
     flagged = {row[0]: int(row[1]) for row in store.query(
         "SELECT x.rule, COUNT(DISTINCT x.pair_id) FROM pair_gates x JOIN pairs p ON p.id = x.pair_id "
         f"WHERE x.action = 'flag' AND {_CURRENT} GROUP BY x.rule ORDER BY x.rule")}

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
 from visinstruct.core.store import schema_sql
+from visinstruct.core.store.verdicts import (STORED_THRESHOLD, PairColumns, dropped_by_sql,
+                                             judged_sql, verdict_sql)
 
 if TYPE_CHECKING:
     from sqlite_utils import Database
@@ -155,8 +157,7 @@ def _initial(db: Database) -> None:
 
 def _browsable(db: Database) -> None:
     """Views a Datasette or `sqlite-utils` user reads first, and full-text search over pairs."""
-    # As KEPT_SQL: accepted, or not gated and scored at least the last run's threshold
-    # (meta.judge_threshold, else 7).
+    # The kept_pairs of its day; migration 11 rebuilds it from store/verdicts.py's rules.
     db.create_view("kept_pairs", """
         SELECT s.* FROM pair_state s
         WHERE s.decision = 'accept' OR (s.decision IS NULL AND s.gate_rule IS NULL
@@ -182,6 +183,22 @@ def _browsable(db: Database) -> None:
                "(SELECT COALESCE(MAX(id), 0) FROM pairs))")
 
 
+VIEW_COLUMNS = PairColumns("s.score", "s.decision", "s.gate_rule IS NOT NULL", "s.task")
+
+
+def _verdict_views(db: Database) -> None:
+    """Every pair's verdict by the rules of `verdicts`, counted at the last run's threshold."""
+    db.execute("DROP VIEW IF EXISTS kept_pairs")
+    db.create_view("pair_verdicts", f"""
+        SELECT s.*, {verdict_sql(STORED_THRESHOLD, VIEW_COLUMNS)} AS verdict,
+               {dropped_by_sql(STORED_THRESHOLD, VIEW_COLUMNS)} AS dropped_by,
+               {judged_sql(VIEW_COLUMNS)} AS judged,
+               EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = s.pair_id
+                       AND x.action = 'flag') AS flagged
+        FROM pair_state s""")
+    db.create_view("kept_pairs", "SELECT * FROM pair_verdicts WHERE verdict = 'kept'")
+
+
 # Append only (see the module docstring). Entries: (number, title, function or SQL script).
 MIGRATIONS: tuple[Migration, ...] = (
     (1, "initial schema", _initial),
@@ -198,6 +215,8 @@ MIGRATIONS: tuple[Migration, ...] = (
      schema_sql.BLIND_REVIEWS),
     (10, "the call tally counts finished calls only (in flight: from the status index)",
      schema_sql.FINISHED_CALL_TALLY),
+    (11, "view pair_verdicts (kept, dropped by whom, unjudged, judged, flagged); kept_pairs "
+         "from it, short-answer records included", _verdict_views),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

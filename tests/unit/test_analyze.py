@@ -219,7 +219,7 @@ def test_grounding_chair_rates(figures: Figures) -> None:
 def test_judge_scores_and_versions(figures: Figures) -> None:
     judge = figures.judge
     assert judge.histogram == {"1": 0, "2": 0, "3": 0, "4": 0, "5": 1, "6": 1, "7": 2, "8": 1,
-                               "9": 1, "10": 1, "unjudged": 1}
+                               "9": 1, "10": 1, "unjudged": 1, "gated": 0}
     assert (judge.pairs, judge.judged, judge.kept) == (8, 7, 5)
     assert judge.keep_rate == 5 / 8 and judge.mean_score == 7.5
     assert (judge.accepted_by_review, judge.rejected_by_review) == (1, 1)

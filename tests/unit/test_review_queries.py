@@ -93,16 +93,24 @@ def test_row_figures_match_the_stored_judgements(store: Store) -> None:
     assert row.kept == sum(s >= THRESHOLD for s in scores)
 
 
+# A sample is listed under a verdict when one of its pairs has that verdict.
+_HAS = {"kept": lambda r: r.kept > 0, "dropped": lambda r: r.dropped > 0,
+        "unjudged": lambda r: r.unjudged > 0, "gated": lambda r: r.gated > 0,
+        "flagged": lambda r: r.flagged > 0, "evaluated": lambda r: r.evaluated,
+        "parse_failure": lambda r: r.state == "parse_failure"}
+
+
 @pytest.mark.parametrize("state", [s for s in STATES if s != "reviewed"])
 def test_state_filter_returns_exactly_the_samples_in_that_state(store: Store, state: str) -> None:
-    if state == "gated":
-        # A quality gate stopped every pair of one sample (its old scores no longer count).
+    if state in ("gated", "flagged"):
+        # A quality gate stopped (or flagged) every pair of one sample.
         store.write_sync(lambda c: c.execute(
             "INSERT INTO pair_gates (pair_id, rule, action, reason) SELECT id, 'placeholder', "
-            "'drop', 'test' FROM pairs WHERE generation_id = (SELECT MIN(id) FROM generations "
-            "WHERE status = 'ok')"))
+            f"'{'drop' if state == 'gated' else 'flag'}', 'test' FROM pairs "
+            "WHERE generation_id = (SELECT MIN(id) FROM generations WHERE status = 'ok')"))
     everything = all_rows(store, SampleFilter())
-    wanted = [r for r in everything if (r.evaluated if state == "evaluated" else r.state == state)]
+    wanted = [r for r in everything if r.status == "ok" or state in ("parse_failure", "evaluated")]
+    wanted = [r for r in wanted if _HAS[state](r)]
 
     filtered = all_rows(store, SampleFilter(state=state), limit=7)
 

@@ -12,11 +12,13 @@ from visinstruct.core.records import TASKS
 from visinstruct.core.review.samples import STATES, SampleFilter
 from visinstruct.core.text.gates import RULES
 
+# Each shows the samples with at least one pair of that verdict (core/store/verdicts.py).
 STATE_LABELS = {
     "kept": "kept",
     "dropped": "dropped",
     "unjudged": "unjudged",
-    "gated": "all gated",
+    "gated": "dropped by a gate",
+    "flagged": "flagged",
     "parse_failure": "parse failure",
     "evaluated": "evaluated",
     "reviewed": "reviewed by you",
