@@ -25,7 +25,8 @@ class EchoBackend:
         self.name = f"echo:{name}"
         self.endpoints = endpoints
 
-    def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
+    def complete(self, request: CompletionRequest,
+                 endpoint: str | None = None) -> CompletionResponse:
         """Answer one request; the reply depends only on the request, so runs repeat exactly."""
         if not request.messages:
             raise BackendError("echo: a request with no messages", kind=BackendError.PERMANENT,
@@ -49,9 +50,8 @@ class EchoBackend:
             text = f"{7 + seed % 3} {6 + (seed >> 2) % 3}\nBoth answers restate the context."
         else:
             text = sentences[-1]
-        return CompletionResponse(text=text, tokens_in=sum(len(m.content) for m in
-                                                           request.messages) // 4,
-                                  tokens_out=max(1, len(text) // 4),
+        tokens_in = sum(len(message.content) for message in request.messages) // 4
+        return CompletionResponse(text=text, tokens_in=tokens_in, tokens_out=max(1, len(text) // 4),
                                   endpoint=endpoint or self.endpoints[0], raw=text)
 
     def close(self) -> None:
