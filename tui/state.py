@@ -255,7 +255,7 @@ class RunState:
             bucket = 0 if score is None else max(0, min(10, round(score)))
             self.score_buckets[bucket] = self.score_buckets.get(bucket, 0) + 1
             self._live_buckets[bucket] = self._live_buckets.get(bucket, 0) + 1
-        self.judged_pairs += len(event.scores)
+        self.judged_pairs += sum(score is not None for score in event.scores)
         self.kept_pairs += event.kept
         self._live_kept += event.kept
         self.threshold = event.threshold
@@ -284,7 +284,8 @@ class RunState:
             self.score_buckets = dict(scores.buckets)
             for bucket, count in self._live_buckets.items():
                 self.score_buckets[bucket] = self.score_buckets.get(bucket, 0) + count
-            self.judged_pairs = scores.judged + sum(self._live_buckets.values())
+            self.judged_pairs = scores.judged + sum(
+                n for bucket, n in self._live_buckets.items() if bucket > 0)
             self.kept_pairs = scores.kept + self._live_kept
         else:
             for bucket, count in scores.buckets.items():

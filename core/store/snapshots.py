@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from visinstruct.core.config import Config
-from visinstruct.core.events import BatchJobUpdated, EndpointFigures, percentile
+from visinstruct.core.events import BatchJobUpdated, CallIdentity, EndpointFigures, percentile
 from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
+from visinstruct.core.store.verdicts import judged_sql, kept_sql, verdict_sql
 from visinstruct.core.store.database import Store
 # Re-exported: the monitor's readers reach every count from here.
-from visinstruct.core.store.run_tallies import LedgerTally, UnitTally, has_tallies
+from visinstruct.core.store.run_tallies import LedgerTally, UnitTally
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
 _LATENCY_WINDOW = 500
@@ -38,16 +39,9 @@ class RunProgress:
 
 
 @dataclass(frozen=True)
-class InFlightCall:
+class InFlightCall(CallIdentity):
     """A call sent and not yet answered: one worker lane."""
 
-    call_id: int
-    stage: str
-    image_id: int
-    task: str
-    model: str
-    endpoint: str
-    attempt: int
     started_at: float
 
 
@@ -76,6 +70,7 @@ class JudgedSample:
     task: str
     scores: tuple[float | None, ...]
     question: str = ""
+    kept: int | None = None      # by store/verdicts.py's rules when read from the store
 
 
 @dataclass(frozen=True)
@@ -89,7 +84,8 @@ class ScoreCounts:
 
     @property
     def judged(self) -> int:
-        return sum(self.buckets.values())
+        """Pairs with a readable score (bucket 0, unreadable, is not judged)."""
+        return sum(n for bucket, n in self.buckets.items() if bucket > 0)
 
 
 @dataclass(frozen=True)
@@ -215,9 +211,16 @@ def latest_samples(store: Store, limit: int = 20) -> list[JudgedSample]:
         scores.setdefault(int(gid), {})[int(idx)] = score
     ids = [g for g in recent if g in heads][:limit]
     questions = first_questions(store, ids)
+    threshold = threshold_of(store, 7.0)
+    marks = ",".join("?" * len(ids))
+    kept = {int(r[0]): int(r[1]) for r in store.query(
+        f"SELECT generation_id, SUM({kept_sql(':threshold')}) FROM pair_state "
+        f"WHERE generation_id IN ({','.join(f':g{n}' for n in range(len(ids)))}) "
+        "GROUP BY generation_id",
+        {"threshold": threshold, **{f"g{n}": g for n, g in enumerate(ids)}})} if ids else {}
     return [JudgedSample(g, heads[g][0], heads[g][1],
                          tuple(v for _, v in sorted(scores.get(g, {}).items())),
-                         questions.get(g, ""))
+                         questions.get(g, ""), kept.get(g, 0))
             for g in ids]
 
 
@@ -230,18 +233,12 @@ def score_counts(store: Store, threshold: float, after_id: int = 0,
     """Judge scores of run conversations (rounded to whole buckets) in judgements after `after_id`
     and up to `upto_id` (default: the latest)."""
     last = last_judgement_id(store) if upto_id is None else upto_id
+    if after_id == 0 and upto_id is None:
+        return current_scores(store, threshold, last)
     if last <= after_id:
         return ScoreCounts(after_id, threshold=threshold)
     buckets: Counter[int] = Counter()
     kept = 0
-    if after_id == 0 and upto_id is None and has_tallies(store):
-        # Every judgement so far: the tally the triggers keep, not a scan of the judgements.
-        for score, count in store.query("SELECT score, n FROM score_tally WHERE n > 0"):
-            readable = score >= 0
-            bucket = max(0, min(10, int(round(score)))) if readable else 0
-            buckets[bucket] += int(count)
-            kept += int(count) if readable and score >= threshold else 0
-        return ScoreCounts(last, dict(buckets), kept, threshold)
     for bucket, count, kept_here in store.query(
             "SELECT CAST(ROUND(COALESCE(j.score, 0)) AS INTEGER), COUNT(*), "
             "SUM(j.score IS NOT NULL AND j.score >= ?) FROM judgements j "
@@ -251,6 +248,25 @@ def score_counts(store: Store, threshold: float, after_id: int = 0,
         buckets[max(0, min(10, int(bucket)))] += int(count)
         kept += int(kept_here or 0)
     return ScoreCounts(last, dict(buckets), kept, threshold)
+
+
+def current_scores(store: Store, threshold: float, last_id: int) -> ScoreCounts:
+    """The current pairs' scores and kept count, by the verdict rules every door uses.
+
+    Judged pairs go in buckets 1-10 by score, pairs with no readable score in bucket 0
+    (gated and short-answer pairs in none); kept counts human accepts and short answers too.
+    """
+    buckets: Counter[int] = Counter()
+    kept = 0
+    # One pass: bucket -1 holds pairs with no score that counts (gated, short answers).
+    for bucket, count, kept_here in store.query(
+            f"SELECT CASE WHEN {judged_sql()} THEN MAX(1, MIN(10, CAST(ROUND(score) AS INTEGER))) "
+            f"WHEN {verdict_sql(':threshold')} = 'unjudged' THEN 0 ELSE -1 END, COUNT(*), "
+            f"SUM({kept_sql(':threshold')}) FROM pair_state GROUP BY 1", {"threshold": threshold}):
+        if bucket >= 0:
+            buckets[int(bucket)] += int(count)
+        kept += int(kept_here or 0)
+    return ScoreCounts(last_id, dict(buckets), kept, threshold)
 
 
 def run_cost(store: Store, threshold: float) -> CostReport:
@@ -270,6 +286,7 @@ class StoreReader:
         self._units: UnitTally | None = None
         self._judgements_read = 0
         self._kept_total = 0
+        self._decisions_seen: tuple[int, int] | None = None  # newest review and gate verdict
 
     def snapshot(self, *, with_cost: bool = True, samples: int = 20,
                  errors: int = 50) -> StoreSnapshot:
@@ -292,8 +309,12 @@ class StoreReader:
                                    min(total, done) if total else done, failed, model, message,
                                    int(pid) if pid else None)
             endpoints = endpoint_stats(store, self._ledger, priced)
-        full = self._judgements_read == 0
-        scores = score_counts(store, threshold, self._judgements_read)
+        # A review decision or a new gate verdict can change any pair's verdict: count afresh.
+        decisions = tuple(int(v or 0) for v in store.reader().execute(
+            "SELECT (SELECT MAX(id) FROM reviews), (SELECT MAX(id) FROM pair_gates)").fetchone())
+        full = self._judgements_read == 0 or decisions != self._decisions_seen
+        self._decisions_seen = (decisions[0], decisions[1])
+        scores = score_counts(store, threshold, 0 if full else self._judgements_read)
         self._judgements_read = scores.last_id
         self._kept_total = scores.kept if full else self._kept_total + scores.kept
         return StoreSnapshot(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
+from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.core.store.snapshots import JudgedSample
 from visinstruct.tui.messages import SampleChosen
 from visinstruct.tui.state import RunState
@@ -49,7 +50,8 @@ class LatestSamples(DataTable[Text | str]):
             if key in self._samples:
                 continue
             self._samples[key] = sample
-            kept = sum(1 for s in sample.scores if s is not None and s >= state.threshold)
+            kept = sample.kept if sample.kept is not None else sum(
+                is_kept_score(s, state.threshold) for s in sample.scores)
             self.add_row(str(sample.image_id), sample.task, scores_text(sample, state.threshold),
                          f"{kept}/{len(sample.scores)}", shorten(sample.question, 100), key=key)
         if selected in self._samples:
