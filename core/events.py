@@ -38,7 +38,12 @@ class RunStarted(Event):
 
 
 @dataclass(frozen=True)
-class CallStarted(Event):
+class CallIdentity:
+    """Which call attempt: its ledger row, the work it does, and where and how often it went.
+
+    Call events and the monitor's in-flight lanes carry these fields first, in this order.
+    """
+
     call_id: int
     stage: str
     image_id: int
@@ -49,14 +54,14 @@ class CallStarted(Event):
 
 
 @dataclass(frozen=True)
-class CallFinished(Event):
-    call_id: int
-    stage: str
-    image_id: int
-    task: str
-    model: str
-    endpoint: str
-    attempt: int
+class CallStarted(CallIdentity, Event):
+    """A call's `in_flight` row was committed; its request is going out."""
+
+
+@dataclass(frozen=True)
+class CallFinished(CallIdentity, Event):
+    """A call attempt's row was finished, as ok or as an error."""
+
     status: str          # ok | error
     latency_ms: float
     tokens_in: int

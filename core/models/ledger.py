@@ -157,12 +157,17 @@ class CallListener:
                 ledger.error_event(info, call, endpoint, attempt, error, latency_ms)))
 
 
-def abandon_in_flight(store: Store) -> int:
-    """Mark calls that never finished (a crash or kill) as abandoned; their work is sent again."""
+def abandon_in_flight(store: Store, stages: tuple[str, ...] = ()) -> int:
+    """Mark calls that never finished (a crash or kill) as abandoned; their work is sent again.
+
+    With `stages`, only those stages' calls: evaluate leaves a stopped run's calls to its resume.
+    """
+    where = f" AND stage IN ({','.join('?' * len(stages))})" if stages else ""
+
     def work(conn: sqlite3.Connection) -> int:
         cursor = conn.execute(
-            "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight'",
-            (now(),))
+            f"UPDATE llm_calls SET status = 'abandoned', finished_at = ? "
+            f"WHERE status = 'in_flight'{where}", (now(), *stages))
         return cursor.rowcount
     result: int = store.write_sync(work)
     return result
