@@ -2,6 +2,6 @@
 
 import sys
 
-from visinstruct.core.cli.main import main
+from visinstruct.entry import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""`python -m visinstruct.core.cli`: the same as the `visinstruct` command."""
+"""`python -m visinstruct.core.cli`: the headless commands (the app opens from `visinstruct`)."""
 
 import sys
 

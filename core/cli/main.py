@@ -294,19 +294,17 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
-    import importlib
-
     if args.db is None and args.config is None and not args.overrides:
         store = Path("visinstruct.db")
         if not store.exists():
             _say(f"visinstruct: no --db or --config given: using {store.resolve()} "
                  "(created now; pass --db to use another store)")
-    # Named by string: the app sits above core, and core never imports it (import-linter).
-    try:
-        tui_main = importlib.import_module("visinstruct.tui.app").main
-    except ImportError as exc:
-        raise InputError(f"the app cannot start: {exc}") from exc
-    return int(tui_main(args) or 0)
+    # The app sits above core, which never imports it: the entry point above both hands it in.
+    open_app: AppOpener | None = getattr(args, "open_app", None)
+    if open_app is None:
+        raise InputError("the app opens from the `visinstruct` command (or `python -m "
+                         "visinstruct`); this entry point runs the headless commands only")
+    return int(open_app(args) or 0)
 
 
 def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
@@ -332,14 +330,18 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script; returns the exit code."""
+AppOpener = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None, *, open_app: AppOpener | None = None) -> int:
+    """Run one command; the exit code. `open_app` starts the app (from `visinstruct.entry`)."""
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv)
     # Bare `visinstruct` is the app, with or without the app's flags (`visinstruct --db X`).
     if not words or (words[0].startswith("-") and words[0] not in ("-h", "--help", "--version")):
         words = ["tui", *words]
     args = parser.parse_args(words)
+    args.open_app = open_app
     command = args.command
     try:
         return int(COMMANDS[command](args))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+
+import pytest
 import re
 import tomllib
 from importlib.metadata import packages_distributions
@@ -69,3 +71,25 @@ def test_setup_finds_every_subpackage_of_the_source_tree() -> None:
         and not any(part.startswith(".") for part in folder.relative_to(ROOT).parts)
     ]
     assert without_init == [], "folders setup.py's find_packages would leave out of the wheel"
+
+
+def test_the_entry_point_above_core_and_the_app_opens_the_app(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import argparse
+
+    import visinstruct.tui.app
+    from visinstruct import entry
+
+    opened: list[argparse.Namespace] = []
+    monkeypatch.setattr(visinstruct.tui.app, "main", lambda args: opened.append(args) or 0)
+    assert entry.main(["--db", str(tmp_path / "s.db")]) == 0
+    assert entry.main(["run", "--db", str(tmp_path / "s.db")]) == 0  # run without --headless
+    assert [a.command for a in opened] == ["tui", "run"]
+
+
+def test_core_names_the_app_nowhere_not_even_as_a_string() -> None:
+    naming = [path.relative_to(ROOT).as_posix()
+              for folder in ("core", "dataset") for path in (ROOT / folder).rglob("*.py")
+              if "visinstruct.tui" in path.read_text(encoding="utf-8")]
+    assert naming == []
