@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING
 
 from visinstruct.core.config import SourceConfig
 from visinstruct.core.records import Fact
+from visinstruct.core.store.inserter import BatchedInserter, Progress
 
 if TYPE_CHECKING:
     from visinstruct.dataset.gqa import GqaScene
 
-Progress = Callable[[str, int], None]
-_BATCH = 2000
 # A GQA image's row id in the store; its own (string) id is kept in images.source_id.
 # COCO ids stay the row ids of COCO images and are all far below this.
 GQA_ID_BASE = 1_000_000_000
@@ -72,42 +71,29 @@ def index_gqa_scenes(conn: sqlite3.Connection, scenes: Iterable[GqaScene], only:
     known = {row[0] for row in conn.execute("SELECT source_id FROM images WHERE source = 'gqa'")}
     next_id = max(GQA_ID_BASE, int(conn.execute(
         "SELECT COALESCE(MAX(id), 0) FROM images").fetchone()[0])) + 1
-    images: list[tuple[object, ...]] = []
-    objects: list[tuple[object, ...]] = []
-    relations: list[tuple[int, int, str, int]] = []
-
-    def flush() -> None:
-        conn.executemany("INSERT INTO images (id, file_name, width, height, split, source, "
-                         "source_id, location, weather) VALUES (?, ?, ?, ?, ?, 'gqa', ?, ?, ?)",
-                         images)
-        conn.executemany("INSERT INTO objects (image_id, idx, object_key, name, x1, y1, x2, y2, "
-                         "attributes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", objects)
-        conn.executemany("INSERT INTO relations (image_id, subject_idx, name, object_idx) "
-                         "VALUES (?, ?, ?, ?)", relations)
-        if progress and images:
-            progress("gqa images", len(images))
-        images.clear()
-        objects.clear()
-        relations.clear()
-
-    for scene in scenes:
-        if (only is not None and scene.image_id not in only) or scene.image_id in known:
-            summary["gqa_skipped"] += 1
-            continue
-        known.add(scene.image_id)
-        image_id = next_id
-        next_id += 1
-        images.append((image_id, f"{scene.image_id}.jpg", scene.width, scene.height, split,
-                       scene.image_id, scene.location, scene.weather))
-        objects.extend((image_id, n, o.key, o.name, *o.bbox, json.dumps(list(o.attributes)))
-                       for n, o in enumerate(scene.objects))
-        relations.extend((image_id, r.subject, r.name, r.object) for r in scene.relations)
-        summary["gqa_images"] += 1
-        summary["objects"] += len(scene.objects)
-        summary["relations"] += len(scene.relations)
-        if len(images) >= _BATCH:
-            flush()
-    flush()
+    with BatchedInserter(conn, "gqa images", (
+            "INSERT INTO images (id, file_name, width, height, split, source, source_id, "
+            "location, weather) VALUES (?, ?, ?, ?, ?, 'gqa', ?, ?, ?)",
+            "INSERT INTO objects (image_id, idx, object_key, name, x1, y1, x2, y2, attributes) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO relations (image_id, subject_idx, name, object_idx) VALUES (?, ?, ?, ?)"),
+            progress=progress) as inserter:
+        for scene in scenes:
+            if (only is not None and scene.image_id not in only) or scene.image_id in known:
+                summary["gqa_skipped"] += 1
+                continue
+            known.add(scene.image_id)
+            image_id = next_id
+            next_id += 1
+            inserter.add(
+                (image_id, f"{scene.image_id}.jpg", scene.width, scene.height, split,
+                 scene.image_id, scene.location, scene.weather),
+                [(image_id, n, o.key, o.name, *o.bbox, json.dumps(list(o.attributes)))
+                 for n, o in enumerate(scene.objects)],
+                [(image_id, r.subject, r.name, r.object) for r in scene.relations])
+            summary["gqa_images"] += 1
+            summary["objects"] += len(scene.objects)
+            summary["relations"] += len(scene.relations)
 
 
 def gqa_ids(conn: sqlite3.Connection) -> dict[str, int]:
@@ -126,22 +112,13 @@ def index_facts(conn: sqlite3.Connection, source: str, facts: Iterable[Fact],
     """Replace `source`'s facts with those whose image is in the store, in file order."""
     # The file is the truth for its facts: indexing it again replaces them.
     conn.execute("DELETE FROM facts WHERE source = ?", (source,))
-    rows: list[tuple[int, str, str, str, str]] = []
-
-    def flush() -> None:
-        conn.executemany("INSERT INTO facts (image_id, source, question_id, question, answer) "
-                         "VALUES (?, ?, ?, ?, ?)", rows)
-        if progress and rows:
-            progress(f"{source} facts", len(rows))
-        rows.clear()
-
-    for fact in facts:
-        image_id = row_id(fact)
-        if image_id is None:
-            summary[f"{source}_facts_skipped"] += 1
-            continue
-        rows.append((image_id, source, fact.question_id, fact.question, fact.answer))
-        summary[f"{source}_facts"] += 1
-        if len(rows) >= _BATCH:
-            flush()
-    flush()
+    with BatchedInserter(conn, f"{source} facts", (
+            "INSERT INTO facts (image_id, source, question_id, question, answer) "
+            "VALUES (?, ?, ?, ?, ?)",), progress=progress) as inserter:
+        for fact in facts:
+            image_id = row_id(fact)
+            if image_id is None:
+                summary[f"{source}_facts_skipped"] += 1
+                continue
+            inserter.add((image_id, source, fact.question_id, fact.question, fact.answer))
+            summary[f"{source}_facts"] += 1

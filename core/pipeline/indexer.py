@@ -6,18 +6,16 @@ import collections
 import hashlib
 import json
 import sqlite3
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
 
 from visinstruct.core.config import Config, SourceConfig
-from visinstruct.core.records import BaselineConversation, Image
 from visinstruct.core.pipeline.index_scenes import FACT_SOURCE_KEYS, index_fact_sources
-from visinstruct.core.store.database import Store
+from visinstruct.core.records import BaselineConversation, Image
 from visinstruct.core.sanitize.clean import clean_pair_text
-
-Progress = Callable[[str, int], None]
-_BATCH = 2000
+from visinstruct.core.store.database import Store
+from visinstruct.core.store.inserter import BatchedInserter, Progress
 
 
 @dataclass(frozen=True)
@@ -49,7 +47,8 @@ def source_fingerprint(source: SourceConfig) -> str:
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
-def index_sources(store: Store, source: SourceConfig, progress: Progress | None = None) -> IndexSummary:
+def index_sources(store: Store, source: SourceConfig,
+                  progress: Progress | None = None) -> IndexSummary:
     """Read the sources and write them in one transaction: a bad file leaves the store as it was."""
     def work(conn: sqlite3.Connection) -> IndexSummary:
         counts: collections.Counter[str] = collections.Counter()
@@ -99,69 +98,38 @@ def _index_baseline(conn: sqlite3.Connection, records: Iterable[BaselineConversa
                     baseline_ids: set[int], progress: Progress | None) -> int:
     # The baseline file is the truth for the baseline: indexing it again replaces it.
     conn.execute("DELETE FROM baseline_conversations")
-    rows: list[tuple[int, str, str, str]] = []
-    added = 0
-    for record in records:
-        baseline_ids.add(record.image_id)
-        pairs = json.dumps([[p.question, p.answer] for p in record.pairs], ensure_ascii=False)
-        rows.append((record.image_id, record.task, record.record_id, pairs))
-        if len(rows) >= _BATCH:
-            added += _flush_baseline(conn, rows, progress)
-    added += _flush_baseline(conn, rows, progress)
-    return added
-
-
-def _flush_baseline(conn: sqlite3.Connection, rows: list[tuple[int, str, str, str]],
-                    progress: Progress | None) -> int:
-    n = len(rows)
-    if rows:
-        conn.executemany(
+    with BatchedInserter(conn, "baseline", (
             "INSERT INTO baseline_conversations (image_id, task, record_id, pairs) "
-            "VALUES (?, ?, ?, ?)", rows)
-        rows.clear()
-        if progress:
-            progress("baseline", n)
-    return n
+            "VALUES (?, ?, ?, ?)",), progress=progress) as inserter:
+        for record in records:
+            baseline_ids.add(record.image_id)
+            pairs = json.dumps([[p.question, p.answer] for p in record.pairs], ensure_ascii=False)
+            inserter.add((record.image_id, record.task, record.record_id, pairs))
+    return inserter.written
 
 
 def _index_images(conn: sqlite3.Connection, images: Iterable[Image], only: set[int] | None,
                   existing: set[int], summary: dict[str, int], progress: Progress | None) -> None:
-    image_rows: list[tuple[int, str, int, int, str]] = []
-    caption_rows: list[tuple[int, int, str]] = []
-    box_rows: list[tuple[int, int, str, float, float, float, float, int]] = []
-
-    def flush() -> None:
-        conn.executemany("INSERT INTO images (id, file_name, width, height, split) "
-                         "VALUES (?, ?, ?, ?, ?)", image_rows)
-        conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
-                         caption_rows)
-        conn.executemany("INSERT INTO boxes (image_id, idx, category, x1, y1, x2, y2, crowd) "
-                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", box_rows)
-        if progress and image_rows:
-            progress("images", len(image_rows))
-        image_rows.clear()
-        caption_rows.clear()
-        box_rows.clear()
-
-    for image in images:
-        if (only is not None and image.image_id not in only) or image.image_id in existing:
-            summary["skipped"] += 1
-            continue
-        existing.add(image.image_id)
-        image_rows.append((image.image_id, image.file_name, image.width, image.height, image.split))
-        # Captions are data: stored as valid Unicode, without `<image>` or control characters.
-        caption_rows.extend((image.image_id, i, clean_pair_text(text))
-                            for i, text in enumerate(image.captions))
-        box_rows.extend(
-            (image.image_id, i, box.category, *box.bbox, int(box.crowd))
-            for i, box in enumerate(image.boxes)
-        )
-        summary["images"] += 1
-        summary["captions"] += len(image.captions)
-        summary["boxes"] += len(image.boxes)
-        if len(image_rows) >= _BATCH:
-            flush()
-    flush()
+    with BatchedInserter(conn, "images", (
+            "INSERT INTO images (id, file_name, width, height, split) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
+            "INSERT INTO boxes (image_id, idx, category, x1, y1, x2, y2, crowd) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), progress=progress) as inserter:
+        for image in images:
+            if (only is not None and image.image_id not in only) or image.image_id in existing:
+                summary["skipped"] += 1
+                continue
+            existing.add(image.image_id)
+            inserter.add(
+                (image.image_id, image.file_name, image.width, image.height, image.split),
+                # Captions are data: valid Unicode, without `<image>` or control characters.
+                [(image.image_id, i, clean_pair_text(text))
+                 for i, text in enumerate(image.captions)],
+                [(image.image_id, i, box.category, *box.bbox, int(box.crowd))
+                 for i, box in enumerate(image.boxes)])
+            summary["images"] += 1
+            summary["captions"] += len(image.captions)
+            summary["boxes"] += len(image.boxes)
 
 
 def ensure_indexed(config: Config, store: Store) -> None:
