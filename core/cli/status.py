@@ -11,6 +11,7 @@ from visinstruct.core.store.cost import cost_report, stored_config
 from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.scene_queries import images_by_source
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.writer_lock import holder_pid
 
 
 def status_report(store: Store, threshold: float) -> dict[str, Any]:
@@ -29,8 +30,12 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     last = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
+    status = None if last is None else last[1]
+    if status == "running" and holder_pid(store.path) is None:
+        # Its row says running, but no process holds the writer lock: it was killed.
+        status = "interrupted"
     report["last_run"] = None if last is None else {
-        "id": last[0], "status": last[1], "started_at": last[2], "finished_at": last[3],
+        "id": last[0], "status": status, "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
     # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
     # figure is null.

@@ -47,6 +47,12 @@ def run_cli(config: Path, *extra: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=REPO)
 
 
+def last_run_status(db: Path) -> str:
+    shown = subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "status", "--json",
+                            "--db", str(db)], capture_output=True, text=True, cwd=REPO, check=True)
+    return str(json.loads(shown.stdout)["last_run"]["status"])
+
+
 def ok_calls(db: Path) -> int:
     try:
         with sqlite3.connect(db) as conn:
@@ -78,8 +84,14 @@ def test_sigkill_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
         assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
         assert time.monotonic() < deadline, "the run made no progress"
         time.sleep(0.05)
+    assert last_run_status(db) == "running"  # its process holds the writer lock
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    # The row still says running; the lock died with the process, and status says so.
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("SELECT status FROM runs").fetchone()[0] == "running"
+    conn.close()
+    assert last_run_status(db) == "interrupted"
 
     with sqlite3.connect(db) as conn:
         finished_before = {row[0] for row in conn.execute(
