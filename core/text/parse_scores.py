@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.text.model_text import clean_model_text, json_values
 from visinstruct.core.records import Judgement, Verdict
 
@@ -72,8 +73,12 @@ def parse_judgement(text: str, n_pairs: int) -> tuple[Judgement, ...]:
         scores = reader(cleaned, n_pairs)
         if any(score is not None for score, _ in scores.values()):
             break
+    # Reasons are stored and shown: cleaned as answers are (a "\ud800" escape in the model's
+    # JSON decodes to a lone surrogate, which SQLite cannot encode; ESC, NUL, <image>).
     return tuple(
-        Judgement(index, *scores.get(index, (None, ""))) for index in range(1, max(n_pairs, 0) + 1)
+        Judgement(index, score, clean_pair_text(reason))
+        for index in range(1, max(n_pairs, 0) + 1)
+        for score, reason in (scores.get(index, (None, "")),)
     )
 
 
@@ -242,9 +247,9 @@ def parse_verdict(text: str) -> Verdict:
         if found is not None:
             first, second, rationale = found
             if _in_range(first) is None or _in_range(second) is None:
-                return Verdict(None, None, cleaned)
-            return Verdict(float(first), float(second), rationale)
-    return Verdict(None, None, cleaned)
+                return Verdict(None, None, clean_pair_text(cleaned))
+            return Verdict(float(first), float(second), clean_pair_text(rationale))
+    return Verdict(None, None, clean_pair_text(cleaned))
 
 
 _Found = tuple[float, float, str] | None

@@ -178,3 +178,20 @@ def test_score_parsers_never_raise_under_hypothesis() -> None:
         assert verdict.parsed == (verdict.first is not None)
 
     check()
+
+
+def test_reasons_and_rationales_are_stored_clean() -> None:
+    """A lone surrogate escape, ESC, NUL or <image> in a reason never reaches the store raw."""
+    reply = json.dumps({"scores": [{"index": 1, "score": 8,
+                                    "reason": "good \\ud800 \x1b[31mred\x1b[0m\x00 <image> end"}]})
+    reply = reply.replace("\\\\ud800", "\\ud800")  # the model's own escape, not an escaped one
+    judgement = parse_judgement(reply, 1)[0]
+    assert judgement.score == 8
+    assert "\ufffd" in judgement.reason and "red" in judgement.reason
+    assert "\x1b" not in judgement.reason and "\x00" not in judgement.reason
+    assert "<image>" not in judgement.reason
+    judgement.reason.encode("utf-8")  # storable: no lone surrogate left
+    verdict = parse_verdict('{"scores": [7, 8], "rationale": "tie \\ud800 <image>"}')
+    assert (verdict.first, verdict.second) == (7.0, 8.0)
+    verdict.rationale.encode("utf-8")
+    assert "<image>" not in verdict.rationale
