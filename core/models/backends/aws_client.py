@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import botocore.session
@@ -23,6 +25,7 @@ from botocore.exceptions import (
 )
 from urllib3.exceptions import ProtocolError
 from visinstruct.core.errors import BackendError
+from visinstruct.core.models.backends.replies import naming_target
 
 BACKPRESSURE_CODES = frozenset({
     "ThrottlingException",
@@ -172,3 +175,17 @@ def translate_exception(error: Exception, target: str) -> BackendError:
             error_class=type(error).__name__,
         )
     raise error
+
+
+@contextmanager
+def translated_errors(target: str) -> Iterator[None]:
+    """Raise any failure of the block as a classified BackendError whose message names `target`.
+
+    The AWS wires' one way to fail: the pool retries by the kind, people read the target.
+    """
+    try:
+        yield
+    except BackendError as error:
+        raise naming_target(error, target) from error
+    except Exception as error:  # translate_exception re-raises what it does not know
+        raise translate_exception(error, target) from error

@@ -6,7 +6,13 @@ import base64
 import json
 from typing import Any
 
-from visinstruct.core.models.backends.aws_client import client_config, make_client, translate_exception
+from visinstruct.core.config import ModelConfig, batch_family
+from visinstruct.core.errors import ConfigError
+from visinstruct.core.models.backends.aws_client import (
+    client_config,
+    make_client,
+    translated_errors,
+)
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.backends.replies import (
     ParsedReply,
@@ -14,12 +20,9 @@ from visinstruct.core.models.backends.replies import (
     image_format,
     invalid,
     malformed,
-    naming_target,
     normal_finish_reason,
     read_json,
 )
-from visinstruct.core.errors import BackendError, ConfigError
-from visinstruct.core.config import ModelConfig, batch_family
 
 ANTHROPIC_VERSION = "bedrock-2023-05-31"
 APIS = ("invoke", "converse")
@@ -190,7 +193,7 @@ class BedrockBackend:
         """Call the model once and return its reply or raise BackendError."""
         model_id = endpoint or self.model_id
         label = f"Bedrock model {model_id!r}"
-        try:
+        with translated_errors(label):
             if self.api == "converse":
                 response = self._client.converse(
                     **converse_arguments(model_id, request, send_top_p=self.send_top_p)
@@ -208,18 +211,7 @@ class BedrockBackend:
                 raw_bytes = response["body"].read()
                 reply = parse_invoke_reply(raw_bytes)
                 raw = raw_bytes.decode("utf-8", errors="replace")
-        except BackendError as error:
-            raise naming_target(error, label) from error
-        except Exception as error:  # translate_exception re-raises what it does not know
-            raise translate_exception(error, label) from error
-        return CompletionResponse(
-            text=reply.text,
-            finish_reason=reply.finish_reason,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            endpoint=model_id,
-            raw=raw,
-        )
+        return reply.response(model_id, raw)
 
     def close(self) -> None:
         """Close the client's connection pool."""

@@ -1,4 +1,4 @@
-"""Bedrock batch inference: JSONL records in S3, CreateModelInvocationJob, polling, reading outputs."""
+"""Bedrock batch inference: JSONL records in S3, CreateModelInvocationJob, polling, outputs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.aws_client import (
     client_config,
     make_client,
-    translate_exception,
+    translated_errors,
 )
 from visinstruct.core.models.backends.base import CompletionResponse
 from visinstruct.core.models.backends.bedrock_bodies import read_reply
@@ -77,10 +77,8 @@ class BatchClient:
                                          endpoint_url=bedrock_endpoint)
 
     def _call(self, label: str, fn: Any, **kwargs: Any) -> Any:
-        try:
+        with translated_errors(label):
             return fn(**kwargs)
-        except Exception as error:  # translate_exception re-raises what it does not know
-            raise translate_exception(error, label) from error
 
     def put_records(self, uri: str, lines: list[str]) -> None:
         """Write one JSONL object at `uri` (s3://bucket/key.jsonl)."""
@@ -227,9 +225,7 @@ def join_replies(output: JobOutput, records: dict[str, BatchRecord], done: set[s
             replies.append((record, None, error))
             continue
         raw = json.dumps(line["modelOutput"], ensure_ascii=False)
-        replies.append((record, CompletionResponse(
-            reply.text, reply.finish_reason, reply.tokens_in, reply.tokens_out, endpoint, raw),
-            None))
+        replies.append((record, reply.response(endpoint, raw), None))
     return spread_manifest_tokens(replies, output.manifest)
 
 

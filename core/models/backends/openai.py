@@ -13,18 +13,10 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
-from visinstruct.core.models.backends.mixtral import fold_system
-from visinstruct.core.models.backends.replies import (
-    image_format,
-    invalid,
-    naming_target,
-    parse_chat_completion,
-    read_json,
-)
 from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
 from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.backends.json_modes import (
     ModeLadder,
     concrete,
@@ -32,6 +24,14 @@ from visinstruct.core.models.backends.json_modes import (
     names_json_field,
     rejects_request,
     validation_detail,
+)
+from visinstruct.core.models.backends.mixtral import fold_system
+from visinstruct.core.models.backends.replies import (
+    image_format,
+    invalid,
+    naming_target,
+    parse_chat_completion,
+    read_json,
 )
 from visinstruct.core.sanitize.redact import redact_url, register_secret, register_url
 
@@ -193,15 +193,8 @@ class OpenAIBackend:
             reply = parse_chat_completion(read_json(raw))
         except BackendError as error:
             raise naming_target(error, f"OpenAI-compatible server {base}") from error
-        return CompletionResponse(
-            text=reply.text,
-            finish_reason=reply.finish_reason,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            endpoint=base,
-            raw=raw.decode("utf-8", errors="replace"),
-            extra={"json_mode": form} if request.json_schema is not None else {},
-        )
+        return reply.response(base, raw.decode("utf-8", errors="replace"),
+                              {"json_mode": form} if request.json_schema is not None else None)
 
     def _headers(self, length: int) -> dict[str, str]:
         headers = {

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from visinstruct.core.errors import BackendError
+from visinstruct.core.models.backends.base import CompletionResponse
 
 # Servers name the same stop causes differently; callers see one vocabulary.
 _FINISH_REASONS = {
@@ -29,6 +30,13 @@ class ParsedReply:
     finish_reason: str
     tokens_in: int
     tokens_out: int
+
+    def response(self, endpoint: str, raw: str,
+                 extra: dict[str, Any] | None = None) -> CompletionResponse:
+        """The CompletionResponse of this reply, served by `endpoint`, with its raw body."""
+        return CompletionResponse(text=self.text, finish_reason=self.finish_reason,
+                                  tokens_in=self.tokens_in, tokens_out=self.tokens_out,
+                                  endpoint=endpoint, raw=raw, extra=extra or {})
 
 
 def normal_finish_reason(reason: Any) -> str:

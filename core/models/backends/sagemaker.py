@@ -6,17 +6,21 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from visinstruct.core.models.backends.aws_client import client_config, make_client, translate_exception
+from visinstruct.core.config import ModelConfig
+from visinstruct.core.errors import ConfigError
+from visinstruct.core.models.backends.aws_client import (
+    client_config,
+    make_client,
+    translated_errors,
+)
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
-from visinstruct.core.models.backends.replies import ParsedReply, naming_target
+from visinstruct.core.models.backends.replies import ParsedReply
 from visinstruct.core.models.backends.sagemaker_payloads import (
     SCHEMAS,
     StreamAssembler,
     build_body,
     parse_body,
 )
-from visinstruct.core.errors import BackendError, ConfigError
-from visinstruct.core.config import ModelConfig
 
 
 class SageMakerBackend:
@@ -66,25 +70,13 @@ class SageMakerBackend:
         """Invoke `endpoint` (default: the first) once; return its reply or raise BackendError."""
         target = endpoint or self.endpoints[0]
         label = f"SageMaker endpoint {target!r}"
-        try:
+        with translated_errors(label):
             body = json.dumps(build_body(self.schema, request, stream=self.stream)).encode()
             if self.stream:
                 reply, raw, variant = self._invoke_streaming(target, body)
             else:
                 reply, raw, variant = self._invoke(target, body)
-        except BackendError as error:
-            raise naming_target(error, label) from error
-        except Exception as error:  # translate_exception re-raises what it does not know
-            raise translate_exception(error, label) from error
-        return CompletionResponse(
-            text=reply.text,
-            finish_reason=reply.finish_reason,
-            tokens_in=reply.tokens_in,
-            tokens_out=reply.tokens_out,
-            endpoint=target,
-            raw=raw,
-            extra={"variant": variant} if variant else {},
-        )
+        return reply.response(target, raw, {"variant": variant} if variant else None)
 
     def _invoke(self, target: str, body: bytes) -> tuple[ParsedReply, str, str]:
         response = self._client.invoke_endpoint(
