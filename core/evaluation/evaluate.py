@@ -9,16 +9,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from visinstruct.core.evaluation.aggregate import Summary, stored_verdict_rows, summarize, summarize_by_task
-from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError
-from visinstruct.core.evaluation.verdicts import (
-    Pictures,
-    model_sees_images,
-    record_verdict,
-    verdict_request,
+from visinstruct.core.evaluation.aggregate import (
+    Summary,
+    stored_verdict_rows,
+    summarize,
+    summarize_by_task,
 )
+from visinstruct.core.evaluation.batch import evaluate_by_batch
 from visinstruct.core.evaluation.units import (
     NO_CANDIDATES,
     TASK_REQUESTS,
@@ -29,6 +28,12 @@ from visinstruct.core.evaluation.units import (
     sample_images,
     transcript,
 )
+from visinstruct.core.evaluation.verdicts import (
+    Pictures,
+    model_sees_images,
+    record_verdict,
+    verdict_request,
+)
 from visinstruct.core.events import (
     Emit,
     EvaluationFinished,
@@ -36,10 +41,7 @@ from visinstruct.core.events import (
     EvaluationStarted,
     VerdictRecorded,
 )
-from visinstruct.core.models.ledger import Ledger
-from visinstruct.core.text.model_text import clean_model_text
-from visinstruct.core.text.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate, answer_messages
+from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.models.calls import (
     CallOutcome,
     NotStored,
@@ -49,9 +51,13 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
+from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
+from visinstruct.core.text.model_text import clean_model_text
+from visinstruct.core.text.prompt_versions import active_template
+from visinstruct.core.text.prompts import PromptTemplate, answer_messages
 
 MODES = ("conversation", "answers")
 ORDERS = ("ours", "baseline")
@@ -94,7 +100,7 @@ class EvaluationReport:
 
 
 @dataclass(frozen=True)
-class _Job:
+class Comparison:
     """One compared item and the orders it still needs."""
 
     unit: Unit
@@ -102,7 +108,7 @@ class _Job:
     orders: tuple[str, ...]
 
 
-class _Evaluation:
+class Evaluation:
     """One evaluation's state while its workers go."""
 
     def __init__(self, config: Config, store: Store, emit: Emit, cancel: threading.Event,
@@ -153,7 +159,7 @@ class _Evaluation:
                 (self.mode, self.model, self.template.version, *chunk)))
         return found
 
-    def plan(self, units: Sequence[Unit]) -> list[_Job]:
+    def plan(self, units: Sequence[Unit]) -> list[Comparison]:
         """The jobs still to do; counts what is done and what there is in total."""
         if self.mode == "answers":
             self.load_answers(units)
@@ -172,9 +178,9 @@ class _Evaluation:
                     continue
                 # An answer must exist before either order can be asked, so one job does both.
                 if self.mode == "answers":
-                    jobs.append(_Job(unit, item, left))
+                    jobs.append(Comparison(unit, item, left))
                 else:
-                    jobs.extend(_Job(unit, item, (order,)) for order in left)
+                    jobs.extend(Comparison(unit, item, (order,)) for order in left)
         return jobs
 
     def generation_of(self, unit: Unit, item: int) -> int | None:
@@ -185,7 +191,7 @@ class _Evaluation:
         return stored[1] if stored else None
 
     # -- work ---------------------------------------------------------------------------------
-    def run_job(self, job: _Job) -> None:
+    def run_job(self, job: Comparison) -> None:
         """Answer (in answers mode) and compare one item in its missing orders."""
         if self.cancel.is_set():
             return
@@ -205,18 +211,20 @@ class _Evaluation:
                     return
                 self.compare(job.unit, job.item, order, request, ours, theirs, gid)
         except Exception as exc:  # noqa: BLE001 - one bad item must not stop a long evaluation
-            with self.lock:
-                self.failed_calls += 1
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+            self.count_failure(f"{type(exc).__name__}: {exc}")
 
-    def _failed(self, outcome: CallOutcome) -> None:
+    def failed(self, outcome: CallOutcome) -> None:
         """Count a call that ended in an error; it is sent again by the next evaluation."""
         if outcome.cancelled or self.cancel.is_set():
             return  # stopped, not failed: resume sends it again
+        self.count_failure(str(outcome.error) if outcome.error is not None else None)
+
+    def count_failure(self, error: str | None) -> None:
+        """One more failed call, and why (the first reason is reported)."""
         with self.lock:
             self.failed_calls += 1
-            if outcome.error is not None:
-                self.errors.append(str(outcome.error))
+            if error is not None:
+                self.errors.append(error)
 
     def answer(self, unit: Unit, item: int) -> tuple[str, int] | None:
         """Our generation model's answer to the baseline's question `item`, stored once."""
@@ -235,13 +243,13 @@ class _Evaluation:
                             task=unit.task, model=settings.model,
                             prompt_version=template.version, request=request, item=str(item))
         if outcome.result is None:
-            self._failed(outcome)
+            self.failed(outcome)
             return None
         result = outcome.result
         try:
             text = clean_pair_text(clean_model_text(result.response.text))
         except Exception as exc:  # noqa: BLE001 - a paid call ends in the ledger, as failed
-            self._failed(fail_answered(self.ctx, outcome, exc))
+            self.failed(fail_answered(self.ctx, outcome, exc))
             return None
         ledger = self.ctx.ledger
 
@@ -264,7 +272,7 @@ class _Evaluation:
 
         gid = store_result(self.ctx, outcome, write, lambda _: None).result()
         if isinstance(gid, NotStored):
-            self._failed(CallOutcome(outcome.info, None, gid.error))
+            self.failed(CallOutcome(outcome.info, None, gid.error))
             return None
         with self.lock:
             self.new_calls += 1
@@ -288,7 +296,7 @@ class _Evaluation:
                             model=self.model, prompt_version=self.template.version,
                             request=request, item=f"{self.mode}:{item}:{order}")
         if outcome.result is None:
-            self._failed(outcome)
+            self.failed(outcome)
             return
         self.record_verdict(unit, item, order, gid, outcome)
 
@@ -300,7 +308,7 @@ class _Evaluation:
                                       mode=self.mode, item=item, order=order, generation_id=gid,
                                       outcome=outcome)
         if row is None:
-            self._failed(outcome)
+            self.failed(outcome)
             return
         result = outcome.result
         assert result is not None
@@ -360,14 +368,12 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         "AND stage IN ('evaluate', 'answer')", (now(),)))
     backends, pools = build_pools(config, names, cancel)
     ctx = StageContext(store, Ledger(store, 0, emit), pools, emit, cancel)
-    state = _Evaluation(config, store, emit, cancel, mode, ctx, template, answer_template)
+    state = Evaluation(config, store, emit, cancel, mode, ctx, template, answer_template)
     try:
         jobs = state.plan(units)
         emit(EvaluationStarted(mode, state.model, len(chosen), len(units), state.total,
                                state.done))
         if evaluator.backend == "bedrock-batch":
-            from visinstruct.core.evaluation.batch import evaluate_by_batch
-
             jobs = evaluate_by_batch(state, jobs, evaluator, notice)
         workers = max(1, min(256, max(p.ceiling for p in pools.values()), len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as executor:
@@ -379,8 +385,8 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
             backend.close()
     if state.pictures.unusable:
         first = next(iter(state.pictures.unusable.values()))
-        notice(f"{len(state.pictures.unusable)} sampled image(s) could not be shown to the evaluator "
-               f"(first: {first}); they were compared on captions and boxes only")
+        notice(f"{len(state.pictures.unusable)} sampled image(s) could not be shown to the "
+               f"evaluator (first: {first}); they were compared on captions and boxes only")
     if state.failed_calls:
         first_error = state.errors[0] if state.errors else "unknown"
         notice(f"{state.failed_calls} call(s) failed (first: {first_error}); "

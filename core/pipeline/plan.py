@@ -1,20 +1,16 @@
-"""What a run would do before it starts: models, units left, calls and cost, for a yes/no question."""
+"""What a run would do before it starts: models, units left, calls and cost, to confirm it."""
 
 from __future__ import annotations
 
-import threading
 from collections import Counter
 from dataclasses import dataclass
 
 from visinstruct.core.config import Config
-from visinstruct.core.events import ignore
-from visinstruct.core.pipeline.runner import _Runner
+from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.tally import money
 from visinstruct.core.records import FACT_TASKS, UnitNeed
-from visinstruct.core.store.database import Store
 from visinstruct.core.store.cost import cost_report
-from visinstruct.core.text.prompt_versions import active_template
-
+from visinstruct.core.store.database import Store
 
 
 @dataclass(frozen=True)
@@ -34,7 +30,8 @@ class RunPlan:
     def describe(self) -> str:
         """Lines for the confirmation dialog."""
         if not self.images_indexed:
-            work = "The store holds no images yet: the source is indexed first, then every unit runs."
+            work = ("The store holds no images yet: the source is indexed first, then every "
+                    "unit runs.")
         else:
             work = (f"{self.units_left:,} of {self.total_units:,} units left "
                     f"(about {self.calls:,} model calls).")
@@ -50,17 +47,11 @@ class RunPlan:
 
 def plan_run(config: Config, store: Store) -> RunPlan:
     """Count what `run(config, store)` would do now, reading the store only."""
-    runner = _Runner(config, store, ignore, threading.Event())
-    for task in config.generation.tasks:
-        runner.templates[task] = active_template(store, task)
-    runner.judge_template = active_template(store, "judge")
+    backlog = Backlog.load(config, store)
     images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
-    total, done = runner.count_units()
-    needs: Counter[str] = Counter()
-    for ids in runner.image_pages():
-        # Short answers are made from the facts: no model call.
-        needs.update(need for _image, task, need, _gid in runner._pending(ids)
-                     if task not in FACT_TASKS)
+    total, done = backlog.count()
+    # Short answers are made from the facts: no model call.
+    needs = Counter(owed.need for owed in backlog.owed() if owed.task not in FACT_TASKS)
     # Calls a unit needs at least: a generation, then one judging per panel member
     # (retries come on top).
     judges = len(config.judge.panel)

@@ -1,4 +1,8 @@
-"""The run: stream images through generation and judging on a pool of workers, resumably."""
+"""The run: stream images through generation and judging on a pool of workers, resumably.
+
+`run` wires the parts: the backlog (what is owed), the progress (what is done), the workers
+and the batch stages, which are handed both.
+"""
 
 from __future__ import annotations
 
@@ -6,161 +10,84 @@ import functools
 import queue
 import threading
 import time
+from collections.abc import Collection
 from concurrent.futures import Future
-from dataclasses import asdict
-from typing import Any, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any
 
-from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
-from visinstruct.core.store.cost import CostMeter, cost_report
 from visinstruct.core.errors import BudgetExceeded, StoreError
-from visinstruct.core.events import (CallFinished, Dispatcher, Event, Emit, EndpointFigures,
-                                     EndpointHealth, ImageDone, RunFinished, RunStarted)
-from visinstruct.core.pipeline.batch import BatchDriver, batch_stages
-from visinstruct.core.pipeline.collector import run_collector
+from visinstruct.core.events import (
+    CallFinished,
+    Dispatcher,
+    Emit,
+    EndpointFigures,
+    EndpointHealth,
+    Event,
+    RunFinished,
+    RunStarted,
+)
+from visinstruct.core.models.backends.base import Backend
+from visinstruct.core.models.calls import StageContext, build_pools, was_stored
+from visinstruct.core.models.ledger import Ledger, abandon_in_flight, error_text
+from visinstruct.core.models.pool import unexpected_error
+from visinstruct.core.pipeline.backlog import Backlog, Unit
+from visinstruct.core.pipeline.batch import RunBatches, batch_stages
 from visinstruct.core.pipeline.claim import claim
-from visinstruct.core.store.writer_lock import writer_lock
-from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
-from visinstruct.core.pipeline.summary import RunSummary, Unit
+from visinstruct.core.pipeline.collector import run_collector
+from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.indexer import ensure_indexed
-from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.pipeline.judge import JudgeResult
+from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
 from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
-from visinstruct.core.models.ledger import Ledger, abandon_in_flight, error_text
-from visinstruct.core.models.pool import Pool, unexpected_error
-from visinstruct.core.text.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate
-from visinstruct.core.store.queries import KEPT_SQL, load_images, status_counts
-from visinstruct.core.store.search import catch_up
+from visinstruct.core.pipeline.progress import Progress
 from visinstruct.core.pipeline.short_answer import write_short_answers
-from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Pair, RunState, UnitNeed
-from visinstruct.core.models.calls import StageContext, build_pools, was_stored
+from visinstruct.core.records import FACT_TASKS, Pair, RunState, UnitNeed
+from visinstruct.core.store.cost import CostMeter, cost_report
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.store.queries import KEPT_SQL, status_counts
+from visinstruct.core.store.search import catch_up
+from visinstruct.core.store.writer_lock import writer_lock
 
-_PAGE = 500
 _DONE = object()
 
 
-class _Runner:
-    """Holds one run's state while its workers go."""
+@dataclass(frozen=True)
+class RunSummary:
+    """How a run ended."""
 
-    def __init__(self, config: Config, store: Store, emit: Emit, cancel: threading.Event,
-                 pause: threading.Event | None = None) -> None:
-        self.config = config
-        self.pause = pause
-        self.store = store
-        self.emit = emit
-        self.cancel = cancel
-        self.lock = threading.Lock()
-        self.done_units = 0
-        self.failed_units = 0
-        self.total_units = 0
-        self.budget_hit = False
-        self.kept_pairs = 0     # kept pairs in the store, kept current as pairs are judged
-        self.templates: dict[str, PromptTemplate] = {}
-        self.judge_template: PromptTemplate | None = None
-        self.backends: dict[str, Backend] = {}
-        self.pools: dict[str, Pool] = {}
-        # Stages whose model runs Bedrock batch jobs: the batch driver does them, not workers.
-        self.batch: dict[str, str] = batch_stages(config)
+    run_id: int
+    status: RunState
+    done_units: int
+    total_units: int
+    failed_units: int
+    counts: dict[str, int]
+    cost_usd: float
+    elapsed_s: float
+    error: str = ""      # why the run failed (status "failed"), redacted
 
-    # -- set-up ---------------------------------------------------------------------------------
-    def build_pools(self) -> None:
-        self.backends, self.pools = build_pools(
-            self.config, (self.config.generation.model, *self.config.judge.panel), self.cancel,
-            on_health=self._on_health)
 
-    def _on_health(self, snap: EndpointFigures) -> None:
-        # The pool reports a few times a second per endpoint: these are for eyes, not for logs.
-        self.emit(EndpointHealth(**asdict(snap)))
+class Workers:
+    """What each worker thread does with the units it takes: generate, gate, judge, count."""
 
-    # -- units ----------------------------------------------------------------------------------
-    def image_pages(self) -> Iterator[list[int]]:
-        limit = self.config.source.limit
-        after, seen = -1, 0
-        while True:
-            size = _PAGE if not limit else min(_PAGE, limit - seen)
-            if size <= 0:
-                return
-            ids = [r[0] for r in self.store.query(
-                "SELECT id FROM images WHERE id > ? ORDER BY id LIMIT ?", (after, size))]
-            if not ids:
-                return
-            yield ids
-            seen += len(ids)
-            after = ids[-1]
+    def __init__(self, ctx: StageContext, backlog: Backlog, progress: Progress,
+                 batched: Collection[str]) -> None:
+        self.ctx = ctx
+        self.backlog = backlog
+        self.config = backlog.config
+        self.progress = progress
+        self.judge_by_batch = "judge" in batched  # judged by a batch job once generation is done
 
-    def count_units(self) -> tuple[int, int]:
-        limit = self.config.source.limit
-        images = int(self.store.scalar("SELECT COUNT(*) FROM images") or 0)
-        if limit:
-            images = min(images, limit)
-        total = images * len(self.config.generation.tasks)
-        done = 0
-        for ids in self.image_pages():
-            done += sum(1 for _ in self._pending(ids, done_only=True))
-        return total, done
-
-    def _pending(self, ids: list[int], done_only: bool = False) -> Iterator[tuple[int, str, str, int]]:
-        """(image_id, task, need, generation_id) for each unit of `ids`."""
-        marks = ",".join("?" * len(ids))
-        gen_model = self.config.generation.model
-        judge_model = self.config.judge.identity
-        assert self.judge_template is not None
-        state: dict[tuple[int, str], tuple[int, str]] = {}
-        for task in self.config.generation.tasks:
-            version = self.templates[task].version
-            for gid, image_id, status in self.store.query(
-                    f"SELECT id, image_id, status FROM generations WHERE image_id IN ({marks}) "
-                    f"AND task = ? AND prompt_version = ? AND model = ? AND purpose = 'run'",
-                    (*ids, task, version, FACTS_MODEL if task in FACT_TASKS else gen_model)):
-                state[(image_id, task)] = (gid, status)
-        ok_ids = [gid for gid, status in state.values() if status == "ok"]
-        # Judging is owed for a pair that passed the gates and has no score from this judge:
-        # after [gates] changed, only the pairs that newly pass.
-        owed: set[int] = set()
-        if ok_ids:
-            gmarks = ",".join("?" * len(ok_ids))
-            owed = {r[0] for r in self.store.query(
-                f"SELECT DISTINCT p.generation_id FROM pairs p WHERE p.generation_id IN ({gmarks}) "
-                "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id "
-                "AND x.action = 'drop') AND NOT EXISTS (SELECT 1 FROM judgements j "
-                "WHERE j.pair_id = p.id AND j.prompt_version = ? AND j.model = ?)",
-                (*ok_ids, self.judge_template.version, judge_model))}
-        for image_id in ids:
-            for task in self.config.generation.tasks:
-                gid, status = state.get((image_id, task), (0, ""))
-                if not gid:
-                    need = UnitNeed.GENERATE
-                elif status == "ok" and gid in owed and task not in FACT_TASKS:
-                    need = UnitNeed.JUDGE
-                else:
-                    need = UnitNeed.DONE
-                if done_only and need is not UnitNeed.DONE:
-                    continue
-                if not done_only and need is UnitNeed.DONE:
-                    continue
-                yield image_id, task, need, gid
-
-    def units(self) -> Iterator[Unit]:
-        for ids in self.image_pages():
-            pending = [p for p in self._pending(ids) if p[2] not in self.batch]
-            if not pending:
-                continue
-            images = load_images(self.store, sorted({p[0] for p in pending}))
-            for image_id, task, need, gid in pending:
-                yield Unit(images[image_id], task, need, gid)
-
-    # -- work -----------------------------------------------------------------------------------
-    def work_unit(self, ctx: StageContext, unit: Unit) -> bool | Future[Any]:
+    def work(self, unit: Unit) -> bool | Future[Any]:
         """Do one unit; its outcome, or the write it waits on (a worker never waits on a commit)."""
-        gen_cfg, judge_cfg = self.config.generation, self.config.judge
+        ctx, config, templates = self.ctx, self.config, self.backlog.templates
         if unit.task in FACT_TASKS:  # made from the facts: no model, no judge
-            return write_short_answers(ctx, self.templates[unit.task], unit.image, unit.task)
+            return write_short_answers(ctx, templates[unit.task], unit.image, unit.task)
+        judge_template = self.backlog.judge_template
         if unit.need is UnitNeed.GENERATE:
-            generated = generate(ctx, self.templates[unit.task], unit.image, unit.task, gen_cfg,
-                                 gen_cfg.model, gates=self.config.gates)
+            generated = generate(ctx, templates[unit.task], unit.image, unit.task,
+                                 config.generation, config.generation.model, gates=config.gates)
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
@@ -168,32 +95,29 @@ class _Runner:
             if generated.written is not None and generated.written.done() and not was_stored(
                     generated.written):
                 return False  # its call is failed in the ledger; judging it would pay for nothing
-            if "judge" in self.batch:
-                # Judged by a batch job once generation is done.
+            if self.judge_by_batch:
                 return generated.written if generated.written is not None else True
             generation: RowRef = generated.ref
             targets: list[tuple[int, Pair]] = generated.passing()
         else:
-            assert self.judge_template is not None
             generation = RowRef(unit.generation_id)
-            targets = unjudged_pairs(self.store, unit.generation_id, judge_cfg,
-                                     self.judge_template.version)
+            targets = unjudged_pairs(ctx.store, unit.generation_id, config.judge,
+                                     judge_template.version)
         if not targets:
             return True  # every pair was gated: nothing for the judge
-        if self.cancel.is_set():
+        if self.progress.stopped:
             return False
-        assert self.judge_template is not None
-        judged = judge_pairs(ctx, self.judge_template, unit.image, unit.task, generation, targets,
-                             judge_cfg)
+        judged = judge_pairs(ctx, judge_template, unit.image, unit.task, generation, targets,
+                             config.judge)
         if not isinstance(judged, JudgeResult):
             return False
 
         kept = judged.kept  # not `judged`: its future would hold this callback in a cycle
+        progress = self.progress
 
         def count_kept(written: Future[Any] | None = None) -> None:
             if was_stored(written):
-                with self.lock:
-                    self.kept_pairs += kept
+                progress.add_kept(kept)
 
         if judged.written is None:
             count_kept()
@@ -201,47 +125,47 @@ class _Runner:
         judged.written.add_done_callback(count_kept)
         return judged.written
 
-    def worker(self, ctx: StageContext, jobs: "queue.Queue[object]") -> None:
+    def serve(self, jobs: queue.Queue[object]) -> None:
+        """Take units until told to stop; a unit's failure is counted, never raised."""
+        progress = self.progress
         while True:
             item = jobs.get()
             if item is _DONE:
                 return
             assert isinstance(item, Unit)
-            # Paused: hold the unit (calls in flight finish) until resumed or stopped.
-            while self.pause is not None and self.pause.is_set() and not self.cancel.is_set():
-                self.cancel.wait(0.1)
-            if self.cancel.is_set():
+            if progress.pause is not None:
+                progress.hold_while_paused()
+            if progress.stopped:
                 continue
             outcome: bool | Future[Any]
             try:
-                outcome = self.work_unit(ctx, item)
+                outcome = self.work(item)
             except Exception as exc:  # noqa: BLE001 - one bad unit must not stop a long run
                 outcome = False
-                message = error_text(unexpected_error(exc))[:500]
-                try:
-                    self.store.write_nowait(lambda c: c.execute(
-                        "UPDATE runs SET message = ? WHERE id = ?", (message, ctx.ledger.run_id)))
-                except StoreError:
-                    pass  # the store is closing: the unit still counts as failed below
+                self._record(error_text(unexpected_error(exc))[:500])
             if isinstance(outcome, Future):
                 # Counted once its last write commits (the writer runs this): stored or failed.
                 outcome.add_done_callback(functools.partial(self._finish_written, item))
             else:
-                self.finish_unit(item, outcome)
+                self.finish(item, outcome)
+
+    def _record(self, message: str) -> None:
+        """Keep why a unit failed as the run's message."""
+        run_id = self.ctx.ledger.run_id
+        try:
+            self.ctx.store.write_nowait(lambda c: c.execute(
+                "UPDATE runs SET message = ? WHERE id = ?", (message, run_id)))
+        except StoreError:
+            pass  # the store is closing: the unit still counts as failed
 
     def _finish_written(self, unit: Unit, written: Future[Any]) -> None:
-        self.finish_unit(unit, was_stored(written))
+        self.finish(unit, was_stored(written))
 
-    def finish_unit(self, unit: Unit, ok: bool) -> None:
+    def finish(self, unit: Unit, ok: bool) -> None:
         """Count a finished unit and say so."""
-        if self.cancel.is_set() and not ok:
+        if not ok and self.progress.stopped:
             return  # abandoned by a stop: it will be done on resume, not counted as failed
-        with self.lock:
-            self.done_units += 1
-            if not ok:
-                self.failed_units += 1
-            done = self.done_units
-        self.emit(ImageDone(unit.image.image_id, unit.task, ok, done, self.total_units))
+        self.progress.finish_unit(unit.image.image_id, unit.task, ok)
 
 
 def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None,
@@ -263,63 +187,67 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
          pause: threading.Event | None) -> RunSummary:
     started = time.monotonic()
     ensure_indexed(config, store)
-    runner = _Runner(config, store, outer_emit, cancel, pause)
     meter = CostMeter(store, config)
+    # Stages whose model runs Bedrock batch jobs: the batch stages do them, not the workers.
+    batched = batch_stages(config)
 
-    def metered_emit(event: Event) -> None:
+    def emit(event: Event) -> None:
         # Metered where it happens (the budget must not wait for a display), then queued.
         if isinstance(event, CallFinished) and event.status == "ok":
             meter.add_call(event.model, event.tokens_in, event.tokens_out, event.endpoint)
-            check_budget(runner, config, meter)
+            check_budget(progress, config, meter)
         outer_emit(event)
 
-    emit = metered_emit
-    runner.emit = emit
-    runner.build_pools()
+    progress = Progress(emit, cancel, pause)
+
+    def on_health(snap: EndpointFigures) -> None:
+        # The pool reports a few times a second per endpoint: these are for eyes, not for logs.
+        emit(EndpointHealth(**asdict(snap)))
+
+    backends, pools = build_pools(config, (config.generation.model, *config.judge.panel), cancel,
+                                  on_health=on_health)
     try:
-        for task in config.generation.tasks:
-            runner.templates[task] = active_template(store, task)
-        runner.judge_template = active_template(store, "judge")
+        backlog = Backlog.load(config, store)
         run_id = claim(store, config)
     except BaseException:
-        _close_backends(runner)
+        _close(backends)
         raise
     status, error = RunState.FINISHED, ""
     threads: list[threading.Thread] = []
     jobs: queue.Queue[object] = queue.Queue()
     finished = threading.Event()
     monitor: threading.Thread | None = None
-    batch: BatchDriver | None = None
+    batch: RunBatches | None = None
     counts: dict[str, int] = {}
     cost_usd = 0.0
     try:
         abandon_in_flight(store)
         regate_if_changed(store, config.gates)
         ledger = Ledger(store, run_id, emit)
-        ctx = StageContext(store, ledger, runner.pools, emit, cancel)
-        total, done = runner.count_units()
-        runner.total_units, runner.done_units = total, done
-        runner.kept_pairs = int(store.scalar(
-            f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0)
+        ctx = StageContext(store, ledger, pools, emit, cancel)
+        total, done = backlog.count()
+        progress.start(total, done, int(store.scalar(
+            f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0))
         store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
                                              (total, run_id)))
         images = total // max(1, len(config.generation.tasks))
         emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
                         config.generation.model, config.judge.identity))
-        workers = max(1, min(256, max(p.ceiling for p in runner.pools.values())))
-        jobs = queue.Queue(maxsize=workers * 2)
-        threads = [threading.Thread(target=runner.worker, args=(ctx, jobs), daemon=True,
-                                    name=f"worker-{i}") for i in range(workers)]
+        workers = Workers(ctx, backlog, progress, batched)
+        width = max(1, min(256, max(p.ceiling for p in pools.values())))
+        jobs = queue.Queue(maxsize=width * 2)
+        threads = [threading.Thread(target=workers.serve, args=(jobs,), daemon=True,
+                                    name=f"worker-{i}") for i in range(width)]
         for thread in threads:
             thread.start()
         monitor = threading.Thread(target=monitor_costs,
-                                   args=(runner, config, store, meter, emit, finished),
+                                   args=(progress, config, store, meter, emit, finished),
                                    daemon=True, name="cost-monitor")
         monitor.start()
-        batch = BatchDriver(runner, ctx, run_id) if runner.batch else None
+        batch = RunBatches(ctx, backlog, progress, run_id) if batched else None
         if batch is not None:
             batch.drive(("generate", "judge"))
-        for unit in runner.units():
+        for unit in backlog.units(leave=batched):
             while not cancel.is_set():
                 try:
                     jobs.put(unit, timeout=0.2)
@@ -328,7 +256,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
                     pass
             if cancel.is_set():
                 break
-        if batch is not None and "judge" in runner.batch and "generate" not in runner.batch:
+        if batch is not None and "judge" in batched and "generate" not in batched:
             # Judging by batch after online generation: let the workers finish generating first.
             for _ in threads:
                 jobs.put(_DONE)
@@ -357,13 +285,9 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
             store.flush()
             flag_templates(store, config.gates)
             catch_up(store)  # the review search finds this run's pairs without indexing them
-            emit(cost_event(runner, store, config, meter))
+            emit(cost_event(progress, store, config, meter))
             if status is not RunState.FAILED:
-                status = (RunState.BUDGET if runner.budget_hit
-                          # A stop that lands after the last unit changes nothing.
-                          else RunState.INTERRUPTED
-                          if cancel.is_set() and runner.done_units < runner.total_units
-                          else RunState.FINISHED)
+                status = progress.outcome()
             counts = status_counts(store, config.judge.threshold)
             store.write_sync(lambda c: c.execute(
                 "UPDATE runs SET status = ?, finished_at = ?, message = COALESCE(?, message) "
@@ -373,22 +297,22 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
             status = RunState.FAILED
             error = error or error_text(unexpected_error(exc))
         finally:
-            _close_backends(runner)
+            _close(backends)
             if batch is not None:
                 batch.close()
             elapsed = time.monotonic() - started
             emit(RunFinished(
-                run_id, status, runner.done_units, runner.total_units, runner.failed_units,
-                counts.get("pairs", 0), counts.get("kept_pairs", 0),
+                run_id, status, progress.done_units, progress.total_units,
+                progress.failed_units, counts.get("pairs", 0), counts.get("kept_pairs", 0),
                 counts.get("parse_failures", 0), counts.get("calls", 0),
                 counts.get("failed_calls", 0), round(elapsed, 3), cost_usd,
                 counts.get("dropped_pairs", 0), error))
-    return RunSummary(run_id, status, runner.done_units, runner.total_units, runner.failed_units,
-                      counts, cost_usd, elapsed, error)
+    return RunSummary(run_id, status, progress.done_units, progress.total_units,
+                      progress.failed_units, counts, cost_usd, elapsed, error)
 
 
-def _close_backends(runner: _Runner) -> None:
-    for backend in runner.backends.values():
+def _close(backends: dict[str, Backend]) -> None:
+    for backend in backends.values():
         try:
             backend.close()
         except Exception:  # noqa: BLE001 - closing is best effort; the run's outcome stands

@@ -1,4 +1,4 @@
-"""Bedrock batch jobs in the store: a job's ARN and its record keys, so a resume polls, not resubmits."""
+"""Bedrock batch jobs in the store: a job's ARN and record keys, so a resume polls, not resends."""
 
 from __future__ import annotations
 
@@ -136,12 +136,15 @@ def tries_by_key(store: Store, stage: str) -> dict[str, int]:
         "WHERE j.processed = 1 AND j.stage = ? GROUP BY r.key", (stage,))}
 
 
-def tries_this_run(store: Store, stage: str, run_id: int) -> dict[str, int]:
-    """How many read jobs of this run held each key of `stage` (its failed attempts so far)."""
+def failed_tries(store: Store, stage: str, *, run_id: int | None,
+                 since: float = 0.0) -> dict[str, int]:
+    """How many read jobs of `stage` held each key in this run (or, with no run id, in the
+    jobs submitted since `since`): the key's attempts so far."""
+    scope = "j.run_id = ?" if run_id is not None else "j.run_id IS NULL AND j.submitted_at >= ?"
     return {r[0]: int(r[1]) for r in store.query(
         "SELECT r.key, COUNT(*) FROM batch_records r JOIN batch_jobs j ON j.id = r.job "
-        "WHERE j.processed = 1 AND j.stage = ? AND j.run_id = ? GROUP BY r.key",
-        (stage, run_id))}
+        f"WHERE j.processed = 1 AND j.stage = ? AND {scope} GROUP BY r.key",
+        (stage, run_id if run_id is not None else since))}
 
 
 def set_status(store: Store, job: BatchJob, status: str, message: str = "",

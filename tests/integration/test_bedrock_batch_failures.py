@@ -185,7 +185,7 @@ def test_a_crash_between_creating_a_job_and_storing_it_still_makes_one_job(
     from visinstruct.core import pipeline
     from visinstruct.core.config import load_config
     from visinstruct.core.events import ignore
-    from visinstruct.core.pipeline import batch
+    from visinstruct.core.models import batch_calls
     from visinstruct.core.store.database import Store
 
     def crash(*_args: Any, **_kwargs: Any) -> None:
@@ -194,7 +194,7 @@ def test_a_crash_between_creating_a_job_and_storing_it_still_makes_one_job(
     path = write_config(tmp_path, extra="min_records = 5\n")
     config = load_config(path)
     with monkeypatch.context() as patched, Store(config.db) as store:
-        patched.setattr(batch, "save_job", crash)
+        patched.setattr(batch_calls, "save_job", crash)
         summary = pipeline.run(config, store, ignore)  # a crash is the run's failure, recorded
     assert summary.status == "failed" and "the process died here" in summary.error
     assert aws.plane.creates == 1 and len(aws.plane.jobs) == 1

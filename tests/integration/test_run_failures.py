@@ -15,7 +15,6 @@ from visinstruct.core.config import load_config
 from visinstruct.core.events import Dispatcher, Event, GenerationParsed, RunFinished
 from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.models.backends.scripted import ScriptedBackend
-from visinstruct.core.pipeline.runner import _Runner
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import kept_conversations
 from visinstruct.dataset import sample
@@ -60,25 +59,45 @@ def rows(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ..
         return conn.execute(sql, params).fetchall()
 
 
+def seed_images(db: Path, images: int) -> None:
+    """A store of `images` images with a caption each, written directly (no source to index)."""
+    Store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 64, 48)",
+                         [(i, f"{i:012d}.jpg") for i in range(1, images + 1)])
+        conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, 0, ?)",
+                         [(i, f"A red bus number {i} on a street.") for i in range(1, images + 1)])
+
+
 def test_a_crash_in_the_producer_is_a_failed_run_and_still_ends_with_run_finished(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real_units = _Runner.units
+        tmp_path: Path) -> None:
+    from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
+    from visinstruct.core.config import SourceConfig
+    from visinstruct.core.events import ImageDone
 
-    def units(self: _Runner) -> Any:
-        produced = real_units(self)
-        yield next(produced)
-        raise RuntimeError("the image table went away")
+    db = tmp_path / "run.db"
+    seed_images(db, 501)  # two pages of images: the second is read once the first is handed out
+    fake = ModelConfig(name="fake", backend="scripted", max_in_flight=2)
+    config = Config(db=db, source=SourceConfig(), generation=GenerationConfig(model="fake"),
+                    judge=JudgeConfig(model="fake", threshold=1), models={"fake": fake})
+    events: list[Event] = []
 
-    monkeypatch.setattr(_Runner, "units", units)
-    summary, events = run(make_config(tmp_path))
+    def emit(event: Event) -> None:
+        if isinstance(event, ImageDone) and event.done_units == 1:
+            # The scene graphs go away while the first page is being worked on.
+            with sqlite3.connect(db, timeout=30) as conn:
+                conn.execute("ALTER TABLE relations RENAME TO relations_gone")
+        events.append(event)
+
+    with Store(db) as store:
+        summary = pipeline.run(config, store, emit)
     assert summary.status == "failed"
-    assert summary.error == "RuntimeError: the image table went away"
+    assert summary.error == "OperationalError: no such table: relations"
     assert isinstance(events[-1], RunFinished)
     assert (events[-1].status, events[-1].error) == ("failed", summary.error)
-    db = tmp_path / "run.db"
     assert rows(db, "SELECT status, message FROM runs") == [("failed", summary.error)]
-    # The unit already handed out was finished, not abandoned mid-call.
-    assert summary.done_units == 1
+    # The units already handed out were finished, not abandoned mid-call.
+    assert summary.done_units == 500 * 3 and summary.failed_units == 0
     assert rows(db, "SELECT COUNT(*) FROM llm_calls WHERE status = 'in_flight'") == [(0,)]
 
 
@@ -217,11 +236,13 @@ def test_a_blocked_listener_never_delays_a_commit(
 
 def test_a_failed_run_exits_1_naming_the_error_and_json_ends_with_run_finished(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, run_cli: Any) -> None:
-    def units(self: _Runner) -> Any:
-        raise KeyError("no such page")
-        yield  # pragma: no cover - a generator that fails at once
+    from visinstruct.core.pipeline import backlog
 
-    monkeypatch.setattr(_Runner, "units", units)
+    def load_images(*_args: Any) -> Any:
+        raise KeyError("no such page")
+
+    # The store read that gives the run its images fails once the run has started.
+    monkeypatch.setattr(backlog, "load_images", load_images)
     code, out, err = run_cli("run", "--headless", "--json", "--config", make_config(tmp_path))
     assert code == 1
     assert "the run failed: KeyError: 'no such page'" in err

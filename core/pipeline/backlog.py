@@ -1,0 +1,145 @@
+"""A run's backlog: its templates, its images page by page, and what each (image, task) still needs.
+
+Read-only while a run lasts: the workers, the batch stages and the plan all read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from visinstruct.core.config import Config
+from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, UnitNeed
+from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import load_images
+from visinstruct.core.text.prompt_versions import active_template, stored_template
+from visinstruct.core.text.prompts import PromptTemplate
+
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One (image, task) and what it still needs: generating (then judging) or only judging."""
+
+    image: Image
+    task: str
+    need: UnitNeed
+    generation_id: int = 0
+
+
+class Owed(NamedTuple):
+    """What one (image, task) still needs, before its image is loaded.
+
+    A tuple, not a dataclass: a run makes one per unit, and this one costs a third as much.
+    """
+
+    image_id: int
+    task: str
+    need: UnitNeed
+    generation_id: int = 0
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """The work of a run as the store stands: templates, image pages, and units still owed."""
+
+    config: Config
+    store: Store
+    templates: dict[str, PromptTemplate]   # by task: the active generation templates
+    judge_template: PromptTemplate
+
+    @classmethod
+    def load(cls, config: Config, store: Store) -> Backlog:
+        """The backlog with the store's active templates."""
+        return cls(config, store,
+                   {task: active_template(store, task) for task in config.generation.tasks},
+                   active_template(store, "judge"))
+
+    def template_for(self, name: str, version: str) -> PromptTemplate:
+        """The template a record was made with (the active one, or an older stored version)."""
+        active = self.judge_template if name == "judge" else self.templates[name]
+        if active.version == version:
+            return active
+        return stored_template(self.store, version) or active
+
+    def image_pages(self) -> Iterator[list[int]]:
+        """Image ids in order, a page at a time, up to the source's limit."""
+        limit = self.config.source.limit
+        after, seen = -1, 0
+        while True:
+            size = _PAGE if not limit else min(_PAGE, limit - seen)
+            if size <= 0:
+                return
+            ids = [r[0] for r in self.store.query(
+                "SELECT id FROM images WHERE id > ? ORDER BY id LIMIT ?", (after, size))]
+            if not ids:
+                return
+            yield ids
+            seen += len(ids)
+            after = ids[-1]
+
+    def count(self) -> tuple[int, int]:
+        """(units in all, units done)."""
+        limit = self.config.source.limit
+        images = int(self.store.scalar("SELECT COUNT(*) FROM images") or 0)
+        if limit:
+            images = min(images, limit)
+        total = images * len(self.config.generation.tasks)
+        done = 0
+        for ids in self.image_pages():
+            done += sum(1 for _ in self.needs(ids, done=True))
+        return total, done
+
+    def owed(self) -> Iterator[Owed]:
+        """Every unit still owed, in image order."""
+        for ids in self.image_pages():
+            yield from self.needs(ids)
+
+    def needs(self, ids: list[int], *, done: bool = False) -> Iterator[Owed]:
+        """What each unit of the images `ids` still needs (with `done`: the finished units)."""
+        marks = ",".join("?" * len(ids))
+        gen_model = self.config.generation.model
+        tasks = self.config.generation.tasks
+        state: dict[tuple[int, str], tuple[int, str]] = {}
+        for task in tasks:
+            version = self.templates[task].version
+            for gid, image_id, status in self.store.query(
+                    f"SELECT id, image_id, status FROM generations WHERE image_id IN ({marks}) "
+                    f"AND task = ? AND prompt_version = ? AND model = ? AND purpose = 'run'",
+                    (*ids, task, version, FACTS_MODEL if task in FACT_TASKS else gen_model)):
+                state[(image_id, task)] = (gid, status)
+        ok_ids = [gid for gid, status in state.values() if status == "ok"]
+        # Judging is owed for a pair that passed the gates and has no score from this judge:
+        # after [gates] changed, only the pairs that newly pass.
+        owed: set[int] = set()
+        if ok_ids:
+            gmarks = ",".join("?" * len(ok_ids))
+            owed = {r[0] for r in self.store.query(
+                f"SELECT DISTINCT p.generation_id FROM pairs p WHERE p.generation_id IN ({gmarks}) "
+                "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id "
+                "AND x.action = 'drop') AND NOT EXISTS (SELECT 1 FROM judgements j "
+                "WHERE j.pair_id = p.id AND j.prompt_version = ? AND j.model = ?)",
+                (*ok_ids, self.judge_template.version, self.config.judge.identity))}
+        for image_id in ids:
+            for task in tasks:
+                gid, status = state.get((image_id, task), (0, ""))
+                if not gid:
+                    need = UnitNeed.GENERATE
+                elif status == "ok" and gid in owed and task not in FACT_TASKS:
+                    need = UnitNeed.JUDGE
+                else:
+                    need = UnitNeed.DONE
+                if (need is UnitNeed.DONE) == done:
+                    yield Owed(image_id, task, need, gid)
+
+    def units(self, *, leave: Collection[str] = ()) -> Iterator[Unit]:
+        """The units still owed with their images, but for the needs in `leave`."""
+        for ids in self.image_pages():
+            pending = [o for o in self.needs(ids) if o.need not in leave]
+            if not pending:
+                continue
+            images = load_images(self.store, sorted({o.image_id for o in pending}))
+            for owed in pending:
+                yield Unit(images[owed.image_id], owed.task, owed.need, owed.generation_id)
