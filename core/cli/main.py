@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import math
 import os
+import signal
 import sqlite3
 import sys
 import threading
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable, Sequence
 
 from visinstruct import __version__
@@ -284,13 +289,25 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _open_store(db) as store:
         report = status_report(store, threshold_for(args, store))
     if args.json:
-        print(json.dumps(report))
+        print(json.dumps(_finite(report), allow_nan=False))
     else:
         from visinstruct.core.cli.status import human_lines
 
         for line in human_lines(report):
             print(line)
     return ExitCode.OK
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every infinite or NaN float as null: JSON has no Infinity (an absurd price
+    can overflow a cost), and scripts must be able to parse what `--json` prints."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -331,6 +348,25 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 
 AppOpener = Callable[[argparse.Namespace], int]
+# Errors of writing to stdout that a command cannot help: disk full, I/O error, closed.
+_STDOUT_ERRORS = (errno.ENOSPC, errno.EIO, errno.EBADF, errno.EDQUOT)
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM stops a command as Ctrl-C does (exit 3, clean-up runs); `run` sets its own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None, *, open_app: AppOpener | None = None) -> int:
@@ -343,8 +379,13 @@ def main(argv: Sequence[str] | None = None, *, open_app: AppOpener | None = None
     args = parser.parse_args(words)
     args.open_app = open_app
     command = args.command
+    if sys.stdout is None and command in ("export", "status", "prepare", "backup"):
+        _say("visinstruct: stdout is closed: nowhere to write the output (use --out FILE, or "
+             "leave stdout open)")
+        return int(ExitCode.BAD_INPUT)
     try:
-        return int(COMMANDS[command](args))
+        with _sigterm_interrupts():
+            return int(COMMANDS[command](args))
     except VisinstructError as exc:
         _say(f"visinstruct: {exc.title.lower()}: {exc}")
         return int(exc.exit_code)
@@ -355,6 +396,15 @@ def main(argv: Sequence[str] | None = None, *, open_app: AppOpener | None = None
         # The reader went away (`| head`): stop quietly, without a second error at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return int(ExitCode.OK)
+    except OSError as exc:
+        if exc.errno not in _STDOUT_ERRORS:
+            raise
+        # A full disk or device behind stdout (`> /dev/full`): one line, and no second error
+        # when Python flushes stdout at exit.
+        _say(f"visinstruct: cannot write the output: {exc.strerror or exc}")
+        with contextlib.suppress(OSError, ValueError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return int(ExitCode.FAILED)
     except sqlite3.DatabaseError as exc:  # met outside a command's own store handling
         from visinstruct.core.store.opening import translate
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import secrets
@@ -319,14 +320,24 @@ def _export_hf(items: Iterable[ExportItem], out: Path) -> ExportSummary:
         ) from error
     try:
         with _quiet_progress(datasets):
-            # A fresh fingerprint and a private cache: no hashing of `items`, no stale cache hit.
-            dataset = datasets.Dataset.from_generator(
-                rows,
-                features=features,
-                cache_dir=str(staging / "cache"),
-                fingerprint=secrets.token_hex(8),
-            )
-            dataset.save_to_disk(str(staging / "dataset"))
+            stream = rows()
+            first = next(stream, None)
+            if first is None:
+                # Nothing kept: an empty dataset with the same columns (from_generator refuses
+                # a generator that yields nothing).
+                dataset = datasets.Dataset.from_dict({name: [] for name in features},
+                                                     features=features)
+            else:
+                # A fresh fingerprint and a private cache: no hashing of `items`, no stale hit.
+                dataset = datasets.Dataset.from_generator(
+                    lambda: itertools.chain((first,), stream),
+                    features=features,
+                    cache_dir=str(staging / "cache"),
+                    fingerprint=secrets.token_hex(8),
+                )
+            # One shard at least: an empty dataset saved with none cannot be loaded again.
+            dataset.save_to_disk(str(staging / "dataset"),
+                                 num_shards=None if first is not None else 1)
         del dataset
         _swap_in_dir(staging / "dataset", out)
     except Exception as error:

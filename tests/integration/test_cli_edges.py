@@ -1,0 +1,96 @@
+"""Commands meeting an unkind world: a full or closed stdout, SIGTERM, an absurd price."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from visinstruct.core.errors import ExitCode
+from visinstruct.dataset import sample
+
+CliResult = tuple[int, str, str]
+RunCli = Callable[..., CliResult]
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def store(run_cli: RunCli, tmp_path: Path) -> Path:
+    db = tmp_path / "s.db"
+    assert run_cli("prepare", "--db", db, "--coco-captions", sample.captions_path())[0] == 0
+    return db
+
+
+def test_a_full_stdout_is_one_line_and_exit_1(store: Path) -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "visinstruct.core.cli", "status", "--db", str(store), "--json"],
+            stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == ExitCode.FAILED
+    assert done.stderr.strip().splitlines() == [
+        "visinstruct: cannot write the output: No space left on device"]
+
+
+def test_a_closed_stdout_is_refused_with_exit_2(store: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import os, sys, runpy; os.close(1); sys.stdout = None; "
+         "sys.argv = ['visinstruct', 'export', '--db', sys.argv[1], '--out', '-']; "
+         "runpy.run_module('visinstruct.core.cli', run_name='__main__')", str(store)],
+        capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert done.returncode == ExitCode.BAD_INPUT
+    assert len(done.stderr.strip().splitlines()) == 1 and "stdout is closed" in done.stderr
+
+
+def test_sigterm_stops_a_command_like_ctrl_c(run_cli: RunCli, store: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from visinstruct.core.export import writers
+
+    real = writers._swap_in_dir
+
+    def terminated_mid_write(*args: object) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writers, "_swap_in_dir", terminated_mid_write)
+    out = tmp_path / "hf"
+    code, _, err = run_cli("export", "--db", store, "--format", "hf", "--out", out)
+    assert code == ExitCode.INTERRUPTED and "interrupted" in err
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if "tmp" in p.name]  # no staging folder left
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_status_json_never_prints_infinity(run_cli: RunCli, store: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from visinstruct.core.cli import status
+
+    real = status.cost_report
+
+    def overflowing(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
+        report = real(*args, **kwargs)  # type: ignore[arg-type]
+        return replace(report, cost_usd=float("inf"), projected_cost_usd=float("nan"))
+
+    monkeypatch.setattr(status, "cost_report", overflowing)
+    code, out, _ = run_cli("status", "--db", store, "--json")
+    assert code == ExitCode.OK
+    report = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in JSON"))
+    assert report["cost_usd"] is None and report["projected_cost_usd"] is None
+
+
+def test_an_hf_export_with_nothing_kept_is_an_empty_dataset(run_cli: RunCli, store: Path,
+                                                           tmp_path: Path) -> None:
+    import datasets
+
+    out = tmp_path / "hf"
+    code, _, err = run_cli("export", "--db", store, "--format", "hf", "--out", out)
+    assert code == ExitCode.OK, err
+    saved = datasets.load_from_disk(str(out))
+    assert saved.num_rows == 0
+    assert saved.column_names == ["id", "image", "conversations", "task"]
