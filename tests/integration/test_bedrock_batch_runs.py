@@ -196,3 +196,86 @@ def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge
     answers = [turn["value"] for record in records for turn in record["conversations"]
                if turn["from"] == "gpt"]
     assert answers == ["He is holding a red umbrella over his head."]
+
+
+def test_evaluation_by_batch_waits_out_back_pressure_and_times_records_by_their_job(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    """The same lifecycle as the run's: too many jobs at once is retried, not given up."""
+    import threading
+
+    config = write_config(tmp_path, extra="min_records = 5\n")
+    config.write_text(config.read_text().replace(
+        "limit = 4\n", f'limit = 4\nbaseline = "{sample.baseline_path()}"\n')
+        + '[evaluation]\nmodel = "claude"\nsample = 0\n')
+    assert run_cli("run", "--headless", "--config", config)[0] == 0
+    aws.plane.respond = lambda model_id, body: {
+        "content": [{"type": "text", "text": "7 7\nBoth are fine."}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 40, "output_tokens": 6}}
+    before = aws.plane.creates
+    aws.plane.create_error = (400, "ServiceQuotaExceededException", "too many batch jobs")
+    done = threading.Event()
+
+    def lift() -> None:
+        # The quota frees up after two refusals.
+        while not done.wait(0.01):
+            if aws.plane.creates >= before + 2:
+                aws.plane.create_error = None
+                return
+
+    lifter = threading.Thread(target=lift, daemon=True)
+    lifter.start()
+    try:
+        code, out, err = run_cli("evaluate", "--config", config, "--json")
+    finally:
+        done.set()
+        lifter.join(5)
+    assert code == 0, err
+    assert "trying again" in err
+    report = json.loads(out)
+    assert report["verdicts"] == 2 * report["sample"]["units"] > 0
+    assert aws.runtime.script.count() == 0  # nothing went on demand
+    db = db_of(config)
+    (submitted, ended), = rows(db, "SELECT submitted_at, ended_at FROM batch_jobs "
+                                   "WHERE stage = 'evaluate' AND status = 'Completed'")
+    latencies = [r[0] for r in rows(db, "SELECT latency_ms FROM llm_calls "
+                                        "WHERE stage = 'evaluate'")]
+    # A record's latency is its job's, as in a run (the fake gives no end time: zero).
+    assert latencies and latencies == pytest.approx(
+        [((ended or submitted) - submitted) * 1000] * len(latencies))
+
+
+def test_evaluation_records_with_errors_go_into_the_next_job_until_attempts_run_out(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    config = write_config(tmp_path, extra="min_records = 1\n")
+    config.write_text(config.read_text().replace(
+        "limit = 4\n", f'limit = 4\nbaseline = "{sample.baseline_path()}"\n')
+        + '[evaluation]\nmodel = "claude"\nsample = 0\n')
+    assert run_cli("run", "--headless", "--config", config)[0] == 0
+    aws.plane.respond = lambda model_id, body: {
+        "content": [{"type": "text", "text": "7 7\nBoth are fine."}], "stop_reason": "end_turn",
+        "usage": {"input_tokens": 40, "output_tokens": 6}}
+    seen: dict[str, int] = {}
+    hopeless: list[str] = []
+
+    def flaky(record_id: str) -> dict[str, Any] | None:
+        # Every comparison fails its first try; the first one fails every time.
+        if not record_id.startswith("evaluate|"):
+            return None
+        seen[record_id] = seen.get(record_id, 0) + 1
+        hopeless[:] = hopeless or [record_id]
+        if seen[record_id] == 1 or record_id == hopeless[0]:
+            return {"errorCode": 500, "errorMessage": "model timed out"}
+        return None
+
+    aws.plane.record_error = flaky
+    code, out, err = run_cli("evaluate", "--config", config, "--json")
+    assert code == 1, err  # one comparison failed both of its attempts
+    report = json.loads(out)
+    comparisons = 2 * report["sample"]["units"]
+    assert report["verdicts"] == comparisons - 1 and report["failed_calls"] == 1
+    jobs = [j for j in status(run_cli, db_of(config))["batch_jobs"] if j["stage"] == "evaluate"]
+    assert [j["records"] for j in jobs] == [comparisons, comparisons]  # and no third round
+    assert set(seen.values()) == {2}
+    attempts = rows(db_of(config), "SELECT attempt, COUNT(*) FROM llm_calls WHERE key = ? "
+                                   "GROUP BY attempt", (hopeless[0],))
+    assert attempts == [(1, 1), (2, 1)]
