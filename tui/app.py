@@ -322,7 +322,7 @@ def context_from_args(args: argparse.Namespace) -> tuple[AppContext, bool]:
     config: Config = config_from_args(args, {"source.limit": getattr(args, "limit", None)})
     autostart = getattr(args, "command", "tui") == "run"
     attach = db is not None and not autostart
-    if attach and not Path(db).is_file():
+    if db is not None and attach and not Path(db).is_file():
         raise InputError(f"{db}: no such store to follow; start a run first or check --db")
     chosen = config_path is not None or bool(getattr(args, "overrides", []))
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,

@@ -5,13 +5,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from textual.message import Message
 from visinstruct.core.events import Event
 from visinstruct.core.store.snapshots import ScoreCounts, StoreSnapshot
 
-StoreRead = StoreSnapshot | ScoreCounts
+StoreRead: TypeAlias = StoreSnapshot | ScoreCounts
 
 if TYPE_CHECKING:
     from visinstruct.tui.state import RunState

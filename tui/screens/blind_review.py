@@ -8,7 +8,7 @@ agreement figure, so the reviewer is never nudged towards the judge.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -28,6 +28,10 @@ from visinstruct.core.review.samples import image_file
 from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.image_preview import ImagePreview
 from visinstruct.tui.widgets.review_workers import ScreenReads
+from visinstruct.core.store.database import Store
+
+if TYPE_CHECKING:
+    from visinstruct.tui.app import VisinstructApp
 
 DONE_TEXT = ("No judged pair is left to review blind: every current judged pair has a "
              "decision. Press escape to go back.")
@@ -116,8 +120,8 @@ class BlindReviewScreen(Screen[None]):
         await self.reads.stop()
 
     @property
-    def store(self) -> Any:
-        return self.app.store  # type: ignore[attr-defined]
+    def store(self) -> Store:
+        return cast("VisinstructApp", self.app).store
 
     # -- reading ---------------------------------------------------------------------------------
     def _load(self) -> None:

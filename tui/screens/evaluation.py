@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.text import Text
 from textual import work
@@ -27,6 +27,9 @@ from visinstruct.tui.widgets.eval_tables import (
 )
 from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
+
+if TYPE_CHECKING:
+    from visinstruct.tui.app import VisinstructApp
 
 NO_AGREEMENT = ("no blind review decisions yet: in review press B, accept or reject pairs "
                 "without seeing their scores, and the judge's agreement with you shows here")
@@ -209,4 +212,4 @@ class EvaluationScreen(Screen[None]):
         if sample is None:
             self.notify("No sample to open.", severity="warning")
             return
-        await self.app.open_review(sample.image_id, sample.task)  # type: ignore[attr-defined]
+        await cast("VisinstructApp", self.app).open_review(sample.image_id, sample.task)

@@ -57,7 +57,7 @@ class PromptLabScreen(Screen[None]):
 
     TITLE = "Prompt lab"
     AUTO_FOCUS = "#lab-prompt"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("ctrl+r", "run_trial", "Run/stop"),
         Binding("ctrl+s", "save", "Save version"),

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
-from textual.widgets import DataTable, Header, Static
+from textual.widgets import DataTable, Header, OptionList, Static
 from textual.worker import Worker, WorkerState
+from visinstruct.core.review.decisions import (
+    ReviewRow,
+    clear_decision,
+    restore_reviews,
+    undo_review,
+)
 from visinstruct.core.store.interrupt import ReadCancelled
 from visinstruct.core.review.samples import (
     SampleDetail,
@@ -23,26 +29,42 @@ from visinstruct.core.review.samples import (
     edit_pair,
     image_file,
     prompt_versions_in_use,
+    rejudge,
     reject_pair,
     sample_detail,
     sample_page,
     sample_row,
 )
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
-from visinstruct.tui.screens.review_decisions import (
-    DECISION_BINDINGS,
-    ReviewDecisions,
-    ReviewRejudge,
-)
 from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
 from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
 from visinstruct.tui.widgets.review_list import SampleTable, page_status
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
+from visinstruct.tui.context import AppContext
+from visinstruct.core.store.database import Store
+
+if TYPE_CHECKING:
+    from visinstruct.tui.app import VisinstructApp
 
 PAGE_SIZE = 50
 Key = tuple[int, str]
+# One undo step: ("added", review id) for a decision or edit, ("cleared", rows) for a clear.
+UndoStep = tuple[str, Any]
+MAX_UNDO = 100
+
+DECISION_BINDINGS = [
+    Binding("u", "undo", "Undo", tooltip="Undo your last accept, reject, edit or clear"),
+    Binding("c", "clear_decision", "Clear decision", show=False,
+            tooltip="Clear your accept/reject of this pair: the judge's score decides again"),
+    Binding("right_square_bracket", "move_pair(1)", "Next pair", key_display="]",
+            tooltip="Next pair of this sample (works from anywhere on the screen)"),
+    Binding("left_square_bracket", "move_pair(-1)", "Previous pair", key_display="[",
+            show=False, tooltip="Previous pair of this sample (works from anywhere)"),
+    Binding("ctrl+l", "clear_filters", "Clear filters", show=False,
+            tooltip="Clear every filter: show all samples"),
+]
 
 
 def _just_before(image_id: int) -> Key:
@@ -50,13 +72,13 @@ def _just_before(image_id: int) -> Key:
     return (image_id - 1, "\uffff")
 
 
-class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
+class ReviewScreen(Screen[None]):
     """Pages through samples with keyset queries; every read and write runs in a thread worker."""
 
     TITLE = "Review"
     blind_seed: int | None = None
     AUTO_FOCUS = "#review-list"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (110, "-wide")]
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (110, "-wide")]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("a", "decide('accept')", "Accept", tooltip="Accept the highlighted pair (keep it)"),
         Binding("x", "decide('reject')", "Reject", tooltip="Reject the highlighted pair (drop it)"),
@@ -149,13 +171,13 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
         self._behind_dialog = False
 
     @property
-    def context(self) -> Any:
+    def context(self) -> AppContext:
         """The app's AppContext (config, store path)."""
-        return self.app.ctx  # type: ignore[attr-defined]
+        return cast("VisinstructApp", self.app).ctx
 
     @property
-    def store(self) -> Any:
-        return self.app.store  # type: ignore[attr-defined]
+    def store(self) -> Store:
+        return cast("VisinstructApp", self.app).store
 
     @property
     def threshold(self) -> float:
@@ -168,6 +190,96 @@ class ReviewScreen(ReviewDecisions, ReviewRejudge, Screen[None]):
     @property
     def pane(self) -> SampleDetailPane:
         return self.query_one(SampleDetailPane)
+
+    # -- the keys that act on what is shown: pairs, undo, clear, re-judge ------------------
+    def remember(self, step: UndoStep) -> None:
+        """Keep a step the user can undo with u."""
+        self._undo.append(step)
+        del self._undo[:-MAX_UNDO]
+
+    def action_move_pair(self, step: int) -> None:
+        """Highlight the next (or previous) pair of the shown sample, wherever the focus is."""
+        ours = self.pane.query_one("#ours", OptionList)
+        if not ours.option_count or self.pane.detail is None:
+            return
+        current = ours.highlighted if ours.highlighted is not None else -1
+        ours.highlighted = max(0, min(ours.option_count - 1, current + step))
+
+    def action_clear_decision(self) -> None:
+        pair = self.pane.selected_pair
+        if pair is None:
+            self.notify("No pair shown here.", severity="warning")
+            return
+        if pair.decision is None:
+            self.notify("You have not decided on this pair.")
+            return
+        self._clear(pair.pair_id)
+
+    @work(thread=True, group="review-write", exit_on_error=False)
+    def _clear(self, pair_id: int) -> None:
+        try:
+            rows = clear_decision(self.store, pair_id)
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.reads.fail(self.app, error)
+            return
+        self.reads.call(self.app, self._cleared, rows)
+
+    def _cleared(self, rows: tuple[ReviewRow, ...]) -> None:
+        self.remember(("cleared", rows))
+        self._after_write("Cleared your decision: the judge's score decides again.")
+
+    def action_undo(self) -> None:
+        if not self._undo:
+            self.notify("Nothing to undo.")
+            return
+        self._undo_step(self._undo.pop())
+
+    @work(thread=True, group="review-write", exit_on_error=False)
+    def _undo_step(self, step: UndoStep) -> None:
+        kind, data = step
+        try:
+            if kind == "added":
+                undo_review(self.store, data)
+            else:
+                restore_reviews(self.store, data)
+        except Exception as error:  # noqa: BLE001 - shown as a dialog
+            self.reads.fail(self.app, error)
+            return
+        self.reads.call(self.app, self._after_write, "Undone.")
+
+    def action_clear_filters(self) -> None:
+        self.query_one(ReviewFilters).clear()
+
+    def action_rejudge(self) -> None:
+        detail = self.pane.detail
+        if detail is None or detail.generation_id is None or detail.status != "ok":
+            self.notify("Only a parsed conversation can be re-judged.", severity="warning")
+            return
+        if detail.generation_id in self._busy:
+            self.notify("Already re-judging this one.")
+            return
+        self._busy.add(detail.generation_id)
+        self.notify(f"Re-judging image {detail.image.image_id} ({detail.task})…")
+        self._rejudge(detail.generation_id, detail.image.image_id, detail.task)
+
+    @work(thread=True, group="review-rejudge", exit_on_error=False)
+    def _rejudge(self, generation_id: int, image_id: int, task: str) -> None:
+        with self.reads.track() as closing:
+            try:
+                result = rejudge(self.context.config, self.store, generation_id, cancel=closing)
+            except Exception as error:  # noqa: BLE001 - shown as a dialog
+                self.reads.call(self.app, self._rejudged, generation_id, None)
+                self.reads.fail(self.app, error)
+                return
+        scores = ", ".join("–" if j.score is None else f"{j.score:g}" for j in result.judgements)
+        self.reads.call(self.app, self._rejudged, generation_id,
+                        f"Re-judged image {image_id} ({task}): scores {scores}; "
+                        f"{result.kept} kept.")
+
+    def _rejudged(self, generation_id: int, message: str | None) -> None:
+        self._busy.discard(generation_id)
+        if message is not None:
+            self._after_write(message)
 
     # -- public ----------------------------------------------------------------------------------
     def show_sample(self, image_id: int, task: str | None = None) -> None:

@@ -7,7 +7,7 @@ import time
 from rich.text import Text
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import millis, per_second
-from visinstruct.tui.widgets.rich_table import TableView
+from visinstruct.tui.widgets.rich_table import Cell, TableView
 
 HEALTH_STYLE = {"healthy": "green", "degraded": "yellow", "down": "bold red"}
 # Short headers so the table fits 80 columns: instances, in flight/limit, errors, throttles.
@@ -23,7 +23,7 @@ class EndpointTable(TableView):
 
     def show(self, state: RunState, now: float) -> None:
         models = {model for model, _ in state.endpoints}
-        rows = []
+        rows: list[tuple[Cell, ...]] = []
         for key, stats in state.endpoint_rows():
             name = stats.endpoint or "–"
             if len(models) > 1:
@@ -48,9 +48,9 @@ JOB_STYLE = {"Completed": "green", "PartiallyCompleted": "yellow", "Failed": "bo
              "Stopped": "yellow", "Expired": "bold red"}
 
 
-def batch_job_rows(state: RunState, now: float) -> list[tuple[object, ...]]:
+def batch_job_rows(state: RunState, now: float) -> list[tuple[Cell, ...]]:
     """A row per Bedrock batch job: model and records, ok and failed records, age, status."""
-    rows: list[tuple[object, ...]] = []
+    rows: list[tuple[Cell, ...]] = []
     for job in state.batch_jobs.values():
         age = max(0.0, time.time() - job.submitted_at)
         clock = f"{age / 3600:.1f}h" if age >= 3600 else f"{age / 60:.0f}m"

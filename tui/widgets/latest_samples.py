@@ -27,8 +27,8 @@ def scores_text(sample: JudgedSample, threshold: float) -> Text:
 class LatestSamples(DataTable[Text | str]):
     """Image, task, scores, kept and the first question of each recently judged conversation."""
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, id=id, classes=classes)
         self._shown: tuple[object, ...] | None = None
         self._samples: dict[str, JudgedSample] = {}
 

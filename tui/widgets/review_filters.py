@@ -120,9 +120,9 @@ class ReviewFilters(Horizontal):
             value = self.query_one(select_id, Select).value
             return None if value is Select.NULL else str(value)
 
-        text = self.query_one("#filter-text", Input).value.strip() or None
+        words = self.query_one("#filter-text", Input).value.strip() or None
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
-                            chosen("#filter-version"), rule=chosen("#filter-rule"), text=text)
+                            chosen("#filter-version"), rule=chosen("#filter-rule"), text=words)
 
     def _changed(self) -> None:
         filters = self.current()

@@ -35,8 +35,9 @@ class TableView(Widget):
 
     DEFAULT_CSS = "TableView { height: auto; }"
 
-    def __init__(self, columns: Sequence[Column], **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, columns: Sequence[Column], *, id: str | None = None,
+                 classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.columns = tuple(columns)
         self.rows: list[list[str]] = []
         self._cells: list[list[Text]] = []

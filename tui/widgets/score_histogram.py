@@ -20,8 +20,8 @@ class ScoreHistogram(Widget):
 
     DEFAULT_CSS = "ScoreHistogram { height: 8; }"
 
-    def __init__(self, **kwargs: object) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
+    def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
+        super().__init__(id=id, classes=classes)
         self.buckets: dict[int, int] = {}
         self.threshold = 7.0
         self.judged = 0
