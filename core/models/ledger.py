@@ -1,4 +1,4 @@
-"""The `llm_calls` ledger: every attempt is written `in_flight` before it is sent and finished after."""
+"""The `llm_calls` ledger: each attempt is written `in_flight` before it is sent, finished after."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import CallFinished, CallStarted, Emit
-from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.sanitize.clean import storable
 from visinstruct.core.sanitize.redact import redact
+from visinstruct.core.store.database import RowRef, Store, now
 
 MAX_RAW = 200_000  # characters of a raw response kept; far above any real answer
 MAX_ERROR = 2000
@@ -77,7 +77,7 @@ class Ledger:
         self.run_id = run_id
         self.emit = emit
 
-    def listener(self, info: CallInfo) -> "CallListener":
+    def listener(self, info: CallInfo) -> CallListener:
         """An AttemptListener for one unit of work."""
         return CallListener(self, info)
 
@@ -146,7 +146,8 @@ class CallListener:
             ref.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt)))
         return ref
 
-    def failed(self, call: RowRef, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed(self, call: RowRef, error: BackendError, latency_ms: float,
+               will_retry: bool) -> None:
         """Finish the attempt's row as an error, keeping the error text (redacted)."""
         info = self.info
         ledger = self.ledger

@@ -7,13 +7,13 @@ import os
 import queue
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
-from visinstruct.core.config import check_gguf
-from visinstruct.core.config import ModelConfig
+from visinstruct.core.config import ModelConfig, check_gguf
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.models.backends.replies import normal_finish_reason
 
 _ASSEMBLE_LOCK = threading.Lock()
@@ -103,7 +103,8 @@ class LocalBackend:
             from llama_cpp import Llama
         except ImportError as exc:
             raise ConfigError(
-                "llama-cpp-python is not installed; install the extra: pip install 'visinstruct[local]'"
+                "llama-cpp-python is not installed; install the extra: "
+                "pip install 'visinstruct[local]'"
             ) from exc
         try:
             with _quiet_stderr():
@@ -112,7 +113,8 @@ class LocalBackend:
         except Exception as exc:  # llama.cpp raises ValueError/RuntimeError on a bad file
             raise ConfigError(f"{self.path}: llama.cpp cannot load this GGUF file: {exc}") from exc
 
-    def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
+    def complete(self, request: CompletionRequest,
+                 endpoint: str | None = None) -> CompletionResponse:
         """Run one chat completion on a free context."""
         llm = self._borrow()
         try:

@@ -7,13 +7,14 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
 
 Responder = Callable[[CompletionRequest], str]
 
@@ -37,10 +38,11 @@ def request_digest(request: CompletionRequest) -> str:
 
 
 class ScriptedBackend:
-    """Replies by rules from a JSON script, else by a built-in responder that mimics a good model."""
+    """Replies by rules from a JSON script, else by a built-in responder mimicking a good model."""
 
-    def __init__(self, script: Path | str | None = None, *, endpoints: Sequence[str] = ("scripted",),
-                 latency: float = 0.0, responder: Responder | None = None, name: str = "scripted") -> None:
+    def __init__(self, script: Path | str | None = None, *,
+                 endpoints: Sequence[str] = ("scripted",), latency: float = 0.0,
+                 responder: Responder | None = None, name: str = "scripted") -> None:
         self.name = name
         self.endpoints = tuple(endpoints)
         self.latency = latency
@@ -64,7 +66,8 @@ class ScriptedBackend:
                                    int(item.get("times", 0)), float(item.get("latency", 0.0)),
                                    str(item.get("finish", "stop"))))
 
-    def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
+    def complete(self, request: CompletionRequest,
+                 endpoint: str | None = None) -> CompletionResponse:
         """Answer `request` by the first matching rule, else by the responder."""
         with self._lock:
             self.calls += 1
@@ -92,7 +95,8 @@ class ScriptedBackend:
             return self._response(builtin_reply(request, digest), endpoint)
         return self._response(self.responder(request), endpoint)
 
-    def _response(self, text: str, endpoint: str | None, finish: str = "stop") -> CompletionResponse:
+    def _response(self, text: str, endpoint: str | None,
+                  finish: str = "stop") -> CompletionResponse:
         return CompletionResponse(text=text, finish_reason=finish, tokens_in=100,
                                   tokens_out=max(1, len(text) // 4),
                                   endpoint=endpoint or self.endpoints[0], raw=text)
