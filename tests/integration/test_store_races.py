@@ -16,18 +16,20 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-# Every child waits for a byte on stdin, so all three start the same run at the same moment.
+# Every child imports first, then waits for a byte on stdin, so all three start the same run
+# at the same moment (and each run lasts long enough that none ends before the others start).
 _RUN_ON_SIGNAL = (
     "import sys\n"
-    "sys.stdin.read(1)\n"
     "from visinstruct.core.cli import main\n"
+    "print('ready', file=sys.stderr, flush=True)\n"
+    "sys.stdin.read(1)\n"
     "sys.exit(main(['run', '--headless', '--json', '--config', sys.argv[1]]))\n"
 )
 
 
 def _config(tmp_path: Path, db: Path) -> Path:
     script = tmp_path / "script.json"
-    script.write_text(json.dumps({"latency": 0.002, "rules": []}))
+    script.write_text(json.dumps({"latency": 0.1, "rules": []}))
     config = tmp_path / f"{db.stem}.toml"
     config.write_text(f"""
 db = "{db}"
@@ -54,6 +56,8 @@ def test_three_runs_on_one_new_store_one_runs_and_keeps_every_paid_call(tmp_path
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=REPO)
                     for _ in range(3)]
+        for child in children:  # every child has imported everything and waits
+            assert child.stderr is not None and child.stderr.readline() == b"ready\n"
         for child in children:
             assert child.stdin is not None
             child.stdin.write(b"x")
