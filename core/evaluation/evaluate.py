@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from visinstruct.core.config import Config
+from visinstruct.core.config import Config, spec_for
 from visinstruct.core.errors import InputError
 from visinstruct.core.evaluation.aggregate import (
     Summary,
@@ -51,7 +51,7 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
-from visinstruct.core.models.ledger import Ledger
+from visinstruct.core.models.ledger import Ledger, abandon_in_flight
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
@@ -360,12 +360,10 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])
     if mode == "answers" and config.generation.model in names \
-            and config.model(config.generation.model).backend == "bedrock-batch":
+            and spec_for(config.model(config.generation.model)).runs_batch_jobs:
         notice(f"{config.generation.model!r} is a bedrock-batch model; answers mode sends its "
                "answer calls on demand (same model id)")
-    store.write_sync(lambda c: c.execute(
-        "UPDATE llm_calls SET status = 'abandoned', finished_at = ? WHERE status = 'in_flight' "
-        "AND stage IN ('evaluate', 'answer')", (now(),)))
+    abandon_in_flight(store, ("evaluate", "answer"))
     backends, pools = build_pools(config, names, cancel)
     ctx = StageContext(store, Ledger(store, 0, emit), pools, emit, cancel)
     state = Evaluation(config, store, emit, cancel, mode, ctx, template, answer_template)
@@ -373,7 +371,7 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         jobs = state.plan(units)
         emit(EvaluationStarted(mode, state.model, len(chosen), len(units), state.total,
                                state.done))
-        if evaluator.backend == "bedrock-batch":
+        if spec_for(evaluator).runs_batch_jobs:
             jobs = evaluate_by_batch(state, jobs, evaluator, notice)
         workers = max(1, min(256, max(p.ceiling for p in pools.values()), len(jobs)))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="evaluate") as executor:

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
-from visinstruct.core.config import Config, ModelConfig
+from visinstruct.core.config import Config, ModelConfig, spec_for
 from visinstruct.core.events import BatchNotice, BatchRecordsWaiting
 from visinstruct.core.models.backends.bedrock_bodies import request_body
 from visinstruct.core.models.batch_calls import BatchCalls, Outgoing
@@ -33,7 +33,6 @@ from visinstruct.core.records import FACT_TASKS, Image
 from visinstruct.core.store.batch_jobs import BatchJob, BatchRecord
 from visinstruct.core.store.queries import load_images
 
-BACKEND = "bedrock-batch"
 _IMAGES_PER_QUERY = 500  # SQLite caps the parameters of one query
 
 
@@ -41,7 +40,7 @@ def batch_stages(config: Config) -> dict[str, str]:
     """{stage: model name} for the run's stages whose model is a batch model."""
     models = {"generate": config.generation.model, "judge": config.judge.model}
     return {stage: name for stage, name in models.items()
-            if config.model(name).backend == BACKEND}
+            if spec_for(config.model(name)).runs_batch_jobs}
 
 
 class RunBatches:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-from visinstruct.core.config import Config
+from visinstruct.core.config import Config, spec_for
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.tally import money
 from visinstruct.core.records import FACT_TASKS, UnitNeed
@@ -57,7 +57,7 @@ def plan_run(config: Config, store: Store) -> RunPlan:
     judges = len(config.judge.panel)
     calls = (needs[UnitNeed.GENERATE] * (1 + judges) + needs[UnitNeed.JUDGE] * judges)
     left = max(0, total - done)
-    local = all(config.model(name).backend == "local"
+    local = all(spec_for(config.model(name)).runs_locally
                 for name in (config.generation.model, *config.judge.panel))
     cost: float | None = None
     if not local and done:
