@@ -217,6 +217,8 @@ MIGRATIONS: tuple[Migration, ...] = (
      schema_sql.FINISHED_CALL_TALLY),
     (11, "view pair_verdicts (kept, dropped by whom, unjudged, judged, flagged); kept_pairs "
          "from it, short-answer records included", _verdict_views),
+    (12, "no score tally: scores are counted by the verdict rules over the current pairs",
+     schema_sql.NO_SCORE_TALLY),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

@@ -252,3 +252,19 @@ FINISHED_CALL_TALLY = f"""
         WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
         END;
         """
+
+# Migration 12: scores are counted by the verdict rules (store/verdicts.py) over the current
+# pairs, never from a tally of every judgement ever made (which counted re-judged, panel-member
+# and gated pairs' scores); the score tally goes, so the writer keeps it no more.
+NO_SCORE_TALLY = """
+        DROP TRIGGER judgement_tally;
+        DROP TABLE score_tally;
+        CREATE TRIGGER judgement_tally AFTER INSERT ON judgements BEGIN
+            INSERT INTO unit_tally
+                SELECT g.model, 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
+                    SELECT 1 FROM judgements o
+                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+        END;
+        """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.core.store import run_tallies, snapshots
+from visinstruct.core.store import run_tallies
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.snapshots import LedgerTally, UnitTally, score_counts
 from visinstruct.tests.tui.support_monitor import run_pipeline, write_config
@@ -20,8 +20,7 @@ def test_tallies_match_a_scan_after_a_run(tmp_path: Path, monkeypatch: pytest.Mo
         tallied_units = UnitTally("").count(store)
         tallied_calls = LedgerTally(1).counts(store)
     # The same store read as one without tallies would be (a dropped table is damage now).
-    for module in (run_tallies, snapshots):
-        monkeypatch.setattr(module, "has_tallies", lambda store: False)
+    monkeypatch.setattr(run_tallies, "has_tallies", lambda store: False)
     with Store(db) as store:
         assert score_counts(store, 7.0) == tallied_scores
         assert UnitTally("").count(store) == tallied_units > 0
@@ -68,7 +67,6 @@ def test_gated_and_short_answer_units_count_as_done(tmp_path: Path,
         store.write_sync(lambda c: c.execute(
             "DELETE FROM pair_gates WHERE pair_id = (SELECT MIN(id) FROM pairs)"))
         assert UnitTally("llava").count(store) == 2
-    for module in (run_tallies, snapshots):
-        monkeypatch.setattr(module, "has_tallies", lambda store: False)
+    monkeypatch.setattr(run_tallies, "has_tallies", lambda store: False)
     with Store(db) as store:
         assert UnitTally("llava").count(store) == 2
