@@ -31,6 +31,8 @@ demo: $(STAMP)
 	@echo "== done: out/llava.json (the store is out/demo.db)"
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 	$(MAKE) wheel-check
