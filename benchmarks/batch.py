@@ -17,6 +17,7 @@ from pathlib import Path
 
 import boto3
 from moto.server import ThreadedMotoServer
+
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import ignore

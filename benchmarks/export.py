@@ -10,9 +10,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.records import TASKS, Pair
-from visinstruct.core.export.validate import validate_llava_file
 
 SUBJECTS = ("a red bus", "two zebras", "a plate of pasta", "a skier", "an old clock tower")
 PLACES = ("on a busy street", "in a dry field", "on a wooden table", "on a snowy slope")

@@ -28,7 +28,8 @@ def seed_store(db: Path, images: int) -> None:
     conn = sqlite3.connect(db)
     with conn:
         # Generators, not lists: the seeding must not raise the peak RSS being measured.
-        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+        conn.executemany("INSERT INTO images (id, file_name, width, height) "
+                         "VALUES (?, ?, 640, 480)",
                          ((i, f"{i:012d}.jpg") for i in range(1, images + 1)))
         conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
                          ((i, k, f"A person number {k} stands near a table in scene {i}.")
@@ -43,7 +44,13 @@ def seed_store(db: Path, images: int) -> None:
 def child(images: int, workers: int) -> None:
     """Run the pipeline once and print one JSON line of figures."""
     from visinstruct.core import pipeline
-    from visinstruct.core.config import Config, JudgeConfig, GenerationConfig, ModelConfig, SourceConfig
+    from visinstruct.core.config import (
+        Config,
+        GenerationConfig,
+        JudgeConfig,
+        ModelConfig,
+        SourceConfig,
+    )
     from visinstruct.core.events import Event
     from visinstruct.core.store.database import Store
 
@@ -90,11 +97,13 @@ def gate_cost(replies: int = 5_000) -> tuple[float, int]:
     work = []
     for i in range(replies):
         image = Image(i, f"{i:012d}.jpg", 640, 480,
-                      tuple(f"A person number {k} stands near a table in scene {i}." for k in range(5)),
+                      tuple(f"A person number {k} stands near a table in scene {i}."
+                            for k in range(5)),
                       tuple(Box(name, (0.1, 0.2, 0.5, 0.9)) for name in objects))
+        sides = ("left", "right", "back", "front")
         pairs = [Pair(f"What is the {name} next to in part {k} of scene {i}?",
                       f"The {name} is next to a {objects[k - 1]} near the window, on the {side}.")
-                 for k, (name, side) in enumerate(zip(objects, ("left", "right", "back", "front")))]
+                 for k, (name, side) in enumerate(zip(objects, sides, strict=True))]
         work.append((image, pairs))
     started = time.process_time()
     for image, pairs in work:
@@ -138,13 +147,15 @@ def main() -> int:
             figures.append(figure)
     rate = min(f["calls"] / f["seconds"] for f in figures)
     print(f"slowest: {rate:,.0f} calls/s (target >= 2,000); "
-          f"88K images x 3 tasks x 2 calls would cost {88_000 * 6 / rate / 60:,.1f} min of overhead")
+          f"88K images x 3 tasks x 2 calls would cost "
+          f"{88_000 * 6 / rate / 60:,.1f} min of overhead")
     per_pair, count = gate_cost()
     print(f"quality gates: {per_pair:,.1f} us CPU per pair ({count:,} pairs timed alone); at "
           f"{rate:,.0f} calls/s, half of them generations of ~3 pairs, that is "
           f"{per_pair * 3 * rate / 2 / 1e4:,.1f}% of one core")
     if len(figures) > 1:
-        print(f"RSS ratio largest/smallest store: {figures[-1]['rss_mb'] / figures[0]['rss_mb']:.2f} "
+        print(f"RSS ratio largest/smallest store: "
+              f"{figures[-1]['rss_mb'] / figures[0]['rss_mb']:.2f} "
               f"for {figures[-1]['images'] / figures[0]['images']:.0f}x the images")
     return 0
 

@@ -47,7 +47,8 @@ def seed(db: Path, images: int) -> None:
 
     Store(db).close()
     with sqlite3.connect(db) as conn:
-        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+        conn.executemany("INSERT INTO images (id, file_name, width, height) "
+                         "VALUES (?, ?, 640, 480)",
                          [(i, f"{i:012d}.jpg") for i in range(1, images + 1)])
         conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
                          [(i, k, f"Someone walks a dog past shop {i} while it rains, view {k}.")
@@ -125,7 +126,8 @@ def main() -> int:
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}.items():
+                       "AWS_DEFAULT_REGION": "us-east-1",
+                       "AWS_EC2_METADATA_DISABLED": "true"}.items():
         os.environ[key] = value
     per_endpoint = options.instances * options.batch / (options.base * (2 - 1 / options.batch))
     capacity = options.endpoints * per_endpoint

@@ -5,8 +5,9 @@ captions, 860K instances with segmentation polygons (about 450 MB), 665K mix665k
 (about 1 GB), GQA train scene graphs (75K images, 1.2M objects) and balanced questions
 (943K, with GQA's fields), and VQAv2 train questions and annotations (444K). Runs
 `visinstruct prepare` on them in a child process, then `visinstruct export --format llava`
-of 150K conversations (not with `--sources qa`), and prints the figures. `--scale 0.25` builds every file at a quarter size;
-`--sources qa` prepares the captions, GQA and VQAv2 files only (no instances, no mix665k).
+of 150K conversations (not with `--sources qa`), and prints the figures. `--scale 0.25`
+builds every file at a quarter size; `--sources qa` prepares the captions, GQA and VQAv2
+files only (no instances, no mix665k).
 Targets: prepare <= 180 s (COCO and mix665k) and <= 1.5 GB peak RSS; export <= 30 s.
 """
 
@@ -30,8 +31,9 @@ IMAGES = 118_287
 CAPTIONS_PER_IMAGE = 5
 INSTANCES = 860_001
 MIX_RECORDS = 665_298
-WORDS = ("a man woman dog cat sits stands on the table near street with red blue green large small "
-         "two three people kitchen bus train plate of food next to in front window grass field").split()
+WORDS = ("a man woman dog cat sits stands on the table near street with red blue green "
+         "large small two three people kitchen bus train plate of food next to in front "
+         "window grass field").split()
 
 
 def sentence(rng: random.Random, n: int) -> str:
@@ -144,7 +146,8 @@ def build(work: Path, scale: float = 1.0, skip: tuple[str, ...] = ()) -> dict[st
 def timed_child(args: list[str]) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """Run a child; return wall seconds, its peak RSS in MB, and the result."""
     code = ("import resource, subprocess, sys, time, json\n"
-            "t = time.monotonic(); r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
+            "t = time.monotonic(); "
+            "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
             "print(json.dumps([time.monotonic() - t, "
             "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, r.returncode, "
             "r.stdout[-2000:], r.stderr[-2000:]]))")
@@ -187,7 +190,8 @@ def _scale(factor: float) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "visinstruct-bench")
+    parser.add_argument("--work", type=Path,
+                        default=Path(tempfile.gettempdir()) / "visinstruct-bench")
     parser.add_argument("--conversations", type=int, default=150_000)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="build every file at this fraction of the real size")

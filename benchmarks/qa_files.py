@@ -10,8 +10,10 @@ GQA_IMAGES = 74_942           # train_sceneGraphs.json
 GQA_OBJECTS_PER_IMAGE = 16    # about 1.2M objects, as GQA's cleaned train graphs
 GQA_QUESTIONS = 943_000       # train_balanced_questions.json
 VQA_QUESTIONS = 443_757       # v2 train2014: questions and annotations (10 answers each)
-NAMES = ["tree", "man", "shirt", "window", "table", "chair", "car", "building", "sky", "grass", "wall", "sign", "pole", "plate", "woman", "dog", "cat", "bus", "street", "fence"]
-ATTRIBUTES = ["white", "black", "green", "blue", "red", "wooden", "tall", "small", "large", "metal", "open", "brown"]
+NAMES = ["tree", "man", "shirt", "window", "table", "chair", "car", "building", "sky", "grass",
+         "wall", "sign", "pole", "plate", "woman", "dog", "cat", "bus", "street", "fence"]
+ATTRIBUTES = ["white", "black", "green", "blue", "red", "wooden", "tall", "small", "large",
+              "metal", "open", "brown"]
 RELATIONS = ("to the left of", "to the right of", "on", "near", "behind", "in front of",
              "wearing", "holding", "above")
 

@@ -31,7 +31,8 @@ def seed(db: Path, pairs: int) -> str:
     generations = pairs // 4
     conn = sqlite3.connect(db)
     with conn:
-        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+        conn.executemany("INSERT INTO images (id, file_name, width, height) "
+                         "VALUES (?, ?, 640, 480)",
                          ((i, f"{i:012d}.jpg") for i in range(1, generations + 1)))
         conn.executemany(
             "INSERT INTO generations (id, image_id, task, prompt_version, model, status, "
@@ -69,7 +70,8 @@ def main() -> int:
                 timings.append(time.perf_counter() - started)
                 assert len(page.rows) == 1, page
         warm = sorted(timings[1:])[len(timings[1:]) // 2]
-        print(f"{options.pairs:,} pairs: first search {timings[0]:.3f} s (indexes every pair, as after a crashed run), "
+        print(f"{options.pairs:,} pairs: first search {timings[0]:.3f} s "
+              f"(indexes every pair, as after a crashed run), "
               f"then {warm:.4f} s (median of {len(timings) - 1}); target < 0.2 s")
     return 0
 

@@ -56,7 +56,8 @@ def seed_store(db: Path, images: int) -> None:
         conn.execute("INSERT INTO runs (id, started_at, finished_at, status, total_units, config) "
                      "VALUES (1, ?, ?, 'finished', ?, '{\"generation\": {\"model\": \"fake\"}}')",
                      (now - 3600, now, images * 3))
-        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+        conn.executemany("INSERT INTO images (id, file_name, width, height) "
+                         "VALUES (?, ?, 640, 480)",
                          ((i, f"{i:012d}.jpg") for i in range(1, images + 1)))
         conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, ?, ?)",
                          ((i, k, f"A person number {k} stands near a table in scene {i}.")
@@ -73,15 +74,16 @@ def seed_store(db: Path, images: int) -> None:
             "INSERT INTO generations (id, image_id, task, prompt_version, model, call_id, status, "
             "raw, problems, purpose, created_at) VALUES (?, ?, ?, 'v1', 'fake', ?, 'ok', '', '[]', "
             "'run', ?)",
-            ((g, (g - 1) // 3 + 1, TASKS[(g - 1) % 3], 2 * g - 1, now) for g in range(1, images * 3 + 1)))
+            ((g, (g - 1) // 3 + 1, TASKS[(g - 1) % 3], 2 * g - 1, now)
+             for g in range(1, images * 3 + 1)))
         conn.executemany(
             "INSERT INTO pairs (id, generation_id, idx, question, answer) VALUES (?, ?, ?, ?, ?)",
             ((p, (p - 1) // 3 + 1, (p - 1) % 3, f"What is happening in part {p % 7} of the scene?",
               "A person stands near a table with a cup on it.")
              for p in range(1, images * 9 + 1)))
         conn.executemany(
-            "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, prompt_version, "
-            "model, created_at) VALUES (?, ?, ?, 'synthetic', ?, 'j1', 'fake', ?)",
+            "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
+            "prompt_version, model, created_at) VALUES (?, ?, ?, 'synthetic', ?, 'j1', 'fake', ?)",
             ((p, (p - 1) // 3 + 1, float(3 + p * 7 % 8), 2 * ((p - 1) // 3 + 1), now)
              for p in range(1, images * 9 + 1)))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('judge_threshold', '7')")
@@ -129,7 +131,9 @@ def event_stream(units: int) -> list[Event]:
 class Producer(threading.Thread):
     """Feeds events into the app's buffer at `rate` per second, in 5 ms slices."""
 
-    def __init__(self, app: VisinstructApp, stream: list[Event], rate: float, seconds: float) -> None:
+    def __init__(
+        self, app: VisinstructApp, stream: list[Event], rate: float, seconds: float
+    ) -> None:
         super().__init__(daemon=True, name="bench-producer")
         self.app, self.stream, self.rate, self.seconds = app, stream, rate, seconds
         self.sent = 0
@@ -152,7 +156,8 @@ class Producer(threading.Thread):
 
 # -- the app under test ---------------------------------------------------------------------------
 class BenchApp(VisinstructApp):
-    """The real app plus one key whose action changes a one-line label (a trivial visible change)."""
+    """The real app plus one key whose action changes a one-line label (a trivial visible
+    change)."""
 
     BINDINGS = [Binding("f9", "ping", "Ping", show=False)]
 
@@ -183,7 +188,7 @@ class BenchApp(VisinstructApp):
         self.post_message(key)
         try:
             answered = await asyncio.wait_for(self.answered, timeout=5.0)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return 5000.0
         return (answered - sent) * 1000
 

@@ -1,4 +1,5 @@
-"""Resumable, verified downloads of the COCO annotations and mix665k, and extraction of the annotations."""
+"""Resumable, verified downloads of the COCO annotations and mix665k, and extraction of the
+annotations."""
 
 from __future__ import annotations
 
@@ -175,7 +176,8 @@ def download_sources(
     mix665k_url: str = MIX665K_URL,
     progress: ProgressCallback | None = None,
 ) -> list[Path]:
-    """Download both sources and extract the annotations; return the annotation and mix665k paths."""
+    """Download both sources and extract the annotations; return the annotation and mix665k
+    paths."""
     zip_path, mix665k_path = download_all(
         default_specs(coco_annotations_url, mix665k_url), data_dir, progress=progress
     )
@@ -252,7 +254,8 @@ def _handle_http_error(spec: DownloadSpec, error: urllib.error.HTTPError, held: 
 
 
 def _verify_part(spec: DownloadSpec, part_path: Path, server_total: int | None) -> None:
-    """Raise DownloadError (and drop the useless `.part`) unless it has the right size and digest."""
+    """Raise DownloadError (and drop the useless `.part`) unless it has the right size and
+    digest."""
     expected_size = spec.size if spec.size is not None else server_total
     held = _size_of(part_path)
     problem = None
@@ -276,7 +279,8 @@ def _verify_part(spec: DownloadSpec, part_path: Path, server_total: int | None) 
 
 def _is_complete(path: Path, spec: DownloadSpec) -> bool:
     """Whether a file at the final name already matches what `spec` knows about it."""
-    # Only verified files are ever renamed to the final name, so with nothing to compare it is whole.
+    # Only verified files are ever renamed to the final name, so with nothing to compare it is
+    # whole.
     if spec.size is not None and path.stat().st_size != spec.size:
         return False
     if spec.sha256 is not None and _digest(path, "sha256") != spec.sha256.lower():
@@ -314,7 +318,8 @@ def _extract_member(
     except (zipfile.BadZipFile, EOFError) as error:
         temp_path.unlink(missing_ok=True)
         raise DataError(
-            f"{zip_path}: {info.filename} is damaged ({error}); delete the zip and download it again"
+            f"{zip_path}: {info.filename} is damaged ({error}); "
+            "delete the zip and download it again"
         ) from error
     except OSError as error:
         temp_path.unlink(missing_ok=True)

@@ -6,7 +6,6 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 
-from visinstruct.dataset.errors import DataError
 from visinstruct.dataset.download import (
     DownloadSpec,
     ProgressCallback,
@@ -14,6 +13,7 @@ from visinstruct.dataset.download import (
     _writable_dir,
     download,
 )
+from visinstruct.dataset.errors import DataError
 
 GQA_SCENE_GRAPHS_URL = "https://downloads.cs.stanford.edu/nlp/data/gqa/sceneGraphs.zip"
 GQA_QUESTIONS_URL = "https://downloads.cs.stanford.edu/nlp/data/gqa/questions1.2.zip"

@@ -8,8 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import ijson
-from visinstruct.dataset.errors import DataError
-from visinstruct.dataset.records import Fact, Relation, SceneObject
+
 from visinstruct.dataset.coco import (
     JSON_BACKEND,
     malformed_json_error,
@@ -17,6 +16,8 @@ from visinstruct.dataset.coco import (
     open_data_file,
     require_json_object,
 )
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import Fact, Relation, SceneObject
 
 
 @dataclass(frozen=True)

@@ -10,9 +10,9 @@ from typing import Any
 
 import ijson
 
+from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error
 from visinstruct.dataset.errors import DataError
 from visinstruct.dataset.records import TASKS, BaselineConversation, Pair
-from visinstruct.dataset.coco import JSON_BACKEND, malformed_json_error
 
 COCO_PREFIX = "coco/train2017/"
 GQA_PREFIX = "gqa/images/"
@@ -123,7 +123,8 @@ def task_of_pairs(pairs: tuple[Pair, ...]) -> str | None:
 
 
 def _is_vqa_style(pairs: tuple[Pair, ...]) -> bool:
-    """True for academic VQA and region records: short-answer prompts, options, boxes, terse replies."""
+    """True for academic VQA and region records: short-answer prompts, options, boxes, terse
+    replies."""
     for pair in pairs:
         if _SHORT_ANSWER_PROMPT.search(pair.question) or _BOX_LIST.search(pair.question):
             return True

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import ijson
-from visinstruct.dataset.errors import DataError
-from visinstruct.dataset.records import Fact
+
 from visinstruct.dataset.coco import (
     JSON_BACKEND,
     malformed_json_error,
     open_data_file,
     require_json_object,
 )
+from visinstruct.dataset.errors import DataError
+from visinstruct.dataset.records import Fact
 
 
 def read_vqa(questions_path: Path, annotations_path: Path,

@@ -1,4 +1,5 @@
-"""The Textual app: modes for each screen, runs in a thread worker, attach mode, errors as dialogs."""
+"""The Textual app: modes for each screen, runs in a thread worker, attach mode, errors as
+dialogs."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
+
 from visinstruct.core.cli.options import config_from_args
 from visinstruct.core.config import Config
 from visinstruct.core.errors import InputError, VisinstructError
@@ -24,13 +26,13 @@ from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
+from visinstruct.tui.runs import RunControl
 from visinstruct.tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from visinstruct.tui.screens.evaluation import EvaluationScreen
 from visinstruct.tui.screens.help import HelpScreen, KeySection, key_rows
 from visinstruct.tui.screens.monitor import MonitorScreen
 from visinstruct.tui.screens.prompt_lab import PromptLabScreen
 from visinstruct.tui.screens.review import ReviewScreen
-from visinstruct.tui.runs import RunControl
 from visinstruct.tui.settings import load_settings, save_setting
 
 T = TypeVar("T")
@@ -127,7 +129,8 @@ class VisinstructApp(App[int]):
         return True
 
     def start_run(self) -> None:
-        """Show what a run would do (config, models, units left, calls, cost) and start it on yes."""
+        """Show what a run would do (config, models, units left, calls, cost) and start it on
+        yes."""
         if self.ctx.attach:
             self.notify("Following another process: this window only watches.",
                         severity="warning")
@@ -142,7 +145,8 @@ class VisinstructApp(App[int]):
         self.run_worker(self._plan_then_ask, thread=True, group="plan", exit_on_error=False)
 
     def _plan_then_ask(self) -> None:
-        """Thread worker: the config to run (the store's last unless one was chosen) and its plan."""
+        """Thread worker: the config to run (the store's last unless one was chosen) and its
+        plan."""
         from visinstruct.core.pipeline.plan import plan_run
         from visinstruct.core.store.run_config import stored_run_config
 

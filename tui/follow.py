@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from visinstruct.core.config import Config
-from visinstruct.core.store.snapshots import StoreReader, StoreSnapshot
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.snapshots import StoreReader, StoreSnapshot
 
 Deliver = Callable[[StoreSnapshot], None]
 COST_SECONDS = 5.0

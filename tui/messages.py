@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 from textual.message import Message
+
 from visinstruct.core.events import Event
 from visinstruct.core.store.snapshots import ScoreCounts, StoreSnapshot
 

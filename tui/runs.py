@@ -71,7 +71,8 @@ class RunControl:
 
     # -- the app's life ----------------------------------------------------------------------------
     def begin(self, *, frozen: bool, autostart: bool) -> None:
-        """What the monitor shows first: a frozen read, a new run, the followed store, or the store."""
+        """What the monitor shows first: a frozen read, a new run, the followed store, or the
+        store."""
         if frozen:
             self.state.apply_snapshot(take_snapshot(self.app.store, self.app.ctx.config),
                                       self.app.clock(), follow=True)
@@ -100,7 +101,8 @@ class RunControl:
         return self.active and self._cancel.is_set()
 
     def start(self, config: Any = None) -> None:
-        """Start (or resume) a run of `config` (default ctx.config) on the store in a thread worker."""
+        """Start (or resume) a run of `config` (default ctx.config) on the store in a thread
+        worker."""
         app = self.app
         if self.active:
             app.notify("A run is already going.", severity="warning")

@@ -68,5 +68,6 @@ def vqa_questions_path() -> Path:
 
 
 def vqa_annotations_path() -> Path:
-    """VQAv2 annotations layout (`{"annotations": [{question_id, multiple_choice_answer, ...}]}`)."""
+    """VQAv2 annotations layout
+    (`{"annotations": [{question_id, multiple_choice_answer, ...}]}`)."""
     return _resource_path(VQA_ANNOTATIONS_FILE)

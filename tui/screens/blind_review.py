@@ -17,6 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Header, Static
+
 from visinstruct.core.review.blind import (
     BATCH,
     BlindPair,
@@ -25,10 +26,10 @@ from visinstruct.core.review.blind import (
     record_blind_decision,
 )
 from visinstruct.core.review.samples import image_file
+from visinstruct.core.store.database import Store
 from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.image_preview import ImagePreview
 from visinstruct.tui.widgets.review_workers import ScreenReads
-from visinstruct.core.store.database import Store
 
 if TYPE_CHECKING:
     from visinstruct.tui.app import VisinstructApp

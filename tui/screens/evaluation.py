@@ -1,4 +1,5 @@
-"""Evaluation: ours against the baseline per task type, and the compared samples, each openable in review."""
+"""Evaluation: ours against the baseline per task type, and the compared samples, each openable
+in review."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import DataTable, Header, Label, Select, Static
 from textual.worker import Worker, WorkerState
+
 from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agreement
 from visinstruct.core.evaluation.view import (
     EvaluationOverview,

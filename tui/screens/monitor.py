@@ -11,6 +11,7 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import Header
+
 from visinstruct.tui.messages import RunStateChanged, SampleChosen
 from visinstruct.tui.widgets.endpoint_table import EndpointTable
 from visinstruct.tui.widgets.error_feed import ErrorFeed

@@ -13,10 +13,10 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Checkbox, Header, Input, Select, Static, TextArea
 from textual.worker import Worker, WorkerState
+
+from visinstruct.core.analysis.versions import VersionDiversity
 from visinstruct.core.errors import InputError
 from visinstruct.core.events import Event
-from visinstruct.core.store.interrupt import ReadCancelled
-from visinstruct.core.analysis.versions import VersionDiversity
 from visinstruct.core.lab.diversity import TrialDiversity, lab_version_diversity, trial_diversity
 from visinstruct.core.lab.trials import (
     LAB_TASKS,
@@ -28,6 +28,7 @@ from visinstruct.core.lab.trials import (
     run_lab,
     version_stats,
 )
+from visinstruct.core.store.interrupt import ReadCancelled
 from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, prompt_version
 from visinstruct.tui.widgets.footer import Footer

@@ -13,13 +13,13 @@ from textual.containers import Horizontal
 from textual.screen import ModalScreen, Screen
 from textual.widgets import DataTable, Header, OptionList, Static
 from textual.worker import Worker, WorkerState
+
 from visinstruct.core.review.decisions import (
     ReviewRow,
     clear_decision,
     restore_reviews,
     undo_review,
 )
-from visinstruct.core.store.interrupt import ReadCancelled
 from visinstruct.core.review.samples import (
     SampleDetail,
     SampleFilter,
@@ -29,12 +29,15 @@ from visinstruct.core.review.samples import (
     edit_pair,
     image_file,
     prompt_versions_in_use,
-    rejudge,
     reject_pair,
+    rejudge,
     sample_detail,
     sample_page,
     sample_row,
 )
+from visinstruct.core.store.database import Store
+from visinstruct.core.store.interrupt import ReadCancelled
+from visinstruct.tui.context import AppContext
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
 from visinstruct.tui.widgets.footer import Footer
 from visinstruct.tui.widgets.review_detail import SampleDetailPane
@@ -42,8 +45,6 @@ from visinstruct.tui.widgets.review_edit import EditedPair, EditPairDialog
 from visinstruct.tui.widgets.review_filters import ReviewFilters
 from visinstruct.tui.widgets.review_list import SampleTable, page_status
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
-from visinstruct.tui.context import AppContext
-from visinstruct.core.store.database import Store
 
 if TYPE_CHECKING:
     from visinstruct.tui.app import VisinstructApp
@@ -83,7 +84,8 @@ class ReviewScreen(Screen[None]):
         Binding("a", "decide('accept')", "Accept", tooltip="Accept the highlighted pair (keep it)"),
         Binding("x", "decide('reject')", "Reject", tooltip="Reject the highlighted pair (drop it)"),
         *DECISION_BINDINGS,
-        Binding("ctrl+e", "edit", "Edit", show=False, tooltip="Edit the pair's question and answer"),
+        Binding("ctrl+e", "edit", "Edit", show=False,
+                tooltip="Edit the pair's question and answer"),
         Binding("j", "rejudge", "Re-judge", show=False, tooltip="Judge this sample again"),
         Binding("n", "next_page", "Next page"),
         Binding("b", "previous_page", "Previous page", show=False),

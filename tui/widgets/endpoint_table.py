@@ -1,10 +1,12 @@
-"""One row per endpoint: instances, in flight of its limit, done, errors, throttles, latency, speed."""
+"""One row per endpoint: instances, in flight of its limit, done, errors, throttles, latency,
+speed."""
 
 from __future__ import annotations
 
 import time
 
 from rich.text import Text
+
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import millis, per_second
 from visinstruct.tui.widgets.rich_table import Cell, TableView

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
+
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import shorten
 from visinstruct.tui.widgets.rich_table import TableView

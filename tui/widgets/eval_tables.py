@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.evaluation.view import EvaluatedSample
-
 from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
 
 OUTCOME_STYLE = {"win": "green", "loss": "red", "tie": "yellow", "unparsed": "magenta"}
@@ -26,7 +26,8 @@ def interval(summary: Summary) -> str:
 
 
 class SummaryTable(DataTable[object]):
-    """Relative score with its interval, wins, ties, losses, position bias and unparsed, per task."""
+    """Relative score with its interval, wins, ties, losses, position bias and unparsed, per
+    task."""
 
     DEFAULT_CSS = """
     SummaryTable {

@@ -1,4 +1,5 @@
-"""The picture of a sample: textual-image where installed, else half blocks that work in any terminal."""
+"""The picture of a sample: textual-image where installed, else half blocks that work in any
+terminal."""
 
 from __future__ import annotations
 

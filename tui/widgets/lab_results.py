@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+
 from visinstruct.core.analysis.diversity import Diversity
 from visinstruct.core.analysis.versions import VersionDiversity
 from visinstruct.core.lab.diversity import TrialDiversity
@@ -61,7 +62,7 @@ class LabSamplesTable(DataTable[object]):
 
     def show(self, result: LabResult) -> None:
         self.clear()
-        for tried, saved in zip(result.trial_samples, result.saved_samples):
+        for tried, saved in zip(result.trial_samples, result.saved_samples, strict=True):
             rows = [(tried, "trial")] if tried is saved else [(tried, "trial"), (saved, "saved")]
             for sample, label in rows:
                 self.add_row(str(sample.image_id), TASK_SHORT.get(sample.task, sample.task),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from rich.text import Text
 from textual.widgets import DataTable
-from visinstruct.core.store.verdicts import is_kept_score
+
 from visinstruct.core.store.snapshots import JudgedSample
+from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.tui.messages import SampleChosen
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import shorten
@@ -38,7 +39,8 @@ class LatestSamples(DataTable[Text | str]):
 
     def show(self, state: RunState) -> None:
         samples = list(state.samples)
-        signature = tuple((s.generation_id, s.question, s.scores) for s in samples) + (state.threshold,)
+        signature = (tuple((s.generation_id, s.question, s.scores) for s in samples)
+                     + (state.threshold,))
         if signature == self._shown:
             return
         self._shown = signature

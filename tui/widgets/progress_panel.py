@@ -6,8 +6,9 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
-from visinstruct.tui.state import RunState
+
 from visinstruct.core.pipeline.tally import units_text
+from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import duration, money, percent
 
 STATUS_STYLE = {
@@ -24,7 +25,8 @@ def status_line(state: RunState, now: float, following: bool) -> Text:
     if state.run_id is not None:
         line.append(f"Run {state.run_id}", style="bold")
         line.append(" · ")
-    line.append(STATUS_TEXT.get(state.status, state.status), style=STATUS_STYLE.get(state.status, ""))
+    line.append(STATUS_TEXT.get(state.status, state.status),
+                style=STATUS_STYLE.get(state.status, ""))
     if following:
         pid = f" of pid {state.pid}" if state.pid else ""
         what = f"following run {state.run_id}{pid}" if state.run_id is not None else "following"
@@ -68,7 +70,8 @@ class ProgressPanel(Vertical):
 
     def show(self, state: RunState, now: float, following: bool) -> None:
         # One line each, always: no layout pass needed when they change.
-        self.query_one("#run-status", Label).update(status_line(state, now, following), layout=False)
+        self.query_one("#run-status", Label).update(status_line(state, now, following),
+                                                    layout=False)
         bar = self.query_one("#run-bar", ProgressBar)
         # Never indeterminate: its animation would redraw forever with nothing to say.
         bar.update(total=max(1, state.total_units), progress=state.done_units)

@@ -1,4 +1,5 @@
-"""One sample in full: picture, captions and boxes, our pairs beside the baseline's, the verdicts."""
+"""One sample in full: picture, captions and boxes, our pairs beside the baseline's, the
+verdicts."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
+
 from visinstruct.core.records import Pair
 from visinstruct.core.review.samples import PairView, SampleDetail, VerdictView
 from visinstruct.core.text.context import describe, relation_triples

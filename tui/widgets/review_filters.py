@@ -8,6 +8,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Input, Select
+
 from visinstruct.core.records import TASKS
 from visinstruct.core.review.samples import STATES, SampleFilter
 from visinstruct.core.text.gates import RULES
@@ -99,7 +100,8 @@ class ReviewFilters(Horizontal):
         self.query_one("#filter-text", Input).focus()
 
     def current(self) -> SampleFilter | None:
-        """The filters as typed, or None (and a FilterInvalid message) if a score is not a number."""
+        """The filters as typed, or None (and a FilterInvalid message) if a score is not a
+        number."""
         scores: list[float | None] = []
         for box_id in ("#filter-min", "#filter-max"):
             text = self.query_one(box_id, Input).value.strip()

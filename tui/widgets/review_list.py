@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from rich.text import Text
 from textual.widgets import DataTable
+
 from visinstruct.core.review.samples import SampleRow
 
 TASK_SHORT = {"conversation": "conv", "detail": "detail", "complex_reasoning": "reason"}
@@ -20,7 +21,8 @@ def row_key(image_id: int, task: str) -> str:
 def state_text(row: SampleRow) -> Text:
     """The state word (with how many pairs were kept) and a mark for evaluated samples."""
     state = row.state
-    label = {"parse_failure": "parse fail", "kept": f"kept {row.kept}/{row.pairs}"}.get(state, state)
+    labels = {"parse_failure": "parse fail", "kept": f"kept {row.kept}/{row.pairs}"}
+    label = labels.get(state, state)
     text = Text(label, style=STATE_STYLE.get(state, ""))
     if row.evaluated:
         text.append(" ev", style="cyan")
@@ -53,7 +55,7 @@ class SampleTable(DataTable[object]):
     def on_mount(self) -> None:
         # Fixed widths: pages never shift the columns about.
         for key, label, width in zip(COLUMNS, ("image", "task", "n", "mean", "state", "version"),
-                                     (6, 6, 2, 4, 11, 8)):
+                                     (6, 6, 2, 4, 11, 8), strict=True):
             self.add_column(label, key=key, width=width)
 
     def show_rows(self, rows: Sequence[SampleRow], keep: tuple[int, str] | None = None) -> None:
@@ -75,7 +77,7 @@ class SampleTable(DataTable[object]):
             return
         self.rows_shown[index] = row
         key = row_key(row.image_id, row.task)
-        for column, value in zip(COLUMNS, cells(row)):
+        for column, value in zip(COLUMNS, cells(row), strict=True):
             self.update_cell(key, column, value)
 
     @property

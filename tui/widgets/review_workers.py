@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from textual.app import App
+
 from visinstruct.core.errors import VisinstructError
 
 JOIN_SECONDS = 2.0  # a stopped read ends in microseconds; a model call may take longer
@@ -42,7 +43,8 @@ class ScreenReads:
         self._done_reading = threading.Condition(self._lock)
 
     def event(self) -> threading.Event:
-        """A cancel event of its own (e.g. for one count) that is also set when the screen closes."""
+        """A cancel event of its own (e.g. for one count) that is also set when the screen
+        closes."""
         made = threading.Event()
         with self._lock:
             self._events = [e for e in self._events if not e.is_set() or e is self.closing]

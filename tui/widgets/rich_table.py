@@ -1,4 +1,5 @@
-"""A read-only table drawn line by line: far cheaper to redraw many times a second than a DataTable."""
+"""A read-only table drawn line by line: far cheaper to redraw many times a second than a
+DataTable."""
 
 from __future__ import annotations
 

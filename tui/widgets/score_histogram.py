@@ -6,6 +6,7 @@ from rich.segment import Segment
 from rich.style import Style
 from textual.strip import Strip
 from textual.widget import Widget
+
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import percent
 
@@ -77,7 +78,8 @@ class ScoreHistogram(Widget):
     def render_line(self, y: int) -> Strip:
         width, height = self.size
         if self._strips is None or self._strips[:2] != (width, height):
-            strips = [Strip([Segment(text, style) for text, style in line]).crop_extend(0, width, None)
+            strips = [Strip([Segment(text, style) for text, style in line])
+                      .crop_extend(0, width, None)
                       for line in self.chart_lines(height)]
             self._strips = (width, height, strips)
         lines = self._strips[2]
