@@ -30,7 +30,7 @@ def cohen_kappa(kept: Sequence[bool], accepted: Sequence[bool]) -> float | None:
     n = len(kept)
     if n == 0 or n != len(accepted):
         return None
-    observed = sum(k == a for k, a in zip(kept, accepted)) / n
+    observed = sum(k == a for k, a in zip(kept, accepted, strict=True)) / n
     kept_rate = sum(kept) / n
     accepted_rate = sum(accepted) / n
     chance = kept_rate * accepted_rate + (1 - kept_rate) * (1 - accepted_rate)
@@ -61,7 +61,7 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
         return None
     rx, ry = ranks(xs), ranks(ys)
     mx, my = sum(rx) / len(rx), sum(ry) / len(ry)
-    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry))
+    cov = sum((a - mx) * (b - my) for a, b in zip(rx, ry, strict=True))
     vx = sum((a - mx) ** 2 for a in rx)
     vy = sum((b - my) ** 2 for b in ry)
     if vx == 0 or vy == 0:
@@ -71,13 +71,13 @@ def spearman(xs: Sequence[float], ys: Sequence[float]) -> float | None:
 
 def precision(kept: Sequence[bool], accepted: Sequence[bool]) -> float | None:
     """Of the pairs the judge keeps, the share a human accepted."""
-    chosen = [a for k, a in zip(kept, accepted) if k]
+    chosen = [a for k, a in zip(kept, accepted, strict=True) if k]
     return sum(chosen) / len(chosen) if chosen else None
 
 
 def recall(kept: Sequence[bool], accepted: Sequence[bool]) -> float | None:
     """Of the pairs a human accepted, the share the judge keeps."""
-    wanted = [k for k, a in zip(kept, accepted) if a]
+    wanted = [k for k, a in zip(kept, accepted, strict=True) if a]
     return sum(wanted) / len(wanted) if wanted else None
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from sacrebleu.metrics.bleu import BLEU
 from sacrebleu.metrics.helpers import extract_all_word_ngrams
 from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+
 from visinstruct.core.text.gates import similarity as jaccard  # one Jaccard, the gates'
 from visinstruct.core.text.synonyms import words
 
@@ -139,10 +140,11 @@ def first_words(texts: Sequence[str], limit: int) -> list[str]:
 
 # -- question templates --------------------------------------------------------------------------
 def question_skeleton(question: str) -> str:
-    """A question with its content words masked: "What colour is the bus?" -> "what colour is the _".
+    """A question with its content words masked, as a template.
 
-    Lowercase words; every word outside FUNCTION_WORDS becomes "_", and runs of "_" merge, so
-    questions that differ only in the object asked about share one template.
+    "What colour is the bus?" -> "what colour is the _". Lowercase words; every word outside
+    FUNCTION_WORDS becomes "_", and runs of "_" merge, so questions that differ only in the
+    object asked about share one template.
     """
     masked: list[str] = []
     for word in words(question.replace("<image>", " ")):

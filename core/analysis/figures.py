@@ -14,11 +14,11 @@ from visinstruct.core.analysis.agreement import JudgeAgreement, stored_judge_agr
 from visinstruct.core.analysis.diversity import Diversity, measure_sides
 from visinstruct.core.analysis.sources import SourceView
 from visinstruct.core.analysis.versions import VersionDiversity, version_diversity
-from visinstruct.core.store.verdicts import BY_GATE, KEPT, dropped_by_sql, judged_sql, verdict_sql
-from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.events import percentile
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import KEPT_SQL
+from visinstruct.core.store.verdicts import BY_GATE, KEPT, dropped_by_sql, judged_sql, verdict_sql
 from visinstruct.core.text.synonyms import (
     QUESTION_FAMILIES,
     mentioned_categories,

@@ -219,7 +219,7 @@ def plot_answer_lengths(figures: Figures, out_dir: Path) -> Path:
     main = _present(figures, ("ours", "baseline"))
     fig, axes = plt.subplots(1, len(figures.slices), figsize=(4 * len(figures.slices), 3.6),
                              sharey=True, squeeze=False)
-    for ax, key in zip(axes[0], figures.slices):
+    for ax, key in zip(axes[0], figures.slices, strict=True):
         series, counts = {}, {}
         for name in main:
             dist = figures.datasets[name][key].answer_words
@@ -272,7 +272,7 @@ def plot_grounding(figures: Figures, out_dir: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
     every = _present(figures, ("ours", "generated", "baseline"))
     counts = {name: figures.datasets[name][ALL].pairs for name in every}
-    for ax, metric in zip(axes, ("chair_i", "chair_s")):
+    for ax, metric in zip(axes, ("chair_i", "chair_s"), strict=True):
         series = {name: [100.0 * (getattr(figures.datasets[name][key].grounding, metric) or 0)
                          for key in figures.slices] for name in every}
         bars(ax, list(figures.slices), series, counts, legend=False)

@@ -1,4 +1,4 @@
-"""Report sections on diversity (per dataset and per prompt version) and on judge-human agreement."""
+"""Report sections on diversity (per dataset, per prompt version) and judge-human agreement."""
 
 from __future__ import annotations
 
@@ -49,7 +49,8 @@ def diversity_cells(d: Diversity) -> tuple[str, ...]:
 
 def diversity_blocks(figures: Figures, main: list[str]) -> list[Block]:
     """Every diversity figure per task, each dataset's row beside the others'."""
-    rows = tuple((f"{key} · {LABELS[name]}", *diversity_cells(figures.datasets[name][key].diversity))
+    rows = tuple((f"{key} · {LABELS[name]}",
+                  *diversity_cells(figures.datasets[name][key].diversity))
                  for key in figures.slices for name in main)
     blocks: list[Block] = [Heading(2, "Lexical diversity of answers"),
                            Paragraph(EXPLAINED.format(seed=figures.seed)),

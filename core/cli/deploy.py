@@ -168,7 +168,8 @@ def settings_from_args(args: argparse.Namespace) -> DeploySettings:
     for flag in ("instance_count", "gpus", "max_input_tokens", "max_total_tokens",
                  "max_batch_total_tokens"):
         if getattr(args, flag) < 1:
-            raise InputError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+            raise InputError(
+                f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
     prefill = args.max_batch_prefill_tokens or args.max_input_tokens
     # TGI checks these at start-up; refusing here saves a long wait for a failed endpoint.
     if args.max_input_tokens >= args.max_total_tokens:
@@ -364,7 +365,8 @@ def cmd_teardown(args: argparse.Namespace) -> int:
         _stderr_line(f"deleted {kind} {name}")
         print(f"{kind} {name}")
     if not deleted:
-        _stderr_line(f"nothing to delete: no endpoint, endpoint config or model for {names.endpoint}")
+        _stderr_line("nothing to delete: no endpoint, endpoint config or model for "
+                     f"{names.endpoint}")
     return ExitCode.OK
 
 

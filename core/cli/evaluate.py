@@ -9,13 +9,13 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
-from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
-from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
 from visinstruct.core.errors import ExitCode, InputError
-from visinstruct.core.sanitize.redact import redact
+from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
+from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
 from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
+from visinstruct.core.sanitize.redact import redact
 
 
 def _say(message: str) -> None:

@@ -10,7 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from visinstruct.core.events import (
@@ -35,7 +35,7 @@ from visinstruct.core.sanitize.redact import redact
 def json_event(event: Event, at: float) -> dict[str, Any]:
     """An event as one JSON object: its kind, an ISO time stamp, and floats to sensible digits."""
     body: dict[str, Any] = {"event": event.kind,
-                            "at": datetime.fromtimestamp(at, timezone.utc).isoformat(
+                            "at": datetime.fromtimestamp(at, UTC).isoformat(
                                 timespec="milliseconds")}
     for key, value in event.to_dict().items():
         if key == "event":
@@ -62,7 +62,7 @@ class JsonLines:
             sys.stdout.write(line + "\n")
             sys.stdout.flush()
 
-    def __enter__(self) -> "JsonLines":
+    def __enter__(self) -> JsonLines:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -121,8 +121,10 @@ class RichProgress:
             if self.finished is not None:
                 grid.add_row("store", store_text(self.finished), "")
             for name, health in sorted(self.endpoints.items()):
-                grid.add_row(name, f"{health.in_flight}/{health.limit} in flight, {health.done:,} done",
-                             f"{health.health}, {health.throttles} throttles, p50 {health.p50_ms:,.0f} ms")
+                grid.add_row(name,
+                             f"{health.in_flight}/{health.limit} in flight, {health.done:,} done",
+                             f"{health.health}, {health.throttles} throttles, "
+                             f"p50 {health.p50_ms:,.0f} ms")
             for row in batch_rows(self.batch_jobs.values(), time.time()):
                 grid.add_row(*row)
             for wait in self.waiting.values():
@@ -130,7 +132,7 @@ class RichProgress:
                              f"{wait.min_records:,}", "on_demand_remainder = false")
             return grid
 
-    def __enter__(self) -> "RichProgress":
+    def __enter__(self) -> RichProgress:
         from rich.live import Live
 
         self._live = Live(get_renderable=self.render, console=self.console,

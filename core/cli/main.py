@@ -12,9 +12,9 @@ import signal
 import sqlite3
 import sys
 import threading
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from collections.abc import Iterator
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--baseline", type=Path, help="llava_v1_5_mix665k.json")
     prepare.add_argument("--gqa-scene-graphs", type=Path, help="GQA *_sceneGraphs.json")
     prepare.add_argument("--gqa-questions", type=Path,
-                         help="GQA *_balanced_questions.json (or a folder of *_all_questions parts)")
+                         help="GQA *_balanced_questions.json "
+                              "(or a folder of *_all_questions parts)")
     prepare.add_argument("--vqa-questions", type=Path,
                          help="VQAv2 v2_OpenEnded_mscoco_*_questions.json")
     prepare.add_argument("--vqa-annotations", type=Path, help="VQAv2 v2_mscoco_*_annotations.json")
@@ -153,8 +154,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.headless:
         return cmd_tui(args)
     cancel = threading.Event()
-    from visinstruct.core.events import Event, RunFinished
     from visinstruct.core.cli.headless import JsonLines, RichProgress
+    from visinstruct.core.events import Event, RunFinished
 
     display: Any = JsonLines() if args.json else RichProgress()
     finished: list[RunFinished] = []

@@ -10,7 +10,7 @@ from visinstruct.core.errors import DeployError, InputError
 
 
 def sagemaker_client(region: str) -> Any:
-    """A SageMaker control-plane client; AWS_ENDPOINT_URL_SAGEMAKER redirects it (boto3 reads it)."""
+    """A SageMaker control-plane client; AWS_ENDPOINT_URL_SAGEMAKER (read by boto3) redirects it."""
     import boto3
     from botocore.config import Config
 

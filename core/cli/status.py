@@ -8,9 +8,9 @@ from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.pipeline.tally import money
 from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.cost import cost_report, stored_config
+from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.scene_queries import images_by_source
-from visinstruct.core.store.database import Store
 from visinstruct.core.store.writer_lock import holder_pid
 
 

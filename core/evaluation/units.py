@@ -8,9 +8,9 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from visinstruct.core.store.queries import KEPT_SQL, load_images
 from visinstruct.core.records import TASKS, Image, Pair
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import KEPT_SQL, load_images
 
 _CHUNK = 500
 NO_CANDIDATES = ("no image has both a kept conversation and a baseline conversation of the same "

@@ -24,7 +24,7 @@ _NOT_LAB = ("FROM evaluations e LEFT JOIN generations g ON g.id = e.generation_i
 
 @dataclass(frozen=True)
 class EvaluationSet:
-    """Verdicts made in one mode by one evaluator with one prompt version: figures never mix sets."""
+    """Verdicts made in one mode by one evaluator with one prompt version: no figure mixes sets."""
 
     mode: str
     model: str
@@ -76,7 +76,8 @@ def evaluation_sets(store: Store) -> list[EvaluationSet]:
     return [EvaluationSet(r[0], r[1] or "", r[2] or "", int(r[3]), float(r[4] or 0.0))
             for r in store.query(
         f"SELECT e.mode, e.model, e.prompt_version, COUNT(*), MAX(e.created_at) {_NOT_LAB} "
-        "GROUP BY e.mode, e.model, e.prompt_version ORDER BY MAX(e.created_at) DESC, MAX(e.id) DESC")]
+        "GROUP BY e.mode, e.model, e.prompt_version "
+        "ORDER BY MAX(e.created_at) DESC, MAX(e.id) DESC")]
 
 
 def verdict_rows(store: Store, chosen: EvaluationSet) -> list[VerdictRow]:

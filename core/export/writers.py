@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from visinstruct.core.errors import ExportError
+from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 from visinstruct.core.records import ALL_TASKS, Pair
 from visinstruct.core.sanitize.clean import clean_pair_text
-from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 
 FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
 HF_COLUMNS: tuple[str, ...] = ("id", "image", "conversations", "task")

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from visinstruct.core.evaluation.aggregate import VerdictRow, compared_items
 from visinstruct.core.config import Config
+from visinstruct.core.evaluation.aggregate import VerdictRow, compared_items
 from visinstruct.core.evaluation.units import TASK_REQUESTS, transcript
 from visinstruct.core.evaluation.verdicts import Pictures, ask_verdict
-from visinstruct.core.text.prompts import PromptTemplate
-from visinstruct.core.store.queries import baseline_pairs
-from visinstruct.core.records import Image, Pair
 from visinstruct.core.models.calls import StageContext
+from visinstruct.core.records import Image, Pair
+from visinstruct.core.store.queries import baseline_pairs
+from visinstruct.core.text.prompts import PromptTemplate
 
 ORDERS = ("ours", "baseline")
 MODE = "conversation"
@@ -31,7 +31,7 @@ class Comparison:
 def compare_with_baseline(ctx: StageContext, config: Config, template: PromptTemplate,
                           image: Image, task: str, generation_id: int,
                           pairs: Sequence[Pair]) -> Comparison:
-    """Ask the evaluator about `pairs` vs the baseline conversation of (image, task), both orders."""
+    """Ask the evaluator about `pairs` vs (image, task)'s baseline conversation, both orders."""
     baseline = next((p for _, p in baseline_pairs(ctx.store, image.image_id, task)), ())
     if not baseline:
         return Comparison(None, None, 0, "no baseline conversation for this image and task")

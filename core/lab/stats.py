@@ -7,8 +7,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from visinstruct.core.evaluation.aggregate import VerdictRow, compared_items, relative_score
-from visinstruct.core.store.interrupt import interruptible
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.interrupt import interruptible
 from visinstruct.core.store.verdicts import PairColumns, judged_sql, kept_sql
 
 # samples, parse failures, pairs, scored pairs, kept pairs, mean score, evaluated items, relative
@@ -84,7 +84,8 @@ def _generation_stats(store: Store, task: str, threshold: float) -> dict[str, _N
         "COALESCE(SUM(k), 0) FROM ("
         f" SELECT v, s, {judged_sql(_FACTS)} AS jd, {kept_sql(':threshold', _FACTS)} AS k FROM ("
         "  SELECT g.prompt_version AS v, g.task AS t,"
-        "  (SELECT j.score FROM judgements j WHERE j.pair_id = p.id ORDER BY j.id DESC LIMIT 1) AS s,"
+        "  (SELECT j.score FROM judgements j WHERE j.pair_id = p.id ORDER BY j.id DESC"
+        " LIMIT 1) AS s,"
         "  (SELECT r.decision FROM reviews r WHERE r.pair_id = p.id"
         "   AND r.decision IN ('accept', 'reject') ORDER BY r.id DESC LIMIT 1) AS d,"
         "  EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x"

@@ -10,23 +10,23 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 
-from visinstruct.core.evaluation.aggregate import ComparedItem, relative_score
-from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.config import Config
 from visinstruct.core.errors import ConfigError, InputError
+from visinstruct.core.evaluation.aggregate import ComparedItem, relative_score
 from visinstruct.core.events import Emit, Event
+from visinstruct.core.lab.compare import compare_with_baseline
+from visinstruct.core.lab.stats import VersionStats, version_stats
+from visinstruct.core.models.backends.base import Backend
+from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
+from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.judge import JudgeResult, is_kept
 from visinstruct.core.pipeline.panel import judge_pairs
-from visinstruct.core.lab.compare import compare_with_baseline
-from visinstruct.core.lab.stats import VersionStats, version_stats
-from visinstruct.core.models.ledger import Ledger
+from visinstruct.core.records import TASKS, Image
+from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, parse_prompt
-from visinstruct.core.store.queries import load_images
-from visinstruct.core.records import TASKS, Image
-from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
-from visinstruct.core.store.database import Store
 
 LAB_TASKS: tuple[str, ...] = (*TASKS, "judge")
 MAX_LAB_IMAGES = 20  # a trial is a quick look, not a run
@@ -262,7 +262,8 @@ def _task_order(task: str) -> int:
     return TASKS.index(task) if task in TASKS else len(TASKS)
 
 
-def _generation_trial(ctx: StageContext, trial: _Trial, image: Image) -> list[tuple[LabSample, LabSample]]:
+def _generation_trial(ctx: StageContext, trial: _Trial,
+                      image: Image) -> list[tuple[LabSample, LabSample]]:
     judge_template = active_template(trial.store, "judge")
     tried = _generate_and_judge(ctx, trial, image, trial.template, judge_template)
     if trial.saved.version == trial.template.version:
@@ -273,7 +274,8 @@ def _generation_trial(ctx: StageContext, trial: _Trial, image: Image) -> list[tu
     return [(tried, earlier)]
 
 
-def _judge_trial(ctx: StageContext, trial: _Trial, image: Image) -> list[tuple[LabSample, LabSample]]:
+def _judge_trial(ctx: StageContext, trial: _Trial,
+                 image: Image) -> list[tuple[LabSample, LabSample]]:
     results = []
     for task in trial.config.generation.tasks:
         if ctx.cancel.is_set():
@@ -323,7 +325,7 @@ def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
     if judged.written is not None:
         judged.written.result()  # the trial's numbers are in the store when run_lab returns
     scores: list[float | None] = [None] * len(generated.pairs)
-    for (idx, _), judgement in zip(targets, judged.judgements):
+    for (idx, _), judgement in zip(targets, judged.judgements, strict=False):
         scores[idx] = judgement.score
     return LabSample(image.image_id, task, version, generated.generation_id, len(generated.pairs),
                      tuple(scores), judged.kept, False, generated.problems)
@@ -340,7 +342,8 @@ def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image, template
     if not trial.evaluate or sample.error or ctx.cancel.is_set():
         return sample
     threshold = trial.config.judge.threshold
-    kept = [pair for pair, score in zip(generated.pairs, sample.scores) if is_kept(score, threshold)]
+    kept = [pair for pair, score in zip(generated.pairs, sample.scores, strict=False)
+            if is_kept(score, threshold)]
     compared = compare_with_baseline(ctx, trial.config, active_template(trial.store, "evaluate"),
                                      image, template.task, generated.generation_id, kept)
     return replace(sample, ours_score=compared.ours, baseline_score=compared.baseline,
@@ -349,7 +352,8 @@ def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image, template
 
 def _run_sample(trial: _Trial, image_id: int) -> LabSample | None:
     """The run's own judged result for (image, task) with the saved version, when there is one."""
-    store, config, task, version = trial.store, trial.config, trial.template.task, trial.saved.version
+    store, config, task, version = (trial.store, trial.config, trial.template.task,
+                                    trial.saved.version)
     row = store.reader().execute(
         "SELECT id, status FROM generations WHERE image_id = ? AND task = ? "
         "AND prompt_version = ? AND model = ? AND purpose = 'run' ORDER BY id DESC LIMIT 1",

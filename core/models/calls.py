@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Iterable
+from typing import Any
 
-from visinstruct.core.models.backends import make_backend
-from visinstruct.core.models.backends.base import Backend, CompletionRequest
 from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError
-from visinstruct.core.events import Emit
-from visinstruct.core.events import EndpointFigures
+from visinstruct.core.events import Emit, EndpointFigures
+from visinstruct.core.models.backends import make_backend
+from visinstruct.core.models.backends.base import Backend, CompletionRequest
 from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
 from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
-from visinstruct.core.store.database import Store
 from visinstruct.core.sanitize.clean import storable
+from visinstruct.core.store.database import Store
 
 
 def build_pools(config: Config, names: Iterable[str], cancel: threading.Event,

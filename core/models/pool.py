@@ -1,4 +1,4 @@
-"""Endpoint pool: adaptive in-flight limits per endpoint, retries with backoff, failover, probing."""
+"""Endpoint pool: adaptive in-flight limits per endpoint, retries with backoff, failover, probes."""
 
 from __future__ import annotations
 
@@ -6,12 +6,13 @@ import random
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from visinstruct.core.models.backends.base import Backend, CompletionRequest, CompletionResponse
 from visinstruct.core.errors import BackendError
 from visinstruct.core.events import EndpointFigures, percentile
+from visinstruct.core.models.backends.base import Backend, CompletionRequest, CompletionResponse
 
 # How one attempt ended, as the endpoint's limit and health see it.
 PoolOutcome = Literal["ok", "backpressure", "transient", "permanent"]
@@ -26,7 +27,8 @@ class AttemptListener(Protocol):
         """An attempt is about to be sent; returns the ledger's reference to its row."""
         ...
 
-    def failed(self, call_id: Any, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed(self, call_id: Any, error: BackendError, latency_ms: float,
+               will_retry: bool) -> None:
         """The attempt failed; `will_retry` says whether the pool tries again."""
         ...
 
@@ -223,7 +225,7 @@ class Pool:
 
     # -- calling ------------------------------------------------------------------------------
     def call(self, request: CompletionRequest, listener: AttemptListener) -> PoolResult:
-        """Send `request`, retrying transient errors and back-pressure; raise the last BackendError."""
+        """Send `request`, retrying transient errors and back-pressure; raise the last error."""
         last_endpoint: str | None = None
         attempt = 0
         backpressure_waits = 0

@@ -9,10 +9,10 @@ import sqlite3
 from dataclasses import asdict
 
 from visinstruct.core.config import Config
+from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.live_writer import refuse_live_writer
 from visinstruct.core.store.run_config import settings_json
-from visinstruct.core.sanitize.redact import redact
 
 
 def claim(store: Store, config: Config) -> int:
@@ -22,10 +22,12 @@ def claim(store: Store, config: Config) -> int:
     settings = settings_json(config)  # the whole config, so the app can resume with it
 
     def work(conn: sqlite3.Connection) -> int:
-        conn.execute("UPDATE runs SET status = 'interrupted', finished_at = COALESCE(finished_at, ?) "
+        conn.execute("UPDATE runs SET status = 'interrupted', "
+                     "finished_at = COALESCE(finished_at, ?) "
                      "WHERE status = 'running'", (now(),))
         cursor = conn.execute(
-            "INSERT INTO runs (started_at, status, pid, host, config) VALUES (?, 'running', ?, ?, ?)",
+            "INSERT INTO runs (started_at, status, pid, host, config) "
+            "VALUES (?, 'running', ?, ?, ?)",
             (now(), os.getpid(), host, settings))
         return int(cursor.lastrowid or 0)
 

@@ -1,4 +1,7 @@
-"""Gate verdicts in the store: written with their pairs, redone when [gates] changes, templates flagged."""
+"""Gate verdicts in the store: written with their pairs, redone when [gates] changes.
+
+Templates (pairs repeated across many images) are flagged after the run.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +12,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 
 from visinstruct.core.config import GatesConfig
-from visinstruct.core.records import Pair
 from visinstruct.core.pipeline.rows import pair_ids
+from visinstruct.core.records import Pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.gates import DROP, FLAG, PromptText, Verdicts, gate_pairs, prompt_text
@@ -51,7 +54,7 @@ def stored_finish_reason(finish_reason: str, problems: str | None) -> str:
 
 
 def regate_if_changed(store: Store, settings: GatesConfig) -> int:
-    """Gate every stored run pair again when [gates] differs from the last run's; returns pairs seen.
+    """Gate every stored run pair again if [gates] differs from the last run's; returns pairs seen.
 
     Gates are cheap and judgements stay stored, so a pair that newly passes is judged on
     this run, and one that passed before and passes again keeps its paid-for score.
@@ -86,7 +89,8 @@ def regate_if_changed(store: Store, settings: GatesConfig) -> int:
                                   prompt=prompts[version],
                                   finish_reason=stored_finish_reason(finish, problems))
             inserts.extend((pair_id, v.rule, v.action, v.reason)
-                           for (pair_id, _), found_here in zip(found, verdicts) for v in found_here)
+                           for (pair_id, _), found_here in zip(found, verdicts, strict=False)
+                           for v in found_here)
             seen += len(found)
 
         def write(conn: sqlite3.Connection, ids: list[int] = ids,
@@ -115,7 +119,7 @@ def _prompt(store: Store, version: str) -> PromptText | None:
 
 
 def flag_templates(store: Store, settings: GatesConfig) -> int:
-    """Flag passing pairs repeated word for word on `template_images` images or more; returns how many.
+    """Flag passing pairs repeated verbatim on `template_images` images or more; returns how many.
 
     Template collapse is a property of the whole dataset, so it is counted after the run's
     work instead of per reply, and flagged (never dropped): each copy may be a fine pair.

@@ -7,11 +7,20 @@ import sqlite3
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.config import GatesConfig, GenerationConfig
 from visinstruct.core.events import GenerationParsed
+from visinstruct.core.models.backends.base import CompletionRequest
+from visinstruct.core.models.calls import (
+    CallOutcome,
+    StageContext,
+    fail_answered,
+    make_call,
+    store_result,
+)
 from visinstruct.core.pipeline.gating import insert_verdicts
 from visinstruct.core.pipeline.rows import GenerationRef, insert_pairs
+from visinstruct.core.records import Image, Pair
+from visinstruct.core.store.database import RowRef, now
 from visinstruct.core.text.gates import DROP, Verdicts, gate_pairs, is_cut_off, prompt_text
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.prompts import (
@@ -20,15 +29,6 @@ from visinstruct.core.text.prompts import (
     output_schema,
     pick_description_request,
 )
-from visinstruct.core.records import Image, Pair
-from visinstruct.core.models.calls import (
-    CallOutcome,
-    StageContext,
-    fail_answered,
-    make_call,
-    store_result,
-)
-from visinstruct.core.store.database import RowRef, now
 
 
 @dataclass(frozen=True)
@@ -97,8 +97,9 @@ def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt
 
 def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
              settings: GenerationConfig, model: str,
-             purpose: str = "run", gates: GatesConfig | None = None) -> GenerationResult | CallOutcome:
-    """Generate pairs for one (image, task) and gate them; a failed call comes back as its CallOutcome.
+             purpose: str = "run",
+             gates: GatesConfig | None = None) -> GenerationResult | CallOutcome:
+    """Generate pairs for one (image, task) and gate them; a failed call returns its CallOutcome.
 
     `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
     """
@@ -129,7 +130,7 @@ def handle_generation(ctx: StageContext, template: PromptTemplate, image: Image,
                       model: str, outcome: CallOutcome, purpose: str = "run",
                       gates: GatesConfig | None = None,
                       max_pairs: int = 10) -> GenerationResult | CallOutcome:
-    """Parse and gate a successful generation call; queue it with its ledger row (online or batch)."""
+    """Parse and gate a successful generation call, queued with its ledger row (online or batch)."""
     result = outcome.result
     assert result is not None
     ref = GenerationRef()

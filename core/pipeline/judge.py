@@ -1,4 +1,4 @@
-"""Judging: one call per generated conversation, one score per pair, kept at or above the threshold."""
+"""Judging: one call per conversation, one score per pair, kept at or above the threshold."""
 
 from __future__ import annotations
 
@@ -7,13 +7,10 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
-from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.config import JudgeConfig
-from visinstruct.core.events import PairsJudged
-from visinstruct.core.text.parse_scores import parse_judgement
-from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
-from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.errors import StoreError
+from visinstruct.core.events import PairsJudged
+from visinstruct.core.models.backends.base import CompletionRequest
 from visinstruct.core.models.calls import (
     CallOutcome,
     StageContext,
@@ -22,7 +19,10 @@ from visinstruct.core.models.calls import (
     store_result,
 )
 from visinstruct.core.pipeline.rows import pair_ids
+from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.text.parse_scores import parse_judgement
+from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, 
             "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
             "prompt_version, model, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(ids[idx], ref.id, j.score, j.reason, result.call_id, template.version,
-              model, created) for idx, j in zip(positions, judgements) if idx in ids])
+              model, created) for idx, j in zip(positions, judgements, strict=False) if idx in ids])
         return int(ref.id or 0)
 
     kept = sum(is_kept(j.score, settings.threshold) for j in judgements)

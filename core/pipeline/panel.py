@@ -1,4 +1,4 @@
-"""Judging by one model or a panel: each member through its own pool, scores combined by mean or min."""
+"""Judging by one model or a panel: each member in its own pool, scores combined by mean or min."""
 
 from __future__ import annotations
 
@@ -9,15 +9,15 @@ from visinstruct.core.config import Config, JudgeConfig, ModelConfig
 from visinstruct.core.events import PairsJudged
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.pipeline.judge import JudgeResult, is_kept, judge
-from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.pipeline.rows import pair_ids
+from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.store.database import RowRef, Store, now
 from visinstruct.core.text.prompts import PromptTemplate
 
 
 def unjudged_pairs(store: Store, generation_id: int, settings: JudgeConfig,
                    prompt_version: str) -> list[tuple[int, Pair]]:
-    """(index, pair) of a generation's pairs that passed the gates but have no score from this judge."""
+    """(index, pair) of a generation's pairs that passed the gates and lack this judge's score."""
     return [(row[0], Pair(row[1], row[2])) for row in store.query(
         "SELECT p.idx, p.question, p.answer FROM pairs p WHERE p.generation_id = ? "
         "AND NOT EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') "
@@ -71,7 +71,7 @@ def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task:
         Judgement(n + 1, combine_scores([m[n].score for m in members], settings.combine),
                   f"{settings.combine} of " + ", ".join(
                       f"{model} {'–' if m[n].score is None else format(m[n].score, 'g')}"
-                      for model, m in zip(panel, members)))
+                      for model, m in zip(panel, members, strict=False)))
         for n in range(len(pairs)))
     name, version = settings.identity, template.version
 
@@ -82,7 +82,7 @@ def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task:
             "INSERT INTO judgements (pair_id, generation_id, score, reason, call_id, "
             "prompt_version, model, created_at) VALUES (?, ?, ?, ?, NULL, ?, ?, ?)",
             [(ids[idx], ref.id, j.score, j.reason, version, name, created)
-             for idx, j in zip(indices, combined) if idx in ids])
+             for idx, j in zip(indices, combined, strict=False) if idx in ids])
         return int(ref.id or 0)
 
     kept = sum(is_kept(j.score, settings.threshold) for j in combined)

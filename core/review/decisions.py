@@ -90,5 +90,6 @@ def edit_pair(store: Store, pair_id: int, question: str, answer: str) -> int:
     """Store a human edit of a pair's text; the generated original stays in `pairs`."""
     question, answer = question.strip(), answer.strip()
     if not question or not answer:
-        raise InputError("an edited pair needs both a question and an answer; fill in the empty one")
+        raise InputError("an edited pair needs both a question and an answer; "
+                         "fill in the empty one")
     return _insert_review(store, pair_id, "edit", question, answer)

@@ -1,4 +1,4 @@
-"""Human review: paged sample lists with filters, one sample's detail, decisions, edits, re-judging."""
+"""Human review: paged, filtered sample lists, one sample's detail, decisions, edits, re-judging."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ from pathlib import Path
 from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError, InputError
 from visinstruct.core.events import Emit, ignore
-from visinstruct.core.store.interrupt import ReadCancelled, interruptible
+from visinstruct.core.lab.trials import call_context
 from visinstruct.core.pipeline.judge import JudgeResult, stored_pairs
 from visinstruct.core.pipeline.panel import judge_pairs, passing_pairs
-from visinstruct.core.lab.trials import call_context
-from visinstruct.core.text.prompt_versions import active_template
-from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.records import TASKS, Image, Pair
-from visinstruct.core.text.gates import RULES
+
 # Decisions live in `decisions`; the names stay importable from here for the screens.
 from visinstruct.core.review.decisions import DECISIONS as DECISIONS
 from visinstruct.core.review.decisions import accept_pair as accept_pair
@@ -26,9 +23,22 @@ from visinstruct.core.review.decisions import decide_pair as decide_pair
 from visinstruct.core.review.decisions import edit_pair as edit_pair
 from visinstruct.core.review.decisions import reject_pair as reject_pair
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.interrupt import ReadCancelled, interruptible
+from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
-from visinstruct.core.store.verdicts import (BY_GATE, DROPPED, KEPT, UNJUDGED, PairColumns,
-                                             dropped_by_sql, judged_sql, verdict_of, verdict_sql)
+from visinstruct.core.store.verdicts import (
+    BY_GATE,
+    DROPPED,
+    KEPT,
+    UNJUDGED,
+    PairColumns,
+    dropped_by_sql,
+    judged_sql,
+    verdict_of,
+    verdict_sql,
+)
+from visinstruct.core.text.gates import RULES
+from visinstruct.core.text.prompt_versions import active_template
 
 STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "flagged", "parse_failure",
                            "evaluated", "reviewed")
@@ -295,7 +305,8 @@ def count_samples(store: Store, filters: SampleFilter, threshold: float,
 
 
 def _row(row: sqlite3.Row) -> SampleRow:
-    pairs, mean, kept, judged, dropped, unjudged, gated, reviewed, flagged = json.loads(row["stats"])
+    (pairs, mean, kept, judged, dropped, unjudged, gated, reviewed,
+     flagged) = json.loads(row["stats"])
     return SampleRow(row["generation_id"], row["image_id"], row["task"], row["status"],
                      row["prompt_version"], int(pairs), None if mean is None else float(mean),
                      int(kept), int(judged), bool(row["evaluated"]), int(gated), int(reviewed),
@@ -310,7 +321,8 @@ def prompt_versions_in_use(store: Store) -> list[tuple[str, str]]:
         TASKS)]
 
 
-def sample_detail(store: Store, image_id: int, task: str | None, threshold: float) -> SampleDetail | None:
+def sample_detail(store: Store, image_id: int, task: str | None,
+                  threshold: float) -> SampleDetail | None:
     """One image's sample for `task` (its first sample's task when None); None if no such image."""
     images = load_images(store, [image_id])
     if image_id not in images:
@@ -380,7 +392,8 @@ def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignor
     row = store.reader().execute(
         "SELECT image_id, task, status FROM generations WHERE id = ?", (generation_id,)).fetchone()
     if row is None:
-        raise InputError(f"generation {generation_id} is not in {store.path}; refresh the review list")
+        raise InputError(f"generation {generation_id} is not in {store.path}; "
+                         "refresh the review list")
     image_id, task, status = row
     if status != "ok" or not stored_pairs(store, generation_id):
         raise InputError(f"generation {generation_id} (image {image_id}, {task}) has no pairs to "

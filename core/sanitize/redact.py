@@ -35,12 +35,15 @@ _MIN_SECRET = 8
 _HEADER_NAMES = (r"authorization|proxy-authorization|x-amz-security-token|x-api-key|api-key"
                  r"|x-amz-credential|x-amz-signature|x-hf-token")
 _QUOTED_HEADER = re.compile(
-    rf"""(?P<name>["']?(?:{_HEADER_NAMES})["']?\s*[:=]\s*)(?P<quote>["'])(?P<value>(?:\\.|(?!(?P=quote)).)*)""",
+    rf"""(?P<name>["']?(?:{_HEADER_NAMES})["']?\s*[:=]\s*)"""
+    r"""(?P<quote>["'])(?P<value>(?:\\.|(?!(?P=quote)).)*)""",
     re.IGNORECASE)
 _BARE_HEADER = re.compile(
-    rf"""(?P<name>\b(?:{_HEADER_NAMES})\s*[:=]\s*)(?P<value>[^\s"',;&}}\]]+(?:[ ]+[^\s"',;&}}\]]+)?)""",
+    rf"""(?P<name>\b(?:{_HEADER_NAMES})\s*[:=]\s*)"""
+    rf"""(?P<value>[^\s"',;&}}\]]+(?:[ ]+[^\s"',;&}}\]]+)?)""",
     re.IGNORECASE)
-_USER_INFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<info>[^/\s@'\"<>]+)@", re.IGNORECASE)
+_USER_INFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<info>[^/\s@'\"<>]+)@",
+                        re.IGNORECASE)
 # AWS access key ids, long-term and temporary, wherever they appear (a SigV4 Credential=...).
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b")
 

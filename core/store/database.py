@@ -1,4 +1,4 @@
-"""The SQLite store: opening and migrating, one writer thread with batched commits, read connections."""
+"""The SQLite store: opening and migrating, one writer thread batching commits, read connections."""
 
 from __future__ import annotations
 
@@ -7,16 +7,17 @@ import sqlite3
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 from visinstruct.core.errors import StoreError
+from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store import opening
 from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
-from visinstruct.core.sanitize.redact import redact
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
@@ -91,7 +92,8 @@ class Store:
     # -- opening ---------------------------------------------------------------------------
     def _open_and_migrate(self) -> sqlite3.Connection:
         if self.path.exists() and self.path.is_dir():
-            raise StoreError(f"{self.path}: is a directory, not a store file; pass a file path to --db")
+            raise StoreError(f"{self.path}: is a directory, not a store file; "
+                             "pass a file path to --db")
         if self.path.exists():
             opening.check_header(self.path)
         parent = self.path.parent
@@ -156,7 +158,7 @@ class Store:
         callers only through the store's error log, so use it for bookkeeping rows)."""
         self._put(_Op(fn, None, on_commit))
 
-    def _put(self, op: "_Op") -> None:
+    def _put(self, op: _Op) -> None:
         if self.readonly:
             raise StoreError(f"{self.path}: the store is read-only; this needs a writable store")
         if self._closed:
@@ -341,7 +343,7 @@ class Store:
                 self._readers.remove(conn)
         conn.close()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -39,7 +39,7 @@ def refuse_store_target(out: Path | str, store: Path | str, flag: str = "--out")
         target_stat = os.stat(target)
     except OSError:
         target_stat = None
-    for own, suffix in zip(store_files(store), COMPANION_SUFFIXES):
+    for own, suffix in zip(store_files(store), COMPANION_SUFFIXES, strict=True):
         same = target == own
         if not same and target_stat is not None:
             try:

@@ -6,7 +6,7 @@ import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from visinstruct.core.errors import StoreError
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 APPLICATION = "visinstruct"
 
-MigrationBody = Union[str, Callable[["Database"], None]]
+MigrationBody = str | Callable[["Database"], None]
 Migration = tuple[int, str, MigrationBody]
 
 

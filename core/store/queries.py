@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.scene_queries import load_scene_parts
-from visinstruct.core.store.verdicts import BY_GATE, VerdictCounts, counts_sql, dropped_by_sql, kept_sql
+from visinstruct.core.store.verdicts import (
+    BY_GATE,
+    VerdictCounts,
+    counts_sql,
+    dropped_by_sql,
+    kept_sql,
+)
 
 # Over `pair_state` rows, with the threshold as the one parameter (rules: store/verdicts.py).
 KEPT_SQL = kept_sql("?")
@@ -55,7 +61,8 @@ def count_images(store: Store) -> int:
     return int(store.scalar("SELECT COUNT(*) FROM images") or 0)
 
 
-def baseline_pairs(store: Store, image_id: int, task: str | None = None) -> list[tuple[str, tuple[Pair, ...]]]:
+def baseline_pairs(store: Store, image_id: int,
+                   task: str | None = None) -> list[tuple[str, tuple[Pair, ...]]]:
     """The baseline conversations of an image as (task, pairs)."""
     sql = "SELECT task, pairs FROM baseline_conversations WHERE image_id = ?"
     params: list[object] = [image_id]
@@ -85,7 +92,8 @@ def status_counts(store: Store, threshold: float) -> dict[str, int]:
         "failed_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'error'"),
         "abandoned_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'abandoned'"),
         "in_flight_calls": n("SELECT COUNT(*) FROM llm_calls WHERE status = 'in_flight'"),
-        "parse_failures": n("SELECT COUNT(*) FROM generations WHERE status = 'parse_failure' AND purpose = 'run'"),
+        "parse_failures": n("SELECT COUNT(*) FROM generations "
+                            "WHERE status = 'parse_failure' AND purpose = 'run'"),
         "evaluations": n("SELECT COUNT(*) FROM evaluations"),
         "runs": n("SELECT COUNT(*) FROM runs"),
     }
@@ -122,12 +130,14 @@ def gate_counts(store: Store) -> dict[str, dict[str, int]]:
         f"SELECT gate_rule, COUNT(*) FROM pair_state WHERE {dropped_by_sql('0')} = '{BY_GATE}' "
         "GROUP BY gate_rule ORDER BY gate_rule")}
     flagged = {row[0]: int(row[1]) for row in store.query(
-        "SELECT x.rule, COUNT(DISTINCT x.pair_id) FROM pair_gates x JOIN pairs p ON p.id = x.pair_id "
+        "SELECT x.rule, COUNT(DISTINCT x.pair_id) FROM pair_gates x "
+        "JOIN pairs p ON p.id = x.pair_id "
         f"WHERE x.action = 'flag' AND {_CURRENT} GROUP BY x.rule ORDER BY x.rule")}
     return {"dropped": dropped, "flagged": flagged}
 
 
-def kept_conversations(store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:
+def kept_conversations(
+        store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:
     """(image_id, task, prompt_version, model, kept pairs) per conversation with a kept pair."""
     rows = store.iter_query(
         f"SELECT image_id, task, prompt_version, model, question, answer FROM pair_state "

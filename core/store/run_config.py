@@ -9,8 +9,8 @@ from typing import Any
 
 from visinstruct.core.config import Config, ModelConfig, _from_raw, validate
 from visinstruct.core.errors import ConfigError
-from visinstruct.core.store.database import Store
 from visinstruct.core.sanitize.redact import redact
+from visinstruct.core.store.database import Store
 
 
 def _plain(value: Any) -> Any:

@@ -15,10 +15,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
 from visinstruct.core.store import schema_sql
-from visinstruct.core.store.verdicts import (STORED_THRESHOLD, PairColumns, dropped_by_sql,
-                                             judged_sql, verdict_sql)
+from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
+from visinstruct.core.store.verdicts import (
+    STORED_THRESHOLD,
+    PairColumns,
+    dropped_by_sql,
+    judged_sql,
+    verdict_sql,
+)
 
 if TYPE_CHECKING:
     from sqlite_utils import Database

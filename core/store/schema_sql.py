@@ -26,7 +26,8 @@ GATES = """
             LEFT JOIN judgements j ON j.id = (
                 SELECT MAX(id) FROM judgements WHERE pair_id = p.id)
             LEFT JOIN reviews d ON d.id = (
-                SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject'))
+                SELECT MAX(id) FROM reviews WHERE pair_id = p.id
+                    AND decision IN ('accept', 'reject'))
             LEFT JOIN reviews e ON e.id = (
                 SELECT MAX(id) FROM reviews WHERE pair_id = p.id AND decision = 'edit')
             LEFT JOIN pair_gates x ON x.id = (
@@ -108,7 +109,8 @@ MONITOR_TALLIES = f"""
             FROM llm_calls GROUP BY 1, 2, 3, 4, 5;
         CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls BEGIN{_CALL_TALLY_UPSERT}
         END;
-        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls BEGIN{_CALL_TALLY_DECREMENT}{_CALL_TALLY_UPSERT}
+        CREATE TRIGGER call_tally_update AFTER UPDATE ON llm_calls
+        BEGIN{_CALL_TALLY_DECREMENT}{_CALL_TALLY_UPSERT}
         END;
         CREATE TABLE score_tally (
             score REAL NOT NULL PRIMARY KEY,  -- -1: no readable score

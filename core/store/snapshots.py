@@ -11,10 +11,11 @@ from visinstruct.core.config import Config
 from visinstruct.core.events import BatchJobUpdated, CallIdentity, EndpointFigures, percentile
 from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
-from visinstruct.core.store.verdicts import judged_sql, kept_sql, verdict_sql
 from visinstruct.core.store.database import Store
+
 # Re-exported: the monitor's readers reach every count from here.
 from visinstruct.core.store.run_tallies import LedgerTally, UnitTally
+from visinstruct.core.store.verdicts import judged_sql, kept_sql, verdict_sql
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
 _LATENCY_WINDOW = 500
@@ -114,7 +115,10 @@ def threshold_of(store: Store, fallback: float) -> float:
 
 
 def latest_run(store: Store) -> tuple[int, str, float | None, float | None, int, str, str] | None:
-    """(id, status, started_at, finished_at, total_units, generation model, message) of the last run."""
+    """The last run's (id, status, started_at, finished_at, total_units, model, message).
+
+    `model` is the run's generation model.
+    """
     row = store.reader().execute(
         "SELECT id, status, started_at, finished_at, total_units, config, message "
         "FROM runs ORDER BY id DESC LIMIT 1").fetchone()
@@ -136,7 +140,8 @@ def failed_units(store: Store, run_id: int) -> int:
         "AND c.status IN ('ok', 'in_flight'))", (run_id,)) or 0)
 
 
-def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = None) -> list[EndpointFigures]:
+def endpoint_stats(store: Store, tally: LedgerTally,
+                   config: Config | None = None) -> list[EndpointFigures]:
     """Per (model, endpoint) figures of the tally's run, ordered by model and endpoint."""
     stats = []
     run_id = tally.run_id
@@ -144,7 +149,8 @@ def endpoint_stats(store: Store, tally: LedgerTally, config: Config | None = Non
             tally.counts(store).items()):
         latencies = sorted(r[0] for r in store.query(
             "SELECT latency_ms FROM llm_calls WHERE run_id = ? AND model = ? AND endpoint = ? "
-            "AND status = 'ok' ORDER BY id DESC LIMIT ?", (run_id, model, endpoint, _LATENCY_WINDOW)))
+            "AND status = 'ok' ORDER BY id DESC LIMIT ?",
+            (run_id, model, endpoint, _LATENCY_WINDOW)))
         recent = [r[0] for r in store.query(
             "SELECT status FROM llm_calls WHERE run_id = ? AND model = ? AND endpoint = ? "
             "AND status IN ('ok', 'error') ORDER BY id DESC LIMIT ?",
@@ -206,7 +212,8 @@ def latest_samples(store: Store, limit: int = 20) -> list[JudgedSample]:
         recent)}
     scores: dict[int, dict[int, float | None]] = {}
     for gid, idx, score in store.query(
-            f"SELECT j.generation_id, p.idx, j.score FROM judgements j JOIN pairs p ON p.id = j.pair_id "
+            "SELECT j.generation_id, p.idx, j.score FROM judgements j "
+            "JOIN pairs p ON p.id = j.pair_id "
             f"WHERE j.generation_id IN ({marks}) ORDER BY j.id", recent):
         scores.setdefault(int(gid), {})[int(idx)] = score
     ids = [g for g in recent if g in heads][:limit]
@@ -301,7 +308,8 @@ class StoreReader:
         else:
             run_id, status, started, finished, total, model, message = run
             if run_id != self._run_id or self._ledger is None or self._units is None:
-                self._run_id, self._ledger, self._units = run_id, LedgerTally(run_id), UnitTally(model)
+                self._run_id, self._ledger, self._units = (run_id, LedgerTally(run_id),
+                                                           UnitTally(model))
             failed = failed_units(store, run_id)
             done = self._units.count(store) + failed
             pid = store.scalar("SELECT pid FROM runs WHERE id = ?", (run_id,))

@@ -27,7 +27,7 @@ CUT_OFF_REASONS = frozenset({"length", "max_tokens", "max_length", "model_length
 
 @dataclass(frozen=True)
 class GateVerdict:
-    """One rule's word on one pair: `drop` keeps it from the judge and the export, `flag` marks it."""
+    """One rule's word on one pair: `drop` keeps it from the judge and export, `flag` marks it."""
 
     rule: str
     action: str
@@ -91,7 +91,8 @@ def pair_similarity(one: _Words, other: _Words) -> float:
 
 
 def gate_pairs(pairs: Sequence[Pair], image: Image, task: str, settings: GatesConfig, *,
-               prompt: PromptText | None = None, finish_reason: str = "stop") -> tuple[Verdicts, ...]:
+               prompt: PromptText | None = None,
+               finish_reason: str = "stop") -> tuple[Verdicts, ...]:
     """Every rule's verdicts for each pair of one reply, in order; at most one `drop` per pair."""
     verdicts: list[Verdicts] = []
     earlier: list[_Words] = []  # the pairs that passed so far, for the duplicate rule
@@ -180,7 +181,8 @@ def _placeholder(text: str, tokens: Sequence[str], part: str) -> str:
 
 
 # -- refusal -------------------------------------------------------------------------------------
-_PICTURE = r"(?:the |this |that |these |your |an? |any )?(?:images?|pictures?|photos?|photographs?|visuals?|visual content)"
+_PICTURE = (r"(?:the |this |that |these |your |an? |any )?"
+            r"(?:images?|pictures?|photos?|photographs?|visuals?|visual content)")
 _CANNOT = (r"(?:can ?not|can't|cant|am unable to|'m unable to|am not able to|'m not able to"
            r"|do not have the (?:ability|capability) to|don't have the (?:ability|capability) to)")
 _REFUSAL = re.compile(
@@ -188,8 +190,10 @@ _REFUSAL = re.compile(
     r"|\bi(?:'m| am) (?:just |only |merely )?an? (?:ai|artificial intelligence|language model"
     r"|text[- ]based (?:ai|model|assistant))\b"
     r"|\b(?:an? )?ai (?:language )?model\b"
-    rf"|\bi {_CANNOT} (?:see|view|look at|access|perceive|process|analy[sz]e|open|display) {_PICTURE}"
-    r"|\bi (?:do not|don't) have (?:access to (?:the |this |any )?(?:image|picture|photo)|eyes\b|visual)"
+    rf"|\bi {_CANNOT} (?:see|view|look at|access|perceive|process|analy[sz]e|open|display)"
+    rf" {_PICTURE}"
+    r"|\bi (?:do not|don't) have (?:access to (?:the |this |any )?(?:image|picture|photo)"
+    r"|eyes\b|visual)"
     r"|\bi (?:can ?not|can't|am unable to|'m unable to|won't|will not|must decline to|refuse to)"
     r" (?:answer|help|assist|comply|fulfil|fulfill|respond)\b"
     r"|^\W*(?:i'?m sorry|i am sorry|sorry|i apologi[sz]e),? (?:but )?i\b",
@@ -248,7 +252,8 @@ def _ngrams(tokens: Sequence[str], n: int) -> Iterable[tuple[str, ...]]:
     return (tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1))
 
 
-def _prompt_shingles(prompt: PromptText, n: int) -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
+def _prompt_shingles(prompt: PromptText,
+                     n: int) -> tuple[frozenset[str], frozenset[tuple[str, ...]]]:
     """The prompt's words and its runs of `n` words, cached by prompt version."""
     cached = _PROMPT_SHINGLES.get((prompt.key, n))
     if cached is None:
@@ -315,7 +320,8 @@ def similarity(a: frozenset[Any], b: frozenset[Any], *more: frozenset[Any]) -> f
     return common / union if union else 1.0
 
 
-def _duplicate_of(said: _Words, earlier: Sequence[_Words], threshold: float) -> tuple[str, str] | None:
+def _duplicate_of(said: _Words, earlier: Sequence[_Words],
+                  threshold: float) -> tuple[str, str] | None:
     for other in earlier:
         if said.question and said.question == other.question:
             return "duplicate", ("asks the same question as an earlier pair: "

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from visinstruct.core.errors import InputError
-from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 from visinstruct.core.records import TASKS, Pair
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.text.leaks import drop_leaks, leak_of
+from visinstruct.core.text.model_text import clean_model_text, ends_inside_json, json_values
 
 __all__ = ["ParseResult", "leak_of", "parse_pairs"]
 
@@ -193,7 +193,7 @@ def _pairs_from_value(value: Any, depth: int = 0) -> tuple[list[Pair], list[str]
         ):
             pairs = [
                 Pair(q.strip(), a.strip())
-                for q, a in zip(questions, answers)
+                for q, a in zip(questions, answers, strict=False)
                 if q.strip() and a.strip()
             ]
             return pairs, [], len(questions) > len(answers)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from visinstruct.core.records import Judgement, Verdict
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.text.model_text import clean_model_text, json_values
-from visinstruct.core.records import Judgement, Verdict
 
 _NUMBER = r"(\d{1,3}(?:\.\d+)?)"
 # "/10" or "out of 10" after a score, and what may not follow a score ("2x", "8.5.1", "3rd").

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 
-from visinstruct.core.text.prompts import PromptTemplate, load_prompt, parse_prompt
 from visinstruct.core.store.database import Store, now
+from visinstruct.core.text.prompts import PromptTemplate, load_prompt, parse_prompt
 
 
 def _register(conn: sqlite3.Connection, template: PromptTemplate) -> None:
@@ -25,7 +25,8 @@ def active_template(store: Store, name: str) -> PromptTemplate:
 
     def work(conn: sqlite3.Connection) -> None:
         _register(conn, packaged)
-        conn.execute("INSERT INTO active_prompts (name, version, chosen_by) VALUES (?, ?, 'package') "
+        conn.execute("INSERT INTO active_prompts (name, version, chosen_by) "
+                     "VALUES (?, ?, 'package') "
                      "ON CONFLICT(name) DO UPDATE SET version = excluded.version, "
                      "chosen_by = 'package'", (name, packaged.version))
 
@@ -38,7 +39,8 @@ def save_version(store: Store, template: PromptTemplate, *, activate: bool = Tru
     def work(conn: sqlite3.Connection) -> None:
         _register(conn, template)
         if activate:
-            conn.execute("INSERT INTO active_prompts (name, version, chosen_by) VALUES (?, ?, 'user') "
+            conn.execute("INSERT INTO active_prompts (name, version, chosen_by) "
+                         "VALUES (?, ?, 'user') "
                          "ON CONFLICT(name) DO UPDATE SET version = excluded.version, "
                          "chosen_by = 'user'", (template.name, template.version))
 

@@ -7,15 +7,15 @@ import functools
 import hashlib
 import importlib.resources
 import re
+import tomllib
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomllib
-from visinstruct.core.models.backends.base import Message
 from visinstruct.core.errors import ConfigError
+from visinstruct.core.models.backends.base import Message
 from visinstruct.core.records import FACT_TASKS, TASKS, Image, Pair
 from visinstruct.core.text.context import render_context
 

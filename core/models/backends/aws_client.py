@@ -24,6 +24,7 @@ from botocore.exceptions import (
     ResponseStreamingError,
 )
 from urllib3.exceptions import ProtocolError
+
 from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.replies import naming_target
 

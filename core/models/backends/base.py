@@ -49,8 +49,9 @@ class Backend(Protocol):
     name: str
     endpoints: tuple[str, ...]
 
-    def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
-        """Send one request (to `endpoint` when given) and return the response or raise BackendError."""
+    def complete(self, request: CompletionRequest,
+                 endpoint: str | None = None) -> CompletionResponse:
+        """Send one request (to `endpoint` if given); return the response or raise BackendError."""
         ...
 
     def close(self) -> None:

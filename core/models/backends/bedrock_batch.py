@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from botocore.config import Config
+
 from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.aws_client import (
     client_config,
