@@ -1,4 +1,5 @@
-"""Shared fixtures: the real data folder, a temporary store, and the CLI run in or out of process."""
+"""Shared fixtures: the real data folder, a temporary store, and the CLI run in or out of
+process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.store.database import Store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -20,6 +20,7 @@ from typing import Any, Self
 from urllib.parse import unquote
 
 import boto3
+
 from tests.fakes.model_replies import prompt_text, reply_for
 
 ACCOUNT = "123456789012"

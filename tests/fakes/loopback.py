@@ -25,7 +25,7 @@ from tests.fakes.scripting import (
 )
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 
 @dataclass(frozen=True)

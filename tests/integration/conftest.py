@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
 from tests.fakes.aws import aws_env, aws_env_vars
 from tests.fakes.bedrock_batch_server import BatchControlPlane
 from tests.fakes.bedrock_server import BedrockServer

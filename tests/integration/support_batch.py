@@ -8,9 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from visinstruct.dataset import sample
 from tests.fakes.bedrock_batch_server import BatchControlPlane
 from tests.fakes.bedrock_server import BedrockServer
+from visinstruct.dataset import sample
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 BUCKET = "visinstruct-batch"

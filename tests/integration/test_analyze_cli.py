@@ -7,8 +7,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
-from visinstruct.core.store.queries import status_counts
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import status_counts
 
 CliResult = tuple[int, str, str]
 REPORT_FILES = {"report.md", "report.html", "figures.json", "answer_lengths.png",

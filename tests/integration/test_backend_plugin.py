@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.config import ENTRY_POINT_GROUP, forget_plugins, plugin_backends
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "visinstruct-echo"

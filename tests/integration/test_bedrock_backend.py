@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from visinstruct.core.models.backends.base import CompletionRequest, Message
-from visinstruct.core.models.backends.bedrock import BedrockBackend
-from visinstruct.core.errors import BackendError
+
 from tests.fakes.aws import aws_env
 from tests.fakes.bedrock_server import BedrockServer
 from tests.fakes.scripting import (
@@ -24,6 +22,9 @@ from tests.fakes.scripting import (
     Script,
     Throttle,
 )
+from visinstruct.core.errors import BackendError
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.bedrock import BedrockBackend
 
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.dataset import sample
+
 from tests.integration.support_batch import Aws, RunCli, db_of, rows, status, write_config
+from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import boto3
 import pytest
-from visinstruct.dataset import sample
+
 from tests.integration.support_batch import (
     BUCKET,
     MODEL_ID,
@@ -21,6 +21,7 @@ from tests.integration.support_batch import (
     status,
     write_config,
 )
+from visinstruct.dataset import sample
 
 
 @pytest.mark.parametrize("out_of_order", [False, True])

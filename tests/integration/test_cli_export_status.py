@@ -1,4 +1,5 @@
-"""`visinstruct export` and `status` after a scripted headless run: shape, threshold, human reviews."""
+"""`visinstruct export` and `status` after a scripted headless run: shape, threshold, human
+reviews."""
 
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ from typing import Any
 import pytest
 
 from visinstruct.core.errors import ExitCode
+from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
-from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.dataset import sample
 
 CliResult = tuple[int, str, str]
@@ -144,7 +145,7 @@ def test_status_reports_judge_agreement_from_blind_decisions(run_cli: RunCli,
     # Accept exactly what the judge keeps, except the first pair: kappa from the 2x2 table.
     verdicts = [(p["score"] >= RUN_THRESHOLD) != (n == 0) for n, p in enumerate(pairs)]
     with Store(db) as store:
-        for pair, accepted in zip(pairs, verdicts):
+        for pair, accepted in zip(pairs, verdicts, strict=True):
             record_blind_decision(store, pair["id"], "accept" if accepted else "reject")
     add_review(db, pairs[1]["id"], "reject")   # not blind: never counted
     code, out, err = run_cli("status", "--db", db, "--json")
@@ -152,7 +153,7 @@ def test_status_reports_judge_agreement_from_blind_decisions(run_cli: RunCli,
     agreement = json.loads(out)["judge_agreement"]
     kept = [p["score"] >= RUN_THRESHOLD for p in pairs]
     n = len(pairs)
-    observed = sum(k == a for k, a in zip(kept, verdicts)) / n
+    observed = sum(k == a for k, a in zip(kept, verdicts, strict=True)) / n
     pk, pa = sum(kept) / n, sum(verdicts) / n
     chance = pk * pa + (1 - pk) * (1 - pa)
     assert agreement["n"] == n
@@ -203,7 +204,8 @@ def test_a_higher_threshold_refilters_without_new_calls(run_cli: RunCli, tmp_pat
     assert lenient == expected_conversations(pairs, 1)
     assert sum(map(len, strict.values())) < sum(map(len, at_run.values())) < sum(
         map(len, lenient.values()))
-    code, _, err = run_cli("export", "--db", db, "--out", tmp_path / "at10.json", "--threshold", "10")
+    code, _, err = run_cli("export", "--db", db, "--out", tmp_path / "at10.json",
+                           "--threshold", "10")
     assert code == ExitCode.OK, err
     assert validate_llava_file(tmp_path / "at10.json").ok
 
@@ -234,7 +236,8 @@ def test_human_reviews_win_over_scores(run_cli: RunCli, tmp_path: Path) -> None:
     assert count_calls(db) == calls_before
     # A human accept keeps the pair even above a threshold its score does not reach.
     strict = export_jsonl(run_cli, db, tmp_path / "strict.jsonl", "--threshold", "10")
-    assert (accepted["question"], accepted["answer"]) in strict[(accepted["image_id"], accepted["task"])]
+    assert (accepted["question"], accepted["answer"]) in strict[
+        (accepted["image_id"], accepted["task"])]
     code, _, err = run_cli("export", "--db", db, "--out", tmp_path / "reviewed.json")
     assert code == ExitCode.OK, err
     assert validate_llava_file(tmp_path / "reviewed.json").ok
@@ -291,7 +294,8 @@ def _a_directory(tmp: Path) -> tuple[Path, Path]:
     return folder, folder
 
 
-@pytest.mark.parametrize("make", [_file_in_the_way, _a_directory], ids=["file-in-the-way", "directory"])
+@pytest.mark.parametrize("make", [_file_in_the_way, _a_directory],
+                         ids=["file-in-the-way", "directory"])
 def test_an_unwritable_output_path_is_refused(
     make: Callable[[Path], tuple[Path, Path]], run_cli: RunCli, small_store: Path, tmp_path: Path
 ) -> None:
@@ -322,7 +326,8 @@ def test_export_threshold_out_of_range(
     threshold: str, run_cli: RunCli, small_store: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out.json"
-    code, stdout, err = run_cli("export", "--db", small_store, "--out", out, "--threshold", threshold)
+    code, stdout, err = run_cli("export", "--db", small_store, "--out", out,
+                                "--threshold", threshold)
     assert code == ExitCode.BAD_INPUT and stdout == ""
     assert_one_line_naming(err, "--threshold")
     assert not out.exists()

@@ -1,4 +1,5 @@
-"""`visinstruct prepare` and `status`: indexing real COCO files, the baseline filter, and bad input."""
+"""`visinstruct prepare` and `status`: indexing real COCO files, the baseline filter, and bad
+input."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from visinstruct.core.errors import ExitCode
 from visinstruct.dataset import sample
 
@@ -54,7 +56,8 @@ def write_json(path: Path, data: Any) -> Path:
     return path
 
 
-def mix665k_record(image_id: int, turns: list[tuple[str, str]], *, folder: str = "coco/train2017") -> dict[str, Any]:
+def mix665k_record(image_id: int, turns: list[tuple[str, str]], *,
+                  folder: str = "coco/train2017") -> dict[str, Any]:
     """A record in the exact mix665k shape."""
     conversations = []
     for position, (question, answer) in enumerate(turns):
@@ -67,7 +70,8 @@ def mix665k_record(image_id: int, turns: list[tuple[str, str]], *, folder: str =
 
 # -- the happy path ----------------------------------------------------------------------------
 
-def test_prepare_indexes_the_real_val_sample(run_cli: RunCli, real_data: Path, tmp_path: Path) -> None:
+def test_prepare_indexes_the_real_val_sample(run_cli: RunCli, real_data: Path,
+                                             tmp_path: Path) -> None:
     db = tmp_path / "store.db"
     code, out, err = run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data),
                              "--coco-instances", instances_mini(real_data))
@@ -139,7 +143,8 @@ def test_prepare_and_status_through_the_module_entry_point(
         SAMPLE300_IMAGES, SAMPLE300_CAPTIONS, IMAGES_WITH_BOXES)
 
 
-def test_status_plain_text_lists_the_counts(run_cli: RunCli, real_data: Path, tmp_path: Path) -> None:
+def test_status_plain_text_lists_the_counts(run_cli: RunCli, real_data: Path,
+                                            tmp_path: Path) -> None:
     db = tmp_path / "store.db"
     assert run_cli("prepare", "--db", db, "--coco-captions", captions300(real_data))[0] == 0
     code, out, _ = run_cli("status", "--db", db)
@@ -218,7 +223,8 @@ def _boxes_for_unknown_image(tmp: Path, shared: Path) -> tuple[list[object], Pat
     captions["images"] = [i for i in captions["images"] if i["id"] != dropped]
     captions["annotations"] = [a for a in captions["annotations"] if a["image_id"] != dropped]
     cut = write_json(tmp / "captions_cut.json", captions)
-    return ["--coco-captions", cut, "--coco-instances", instances_mini(shared)], instances_mini(shared)
+    return (["--coco-captions", cut, "--coco-instances", instances_mini(shared)],
+            instances_mini(shared))
 
 
 def _unknown_category(tmp: Path, shared: Path) -> tuple[list[object], Path]:
@@ -236,7 +242,8 @@ def _zero_size_image(tmp: Path, shared: Path) -> tuple[list[object], Path]:
             image["width"] = 0
             break
     bad = write_json(tmp / "captions_zero.json", captions)
-    return ["--coco-captions", bad, "--coco-instances", instances_mini(shared)], instances_mini(shared)
+    return (["--coco-captions", bad, "--coco-instances", instances_mini(shared)],
+            instances_mini(shared))
 
 
 def _missing_file(tmp: Path, shared: Path) -> tuple[list[object], Path]:

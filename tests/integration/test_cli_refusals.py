@@ -1,4 +1,5 @@
-"""Refusals before any work: files that are not our store, a newer store, bad overrides and configs."""
+"""Refusals before any work: files that are not our store, a newer store, bad overrides and
+configs."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from tests.integration.test_cli_prepare import RunCli, assert_one_line_naming, captions300
 from visinstruct.core.errors import ExitCode
 from visinstruct.core.store.schema import LATEST_VERSION
 from visinstruct.dataset import sample
-
-from tests.integration.test_cli_prepare import RunCli, assert_one_line_naming, captions300
 
 
 def _foreign_sqlite(path: Path) -> None:

@@ -12,9 +12,10 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import ClientError
+
+from tests.fakes.aws import aws_env
 from visinstruct.core.cli.deploy import wait_until_in_service
 from visinstruct.core.errors import DeployError, ExitCode
-from tests.fakes.aws import aws_env
 
 ROLE = "arn:aws:iam::123456789012:role/visinstruct-sagemaker"
 # moto's instance-type list predates g5, so the loopback runs use a type it knows.

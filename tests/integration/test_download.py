@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.fakes.fileserver import FileServer
 from visinstruct.core.cli.download_progress import rich_progress
 from visinstruct.core.errors import DataError, DownloadError
 from visinstruct.dataset.download import (
@@ -24,7 +26,6 @@ from visinstruct.dataset.download import (
     download_all,
     extract_annotations,
 )
-from tests.fakes.fileserver import FileServer
 
 SOURCE_BYTES = bytes(range(256)) * 4000  # ~1 MB, several read chunks
 DROP_AFTER = 300_000
@@ -33,7 +34,8 @@ DROP_AFTER = 300_000
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Keep urllib from sending loopback requests through a proxy set in the environment."""
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                 "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -180,7 +182,8 @@ def test_complete_final_file_is_not_fetched_again(server: FileServer, tmp_path: 
     assert seen == [("mix665k", len(SOURCE_BYTES), len(SOURCE_BYTES))]
 
 
-def test_final_file_with_wrong_checksum_is_fetched_again(server: FileServer, tmp_path: Path) -> None:
+def test_final_file_with_wrong_checksum_is_fetched_again(server: FileServer,
+                                                        tmp_path: Path) -> None:
     (tmp_path / "llava_v1_5_mix665k.json").write_bytes(b"stale")
     spec = spec_for(server, sha256=hashlib.sha256(SOURCE_BYTES).hexdigest())
 
@@ -236,7 +239,8 @@ def build_annotations_zip(path: Path, members: dict[str, bytes]) -> None:
 def test_extracts_only_the_annotation_members(tmp_path: Path) -> None:
     contents = {name: f'{{"file": "{name}"}}'.encode() * 500 for name in ANNOTATION_MEMBERS}
     zip_path = tmp_path / "annotations_trainval2017.zip"
-    build_annotations_zip(zip_path, {**contents, "annotations/person_keypoints_train2017.json": b"{}"})
+    build_annotations_zip(
+        zip_path, {**contents, "annotations/person_keypoints_train2017.json": b"{}"})
 
     paths = extract_annotations(zip_path, tmp_path)
 

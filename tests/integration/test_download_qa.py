@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.errors import DataError, ExitCode
 from visinstruct.dataset import sample
 from visinstruct.dataset.download_qa import download_gqa, download_vqa, extract_members
@@ -19,7 +20,8 @@ CliResult = tuple[int, str, str]
 
 @pytest.fixture(autouse=True)
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+    for name in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY",
+                 "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -15,15 +15,16 @@ from typing import Any
 
 import pytest
 from PIL import Image as PILImage
+
+from tests.conftest import REAL_DATA
+from tests.fakes.aws import aws_env
+from tests.fakes.bedrock_server import BedrockServer
+from tests.fakes.scripting import RecordedRequest, Reply, Script
 from visinstruct.core.config import Config, load_config
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.events import EvaluationNotice, Event
 from visinstruct.core.store.database import Store, now
 from visinstruct.dataset.llava import read_mix665k
-from tests.conftest import REAL_DATA
-from tests.fakes.aws import aws_env
-from tests.fakes.bedrock_server import BedrockServer
-from tests.fakes.scripting import RecordedRequest, Reply, Script
 
 BENCH = REAL_DATA / "llava" / "llava_bench_coco"
 MODEL_ID = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -189,8 +190,8 @@ def scripted(request: RecordedRequest) -> Reply:
     return Reply(ours_first if first == "ours" else baseline_first)
 
 
-@pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockServer]:
+@pytest.fixture(name="fake")
+def fake_fixture(monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockServer]:
     with BedrockServer(Script(Reply("7 7\nEqually good.")), model_ids=[MODEL_ID]) as server:
         aws_env(monkeypatch, bedrock_url=server.url)
         yield server
@@ -224,8 +225,8 @@ read_timeout = 10
     return path
 
 
-@pytest.fixture
-def scenario(tmp_path: Path, fake: BedrockServer) -> Config:
+@pytest.fixture(name="scenario")
+def scenario_fixture(tmp_path: Path, fake: BedrockServer) -> Config:
     """Images A, B and C with ours and the baseline; the evaluator scripted by REPLIES."""
     build_store(tmp_path / "store.db", tmp_path, ours=[A, B, C], baseline=[A, B, C])
     fake.script.on(MODEL_ID, scripted)

@@ -13,15 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.config import Config, ModelConfig, load_config
-from visinstruct.core.errors import InputError
-from visinstruct.core.evaluation.evaluate import model_sees_images
-from visinstruct.core.events import EvaluationNotice, Event
 
 from tests.fakes.aws import aws_env_vars
 from tests.fakes.bedrock_server import BedrockServer
 from tests.fakes.scripting import Fail, RecordedRequest, Reply
-from tests.integration.test_evaluate import (  # noqa: F401 - `fake` and `scenario` are fixtures
+from tests.integration.test_evaluate import (  # noqa: F401 - the `fake` and `scenario` fixtures
     EXPECTED_OVERALL,
     MODEL_ID,
     TASKS,
@@ -30,14 +26,18 @@ from tests.integration.test_evaluate import (  # noqa: F401 - `fake` and `scenar
     C,
     D,
     build_store,
-    fake,
+    fake_fixture,
     figures,
     run,
-    scenario,
+    scenario_fixture,
     scripted,
     stored,
     write_config,
 )
+from visinstruct.core.config import Config, ModelConfig, load_config
+from visinstruct.core.errors import InputError
+from visinstruct.core.evaluation.evaluate import model_sees_images
+from visinstruct.core.events import EvaluationNotice, Event
 
 
 def test_a_seeded_sample_and_a_sample_larger_than_what_exists(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.core.errors import ExitCode
 from tests.integration.test_cli_export_status import scripted_run
+from visinstruct.core.errors import ExitCode
 
 CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]

@@ -38,7 +38,8 @@ DETAIL_EXAMPLE = ("A sunny morning outside a small bakery. A red bicycle leans a
 CONVERSATION_REPLY = json.dumps({"pairs": [
     GOOD_CONVERSATION[0],
     {"question": "...", "answer": "..."},
-    {"question": "What is in the picture?", "answer": "I'm sorry, but as an AI I cannot see images."},
+    {"question": "What is in the picture?",
+     "answer": "I'm sorry, but as an AI I cannot see images."},
     {"question": "They will most likely board the bus.",
      "answer": "They will most likely board the bus."},
     {"question": "What animal is in the kitchen?",
@@ -65,7 +66,8 @@ Question: {GOOD_REASONING[1][0]}
 Answer: {GOOD_REASONING[1][1]}
 Question: Where will they go afterwards?
 Answer: The"""
-ALL_NINE = json.dumps({"scores": [{"index": i, "score": 9, "reason": "fine"} for i in range(1, 13)]})
+ALL_NINE = json.dumps(
+    {"scores": [{"index": i, "score": 9, "reason": "fine"} for i in range(1, 13)]})
 RULES = [
     {"match": "^generate:conversation", "reply": CONVERSATION_REPLY, "finish": "length"},
     {"match": "^generate:complex", "reply": REASONING_REPLY, "finish": "length"},
@@ -124,7 +126,8 @@ def status(run_cli: Callable[..., CliResult], db: Path) -> dict[str, Any]:
     return report
 
 
-def exported(run_cli: Callable[..., CliResult], db: Path, out: Path, *extra: str) -> list[list[str]]:
+def exported(run_cli: Callable[..., CliResult], db: Path, out: Path,
+             *extra: str) -> list[list[str]]:
     code, _, err = run_cli("export", "--format", "llava", "--db", db, "--out", out, *extra)
     assert code == 0, err
     records = json.loads(out.read_text())
@@ -190,12 +193,14 @@ def test_changing_gates_judges_only_the_pairs_that_newly_pass(
     assert status(run_cli, db)["kept_pairs"] == 10
 
 
-def test_a_human_may_restore_a_gated_pair(tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
+def test_a_human_may_restore_a_gated_pair(tmp_path: Path,
+                                          run_cli: Callable[..., CliResult]) -> None:
     run(write_config(tmp_path))
     db = tmp_path / "run.db"
     with sqlite3.connect(db) as conn:
         pair_id = conn.execute(
-            "SELECT pair_id FROM pair_gates WHERE rule = 'prompt_copy' ORDER BY pair_id").fetchone()[0]
+            "SELECT pair_id FROM pair_gates WHERE rule = 'prompt_copy' ORDER BY pair_id"
+        ).fetchone()[0]
     store = Store(db)
     try:
         accept_pair(store, pair_id)

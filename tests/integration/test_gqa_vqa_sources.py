@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from visinstruct.core.errors import ExitCode
 from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.core.store.database import Store

@@ -14,6 +14,10 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.fakes.model_replies import prompt_text, reply_for
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.scripting import Behaviour, Malformed, RecordedRequest, Reply, Script
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.export.validate import validate_llava_file
@@ -21,9 +25,6 @@ from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import kept_conversations
 from visinstruct.dataset import sample
-from tests.fakes.model_replies import prompt_text, reply_for
-from tests.fakes.openai_server import OpenAIServer
-from tests.fakes.scripting import Behaviour, Malformed, RecordedRequest, Reply, Script
 
 IMAGES = 2
 TASKS = ("conversation", "detail", "complex_reasoning")
@@ -120,7 +121,8 @@ def unit_states(db: Path, run_id: int) -> dict[tuple[int, str], str]:
                     "AND status = 'error'", (image_id, task, run_id))]
                 if generation is not None and generation[1] == "parse_failure":
                     problems = json.loads(generation[2])
-                    states[(image_id, task)] = f"failed: {problems[0]}" if problems else "unfinished"
+                    states[(image_id, task)] = (f"failed: {problems[0]}" if problems
+                                                else "unfinished")
                 elif generation is not None and conn.execute(
                         "SELECT 1 FROM judgements WHERE generation_id = ?",
                         (generation[0],)).fetchone():

@@ -1,10 +1,21 @@
-"""The prompt lab records verdicts the way `evaluate` does: the picture and the configured temperature."""
+"""The prompt lab records verdicts the way `evaluate` does: the picture and the configured
+temperature."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from PIL import Image as PILImage
+
+from tests.fakes.bedrock_server import BedrockServer
+from tests.integration.test_evaluate import (  # noqa: F401 - `fake_fixture` is the `fake` fixture
+    MODEL_ID,
+    A,
+    build_store,
+    fake_fixture,
+    pictures_in,
+    write_config,
+)
 from visinstruct.core.config import load_config
 from visinstruct.core.events import ignore
 from visinstruct.core.lab.compare import compare_with_baseline
@@ -14,19 +25,9 @@ from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.prompt_versions import active_template
 
-from tests.fakes.bedrock_server import BedrockServer
-from tests.integration.test_evaluate import (  # noqa: F401 - `fake` is a fixture
-    A,
-    MODEL_ID,
-    build_store,
-    fake,
-    pictures_in,
-    write_config,
-)
-
 
 def test_a_lab_comparison_sends_the_picture_and_the_configured_temperature(
-        tmp_path: Path, fake: BedrockServer) -> None:  # noqa: F811 - the imported fixture
+        tmp_path: Path, fake: BedrockServer) -> None:
     build_store(tmp_path / "store.db", tmp_path, ours=[A], baseline=[A])
     pictures = tmp_path / "train2017"
     pictures.mkdir()

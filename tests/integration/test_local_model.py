@@ -15,7 +15,8 @@ pytest.importorskip("llama_cpp", reason="the `local` extra is not installed")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 
-def test_two_sample_images_through_the_local_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_two_sample_images_through_the_local_model(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "local.db"
     # The embedded defaults: bundled sample data, the bundled Gemma 3 270M for both stages.
     code = main(["run", "--headless", "--json", "--db", str(db), "--limit", "2",

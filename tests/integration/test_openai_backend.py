@@ -9,9 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from visinstruct.core.models.backends.base import CompletionRequest, Message
-from visinstruct.core.models.backends.openai import OpenAIBackend
-from visinstruct.core.errors import BackendError, ConfigError
+
 from tests.fakes.openai_server import OpenAIServer
 from tests.fakes.scripting import (
     Fail,
@@ -22,6 +20,9 @@ from tests.fakes.scripting import (
     Script,
     Throttle,
 )
+from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.openai import OpenAIBackend
 
 MODEL = "mixtral-8x7b-instruct"
 API_KEY = "sk-test-0123456789abcdef"

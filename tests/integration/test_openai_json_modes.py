@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from tests.fakes.openai_server import OpenAIServer
+from tests.fakes.scripting import Fail, Reply, Script
 from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.base import CompletionRequest, Message
 from visinstruct.core.models.backends.openai import OpenAIBackend
 from visinstruct.core.models.pool import Pool
-from tests.fakes.openai_server import OpenAIServer
-from tests.fakes.scripting import Fail, Reply, Script
 
 MODEL = "served-model"
 SCHEMA = {"type": "object", "properties": {"score": {"type": "integer"}}}

@@ -201,7 +201,8 @@ def test_a_gguf_path_that_is_not_gguf_is_refused_before_work(tmp_path: Path) -> 
 backend = "local"
 gguf = "{fake}"
 """)
-    text = config.read_text().replace('[generation]\nmodel = "fake"', '[generation]\nmodel = "mine"')
+    text = config.read_text().replace('[generation]\nmodel = "fake"',
+                                      '[generation]\nmodel = "mine"')
     config.write_text(text)
     result = subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "run", "--headless",
                              "--config", str(config)], capture_output=True, text=True, cwd=REPO)

@@ -1,4 +1,5 @@
-"""A run killed with SIGKILL part-way resumes without paying twice and ends as an uninterrupted run."""
+"""A run killed with SIGKILL part-way resumes without paying twice and ends as an uninterrupted
+run."""
 
 from __future__ import annotations
 

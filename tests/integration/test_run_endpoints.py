@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.dataset import sample
 from tests.fakes.aws import aws_env_vars
 from tests.fakes.model_replies import reply_to_request
 from tests.fakes.openai_server import OpenAIServer
 from tests.fakes.sagemaker_server import SageMakerServer
 from tests.fakes.scripting import Capacity, Reply, Script
+from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]
 SOURCE = f"""
@@ -37,7 +37,8 @@ def run_headless(config: Path, env: dict[str, str]) -> subprocess.CompletedProce
 
 def ledger(db: Path) -> list[tuple[str, str, str]]:
     with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT key, status, COALESCE(error_kind, '') FROM llm_calls").fetchall()
+        return conn.execute(
+            "SELECT key, status, COALESCE(error_kind, '') FROM llm_calls").fetchall()
 
 
 @pytest.mark.timeout(300)

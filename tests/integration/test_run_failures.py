@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.events import Dispatcher, Event, GenerationParsed, RunFinished
@@ -71,8 +72,13 @@ def seed_images(db: Path, images: int) -> None:
 
 def test_a_crash_in_the_producer_is_a_failed_run_and_still_ends_with_run_finished(
         tmp_path: Path) -> None:
-    from visinstruct.core.config import Config, GenerationConfig, JudgeConfig, ModelConfig
-    from visinstruct.core.config import SourceConfig
+    from visinstruct.core.config import (
+        Config,
+        GenerationConfig,
+        JudgeConfig,
+        ModelConfig,
+        SourceConfig,
+    )
     from visinstruct.core.events import ImageDone
 
     db = tmp_path / "run.db"

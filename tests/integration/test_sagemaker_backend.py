@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.models.backends.base import CompletionRequest, Message
-from visinstruct.core.models.backends.mixtral import fold_system, mixtral_prompt
-from visinstruct.core.models.backends.sagemaker import SageMakerBackend
-from visinstruct.core.models.backends.sagemaker_payloads import parse_body
-from visinstruct.core.errors import BackendError
+
 from tests.fakes import sagemaker_server
 from tests.fakes.aws import aws_env, aws_env_vars
 from tests.fakes.sagemaker_server import SageMakerServer
@@ -33,6 +29,11 @@ from tests.fakes.scripting import (
     StreamError,
     Throttle,
 )
+from visinstruct.core.errors import BackendError
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.mixtral import fold_system, mixtral_prompt
+from visinstruct.core.models.backends.sagemaker import SageMakerBackend
+from visinstruct.core.models.backends.sagemaker_payloads import parse_body
 
 ENDPOINTS = ("mixtral-a", "mixtral-b")
 CONVERSATION = (

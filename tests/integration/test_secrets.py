@@ -15,12 +15,13 @@ from urllib.parse import quote
 
 import pytest
 from botocore.exceptions import ClientError
-from visinstruct.dataset import sample
+
 from tests.fakes.aws import aws_env, aws_env_vars
 from tests.fakes.model_replies import reply_to_request
 from tests.fakes.openai_server import OpenAIServer
 from tests.fakes.sagemaker_server import SageMakerServer
 from tests.fakes.scripting import Behaviour, Fail, RecordedRequest, Reply, Script
+from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]
 SECRETS = {

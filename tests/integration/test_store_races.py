@@ -1,4 +1,5 @@
-"""Runs started together on one store: exactly one writes it, the others refuse and touch nothing."""
+"""Runs started together on one store: exactly one writes it, the others refuse and touch
+nothing."""
 
 from __future__ import annotations
 
@@ -8,11 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from visinstruct.core.errors import ExitCode, StoreError
 from visinstruct.core.store.writer_lock import holder_pid, lock_path, writer_lock
 from visinstruct.dataset import sample
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +74,8 @@ def test_three_runs_on_one_new_store_one_runs_and_keeps_every_paid_call(tmp_path
         finished = json.loads(winner_out.strip().splitlines()[-1])
         assert finished["event"] == "RunFinished" and finished["status"] == "finished"
         with sqlite3.connect(db) as conn:
-            ok_calls = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0]
+            ok_calls = conn.execute(
+                "SELECT COUNT(*) FROM llm_calls WHERE status = 'ok'").fetchone()[0]
             runs = conn.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         assert runs == 1
         assert ok_calls == finished["calls"] > 0  # 4 images x 2 tasks, generated and judged

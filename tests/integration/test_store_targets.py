@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.test_cli_export_status import scripted_run
 from visinstruct.core.errors import ExitCode
 from visinstruct.core.store.database import Store
-from tests.integration.test_cli_export_status import scripted_run
 
 CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tests.tui.support_screens import build_store, copy_built, write_config
 
 

@@ -8,8 +8,9 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from textual.pilot import Pilot
 

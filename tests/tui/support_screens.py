@@ -1,4 +1,5 @@
-"""Helpers for the review, prompt lab and evaluation screen tests: a real store, the app, waiting."""
+"""Helpers for the review, prompt lab and evaluation screen tests: a real store, the app,
+waiting."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
+
 from visinstruct.core import pipeline
 from visinstruct.core.config import load_config
 from visinstruct.core.evaluation.evaluate import evaluate
@@ -38,7 +40,8 @@ RULES: tuple[dict[str, Any], ...] = (
 
 def write_config(folder: Path, *, rules: Sequence[dict[str, Any]] = RULES,
                  images_dir: Path | None = None, max_in_flight: int = 4) -> Path:
-    """A config on the bundled sample (with its baseline) where one scripted model does everything."""
+    """A config on the bundled sample (with its baseline) where one scripted model does
+    everything."""
     script = folder / "script.json"
     script.write_text(json.dumps({"rules": list(rules)}), encoding="utf-8")
     source = (f'coco_captions = "{sample.captions_path()}"\n'
@@ -58,7 +61,8 @@ def write_config(folder: Path, *, rules: Sequence[dict[str, Any]] = RULES,
 
 
 def build_store(config_path: Path, *, evaluated: bool = True) -> Path:
-    """A real pipeline run to the end, then (optionally) a real evaluation with the scripted model."""
+    """A real pipeline run to the end, then (optionally) a real evaluation with the scripted
+    model."""
     config = load_config(config_path)
     with Store(config.db) as store:
         summary = pipeline.run(config, store, ignore, threading.Event())

@@ -9,18 +9,18 @@ from pathlib import Path
 import pytest
 from textual.command import CommandList, CommandPalette
 
-from visinstruct.core.cli.main import build_parser
-from visinstruct.core.errors import InputError
 from tests.tui.support_monitor import (
-    press_start,
     SIZE,
     make_app,
+    press_start,
     run_pipeline,
     screen_text,
     store_figures,
     wait_for,
     write_config,
 )
+from visinstruct.core.cli.main import build_parser
+from visinstruct.core.errors import InputError
 from visinstruct.tui.app import VisinstructApp, context_from_args
 from visinstruct.tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from visinstruct.tui.screens.help import HelpScreen

@@ -6,8 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from visinstruct.core.analysis.agreement import stored_judge_agreement
-from visinstruct.core.store.database import Store
+
 from tests.tui.support_screens import (
     SIZE,
     make_app,
@@ -17,6 +16,8 @@ from tests.tui.support_screens import (
     screen_text,
     wait_for,
 )
+from visinstruct.core.analysis.agreement import stored_judge_agreement
+from visinstruct.core.store.database import Store
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
 from visinstruct.tui.screens.review import ReviewScreen
 
@@ -69,8 +70,8 @@ async def test_blind_decisions_in_the_app_give_kappa_and_its_interval(config_pat
     # Kappa by hand from the 2x2 table of kept (score >= 7) against accepted.
     kept = [s >= THRESHOLD for s, _ in made]
     accepted = [a for _, a in made]
-    both = sum(k and a for k, a in zip(kept, accepted))
-    neither = sum(not k and not a for k, a in zip(kept, accepted))
+    both = sum(k and a for k, a in zip(kept, accepted, strict=True))
+    neither = sum(not k and not a for k, a in zip(kept, accepted, strict=True))
     observed = (both + neither) / DECISIONS
     pk, pa = sum(kept) / DECISIONS, sum(accepted) / DECISIONS
     chance = pk * pa + (1 - pk) * (1 - pa)

@@ -1,13 +1,12 @@
-"""The evaluation screen through Pilot, on a store with a real run and a real (scripted) evaluation."""
+"""The evaluation screen through Pilot, on a store with a real run and a real (scripted)
+evaluation."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from visinstruct.core.evaluation.aggregate import summarize, summarize_by_task
-from visinstruct.core.evaluation.view import evaluation_sets, verdict_rows
-from visinstruct.core.store.database import Store
+
 from tests.tui.support_screens import (
     SIZE,
     SMALL,
@@ -19,6 +18,9 @@ from tests.tui.support_screens import (
     wait_for,
     write_config,
 )
+from visinstruct.core.evaluation.aggregate import summarize, summarize_by_task
+from visinstruct.core.evaluation.view import evaluation_sets, verdict_rows
+from visinstruct.core.store.database import Store
 from visinstruct.tui.screens.review import ReviewScreen
 from visinstruct.tui.widgets.eval_tables import EvaluatedSamplesTable, SummaryTable, interval
 

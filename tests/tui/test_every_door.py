@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from tests.tui.support_monitor import SIZE, make_app, wait_for, write_config
 from visinstruct.core.analysis.figures import ALL, analyze
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import ExitCode
@@ -20,7 +21,6 @@ from visinstruct.core.lab.stats import version_stats
 from visinstruct.core.review.samples import SampleFilter, pair_views, sample_page
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.snapshots import StoreReader
-from tests.tui.support_monitor import SIZE, make_app, wait_for, write_config
 
 THRESHOLD = 7.0
 # (generation key, question, score or None, gate action or None, human decision or None).
@@ -56,7 +56,8 @@ def build_store(db: Path) -> None:
         conn.execute("INSERT INTO runs (id, started_at, finished_at, status, total_units, config) "
                      "VALUES (1, ?, ?, 'finished', 5, '{\"generation\": {\"model\": \"fake\"}}')",
                      (now - 60, now))
-        conn.executemany("INSERT INTO images (id, file_name, width, height) VALUES (?, ?, 640, 480)",
+        conn.executemany("INSERT INTO images (id, file_name, width, height) "
+                         "VALUES (?, ?, 640, 480)",
                          [(i, f"{i:012d}.jpg") for i in range(1, 5)])
         conn.executemany("INSERT INTO captions (image_id, idx, text) VALUES (?, 0, 'A scene.')",
                          [(i,) for i in range(1, 5)])

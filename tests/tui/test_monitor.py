@@ -14,12 +14,12 @@ from tests.fakes.aws import aws_env
 from tests.fakes.sagemaker_server import SageMakerServer
 from tests.fakes.scripting import Reply, Script
 from tests.tui.support_monitor import (
-    press_start,
     SAMPLE_UNITS,
     SIZE,
     fleet_model,
     fleet_reply,
     make_app,
+    press_start,
     run_pipeline,
     screen_text,
     store_figures,
@@ -247,8 +247,8 @@ async def test_attach_opens_a_finished_store_without_writing_it(tmp_path: Path) 
 
 def test_store_reader_counts_only_new_rows_yet_matches_a_fresh_read(tmp_path: Path) -> None:
     from visinstruct.core.config import load_config
-    from visinstruct.core.store.snapshots import StoreReader, take_snapshot
     from visinstruct.core.store.database import Store
+    from visinstruct.core.store.snapshots import StoreReader, take_snapshot
 
     limited = write_config(tmp_path)
     limited.write_text(limited.read_text().replace("[source]\n", "[source]\nlimit = 10\n"))

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from tests.tui.support_monitor import (
     make_app,
     run_pipeline,

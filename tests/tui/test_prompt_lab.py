@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Checkbox, Input, Select, TextArea
-from visinstruct.core.text.prompts import load_prompt
+
 from tests.tui.support_screens import (
     SIZE,
     SMALL,
@@ -18,6 +18,7 @@ from tests.tui.support_screens import (
     settle,
     wait_for,
 )
+from visinstruct.core.text.prompts import load_prompt
 from visinstruct.tui.screens.dialogs import ErrorDialog
 from visinstruct.tui.screens.prompt_lab import parse_image_ids
 from visinstruct.tui.widgets.lab_results import LabSamplesTable, VersionTable

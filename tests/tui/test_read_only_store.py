@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.core.store import opening
 from tests.tui.support_monitor import (
     SIZE,
     make_app,
@@ -16,6 +15,7 @@ from tests.tui.support_monitor import (
     wait_for,
     write_config,
 )
+from visinstruct.core.store import opening
 
 pytestmark = pytest.mark.anyio
 

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from textual.widgets import Input, OptionList, Select, TextArea
+
 from tests.tui.support_screens import (
     PARSE_FAILURE,
     SAMPLES,
@@ -54,7 +55,8 @@ async def test_review_opens_on_the_first_page_with_the_first_sample(config_path:
         assert app.focused is screen.table
 
 
-async def test_accept_and_reject_store_decisions_for_the_highlighted_pair(config_path: Path) -> None:
+async def test_accept_and_reject_store_decisions_for_the_highlighted_pair(
+        config_path: Path) -> None:
     db = config_path.with_name("run.db")
     app = make_app(config_path)
     async with app.run_test(size=SIZE) as pilot:

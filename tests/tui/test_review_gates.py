@@ -1,4 +1,5 @@
-"""The review screen and the quality gates: filter by rule, read the reason, restore a gated pair."""
+"""The review screen and the quality gates: filter by rule, read the reason, restore a gated
+pair."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import OptionList, Select
+
 from tests.integration.test_gates_pipeline import run, write_config
 from tests.tui.support_screens import (
     SIZE,

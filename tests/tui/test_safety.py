@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from textual.widgets import Input, Select, TextArea
+
 from visinstruct.tests.tui.support_monitor import make_app as make_monitor_app
 from visinstruct.tests.tui.support_monitor import press_start, run_pipeline
 from visinstruct.tests.tui.support_monitor import write_config as write_run_config

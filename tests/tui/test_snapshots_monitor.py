@@ -6,8 +6,9 @@ columns are then set to fixed values; the app reads it once and runs no timers.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from textual.pilot import Pilot

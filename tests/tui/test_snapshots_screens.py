@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 from textual.widgets import Input
+
 from tests.tui.support_screens import (
     SIZE,
     build_store,

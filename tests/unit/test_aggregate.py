@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from visinstruct.core.evaluation.aggregate import (
     VerdictRow,
     bootstrap_interval,

@@ -6,6 +6,7 @@ import math
 import random
 
 import pytest
+
 from visinstruct.core.analysis.agreement import (
     NAMES,
     best_threshold,

@@ -8,6 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.analysis.diversity import distinct_n
 from visinstruct.core.analysis.figures import ALL, Figures, analyze, percentile
 from visinstruct.core.analysis.report import write_report

@@ -16,7 +16,8 @@ from visinstruct.dataset import sample
 def add_generation(conn: sqlite3.Connection, image_id: int, pairs: list[tuple[str, str]]) -> None:
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, status, purpose, "
-        "created_at) VALUES (?, 'conversation', 'v1', 'm', 'ok', 'run', ?)", (image_id, time.time()))
+        "created_at) VALUES (?, 'conversation', 'v1', 'm', 'ok', 'run', ?)",
+        (image_id, time.time()))
     for idx, (question, answer) in enumerate(pairs):
         pair = conn.execute("INSERT INTO pairs (generation_id, idx, question, answer) "
                             "VALUES (?, ?, ?, ?)", (cursor.lastrowid, idx, question, answer))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+
 from visinstruct.core.store.inserter import BatchedInserter
 
 STATEMENTS = ("INSERT INTO units (id) VALUES (?)", "INSERT INTO parts (unit, n) VALUES (?, ?)")

@@ -1,10 +1,12 @@
-"""The pure parts of Bedrock batch runs: config keys, bodies per family, tokens, job tokens, cost."""
+"""The pure parts of Bedrock batch runs: config keys, bodies per family, tokens, job tokens,
+cost."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
@@ -78,7 +80,8 @@ def test_anthropic_and_llama_bodies_and_replies() -> None:
         "usage": {"input_tokens": 9, "output_tokens": 2}})
     assert (reply.text, reply.tokens_in, reply.tokens_out) == ("hi", 9, 2)
     llama = request_body("meta.llama3-70b-instruct-v1:0", REQUEST)
-    assert llama["max_gen_len"] == 300 and llama["prompt"].endswith("assistant<|end_header_id|>\n\n")
+    assert llama["max_gen_len"] == 300
+    assert llama["prompt"].endswith("assistant<|end_header_id|>\n\n")
     assert read_reply("meta.llama3-70b-instruct-v1:0", {
         "generation": "ok", "prompt_token_count": 5, "generation_token_count": 1,
         "stop_reason": "stop"}).tokens_in == 5

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.unit.test_analyze import build_hand_store
 from visinstruct.core.analysis.agreement import blind_decisions
 from visinstruct.core.errors import InputError
 from visinstruct.core.review.blind import (
@@ -15,7 +17,6 @@ from visinstruct.core.review.blind import (
     stratum,
 )
 from visinstruct.core.store.database import Store
-from tests.unit.test_analyze import build_hand_store
 
 # The hand store's current judged pairs nobody decided on, by id: score.
 CANDIDATES = {2: 8.0, 3: 5.0, 4: 7.5, 7: 7.0, 8: 6.0, 9: 9.0}

@@ -7,9 +7,10 @@ import json
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from visinstruct.core.sanitize.clean import clean_pair_text, storable
-from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.sanitize.redact import redact, redact_url, register_url
+from visinstruct.core.text.parse_pairs import parse_pairs
 
 
 def test_lone_surrogates_become_replacement_characters_and_pairs_join() -> None:

@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REAL_DATA
 from visinstruct.core.errors import DataError
 from visinstruct.core.records import Box, Image
 from visinstruct.dataset.coco import read_coco
-
-from tests.conftest import REAL_DATA
 
 DATA = REAL_DATA
 COCO = DATA / "coco"
@@ -249,7 +248,8 @@ def test_annotations_before_images_are_read_the_same(tmp_path: Path) -> None:
         ('{"images": {}, "annotations": []}', "'images' is not a list"),
         ('{"annotations": []}', "no 'images' list"),
         (
-            '{"images": [{"id": "x", "file_name": "a.jpg", "width": 1, "height": 1}], "annotations": []}',
+            '{"images": [{"id": "x", "file_name": "a.jpg", "width": 1, "height": 1}],'
+            ' "annotations": []}',
             "id='x'",
         ),
     ],

@@ -1,10 +1,12 @@
-"""Run configuration: embedded defaults, the TOML contract, overrides, and one clear error per mistake."""
+"""Run configuration: embedded defaults, the TOML contract, overrides, and one clear error per
+mistake."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.config import Config, load_config, parse_override
 from visinstruct.core.errors import ConfigError, ExitCode
 
@@ -226,7 +228,8 @@ def test_local_model_with_a_gguf_file_loads(tmp_path: Path) -> None:
 
 
 def test_sagemaker_model_without_endpoints(tmp_path: Path) -> None:
-    path = write_config(tmp_path, '[generation]\nmodel = "mixtral"\n[models.mixtral]\nbackend = "sagemaker"\n')
+    path = write_config(tmp_path, '[generation]\nmodel = "mixtral"\n'
+                                  '[models.mixtral]\nbackend = "sagemaker"\n')
     message = config_error(path)
     assert "[models.mixtral]" in message and "endpoints" in message
 
@@ -240,7 +243,8 @@ def test_sagemaker_with_unknown_schema(tmp_path: Path) -> None:
 
 
 def test_evaluation_model_is_checked_before_any_work(tmp_path: Path) -> None:
-    path = write_config(tmp_path, '[evaluation]\nmodel = "judge2"\n[models.judge2]\nbackend = "bedrock"\n')
+    path = write_config(tmp_path, '[evaluation]\nmodel = "judge2"\n'
+                                  '[models.judge2]\nbackend = "bedrock"\n')
     message = config_error(path)
     assert "[models.judge2]" in message and "model_id" in message
 

@@ -1,10 +1,12 @@
-"""The [gates] section and the judge panel keys: defaults, the design's example, one clear error each."""
+"""The [gates] section and the judge panel keys: defaults, the design's example, one clear
+error each."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.config import GatesConfig, load_config
 from visinstruct.core.errors import ConfigError, ExitCode
 

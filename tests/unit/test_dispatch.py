@@ -6,6 +6,7 @@ import threading
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.events import Dispatcher, EvaluationNotice, Event
 from visinstruct.core.store.database import Store
 
@@ -86,7 +87,8 @@ def test_events_emitted_while_it_closes_are_each_delivered_once() -> None:
         start = threading.Barrier(5)
         batches = [notices(300) for _ in range(4)]
 
-        def emit_all(events: list[Event]) -> None:
+        def emit_all(events: list[Event], start: threading.Barrier = start,
+                     dispatcher: Dispatcher = dispatcher) -> None:
             start.wait()
             for event in events:
                 dispatcher(event)

@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 from sacrebleu.metrics.bleu import BLEU
+
 from visinstruct.core.analysis.diversity import (
     SAMPLE_CAP,
     compression_ratio,
@@ -43,7 +44,8 @@ def test_self_bleu_extremes() -> None:
 
 def test_self_bleu_matches_sacrebleu_sentence_bleu_against_all_others() -> None:
     rng = random.Random(3)
-    vocabulary = ["a", "the", "dog", "cat", "sits", "runs", "on", "in", "park", "grass", "red", "big", "small", "near"]
+    vocabulary = ["a", "the", "dog", "cat", "sits", "runs", "on", "in", "park", "grass", "red",
+                  "big", "small", "near"]
     answers = [" ".join(rng.choice(vocabulary) for _ in range(rng.randint(2, 12)))
                for _ in range(12)]
     bleu = BLEU(lowercase=True, effective_order=True, smooth_method="exp")
@@ -105,7 +107,8 @@ def test_near_duplicates_by_hand() -> None:
 
 def test_near_duplicate_pairs_equal_brute_force() -> None:
     rng = random.Random(7)
-    base = ["the", "dog", "sits", "on", "a", "red", "mat", "near", "the", "old", "wooden", "door", "of", "the", "house"]
+    base = ["the", "dog", "sits", "on", "a", "red", "mat", "near", "the", "old", "wooden", "door",
+            "of", "the", "house"]
     texts = []
     for _ in range(60):
         tokens = list(base[: rng.randint(3, len(base))])

@@ -10,8 +10,9 @@ from pathlib import Path
 import ijson
 import pytest
 
-from visinstruct.core.export import writers as export_module
 from visinstruct.core.errors import ExportError
+from visinstruct.core.export import writers as export_module
+from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.core.export.writers import (
     ExportItem,
     ExportSummary,
@@ -20,7 +21,6 @@ from visinstruct.core.export.writers import (
     to_llava_record,
 )
 from visinstruct.core.records import Pair
-from visinstruct.core.export.validate import validate_llava_file
 
 CONVERSATION = ExportItem(
     image_id=9,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
+
 from visinstruct.core.config import GatesConfig
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.text.gates import DROP, FLAG, gate_pairs, prompt_text
@@ -105,7 +106,8 @@ def test_an_answer_that_repeats_the_question_is_dropped(question: str, answer: s
     ("Which is bigger, the bus or the man?", "The bus is bigger."),
     ("What colour is the bus?", "Red."),
 ])
-def test_answers_that_reuse_the_question_words_but_answer_it_pass(question: str, answer: str) -> None:
+def test_answers_that_reuse_the_question_words_but_answer_it_pass(question: str,
+                                                                  answer: str) -> None:
     assert dropped_by(Pair(question, answer)) is None
 
 

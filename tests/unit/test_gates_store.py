@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.config import GatesConfig
 from visinstruct.core.pipeline.gating import flag_templates, regate_if_changed
 from visinstruct.core.store import database

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from visinstruct.core.errors import DataError
 from visinstruct.core.export.validate import check_record
 from visinstruct.core.pipeline.short_answer import short_answer_pairs

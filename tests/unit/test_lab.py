@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from visinstruct.core.evaluation.aggregate import summarize_by_task
+
+from tests.tui.support_screens import build_store, query, write_config
 from visinstruct.core.config import Config, load_config
 from visinstruct.core.errors import ConfigError, InputError
+from visinstruct.core.evaluation.aggregate import summarize_by_task
 from visinstruct.core.evaluation.view import evaluation_overview, evaluation_sets, verdict_rows
 from visinstruct.core.events import Event
 from visinstruct.core.lab.trials import (
@@ -20,11 +22,10 @@ from visinstruct.core.lab.trials import (
     run_lab,
     version_stats,
 )
+from visinstruct.core.store.database import Store
+from visinstruct.core.store.queries import status_counts
 from visinstruct.core.text.prompt_versions import active_template, save_version
 from visinstruct.core.text.prompts import PromptTemplate, load_prompt
-from visinstruct.core.store.queries import status_counts
-from visinstruct.core.store.database import Store
-from tests.tui.support_screens import build_store, query, write_config
 
 THRESHOLD = 7.0
 IMAGES = [990001, 990004, 990005]

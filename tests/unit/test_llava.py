@@ -9,11 +9,10 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import REAL_DATA
 from visinstruct.core.errors import DataError
 from visinstruct.core.records import BaselineConversation, Pair
 from visinstruct.dataset.llava import COUNT_KEYS, classify_record, read_mix665k
-
-from tests.conftest import REAL_DATA
 
 BENCH = REAL_DATA / "llava" / "llava_bench_coco"
 TASK_OF_CATEGORY = {"conv": "conversation", "detail": "detail", "complex": "complex_reasoning"}

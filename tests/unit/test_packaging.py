@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import ast
-
-import pytest
 import re
 import tomllib
 from importlib.metadata import packages_distributions
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_FOLDERS = ("core", "dataset", "tui", "prompts")
@@ -54,7 +54,8 @@ def test_one_version_string_shown_by_the_command_and_the_module() -> None:
 
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     assert "version" not in project and "version" in project["dynamic"]
-    for command in (["-m", "visinstruct", "--version"], ["-m", "visinstruct.core.cli", "--version"]):
+    for command in (["-m", "visinstruct", "--version"],
+                    ["-m", "visinstruct.core.cli", "--version"]):
         shown = subprocess.run([sys.executable, *command], capture_output=True, text=True,
                                cwd=ROOT.parent, check=True).stdout.strip()
         assert shown == f"visinstruct {visinstruct.__version__}"

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
-from visinstruct.core.errors import InputError
-from visinstruct.core.text.model_text import clean_model_text, json_values
-from visinstruct.core.text.parse_pairs import ParseResult, leak_of, parse_pairs
-from visinstruct.core.records import TASKS, Pair
 
 from tests.conftest import REAL_DATA
+from visinstruct.core.errors import InputError
+from visinstruct.core.records import TASKS, Pair
+from visinstruct.core.text.model_text import clean_model_text, json_values
+from visinstruct.core.text.parse_pairs import ParseResult, leak_of, parse_pairs
 
 DATA = REAL_DATA
 CAT = Pair("What animal is on the counter?", "An orange cat.")
@@ -54,19 +53,23 @@ def _pairs(text: str, task: str = "conversation") -> tuple[Pair, ...]:
             ' {"user": "Where is it sitting?", "assistant": "Next to the sink."}]'
         ),
         (
-            '{"conversations": [{"from": "human", "value": "<image>\\nWhat animal is on the counter?"},'
-            ' {"from": "gpt", "value": "An orange cat."}, {"from": "human", "value": "Where is it sitting?"},'
+            '{"conversations": ['
+            '{"from": "human", "value": "<image>\\nWhat animal is on the counter?"},'
+            ' {"from": "gpt", "value": "An orange cat."},'
+            ' {"from": "human", "value": "Where is it sitting?"},'
             ' {"from": "gpt", "value": "Next to the sink."}]}'
         ),
         (
             '[{"role": "user", "content": "What animal is on the counter?"},'
             ' {"role": "assistant", "content": "An orange cat."},'
-            ' {"role": "user", "content": "Where is it sitting?"}, {"role": "assistant", "content": "Next to the sink."}]'
+            ' {"role": "user", "content": "Where is it sitting?"},'
+            ' {"role": "assistant", "content": "Next to the sink."}]'
         ),
         (
             'Here is the conversation you asked for:\n```json\n{"pairs": [\n'
             '  {"question": "What animal is on the counter?", "answer": "An orange cat."},\n'
-            '  {"question": "Where is it sitting?", "answer": "Next to the sink."},\n]}\n```\nLet me know!'
+            '  {"question": "Where is it sitting?", "answer": "Next to the sink."},\n]}\n```\n'
+            'Let me know!'
         ),
         (
             "{'pairs': [{'question': 'What animal is on the counter?', 'answer': 'An orange cat.'},"
@@ -80,13 +83,22 @@ def _pairs(text: str, task: str = "conversation") -> tuple[Pair, ...]:
             "Question:\nWhat animal is on the counter?\n===\nAnswer:\nAn orange cat.\n===\n"
             "Question:\nWhere is it sitting?\n===\nAnswer:\nNext to the sink."
         ),
-        "Q: What animal is on the counter?\nA: An orange cat.\n\nQ: Where is it sitting?\nA: Next to the sink.",
-        "Q1: What animal is on the counter?\nA1: An orange cat.\nQ2: Where is it sitting?\nA2: Next to the sink.",
+        (
+            "Q: What animal is on the counter?\nA: An orange cat.\n\n"
+            "Q: Where is it sitting?\nA: Next to the sink."
+        ),
+        (
+            "Q1: What animal is on the counter?\nA1: An orange cat.\n"
+            "Q2: Where is it sitting?\nA2: Next to the sink."
+        ),
         (
             "User: What animal is on the counter?\nAssistant: An orange cat.\n"
             "User: Where is it sitting?\nAssistant: Next to the sink."
         ),
-        "Human: What animal is on the counter?\nGPT: An orange cat.\nHuman: Where is it sitting?\nGPT: Next to the sink.",
+        (
+            "Human: What animal is on the counter?\nGPT: An orange cat.\n"
+            "Human: Where is it sitting?\nGPT: Next to the sink."
+        ),
         (
             "**Q1:** What animal is on the counter?\n**A1:** An orange cat.\n\n"
             "**Q2:** Where is it sitting?\n**A2:** Next to the sink."
@@ -104,8 +116,10 @@ def _pairs(text: str, task: str = "conversation") -> tuple[Pair, ...]:
             "Question 2: Where is it sitting? Answer: Next to the sink."
         ),
         (
-            "<s>[INST] Write Q: and A: lines about this photo.\nQ: Is there an example?\nA: Yes. [/INST]"
-            " Q: What animal is on the counter?\nA: An orange cat.\nQ: Where is it sitting?\nA: Next to the sink.</s>"
+            "<s>[INST] Write Q: and A: lines about this photo.\n"
+            "Q: Is there an example?\nA: Yes. [/INST]"
+            " Q: What animal is on the counter?\nA: An orange cat.\n"
+            "Q: Where is it sitting?\nA: Next to the sink.</s>"
         ),
         (
             "<start_of_turn>user\nTalk about the photo.<end_of_turn>\n<start_of_turn>model\n"
@@ -121,10 +135,12 @@ def test_every_format_gives_the_same_two_pairs(text: str) -> None:
 
 def test_an_echoed_prompt_with_its_example_is_ignored() -> None:
     echoed = (
-        "Write a chat about the photo.\n\nReply format: {...}\n\nExample\nContext:\nA dog in a park.\n"
+        "Write a chat about the photo.\n\nReply format: {...}\n\n"
+        "Example\nContext:\nA dog in a park.\n"
         'Reply:\n{"pairs": [{"question": "What animal is in the park?", "answer": "A dog."}]}\n\n'
         "Context:\nAn orange cat by a sink.\nReply:\n"
-        "Q: What animal is on the counter?\nA: An orange cat.\nQ: Where is it sitting?\nA: Next to the sink."
+        "Q: What animal is on the counter?\nA: An orange cat.\n"
+        "Q: Where is it sitting?\nA: Next to the sink."
     )
     assert _pairs(echoed) == (CAT, SINK)
 
@@ -137,14 +153,16 @@ def test_multi_line_answers_keep_their_paragraphs() -> None:
     )
     first, second = _pairs(text, "complex_reasoning")
     assert first.answer == (
-        "Cats like high places.\n\nFrom up there it can watch the room.\n\nIt may also smell the food."
+        "Cats like high places.\n\nFrom up there it can watch the room.\n\n"
+        "It may also smell the food."
     )
     assert second == Pair("Is it safe?", "Mostly, yes.")
 
 
 def test_a_last_question_cut_off_at_max_tokens_is_dropped() -> None:
     result = parse_pairs(
-        "Q1: What animal is on the counter?\nA1: An orange cat.\nQ2: Where is it sitting?\nA2: Next to the sink.\n"
+        "Q1: What animal is on the counter?\nA1: An orange cat.\n"
+        "Q2: Where is it sitting?\nA2: Next to the sink.\n"
         "Q3: What colour are the cupboards?",
         "conversation",
     )
@@ -154,8 +172,10 @@ def test_a_last_question_cut_off_at_max_tokens_is_dropped() -> None:
 
 def test_json_cut_off_mid_pair_keeps_the_complete_pairs() -> None:
     result = parse_pairs(
-        '```json\n{"pairs": [{"question": "What animal is on the counter?", "answer": "An orange cat."},'
-        ' {"question": "Where is it sitting?", "answer": "Next to the sink."}, {"question": "What col',
+        '```json\n{"pairs": ['
+        '{"question": "What animal is on the counter?", "answer": "An orange cat."},'
+        ' {"question": "Where is it sitting?", "answer": "Next to the sink."},'
+        ' {"question": "What col',
         "conversation",
     )
     assert result.pairs == (CAT, SINK) and result.truncated
@@ -202,7 +222,8 @@ def test_ordinary_words_are_not_leaks() -> None:
 def test_detail_reply_becomes_one_pair_with_the_request_as_question() -> None:
     request = "Describe this image in detail."
     description = (
-        "A bright kitchen with white cupboards. An orange cat sits on the counter next to the sink, "
+        "A bright kitchen with white cupboards. "
+        "An orange cat sits on the counter next to the sink, "
         "looking at a bowl of lemons."
     )
     for text in (
@@ -219,7 +240,8 @@ def test_detail_reply_becomes_one_pair_with_the_request_as_question() -> None:
 
 
 def test_detail_cut_off_keeps_complete_sentences() -> None:
-    cut = '{"description": "A cat sits on the counter beside the sink. The cupboards are white and the'
+    cut = ('{"description": "A cat sits on the counter beside the sink. '
+           'The cupboards are white and the')
     result = parse_pairs(cut, "detail", description_request="Describe it.")
     assert result.pairs == (Pair("Describe it.", "A cat sits on the counter beside the sink."),)
     assert result.truncated

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.text.parse_scores import parse_judgement, parse_verdict
-from visinstruct.core.records import Judgement, Verdict
 
 from tests.conftest import REAL_DATA
+from visinstruct.core.records import Judgement, Verdict
+from visinstruct.core.text.parse_scores import parse_judgement, parse_verdict
 
 DATA = REAL_DATA
 REVIEWS = DATA / "llava" / "eval_rules" / "review_bard_vicuna-13b.jsonl"
@@ -53,7 +52,8 @@ def test_review_reason_is_the_line_after_the_scores() -> None:
         ("[8, 6, 9]", 3, [8, 6, 9]),
         ('{"scores": [8, 6]}', 2, [8, 6]),
         (
-            '{"scores": [{"index": 2, "score": 6, "reason": "vague"}, {"index": 1, "score": 8, "reason": "ok"}]}',
+            '{"scores": [{"index": 2, "score": 6, "reason": "vague"},'
+            ' {"index": 1, "score": 8, "reason": "ok"}]}',
             2,
             [8, 6],
         ),
@@ -72,7 +72,8 @@ def test_review_reason_is_the_line_after_the_scores() -> None:
         ("Rating: 8/10\nThe answer is right.", 1, [8]),
         ("**Pair 1**: 7 — accurate\n**Pair 2**: 3 — mentions captions", 2, [7, 3]),
         (
-            "### Pair 1\nAccurate and clear.\n**Score:** 9\n\n### Pair 2\nWrong colour.\n**Score:** 2",
+            "### Pair 1\nAccurate and clear.\n**Score:** 9\n\n"
+            "### Pair 2\nWrong colour.\n**Score:** 2",
             2,
             [9, 2],
         ),

@@ -1,16 +1,17 @@
-"""The endpoint pool: adaptive limits, retries by error class, failover, and probing a dead endpoint."""
+"""The endpoint pool: adaptive limits, retries by error class, failover, and probing a dead
+endpoint."""
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import pytest
 
-from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.errors import BackendError
+from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
 from visinstruct.core.models.pool import Pool
 
 REQUEST = CompletionRequest(messages=(Message("user", "hi"),))
@@ -29,7 +30,8 @@ class Recorder:
             self.started.append((endpoint, attempt))
             return len(self.started)
 
-    def failed_(self, call_id: int, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed_(self, call_id: int, error: BackendError, latency_ms: float,
+                will_retry: bool) -> None:
         with self._lock:
             self.failed.append((error.kind, will_retry))
 
@@ -41,7 +43,8 @@ class Listener:
     def started(self, endpoint: str, attempt: int) -> int:
         return self.r.started_(endpoint, attempt)
 
-    def failed(self, call_id: int, error: BackendError, latency_ms: float, will_retry: bool) -> None:
+    def failed(self, call_id: int, error: BackendError, latency_ms: float,
+               will_retry: bool) -> None:
         self.r.failed_(call_id, error, latency_ms, will_retry)
 
 
@@ -60,7 +63,8 @@ class FakeBackend:
         self.peak: Counter[str] = Counter()
         self._lock = threading.Lock()
 
-    def complete(self, request: CompletionRequest, endpoint: str | None = None) -> CompletionResponse:
+    def complete(self, request: CompletionRequest,
+                 endpoint: str | None = None) -> CompletionResponse:
         assert endpoint is not None
         with self._lock:
             self.calls[endpoint] += 1

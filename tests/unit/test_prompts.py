@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import REAL_DATA
 from visinstruct.core.errors import ConfigError
+from visinstruct.core.records import TASKS, Box, Image, Pair
 from visinstruct.core.text.parse_pairs import parse_pairs
 from visinstruct.core.text.parse_scores import parse_judgement
 from visinstruct.core.text.prompts import (
@@ -27,9 +30,6 @@ from visinstruct.core.text.prompts import (
     pick_description_request,
     render_context,
 )
-from visinstruct.core.records import TASKS, Box, Image, Pair
-
-from tests.conftest import REAL_DATA
 
 DATA = REAL_DATA
 ALL_PROMPTS = ("answer", "complex_reasoning", "conversation", "detail", "evaluate", "judge",
@@ -51,7 +51,8 @@ def _image_from_context(context: str) -> Image:
 
 
 def _estimated_tokens(text: str) -> int:
-    """Rough token count: Gemma splits digits one per token; other text runs about 4 chars a token."""
+    """Rough token count: Gemma splits digits one per token; other text runs about 4 chars a
+    token."""
     digits = sum(ch.isdigit() for ch in text)
     return digits + (len(text) - digits) // 4
 
@@ -178,7 +179,8 @@ def test_judge_messages_number_the_pairs() -> None:
     assert "Pair 2\nQuestion: Where is it?\nAnswer: On a mat." in user.content
     assert "cat: [0.100, 0.100, 0.500, 0.500]" in user.content and "<image>" not in user.content
     # The format the judge is asked for is one the score parser reads.
-    asked = '{"scores": [{"index": 1, "score": 8, "reason": "fine"}, {"index": 2, "score": 6, "reason": "ok"}]}'
+    asked = ('{"scores": [{"index": 1, "score": 8, "reason": "fine"},'
+             ' {"index": 2, "score": 6, "reason": "ok"}]}')
     assert [j.score for j in parse_judgement(asked, 2)] == [8.0, 6.0]
 
 

@@ -11,9 +11,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.tui.support_screens import (
+    PARSE_FAILURE,
+    SAMPLES,
+    UNJUDGED_IMAGE,
+    build_store,
+    query,
+    write_config,
+)
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import BackendError, InputError
-from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.review.samples import (
     STATES,
     SampleFilter,
@@ -28,14 +36,7 @@ from visinstruct.core.review.samples import (
     sample_page,
 )
 from visinstruct.core.store.database import Store
-from tests.tui.support_screens import (
-    PARSE_FAILURE,
-    SAMPLES,
-    UNJUDGED_IMAGE,
-    build_store,
-    query,
-    write_config,
-)
+from visinstruct.core.store.queries import KEPT_SQL
 
 THRESHOLD = 7.0
 
@@ -246,7 +247,8 @@ def test_rejudge_refuses_a_parse_failure_and_reports_a_failed_call(config_path: 
         rejudge(config, store, failed.generation_id or 0)
     with pytest.raises(BackendError, match="re-judging image 990001"):
         rejudge(config, store, good.generation_id)
-    assert query(store.path, "SELECT status FROM llm_calls ORDER BY id DESC LIMIT 1") == [("error",)]
+    assert query(store.path,
+                 "SELECT status FROM llm_calls ORDER BY id DESC LIMIT 1") == [("error",)]
 
 
 def test_count_stops_when_cancelled(store: Store) -> None:
@@ -272,8 +274,8 @@ def _synthetic_store(path: Path, images: int) -> Store:
              for t, task in enumerate(("conversation", "detail", "complex_reasoning"))])
         conn.execute("INSERT INTO pairs (id, generation_id, idx, question, answer) "
                      "SELECT id, id, 0, 'q', 'a' FROM generations")
-        conn.execute("INSERT INTO judgements (pair_id, generation_id, score, prompt_version, model, "
-                     "created_at) SELECT id, id, 1 + id % 10, 'j', 'm', 0 FROM pairs")
+        conn.execute("INSERT INTO judgements (pair_id, generation_id, score, prompt_version, "
+                     "model, created_at) SELECT id, id, 1 + id % 10, 'j', 'm', 0 FROM pairs")
     conn.close()
     return Store(path)
 

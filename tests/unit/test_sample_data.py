@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from visinstruct.dataset import sample
 
 IMAGE_IDS = list(range(990001, 990025))

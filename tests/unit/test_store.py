@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from visinstruct.core.store import database as store_module
+
 from visinstruct.core.errors import ExitCode, StoreError
-from visinstruct.core.store.schema import LATEST_VERSION, MIGRATIONS
+from visinstruct.core.store import database as store_module
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.schema import LATEST_VERSION, MIGRATIONS
 
 WRITER_THREADS = 8
 WRITES_PER_THREAD = 500
@@ -20,7 +21,8 @@ READER_THREADS = 3
 
 def make_table(store: Store) -> None:
     store.write_sync(lambda c: c.execute(
-        "CREATE TABLE items (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER, UNIQUE (thread, n))"))
+        "CREATE TABLE items (id INTEGER PRIMARY KEY, thread INTEGER, n INTEGER, "
+        "UNIQUE (thread, n))"))
 
 
 def test_pragmas_wal_and_foreign_keys(tmp_store: Store) -> None:
@@ -97,9 +99,11 @@ def test_a_failing_write_does_not_undo_its_batch(tmp_store: Store) -> None:
     blocker = tmp_store.write(hold)
     assert started.wait(10)
     # Queued while the writer is busy, so the three land in one batch.
-    first = tmp_store.write(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 1)").lastrowid)
+    first = tmp_store.write(
+        lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 1)").lastrowid)
     broken = tmp_store.write(failing)
-    third = tmp_store.write(lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 3)").lastrowid)
+    third = tmp_store.write(
+        lambda c: c.execute("INSERT INTO items (thread, n) VALUES (1, 3)").lastrowid)
     release.set()
     blocker.result(10)
     assert isinstance(first.result(10), int)
@@ -134,7 +138,8 @@ def test_on_commit_sees_the_committed_row(tmp_store: Store) -> None:
     def on_commit(row_id: int) -> None:
         # A reader on another connection already sees it: the callback runs after COMMIT.
         reader = sqlite3.connect(tmp_store.path)
-        seen.append(reader.execute("SELECT COUNT(*) FROM items WHERE id = ?", (row_id,)).fetchone()[0])
+        seen.append(
+            reader.execute("SELECT COUNT(*) FROM items WHERE id = ?", (row_id,)).fetchone()[0])
         reader.close()
         done.set()
 
@@ -148,7 +153,8 @@ def test_close_commits_queued_writes(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     store = Store(path)
     make_table(store)
-    futures = [store.write(lambda c, n=n: c.execute("INSERT INTO items (thread, n) VALUES (0, ?)", (n,)))
+    futures = [store.write(
+                   lambda c, n=n: c.execute("INSERT INTO items (thread, n) VALUES (0, ?)", (n,)))
                for n in range(1200)]
     store.close()
     assert all(f.done() and f.exception() is None for f in futures)
@@ -200,7 +206,8 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "store.db"
     Store(path).close()
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(LATEST_VERSION + 5),))
+        conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'",
+                     (str(LATEST_VERSION + 5),))
     with pytest.raises(StoreError) as caught:
         Store(path)
     message = str(caught.value)
