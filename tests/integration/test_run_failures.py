@@ -71,7 +71,7 @@ def seed_images(db: Path, images: int) -> None:
 
 
 def test_a_crash_in_the_producer_is_a_failed_run_and_still_ends_with_run_finished(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from visinstruct.core.config import (
         Config,
         GenerationConfig,
@@ -80,6 +80,7 @@ def test_a_crash_in_the_producer_is_a_failed_run_and_still_ends_with_run_finishe
         SourceConfig,
     )
     from visinstruct.core.events import ImageDone
+    from visinstruct.core.pipeline import backlog
 
     db = tmp_path / "run.db"
     seed_images(db, 501)  # two pages of images: the second is read once the first is handed out
@@ -87,14 +88,25 @@ def test_a_crash_in_the_producer_is_a_failed_run_and_still_ends_with_run_finishe
     config = Config(db=db, source=SourceConfig(), generation=GenerationConfig(model="fake"),
                     judge=JudgeConfig(model="fake", threshold=1), models={"fake": fake})
     events: list[Event] = []
+    first_done = threading.Event()
+    real_load = backlog.load_images
+    pages_read = 0
+
+    def load_images(store: Any, ids: Any) -> Any:
+        # The second page's read fails, and only once work on the first page is under way.
+        nonlocal pages_read
+        pages_read += 1
+        if pages_read == 1:
+            return real_load(store, ids)
+        assert first_done.wait(timeout=60), "no unit of the first page finished"
+        raise sqlite3.OperationalError("no such table: relations")
 
     def emit(event: Event) -> None:
-        if isinstance(event, ImageDone) and event.done_units == 1:
-            # The scene graphs go away while the first page is being worked on.
-            with sqlite3.connect(db, timeout=30) as conn:
-                conn.execute("ALTER TABLE relations RENAME TO relations_gone")
+        if isinstance(event, ImageDone):
+            first_done.set()
         events.append(event)
 
+    monkeypatch.setattr(backlog, "load_images", load_images)
     with Store(db) as store:
         summary = pipeline.run(config, store, emit)
     assert summary.status == "failed"
