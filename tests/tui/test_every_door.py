@@ -21,6 +21,7 @@ from visinstruct.core.lab.stats import version_stats
 from visinstruct.core.review.samples import SampleFilter, pair_views, sample_page
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.snapshots import StoreReader
+from visinstruct.tui.screens.review import ReviewScreen
 
 THRESHOLD = 7.0
 # (generation key, question, score or None, gate action or None, human decision or None).
@@ -187,3 +188,12 @@ async def test_the_monitor_in_the_app_shows_the_same_counts(store_path: Path,
         await wait_for(pilot, lambda: app.state.judged_pairs == EXPECTED["judged"],
                        "the judged pairs")
         assert app.state.kept_pairs == EXPECTED["kept"]
+        await pilot.press("r")  # review, as a person opens it
+        await wait_for(pilot, lambda: isinstance(app.screen, ReviewScreen)
+                       and len(app.screen.page.rows) == 4, "the review list")
+        rows = app.screen.page.rows  # type: ignore[attr-defined]
+        assert sum(r.kept for r in rows) == EXPECTED["kept"]
+        assert sum(r.dropped for r in rows) == EXPECTED["dropped"]
+        assert sum(r.unjudged for r in rows) == EXPECTED["unjudged"]
+        assert sum(r.scored for r in rows) == EXPECTED["judged"]
+        assert sum(r.flagged for r in rows) == EXPECTED["flagged"]
