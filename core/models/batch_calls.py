@@ -194,6 +194,9 @@ class BatchCalls:
     def _more_work(self, stages: dict[str, BatchStage]) -> bool:
         """Records still to submit after a pass that left no job open (a remainder's results
         feed the next stage)."""
+        # A remainder sent on demand queued its results for writing; the next stage's records
+        # are read from the store, so they must be in it (else they are missed under load).
+        self.store.flush()
         for stage in stages.values():
             if stage.name in self._blocked:
                 continue
