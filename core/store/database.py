@@ -21,6 +21,7 @@ from visinstruct.core.store.schema import MIGRATIONS
 
 WriteFn = Callable[[sqlite3.Connection], Any]
 _STOP = object()
+_FIRST_OPEN_TRIES = 20  # "database is locked" while other processes make the same new store
 _QUEUE_LIMIT = 1_000  # writes waiting for the writer; producers block past this (bounded RSS)
 
 
@@ -102,19 +103,29 @@ class Store:
                 parent.mkdir(parents=True)
             except OSError as exc:
                 raise StoreError(f"{self.path}: cannot create its folder: {exc.strerror}") from exc
-        conn = opening.connect(self.path)
-        try:
-            # WAL only once the file is known to be ours (migrate() checks that before any
-            # write): the pragma rewrites the file header.
-            migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
-            self._check_tables(conn)
-        except sqlite3.DatabaseError as exc:
-            conn.close()
-            raise opening.translate(self.path, exc) from exc
-        except StoreError:
-            conn.close()
-            raise
-        return conn
+        for attempt in range(_FIRST_OPEN_TRIES):
+            conn = opening.connect(self.path)
+            try:
+                # WAL only once the file is known to be ours (migrate() checks that before any
+                # write): the pragma rewrites the file header.
+                migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
+                self._check_tables(conn)
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                # Several processes opening a new store at once: SQLite answers "locked" at
+                # once, without waiting, where waiting could deadlock (turning WAL on); the
+                # next try finds the file made and migrated by the other process.
+                if "locked" not in str(exc) or attempt == _FIRST_OPEN_TRIES - 1:
+                    raise opening.translate(self.path, exc) from exc
+                time.sleep(0.05 * (attempt + 1))
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise opening.translate(self.path, exc) from exc
+            except StoreError:
+                conn.close()
+                raise
+        raise AssertionError("unreachable")
 
     def _check_readable(self) -> None:
         """Open a read-only store's first reader and check it is a whole store of this version."""
