@@ -71,6 +71,14 @@ SCENES_AND_FACTS = """
         CREATE INDEX facts_image ON facts(image_id);
         """
 
+# A judged run generation's first judgement makes its unit done (migrations 5 and 12).
+_UNIT_DONE_ON_JUDGEMENT = """            INSERT INTO unit_tally
+                SELECT g.model, 1 FROM generations g
+                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
+                    SELECT 1 FROM judgements o
+                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
+            ON CONFLICT (model) DO UPDATE SET done = done + 1;"""
+
 # The call tally's statements in its triggers (migrations 5 and 10): count a row's call
 # under its new values, or take it away from its old ones.
 _CALL_TALLY_UPSERT = """
@@ -147,12 +155,7 @@ MONITOR_TALLIES = f"""
                 SELECT COALESCE(NEW.score, -1), 1 FROM generations g
                 WHERE g.id = NEW.generation_id AND g.purpose = 'run'
             ON CONFLICT (score) DO UPDATE SET n = n + 1;
-            INSERT INTO unit_tally
-                SELECT g.model, 1 FROM generations g
-                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
-                    SELECT 1 FROM judgements o
-                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
-            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+{_UNIT_DONE_ON_JUDGEMENT}
         END;
         CREATE TRIGGER parse_failure_tally AFTER INSERT ON generations
         WHEN NEW.purpose = 'run' AND (NEW.status <> 'ok' OR NEW.model = 'facts') BEGIN
@@ -258,15 +261,10 @@ FINISHED_CALL_TALLY = f"""
 # Migration 12: scores are counted by the verdict rules (store/verdicts.py) over the current
 # pairs, never from a tally of every judgement ever made (which counted re-judged, panel-member
 # and gated pairs' scores); the score tally goes, so the writer keeps it no more.
-NO_SCORE_TALLY = """
+NO_SCORE_TALLY = f"""
         DROP TRIGGER judgement_tally;
         DROP TABLE score_tally;
         CREATE TRIGGER judgement_tally AFTER INSERT ON judgements BEGIN
-            INSERT INTO unit_tally
-                SELECT g.model, 1 FROM generations g
-                WHERE g.id = NEW.generation_id AND g.purpose = 'run' AND NOT EXISTS (
-                    SELECT 1 FROM judgements o
-                    WHERE o.generation_id = NEW.generation_id AND o.id <> NEW.id)
-            ON CONFLICT (model) DO UPDATE SET done = done + 1;
+{_UNIT_DONE_ON_JUDGEMENT}
         END;
         """

@@ -40,22 +40,26 @@ class PairColumns:
 PAIR_STATE = PairColumns()
 
 
-def dropped_by_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
-    """SQL: who dropped the pair ('human', 'gate', 'judge'), or NULL when it was not dropped."""
-    return (f"(CASE WHEN {cols.decision} = 'accept' THEN NULL "
+def outcome_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
+    """SQL: the rules above, in their order: 'kept', 'unjudged', or who dropped the pair
+    ('human', 'gate', 'judge'). `threshold` is an SQL expression (a parameter, a subquery)."""
+    return (f"(CASE WHEN {cols.decision} = 'accept' THEN '{KEPT}' "
             f"WHEN {cols.decision} = 'reject' THEN '{BY_HUMAN}' "
             f"WHEN {cols.gated} THEN '{BY_GATE}' "
-            f"WHEN {cols.task} = 'short_answer' OR {cols.score} IS NULL THEN NULL "
-            f"WHEN {cols.score} >= {threshold} THEN NULL ELSE '{BY_JUDGE}' END)")
+            f"WHEN {cols.task} = 'short_answer' THEN '{KEPT}' "
+            f"WHEN {cols.score} IS NULL THEN '{UNJUDGED}' "
+            f"WHEN {cols.score} >= {threshold} THEN '{KEPT}' ELSE '{BY_JUDGE}' END)")
+
+
+def dropped_by_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
+    """SQL: who dropped the pair ('human', 'gate', 'judge'), or NULL when it was not dropped."""
+    return f"NULLIF(NULLIF({outcome_sql(threshold, cols)}, '{KEPT}'), '{UNJUDGED}')"
 
 
 def verdict_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
-    """SQL: the pair's verdict, 'kept', 'dropped' or 'unjudged' (`threshold`: an expression)."""
-    return (f"(CASE WHEN {cols.decision} = 'accept' THEN '{KEPT}' "
-            f"WHEN {cols.decision} = 'reject' OR {cols.gated} THEN '{DROPPED}' "
-            f"WHEN {cols.task} = 'short_answer' THEN '{KEPT}' "
-            f"WHEN {cols.score} IS NULL THEN '{UNJUDGED}' "
-            f"WHEN {cols.score} >= {threshold} THEN '{KEPT}' ELSE '{DROPPED}' END)")
+    """SQL: the pair's verdict, 'kept', 'dropped' or 'unjudged'."""
+    return (f"(CASE {outcome_sql(threshold, cols)} WHEN '{KEPT}' THEN '{KEPT}' "
+            f"WHEN '{UNJUDGED}' THEN '{UNJUDGED}' ELSE '{DROPPED}' END)")
 
 
 def judged_sql(cols: PairColumns = PAIR_STATE) -> str:
@@ -69,18 +73,27 @@ def kept_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
     return f"({verdict_sql(threshold, cols)} = '{KEPT}')"
 
 
-def verdict_of(score: float | None, decision: str | None, gated: bool, task: str,
+def outcome_of(score: float | None, decision: str | None, gated: bool, task: str,
                threshold: float) -> str:
-    """The same rules for one pair already in memory (a verdict without a query)."""
+    """outcome_sql's rules for one pair already in memory (no query)."""
     if decision == "accept":
         return KEPT
-    if decision == "reject" or gated:
-        return DROPPED
+    if decision == "reject":
+        return BY_HUMAN
+    if gated:
+        return BY_GATE
     if task == "short_answer":
         return KEPT
     if score is None:
         return UNJUDGED
-    return KEPT if score >= threshold else DROPPED
+    return KEPT if score >= threshold else BY_JUDGE
+
+
+def verdict_of(score: float | None, decision: str | None, gated: bool, task: str,
+               threshold: float) -> str:
+    """The verdict ('kept', 'dropped', 'unjudged') of one pair already in memory."""
+    outcome = outcome_of(score, decision, gated, task, threshold)
+    return outcome if outcome in (KEPT, UNJUDGED) else DROPPED
 
 
 def is_kept_score(score: float | None, threshold: float) -> bool:
