@@ -73,7 +73,8 @@ def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -
         if not path.is_file():
             raise ConfigError(f"{path}: config file not found; check the path given to --config")
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+            # utf-8-sig: an editor's byte-order mark is read past, not a TOML error at 1:1.
+            raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
         except (OSError, UnicodeDecodeError) as exc:

@@ -103,8 +103,14 @@ _RANGES: dict[str, _Range] = {
     "n_ctx": _Range(1),
     "contexts": _Range(1),
     "instances": _Range(1),
-    "read_timeout": _Range(0, above=True),
-    "probe_seconds": _Range(0, above=True),
+    # Seconds beyond a day are a typo, and sockets overflow on huge ones (1e10).
+    "read_timeout": _Range(0, 86_400, above=True),
+    "probe_seconds": _Range(0, 86_400, above=True),
+    "poll_seconds": _Range(0, 86_400, above=True),
+    # Dollars: no model costs a million per million tokens or per hour; far beyond overflows.
+    "price_in_per_million": _Range(0, 1_000_000),
+    "price_out_per_million": _Range(0, 1_000_000),
+    "price_per_instance_hour": _Range(0, 1_000_000),
 }
 
 

@@ -83,3 +83,20 @@ def test_unknown_json_mode_is_refused_before_anything_runs(tmp_path: Path) -> No
                     encoding="utf-8")
     with pytest.raises(ConfigError, match="json_mode"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("read_timeout", 1e10), ("probe_seconds", 1e10), ("poll_seconds", 1e9),
+    ("price_in_per_million", 1.7e308), ("price_out_per_million", 1e7),
+    ("price_per_instance_hour", 1e300),
+])
+def test_absurd_seconds_and_prices_are_refused_naming_the_range(key: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=rf"\[models\.tiny\]\.{key} must be .*at most"):
+        load_config(None, {f"models.tiny.{key}": value})
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "run.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + b'db = "bom.db"\n[judge]\nthreshold = 8\n')
+    config = load_config(path)
+    assert config.judge.threshold == 8 and Path(config.db).name == "bom.db"
