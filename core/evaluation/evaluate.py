@@ -54,7 +54,7 @@ from visinstruct.core.models.calls import (
 from visinstruct.core.models.ledger import Ledger, abandon_in_flight
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
-from visinstruct.core.store.live_writer import refuse_live_writer
+from visinstruct.core.store.writer_lock import refuse_live_writer
 from visinstruct.core.text.model_text import clean_model_text
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, answer_messages
@@ -342,7 +342,7 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
         emit(EvaluationNotice(message))
 
     # A live run allocates ledger ids in the same table: evaluating beside it would collide.
-    refuse_live_writer(store, "evaluate when it has finished or stop it first")
+    refuse_live_writer(store.path, "evaluate when it has finished or stop it first")
     candidates = candidate_units(store, threshold)
     if not candidates:
         raise InputError(f"{store.path}: {NO_CANDIDATES}")

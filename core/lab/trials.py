@@ -20,11 +20,12 @@ from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
 from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.pipeline.generate import GenerationResult, generate
-from visinstruct.core.pipeline.judge import JudgeResult, is_kept
+from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs
 from visinstruct.core.records import TASKS, Image
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
+from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.core.text.prompt_versions import active_template
 from visinstruct.core.text.prompts import PromptTemplate, parse_prompt
 
@@ -343,7 +344,7 @@ def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image, template
         return sample
     threshold = trial.config.judge.threshold
     kept = [pair for pair, score in zip(generated.pairs, sample.scores, strict=False)
-            if is_kept(score, threshold)]
+            if is_kept_score(score, threshold)]
     compared = compare_with_baseline(ctx, trial.config, active_template(trial.store, "evaluate"),
                                      image, template.task, generated.generation_id, kept)
     return replace(sample, ours_score=compared.ours, baseline_score=compared.baseline,
@@ -371,4 +372,4 @@ def _run_sample(trial: _Trial, image_id: int) -> LabSample | None:
         "FROM pairs p WHERE p.generation_id = ? ORDER BY p.idx", (generation_id,))]
     threshold = config.judge.threshold
     return LabSample(image_id, task, version, generation_id, len(scores), tuple(scores),
-                     sum(is_kept(s, threshold) for s in scores), False, reused=True)
+                     sum(is_kept_score(s, threshold) for s in scores), False, reused=True)

@@ -11,13 +11,13 @@ from dataclasses import asdict
 from visinstruct.core.config import Config
 from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store, now
-from visinstruct.core.store.live_writer import refuse_live_writer
 from visinstruct.core.store.run_config import settings_json
+from visinstruct.core.store.writer_lock import refuse_live_writer
 
 
 def claim(store: Store, config: Config) -> int:
     """Refuse a second live writer; mark dead runs interrupted; insert this run's row."""
-    refuse_live_writer(store, "stop it first or use another --db")
+    refuse_live_writer(store.path, "stop it first or use another --db")
     host = socket.gethostname()
     settings = settings_json(config)  # the whole config, so the app can resume with it
 

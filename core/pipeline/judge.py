@@ -21,6 +21,7 @@ from visinstruct.core.models.calls import (
 from visinstruct.core.pipeline.rows import pair_ids
 from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.core.text.parse_scores import parse_judgement
 from visinstruct.core.text.prompts import PromptTemplate, judge_messages, output_schema
 
@@ -33,10 +34,6 @@ class JudgeResult:
     kept: int
     written: Future[int] | None = field(default=None, compare=False)
 
-
-def is_kept(score: float | None, threshold: float) -> bool:
-    """A pair is kept when its score is readable and at least the threshold."""
-    return score is not None and score >= threshold
 
 
 def judge_request(template: PromptTemplate, image: Image, pairs: tuple[Pair, ...],
@@ -117,7 +114,7 @@ def handle_judgement(ctx: StageContext, template: PromptTemplate, image: Image, 
               model, created) for idx, j in zip(positions, judgements, strict=False) if idx in ids])
         return int(ref.id or 0)
 
-    kept = sum(is_kept(j.score, settings.threshold) for j in judgements)
+    kept = sum(is_kept_score(j.score, settings.threshold) for j in judgements)
 
     def committed(gid: int) -> None:
         ctx.emit(ledger.finished_event(outcome.info, result.call_id, result.response,

@@ -8,10 +8,11 @@ from collections.abc import Sequence
 from visinstruct.core.config import Config, JudgeConfig, ModelConfig
 from visinstruct.core.events import PairsJudged
 from visinstruct.core.models.calls import CallOutcome, StageContext
-from visinstruct.core.pipeline.judge import JudgeResult, is_kept, judge
+from visinstruct.core.pipeline.judge import JudgeResult, judge
 from visinstruct.core.pipeline.rows import pair_ids
 from visinstruct.core.records import Image, Judgement, Pair
 from visinstruct.core.store.database import RowRef, Store, now
+from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.core.text.prompts import PromptTemplate
 
 
@@ -85,7 +86,7 @@ def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task:
              for idx, j in zip(indices, combined, strict=False) if idx in ids])
         return int(ref.id or 0)
 
-    kept = sum(is_kept(j.score, settings.threshold) for j in combined)
+    kept = sum(is_kept_score(j.score, settings.threshold) for j in combined)
     written = ctx.store.write(write, on_commit=lambda gid: ctx.emit(PairsJudged(
         gid, image.image_id, task, tuple(j.score for j in combined), kept, settings.threshold)))
     return JudgeResult(combined, kept, written)

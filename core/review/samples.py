@@ -34,7 +34,6 @@ from visinstruct.core.store.verdicts import (
     PairColumns,
     dropped_by_sql,
     judged_sql,
-    verdict_of,
     verdict_sql,
 )
 from visinstruct.core.text.gates import RULES
@@ -353,24 +352,27 @@ def sample_detail(store: Store, image_id: int, task: str | None,
 def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[PairView, ...]:
     """The pairs of a generation with their latest score, decision and edit."""
     rows = store.query(
+        f"SELECT id, idx, question, answer, s, reason, d, edit, gates, "
+        f"{verdict_sql(':threshold', _FACT_COLUMNS)} FROM ("
         "SELECT p.id, p.idx, p.question, p.answer, "
-        "(SELECT score FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1), "
-        "(SELECT reason FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1), "
+        "(SELECT score FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1) AS s, "
+        "(SELECT reason FROM judgements WHERE pair_id = p.id ORDER BY id DESC LIMIT 1) AS reason, "
         "(SELECT decision FROM reviews WHERE pair_id = p.id AND decision IN ('accept', 'reject') "
-        " ORDER BY id DESC LIMIT 1), "
+        " ORDER BY id DESC LIMIT 1) AS d, "
         "(SELECT json_array(question, answer) FROM reviews WHERE pair_id = p.id "
-        " AND decision = 'edit' ORDER BY id DESC LIMIT 1), "
+        " AND decision = 'edit' ORDER BY id DESC LIMIT 1) AS edit, "
         "(SELECT json_group_array(json_array(rule, action, reason)) FROM pair_gates "
-        " WHERE pair_id = p.id), "
-        "(SELECT task FROM generations WHERE id = p.generation_id) "
-        "FROM pairs p WHERE p.generation_id = ? ORDER BY p.idx", (generation_id,))
+        " WHERE pair_id = p.id) AS gates, "
+        "EXISTS (SELECT 1 FROM pair_gates x WHERE x.pair_id = p.id AND x.action = 'drop') AS x, "
+        "(SELECT task FROM generations WHERE id = p.generation_id) AS t "
+        "FROM pairs p WHERE p.generation_id = :generation LIMIT -1) ORDER BY idx",
+        {"generation": generation_id, "threshold": threshold})
     views = []
-    for pair_id, idx, question, answer, score, reason, decision, edit, gates, task in rows:
+    for pair_id, idx, question, answer, score, reason, decision, edit, gates, verdict in rows:
         current = json.loads(edit) if edit else (question, answer)
         gate_verdicts = json.loads(gates or "[]")
         drop = next(((rule, why) for rule, action, why in gate_verdicts if action == "drop"), None)
         flags = tuple((rule, why) for rule, action, why in gate_verdicts if action != "drop")
-        verdict = verdict_of(score, decision, drop is not None, task, threshold)
         views.append(PairView(pair_id, idx, current[0], current[1], question, answer, score,
                               reason or "", decision, edit is not None, verdict == KEPT,
                               drop[0] if drop else None, drop[1] if drop else "", flags, verdict))

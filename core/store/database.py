@@ -111,17 +111,15 @@ class Store:
                 migrate(conn, self.path, MIGRATIONS, before_first_write=_enable_wal)
                 self._check_tables(conn)
                 return conn
-            except sqlite3.OperationalError as exc:
+            except sqlite3.DatabaseError as exc:
                 conn.close()
                 # Several processes opening a new store at once: SQLite answers "locked" at
                 # once, without waiting, where waiting could deadlock (turning WAL on); the
                 # next try finds the file made and migrated by the other process.
-                if "locked" not in str(exc) or attempt == _FIRST_OPEN_TRIES - 1:
+                locked = isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc)
+                if not locked or attempt == _FIRST_OPEN_TRIES - 1:
                     raise opening.translate(self.path, exc) from exc
                 time.sleep(0.05 * (attempt + 1))
-            except sqlite3.DatabaseError as exc:
-                conn.close()
-                raise opening.translate(self.path, exc) from exc
             except StoreError:
                 conn.close()
                 raise

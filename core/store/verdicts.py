@@ -73,29 +73,6 @@ def kept_sql(threshold: str = "?", cols: PairColumns = PAIR_STATE) -> str:
     return f"({verdict_sql(threshold, cols)} = '{KEPT}')"
 
 
-def outcome_of(score: float | None, decision: str | None, gated: bool, task: str,
-               threshold: float) -> str:
-    """outcome_sql's rules for one pair already in memory (no query)."""
-    if decision == "accept":
-        return KEPT
-    if decision == "reject":
-        return BY_HUMAN
-    if gated:
-        return BY_GATE
-    if task == "short_answer":
-        return KEPT
-    if score is None:
-        return UNJUDGED
-    return KEPT if score >= threshold else BY_JUDGE
-
-
-def verdict_of(score: float | None, decision: str | None, gated: bool, task: str,
-               threshold: float) -> str:
-    """The verdict ('kept', 'dropped', 'unjudged') of one pair already in memory."""
-    outcome = outcome_of(score, decision, gated, task, threshold)
-    return outcome if outcome in (KEPT, UNJUDGED) else DROPPED
-
-
 def is_kept_score(score: float | None, threshold: float) -> bool:
     """The judge's part of the rules: a readable score at or above the threshold."""
     return score is not None and score >= threshold

@@ -58,9 +58,15 @@ def holder_pid(store_path: Path | str) -> int | None:
         os.close(fd)
 
 
-def is_written_by_another(store_path: Path | str) -> bool:
-    """Whether another live process holds the store's writer lock."""
-    return holder_pid(store_path) is not None
+def refuse_live_writer(store_path: Path | str, hint: str) -> None:
+    """StoreError (exit 2) when another live process writes this store; `hint` says what to do.
+
+    Told by the lock, which dies with its process: a run killed with SIGKILL leaves a
+    `running` row but no writer.
+    """
+    pid = holder_pid(store_path)
+    if pid is not None:
+        raise _refusal(store_path, pid, hint)
 
 
 @contextmanager
@@ -107,8 +113,7 @@ def _acquire(path: Path, store_path: Path | str, hint: str) -> int | None:
             pid = _pid_in(fd)
             os.close(fd)
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                who = f"another process (pid {pid})" if pid else "another process"
-                raise StoreError(f"{store_path}: {who} is writing this store; {hint}") from None
+                raise _refusal(store_path, pid, hint) from None
             return None
         # The holder before us may have removed the file after we opened it: our lock is on
         # a file nobody else will open, so take the lock again on the one at the path.
@@ -130,6 +135,11 @@ def _release(path: Path, fd: int) -> None:
     except OSError:
         pass
     os.close(fd)
+
+
+def _refusal(store_path: Path | str, pid: int | None, hint: str) -> StoreError:
+    who = f"another process (pid {pid})" if pid and pid > 0 else "another process"
+    return StoreError(f"{store_path}: {who} is writing this store; {hint}")
 
 
 def _pid_in(fd: int) -> int | None:
