@@ -199,12 +199,11 @@ def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge
     assert answers == ["He is holding a red umbrella over his head."]
 
 
-def test_evaluation_by_batch_waits_out_back_pressure_and_times_records_by_their_job(
-        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
-    """The same lifecycle as the run's: too many jobs at once is retried, not given up."""
-    import threading
-
-    config = write_config(tmp_path, extra="min_records = 5\n")
+def _run_then_evaluate_by_batch(aws: Aws, run_cli: RunCli, tmp_path: Path, *,
+                                min_records: int) -> Path:
+    """A store made by a batch run, its config set to evaluate by batch with Claude, whose
+    batch replies then say both sides are fine."""
+    config = write_config(tmp_path, extra=f"min_records = {min_records}\n")
     config.write_text(config.read_text().replace(
         "limit = 4\n", f'limit = 4\nbaseline = "{sample.baseline_path()}"\n')
         + '[evaluation]\nmodel = "claude"\nsample = 0\n')
@@ -212,6 +211,15 @@ def test_evaluation_by_batch_waits_out_back_pressure_and_times_records_by_their_
     aws.plane.respond = lambda model_id, body: {
         "content": [{"type": "text", "text": "7 7\nBoth are fine."}], "stop_reason": "end_turn",
         "usage": {"input_tokens": 40, "output_tokens": 6}}
+    return config
+
+
+def test_evaluation_by_batch_waits_out_back_pressure_and_times_records_by_their_job(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    """The same lifecycle as the run's: too many jobs at once is retried, not given up."""
+    import threading
+
+    config = _run_then_evaluate_by_batch(aws, run_cli, tmp_path, min_records=5)
     before = aws.plane.creates
     aws.plane.create_error = (400, "ServiceQuotaExceededException", "too many batch jobs")
     done = threading.Event()
@@ -247,14 +255,7 @@ def test_evaluation_by_batch_waits_out_back_pressure_and_times_records_by_their_
 
 def test_evaluation_records_with_errors_go_into_the_next_job_until_attempts_run_out(
         aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
-    config = write_config(tmp_path, extra="min_records = 1\n")
-    config.write_text(config.read_text().replace(
-        "limit = 4\n", f'limit = 4\nbaseline = "{sample.baseline_path()}"\n')
-        + '[evaluation]\nmodel = "claude"\nsample = 0\n')
-    assert run_cli("run", "--headless", "--config", config)[0] == 0
-    aws.plane.respond = lambda model_id, body: {
-        "content": [{"type": "text", "text": "7 7\nBoth are fine."}], "stop_reason": "end_turn",
-        "usage": {"input_tokens": 40, "output_tokens": 6}}
+    config = _run_then_evaluate_by_batch(aws, run_cli, tmp_path, min_records=1)
     seen: dict[str, int] = {}
     hopeless: list[str] = []
 
