@@ -157,6 +157,9 @@ def _validate_gates(gates: GatesConfig, origin: str) -> None:
     if not 0 < gates.duplicate_similarity <= 1:
         raise ConfigError(f"{origin}: [gates].duplicate_similarity must be above 0 and at most 1 "
                           "(default 0.8)")
+    if not 0 < gates.repeated_sentence_similarity <= 1:
+        raise ConfigError(f"{origin}: [gates].repeated_sentence_similarity must be above 0 and "
+                          "at most 1 (default 0.6)")
     if gates.template_images < 0 or gates.template_images == 1:
         raise ConfigError(f"{origin}: [gates].template_images must be 0 (off) or 2 or more "
                           "(default 5)")

@@ -94,6 +94,8 @@ class GatesConfig:
     duplicate_similarity: float = 0.8   # word-shingle Jaccard to an earlier pair of the image
     template_images: int = 5            # a pair word for word on this many images is flagged
     ungrounded_object: str = "flag"     # flag | drop | off
+    repeated_sentence: bool = True
+    repeated_sentence_similarity: float = 0.6  # content-word Jaccard of two sentences of one answer
 
 
 @dataclass(frozen=True)

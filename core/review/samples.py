@@ -36,7 +36,7 @@ from visinstruct.core.store.verdicts import (
     judged_sql,
     verdict_sql,
 )
-from visinstruct.core.text.gates import RULES
+from visinstruct.core.text.gates import RULES, missing_reason
 from visinstruct.core.text.prompt_versions import active_template
 
 STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "flagged", "parse_failure",
@@ -164,6 +164,8 @@ class PairView:
     gate_reason: str = ""
     flags: tuple[tuple[str, str], ...] = ()         # (rule, reason) of gates that only flagged it
     verdict: str = ""                               # kept | dropped | unjudged (store/verdicts.py)
+    # Why the judge's reason says nothing ("", "...", "N/A"), when it scored the pair; else ''.
+    reason_missing: str = ""
 
 
 @dataclass(frozen=True)
@@ -375,7 +377,8 @@ def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[Pair
         flags = tuple((rule, why) for rule, action, why in gate_verdicts if action != "drop")
         views.append(PairView(pair_id, idx, current[0], current[1], question, answer, score,
                               reason or "", decision, edit is not None, verdict == KEPT,
-                              drop[0] if drop else None, drop[1] if drop else "", flags, verdict))
+                              drop[0] if drop else None, drop[1] if drop else "", flags, verdict,
+                              missing_reason(reason or "") if score is not None else ""))
     return tuple(views)
 
 

@@ -18,7 +18,7 @@ from visinstruct.core.text.synonyms import category_mentions, question_family, w
 
 # In the order they are tried: a pair is stopped by the first rule that drops it.
 RULES: tuple[str, ...] = ("placeholder", "refusal", "cut_off", "same_as_question",
-                          "prompt_copy", "duplicate", "ungrounded_object")
+                          "prompt_copy", "repeated_sentence", "duplicate", "ungrounded_object")
 DROP, FLAG = "drop", "flag"
 # Finish reasons that mean "stopped at the token limit", as the wires spell them
 # (OpenAI/TGI/llama.cpp `length`, Bedrock/Anthropic `max_tokens`).
@@ -139,6 +139,10 @@ def _first_drop(said: _Words, settings: GatesConfig, context: _Context,
         why = context.copied(said)
         if why:
             return "prompt_copy", why
+    if settings.repeated_sentence:
+        why = repeated_sentence(pair.answer, settings.repeated_sentence_similarity)
+        if why:
+            return "repeated_sentence", why
     return None
 
 
@@ -177,6 +181,26 @@ def _placeholder(text: str, tokens: Sequence[str], part: str) -> str:
     if (any(c in stripped for c in "[<{") or "here" in tokens or "lorem" in tokens) and (
             _WHOLE_BRACKET.match(stripped) or _TEMPLATE_SLOT.search(stripped)):
         return f"the {part} holds template text ({_short(stripped)})"
+    return ""
+
+
+# A judge's reason that only names the slot it fills (a copy of the reply format's key).
+_REASON_SLOTS = frozenset({"reason", "reasons", "rationale", "explanation", "justification",
+                           "comment", "why", "your reason", "brief reason", "short reason",
+                           "one sentence", "none", "no reason"})
+
+
+def missing_reason(reason: str) -> str:
+    """Why a judge's reason for a score says nothing (empty, "...", "N/A", "reason"), or ''.
+
+    The score still counts; review shows the pair as scored without a reason.
+    """
+    why = placeholder(reason, "reason")
+    if why:
+        return why.replace("the reason is", "the judge's reason is", 1).replace(
+            "the reason holds", "the judge's reason holds", 1)
+    if " ".join(words(reason)) in _REASON_SLOTS:
+        return f"the judge's reason is a placeholder ({_short(reason.strip())})"
     return ""
 
 
@@ -304,6 +328,47 @@ class _Context:
                     return (f"the {part} repeats {self.n} words in a row from the prompt: "
                             f"\"{' '.join(run)}\"")
         return ""
+
+
+# -- repeated sentence ---------------------------------------------------------------------------
+# Words that carry no content of their own: two sentences differing only in these say the same.
+_FILLER = frozenset("""
+    a an the this that these those there here it its is are was were be been being am
+    of in on at to for with by from into onto over under near off up down and or but nor so
+    as also too very just some any one has have had do does did can could may might will would
+    should shall which who whom whose what while where when how his her their they them he she
+    we you i my our your me us
+""".split())
+_SENTENCE_BREAK = re.compile(r"(?<=[.!?…])[\"')\]”’*_]*\s+|\n+")
+REPEAT_LEAST_WORDS = 3   # a sentence repeated word for word counts from this many words
+REPEAT_LEAST_CONTENT = 3  # a near repeat needs this many content words in each sentence
+
+
+def sentences(text: str) -> list[str]:
+    """`text` cut into sentences at end punctuation followed by a space, and at line breaks."""
+    return [part.strip() for part in _SENTENCE_BREAK.split(text) if part.strip()]
+
+
+def repeated_sentence(answer: str, threshold: float = 0.6) -> str:
+    """Why `answer` says the same thing twice (a sentence repeated or nearly so), or ''.
+
+    Two sentences of one answer are the same when their words are, or when their content
+    words (articles, pronouns, prepositions and auxiliaries aside) overlap by `threshold`
+    Jaccard or more. GPT-4's LLaVA-Bench answers reach 0.36 at most; a reworded repeat
+    ("The kitchen has a white fridge." / "There is a white fridge in the kitchen.") is 1.0.
+    """
+    seen: list[tuple[list[str], frozenset[str], str]] = []
+    for sentence in sentences(answer):
+        tokens = words(sentence)
+        content = frozenset(t for t in tokens if t not in _FILLER)
+        for earlier, earlier_content, text in seen:
+            if len(tokens) >= REPEAT_LEAST_WORDS and tokens == earlier:
+                return f"the answer says the same sentence twice: {_short(text)}"
+            if (min(len(content), len(earlier_content)) >= REPEAT_LEAST_CONTENT
+                    and similarity(content, earlier_content) >= threshold):
+                return f"the answer says the same thing twice: {_short(text)} / {_short(sentence)}"
+        seen.append((tokens, content, sentence))
+    return ""
 
 
 # -- duplicate -----------------------------------------------------------------------------------

@@ -170,6 +170,18 @@ def test_a_judge_scoring_every_pair_9_exports_only_the_good_pairs(
     assert "token limit" in reasons["cut_off"]
 
 
+def test_ungrounded_object_drop_leaves_the_ungrounded_pairs_out_of_the_export(
+        tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
+    run(write_config(tmp_path, gates='ungrounded_object = "drop"'))
+    db = tmp_path / "run.db"
+    without = [[text for text in texts if text not in UNGROUNDED.values()]
+               for texts in expected_export()]
+    assert exported(run_cli, db, tmp_path / "out.json", "--threshold", "1") == without
+    report = status(run_cli, db)
+    assert report["dropped_by_rule"]["ungrounded_object"] == 2
+    assert report["flagged_by_rule"] == {} and report["kept_pairs"] == 8
+
+
 def test_changing_gates_judges_only_the_pairs_that_newly_pass(
         tmp_path: Path, run_cli: Callable[..., CliResult]) -> None:
     run(write_config(tmp_path))

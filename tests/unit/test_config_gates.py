@@ -48,6 +48,9 @@ def test_an_unknown_gate_key_exits_2_naming_the_nearest(tmp_path: Path) -> None:
     ("duplicate_similarity = 1.5", "duplicate_similarity"),
     ("template_images = 1", "template_images"),
     ('ungrounded_object = "maybe"', "ungrounded_object"),
+    ('ungrounded_object = "Drop"', "ungrounded_object"),
+    ("repeated_sentence_similarity = 0", "repeated_sentence_similarity"),
+    ('repeated_sentence = "no"', "repeated_sentence"),
     ('cut_off = "yes"', "cut_off"),
 ])
 def test_a_bad_gate_value_names_its_key(tmp_path: Path, line: str, key: str) -> None:

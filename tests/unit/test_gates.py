@@ -184,10 +184,91 @@ def test_an_image_without_boxes_is_not_checked_for_objects() -> None:
 
 def test_every_rule_can_be_turned_off() -> None:
     off = GatesConfig(cut_off=False, prompt_copy=False, same_as_question=False, placeholder=False,
-                      refusal=False, duplicate=False, ungrounded_object="off")
+                      refusal=False, duplicate=False, ungrounded_object="off",
+                      repeated_sentence=False)
     bad = [Pair("...", "..."), Pair("Q?", "As an AI I cannot see images."),
-           Pair("They board.", "They board."), Pair("...", "..."), Pair("Q2?", "The")]
-    assert verdicts(*bad, finish="length", settings=off) == [[]] * 5
+           Pair("They board.", "They board."), Pair("...", "..."), Pair("Q2?", "The"),
+           Pair("Q3?", "The bus is red. The bus is red.")]
+    assert verdicts(*bad, finish="length", settings=off) == [[]] * 6
+
+
+@pytest.mark.parametrize("answer", [
+    # the same sentence twice, with another between them
+    "The bus is red. It waits at the stop. The bus is red.",
+    # the same words again, reworded with other filler (the small model's way)
+    "The kitchen has a white refrigerator. There is a white refrigerator in the kitchen.",
+    "A man rides a red bike down the street. A man is riding a red bike down the street!",
+    # on separate lines, without end punctuation
+    "Two people wait at the bus stop\nTwo people wait at the bus stop",
+])
+def test_an_answer_that_says_the_same_thing_twice_is_dropped(answer: str) -> None:
+    assert dropped_by(Pair("Describe the image.", answer), task="detail") == "repeated_sentence"
+
+
+@pytest.mark.parametrize("answer", [
+    "The bus is red. The bus is long.",                      # same subject, new facts
+    "A man waits at the stop. A woman waits at the stop too.",
+    "Yes. Yes.",                                             # too short to be a repeat
+    "The first box on the left holds a small pizza. The third box on the right holds "
+    "another small pizza.",                                   # GPT-4's closest pair of sentences
+])
+def test_sentences_that_share_words_but_say_new_things_pass(answer: str) -> None:
+    assert dropped_by(Pair("Describe the image.", answer), task="detail") is None
+
+
+def test_no_bundled_gpt4_answer_trips_the_repeated_sentence_rule() -> None:
+    import json
+    from pathlib import Path
+
+    from visinstruct.core.text.gates import repeated_sentence
+
+    bench = Path(__file__).parents[1] / "data" / "llava" / "llava_bench_coco"
+    answers = [json.loads(line)["text"]
+               for line in (bench / "qa90_gpt4_answer.jsonl").read_text().splitlines()]
+    answers += [json.loads(line)["output"] for line in
+                (bench / "coco2014_val_gpt4_qa_30x3.jsonl").read_text().splitlines()]
+    assert len(answers) == 180
+    assert [a for a in answers if repeated_sentence(a)] == []
+    # Through the gates as a run meets them, with the rule's default threshold.
+    pairs = [Pair("Describe the image.", answer) for answer in answers]
+    found = gate_pairs(pairs, replace(BUS, boxes=()), "detail",
+                       GatesConfig(duplicate=False))
+    assert not any(v.rule == "repeated_sentence" for one in found for v in one)
+
+
+def test_the_repeated_sentence_threshold_is_configurable() -> None:
+    answer = "A man rides a red bike down the street. A man is riding a red bike down the street."
+    assert dropped_by(Pair("Q?", answer)) == "repeated_sentence"  # 5 of 7 content words: 0.71
+    strict = GatesConfig(repeated_sentence_similarity=0.9)
+    assert dropped_by(Pair("Q?", answer), settings=strict) is None
+
+
+@pytest.mark.parametrize("reason", ["", "  ", "...", "N/A", "reason", "Reason.", "<reason>",
+                                    "[your reason here]", "none"])
+def test_a_judge_reason_that_says_nothing_is_named(reason: str) -> None:
+    from visinstruct.core.text.gates import missing_reason
+
+    assert missing_reason(reason).startswith("the judge's reason ")
+
+
+@pytest.mark.parametrize("reason", ["Grounded in the captions.", "ok", "wrong colour",
+                                    "The reason given is sound."])
+def test_a_judge_reason_with_words_is_not_marked(reason: str) -> None:
+    from visinstruct.core.text.gates import missing_reason
+
+    assert missing_reason(reason) == ""
+
+
+def test_a_judge_reply_with_placeholder_reasons_parses_to_marked_reasons() -> None:
+    from visinstruct.core.text.gates import missing_reason
+    from visinstruct.core.text.parse_scores import parse_judgement
+
+    reply = ('{"scores": [{"index": 1, "score": 8, "reason": "..."}, '
+             '{"index": 2, "score": 6, "reason": ""}, {"index": 3, "score": 9, '
+             '"reason": "Matches the boxes."}]}')
+    found = parse_judgement(reply, 3)
+    assert [j.score for j in found] == [8, 6, 9]
+    assert [bool(missing_reason(j.reason)) for j in found] == [True, True, False]
 
 
 @pytest.mark.parametrize("reason", ["length", "max_tokens", "MAX_TOKENS", "max_length"])

@@ -161,6 +161,20 @@ def test_detail_holds_pairs_baseline_and_verdicts(store: Store) -> None:
     assert detail.image.captions and detail.tasks == ("conversation", "detail", "complex_reasoning")
 
 
+def test_a_judge_reason_that_says_nothing_is_marked_on_the_pair(store: Store) -> None:
+    detail = sample_detail(store, 990001, "conversation", THRESHOLD)
+    assert detail is not None and len(detail.pairs) >= 3
+    assert all(p.reason_missing == "" for p in detail.pairs)
+    empty, dots, real = (p.pair_id for p in detail.pairs[:3])
+    store.write_sync(lambda c: c.executemany(
+        "UPDATE judgements SET reason = ? WHERE pair_id = ?", [("", empty), ("...", dots)]))
+
+    marked = {p.pair_id: p.reason_missing
+              for p in sample_detail(store, 990001, "conversation", THRESHOLD).pairs}
+    assert "empty" in marked[empty] and "punctuation" in marked[dots]
+    assert marked[real] == ""
+
+
 def test_detail_of_a_parse_failure_keeps_the_raw_text(store: Store) -> None:
     detail = sample_detail(store, *PARSE_FAILURE, THRESHOLD)
     assert detail is not None
