@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from visinstruct.core.store import schema_sql
+from visinstruct.core.store import pair_tally, schema_sql
 from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
 from visinstruct.core.store.verdicts import (
     STORED_THRESHOLD,
@@ -224,6 +224,9 @@ MIGRATIONS: tuple[Migration, ...] = (
          "from it, short-answer records included", _verdict_views),
     (12, "no score tally: scores are counted by the verdict rules over the current pairs",
      schema_sql.NO_SCORE_TALLY),
+    (13, "pair tally: the current pairs counted by score, decision, gate and kind, kept by "
+         "triggers, so the monitor's first read costs no scan of the pairs",
+     pair_tally.PAIR_TALLY),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

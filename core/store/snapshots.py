@@ -12,10 +12,11 @@ from visinstruct.core.events import BatchJobUpdated, CallIdentity, EndpointFigur
 from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.pair_tally import TALLY_COLUMNS
 
 # Re-exported: the monitor's readers reach every count from here.
 from visinstruct.core.store.run_tallies import LedgerTally, UnitTally
-from visinstruct.core.store.verdicts import judged_sql, kept_sql, verdict_sql
+from visinstruct.core.store.verdicts import PAIR_STATE, judged_sql, kept_sql, verdict_sql
 
 # Latencies behind the p50/p95 figures: enough for stable percentiles, cheap to fetch.
 _LATENCY_WINDOW = 500
@@ -100,7 +101,7 @@ class StoreSnapshot:
     samples: tuple[JudgedSample, ...]
     scores: ScoreCounts
     threshold: float
-    full_scores: bool            # True: `scores` counts every judgement; False: only new ones
+    full_scores: bool            # True: `scores` counts every current pair (the store's reads)
     cost: CostReport | None = None
     batch_jobs: tuple[BatchJobUpdated, ...] = ()
 
@@ -262,16 +263,23 @@ def current_scores(store: Store, threshold: float, last_id: int) -> ScoreCounts:
 
     Judged pairs go in buckets 1-10 by score, pairs with no readable score in bucket 0
     (gated and short-answer pairs in none); kept counts human accepts and short answers too.
+    Read from the pair tally (a few rows) where the store keeps one, else from the pairs.
     """
+    tallied = bool(store.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' "
+                                "AND name = 'pair_tally'"))
+    cols, count, source = ((TALLY_COLUMNS, "n", "pair_tally") if tallied
+                           else (PAIR_STATE, "1", "pair_state"))
     buckets: Counter[int] = Counter()
     kept = 0
     # One pass: bucket -1 holds pairs with no score that counts (gated, short answers).
-    for bucket, count, kept_here in store.query(
-            f"SELECT CASE WHEN {judged_sql()} THEN MAX(1, MIN(10, CAST(ROUND(score) AS INTEGER))) "
-            f"WHEN {verdict_sql(':threshold')} = 'unjudged' THEN 0 ELSE -1 END, COUNT(*), "
-            f"SUM({kept_sql(':threshold')}) FROM pair_state GROUP BY 1", {"threshold": threshold}):
-        if bucket >= 0:
-            buckets[int(bucket)] += int(count)
+    for bucket, pairs, kept_here in store.query(
+            f"SELECT CASE WHEN {judged_sql(cols)} "
+            f"THEN MAX(1, MIN(10, CAST(ROUND({cols.score}) AS INTEGER))) "
+            f"WHEN {verdict_sql(':threshold', cols)} = 'unjudged' THEN 0 ELSE -1 END, "
+            f"SUM({count}), SUM({count} * {kept_sql(':threshold', cols)}) FROM {source} "
+            f"GROUP BY 1", {"threshold": threshold}):
+        if bucket >= 0 and pairs:
+            buckets[int(bucket)] += int(pairs)
         kept += int(kept_here or 0)
     return ScoreCounts(last_id, dict(buckets), kept, threshold)
 
@@ -282,8 +290,9 @@ def run_cost(store: Store, threshold: float) -> CostReport:
 
 
 class StoreReader:
-    """Reads what the monitor shows from one store; running tallies make every read after the
-    first cost only what was written since (a poll stays cheap on a store of any size)."""
+    """Reads what the monitor shows from one store; running tallies make every read cheap (the
+    ledger's and units' count only what was written since, the pairs' is a few rows), so a
+    poll stays cheap on a store of any size."""
 
     def __init__(self, store: Store, config: Config) -> None:
         self.store = store
@@ -291,9 +300,6 @@ class StoreReader:
         self._run_id: int | None = None
         self._ledger: LedgerTally | None = None
         self._units: UnitTally | None = None
-        self._judgements_read = 0
-        self._kept_total = 0
-        self._decisions_seen: tuple[int, int] | None = None  # newest review and gate verdict
 
     def snapshot(self, *, with_cost: bool = True, samples: int = 20,
                  errors: int = 50) -> StoreSnapshot:
@@ -317,14 +323,8 @@ class StoreReader:
                                    min(total, done) if total else done, failed, model, message,
                                    int(pid) if pid else None)
             endpoints = endpoint_stats(store, self._ledger, priced)
-        # A review decision or a new gate verdict can change any pair's verdict: count afresh.
-        decisions = tuple(int(v or 0) for v in store.reader().execute(
-            "SELECT (SELECT MAX(id) FROM reviews), (SELECT MAX(id) FROM pair_gates)").fetchone())
-        full = self._judgements_read == 0 or decisions != self._decisions_seen
-        self._decisions_seen = (decisions[0], decisions[1])
-        scores = score_counts(store, threshold, 0 if full else self._judgements_read)
-        self._judgements_read = scores.last_id
-        self._kept_total = scores.kept if full else self._kept_total + scores.kept
+        # Counted afresh each time from the pair tally: a few rows, whatever the store's size.
+        scores = score_counts(store, threshold)
         return StoreSnapshot(
             progress=progress,
             endpoints=tuple(endpoints),
@@ -333,9 +333,9 @@ class StoreReader:
             samples=tuple(latest_samples(store, samples)),
             scores=scores,
             threshold=threshold,
-            full_scores=full,
+            full_scores=True,
             # Kept pairs and done units as the monitor counts them: no scan of the store.
-            cost=cost_report(store, priced, kept_pairs=self._kept_total,
+            cost=cost_report(store, priced, kept_pairs=scores.kept,
                              done_units=progress.done_units or None) if with_cost else None,
             batch_jobs=tuple(batch_job_rows(store)),
         )

@@ -262,11 +262,11 @@ def test_store_reader_counts_only_new_rows_yet_matches_a_fresh_read(tmp_path: Pa
         run_pipeline(whole)
         after = reader.snapshot(with_cost=False)
         fresh = take_snapshot(store, config, with_cost=False)
-    assert not after.full_scores
+    assert after.full_scores and after.scores == fresh.scores
     assert after.progress == fresh.progress
     assert after.progress.done_units == SAMPLE_UNITS and after.progress.run_id == 2
     assert after.endpoints == fresh.endpoints
-    assert before.scores.judged + after.scores.judged == fresh.scores.judged
+    assert before.scores.judged < after.scores.judged
 
 
 def test_event_buffer_wakes_the_ui_once_per_burst() -> None:
