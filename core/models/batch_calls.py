@@ -23,7 +23,7 @@ from visinstruct.core.models.backends.bedrock_batch import (
     job_token,
     join_replies,
 )
-from visinstruct.core.models.calls import CallOutcome, StageContext
+from visinstruct.core.models.calls import CallOutcome, StageContext, storable_result
 from visinstruct.core.models.ledger import CallInfo
 from visinstruct.core.models.pool import PoolResult
 from visinstruct.core.store.batch_jobs import (
@@ -356,8 +356,8 @@ class BatchCalls:
                 continue
             tokens_in += response.tokens_in
             tokens_out += response.tokens_out
-            answered.append((record, CallOutcome(info, PoolResult(response, ref, latency_ms,
-                                                                  attempt))))
+            answered.append((record, CallOutcome(info, storable_result(
+                PoolResult(response, ref, latency_ms, attempt)))))
         if answered:
             stage.replies(answered)
         return len(answered), errors, tokens_in, tokens_out

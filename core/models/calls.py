@@ -17,6 +17,7 @@ from visinstruct.core.models.backends.base import Backend, CompletionRequest
 from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
 from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.sanitize.clean import storable
+from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
 
 
@@ -71,14 +72,17 @@ def make_call(ctx: StageContext, *, stage: str, image_id: int, task: str, model:
         return CallOutcome(info, None, error)
     except Exception as error:  # noqa: BLE001 - the pool has finished the attempt's row
         return CallOutcome(info, None, unexpected_error(error))
-    return CallOutcome(info, _storable(result))
+    return CallOutcome(info, storable_result(result))
 
 
-def _storable(result: PoolResult) -> PoolResult:
-    """The result with its text valid Unicode, so no write of it can fail on encoding."""
+def storable_result(result: PoolResult) -> PoolResult:
+    """The result as every stage may keep it: its text valid Unicode (no write of it can fail
+    on encoding) and without any secret the tool sent, in any form (a server may echo the
+    request's headers inside a good reply: the ledger, the generation and the pairs made of it
+    must not keep them)."""
     response = result.response
-    text, raw = storable(response.text), storable(response.raw)
-    if text is response.text and raw is response.raw:
+    text, raw = redact(storable(response.text)), redact(storable(response.raw))
+    if text == response.text and raw == response.raw:
         return result
     return replace(result, response=replace(response, text=text, raw=raw))
 

@@ -7,11 +7,13 @@ store, the model wires and the commands can all use it.
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import re
 import threading
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 MASK = "***"
 # Environment variables holding secrets by name, and names that say "secret" by their shape.
@@ -47,6 +49,8 @@ _USER_INFO = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.\-]*://)(?P<info>[^/\s@'\"<
 # AWS access key ids, long-term and temporary, wherever they appear (a SigV4 Credential=...).
 _AWS_KEY_ID = re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{16}\b")
 
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+
 _lock = threading.Lock()
 _registered: set[str] = set()
 _cache: tuple[frozenset[str], re.Pattern[str] | None] = (frozenset(), None)
@@ -62,16 +66,24 @@ def register_secret(value: str | None) -> None:
 
 
 def register_url(url: str | None) -> None:
-    """Mask the password (and user) of a URL's user info, e.g. `http://u:pw@host/v1`."""
+    """Mask the user info of a URL, e.g. `http://u:pw@host/v1`: the password, `u:pw` and the
+    Basic token made of them, as written and percent-decoded.
+
+    The user name alone is not masked: it is no secret, and masking a common word in every
+    model reply would damage the data.
+    """
     if not url:
         return
     try:
         parts = urlsplit(url)
     except ValueError:
         return
-    register_secret(parts.password)
-    if parts.password:
-        register_secret(parts.username)
+    if parts.password is None:
+        return
+    user = parts.username or ""
+    for name, password in {(user, parts.password), (unquote(user), unquote(parts.password))}:
+        register_secret(password)
+        register_secret(f"{name}:{password}")  # its Base64 form is the Basic token
 
 
 def secret_values() -> frozenset[str]:
@@ -97,9 +109,26 @@ def _environment_changed() -> bool:
     return True
 
 
+def secret_forms(value: str) -> set[str]:
+    """The forms text may carry `value` in: as is or percent-decoded, each also as Base64 (the
+    Basic token of a `user:password`), and all of them percent-encoded (upper and lower case
+    hex, `+` for spaces), JSON-escaped and with escaped slashes."""
+    plain = {value, unquote(value)}
+    forms = set(plain)
+    for form in plain:
+        encoded = base64.b64encode(form.encode("utf-8", "surrogatepass")).decode("ascii")
+        forms.update((encoded, encoded.rstrip("=")))  # padded or not; longest is masked first
+    for form in list(forms):
+        for quoted in (quote(form, safe=""), quote(form, safe="/"), quote_plus(form, safe="")):
+            forms.update((quoted, _LOWER_HEX.sub(lambda m: m[0].lower(), quoted)))
+        escaped = json.dumps(form)[1:-1]
+        forms.update((escaped, form.replace("/", "\\/"), escaped.replace("/", "\\/")))
+    return {form for form in forms if len(form) >= 4}
+
+
 def _secret_pattern() -> re.Pattern[str] | None:
-    """One alternation of every secret in the forms text may carry it (as is, URL-quoted,
-    with JSON-escaped slashes), longest first so a secret inside another is masked whole."""
+    """One alternation of every secret in every form text may carry it (`secret_forms`),
+    longest first so a secret inside another is masked whole."""
     global _cache
     if not _environment_changed():
         return _cache[1]
@@ -109,8 +138,7 @@ def _secret_pattern() -> re.Pattern[str] | None:
         return pattern
     forms: set[str] = set()
     for value in values:
-        forms.update((value, quote(value, safe=""), quote(value, safe="/"),
-                      value.replace("/", "\\/")))
+        forms.update(secret_forms(value))
     ordered = sorted(forms, key=len, reverse=True)
     pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
     _cache = (values, pattern)

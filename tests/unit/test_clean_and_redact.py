@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import pytest
@@ -76,6 +77,17 @@ def test_a_registered_url_password_is_masked_anywhere() -> None:
     register_url("http://reader:Sh0rtButSecret@example.test/v1")
     assert redact("echoed Sh0rtButSecret back") == "echoed *** back"
     assert redact_url("http://reader:Sh0rtButSecret@example.test/v1") == "http://example.test/v1"
+
+
+def test_a_url_password_is_masked_decoded_encoded_and_inside_its_basic_token() -> None:
+    register_url("http://viewer:p%40ss%2Fw0rd%20q@example.test/v1")
+    basic = base64.b64encode(b"viewer:p@ss/w0rd q").decode()
+    assert redact(f"got Basic {basic}") == "got Basic ***"
+    for echoed in ("p@ss/w0rd q", "p%40ss%2Fw0rd%20q", "p%40ss%2fw0rd%20q", "p%40ss%2Fw0rd+q",
+                   basic, basic.rstrip("="), "p@ss\\/w0rd q",
+                   base64.b64encode(b"p@ss/w0rd q").decode()):
+        assert redact(f"server said [{echoed}]") == "server said [***]", echoed
+    assert redact("the viewer looks at a reader") == "the viewer looks at a reader"
 
 
 @pytest.mark.parametrize("prose", ["A dog runs [1] in the park near a lake with trees.",

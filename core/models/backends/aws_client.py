@@ -27,6 +27,7 @@ from urllib3.exceptions import ProtocolError
 
 from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.replies import naming_target
+from visinstruct.core.sanitize.redact import register_secret
 
 BACKPRESSURE_CODES = frozenset({
     "ThrottlingException",
@@ -82,9 +83,23 @@ def make_client(
             _shared_loader = session.get_component("data_loader")
         else:
             session.register_component("data_loader", _shared_loader)
+    _register_credentials(session)
     return session.create_client(
         service, region_name=region, config=config, endpoint_url=endpoint_url
     )
+
+
+def _register_credentials(session: Any) -> None:
+    """Mask the secret key and session token the client will sign with, wherever they came
+    from (a profile, SSO, a credential process): an error or a reply may echo them."""
+    try:
+        credentials = session.get_credentials()  # cached: the client resolves them anyway
+        frozen = credentials.get_frozen_credentials() if credentials is not None else None
+    except Exception:  # noqa: BLE001 - the client reports missing credentials on its first call
+        return
+    if frozen is not None:
+        for value in (frozen.access_key, frozen.secret_key, frozen.token):
+            register_secret(value)
 
 
 def original_status(error: ClientError) -> int | None:
