@@ -315,3 +315,70 @@ def _first_significant_byte(source: BinaryIO) -> bytes:
 
 def _printable_id(record_id: Any) -> str:
     return record_id if isinstance(record_id, str) and len(record_id) <= 40 else ""
+
+
+# The records of mix665k itself, carried into a training mix unchanged, are checked less
+# strictly than ours: ids and image folders of every academic set, text-only records, and
+# <image> before or after the first question all occur in the real file.
+MIX_RULES: dict[str, str] = {
+    "mix-keys": "the record is an object with conversations, an id (string or number) and, "
+                "unless text-only, an image",
+    "mix-image": "image is a relative path inside the image folder (no leading /, no ..)",
+    "mix-turns": "conversations is a list of {from: human|gpt, value: string} turns, at least "
+                 "one of each; with an image they alternate from human, an even count",
+    "mix-image-token": "<image> appears once, in the first human turn, when there is an "
+                       "image; never in a text-only record",
+}
+
+
+def check_mix_record(record: Any) -> list[RuleViolation]:
+    """Every MIX_RULES rule a mix665k record breaks (empty: it may go into a training mix)."""
+    if not isinstance(record, dict):
+        return [RuleViolation("mix-keys", f"the record is not an object but "
+                                          f"{type(record).__name__}")]
+    violations: list[RuleViolation] = []
+    record_id = record.get("id")
+    if isinstance(record_id, bool) or not (
+            isinstance(record_id, int) or (isinstance(record_id, str) and record_id.strip())):
+        violations.append(RuleViolation("mix-keys", f"id must be a non-empty string or a "
+                                                    f"number, got {shown(record_id)}"))
+    image = record.get("image")
+    has_image = image is not None
+    if has_image and not (isinstance(image, str) and image and not image.startswith("/")
+                          and "\\" not in image and ".." not in image.split("/")):
+        violations.append(RuleViolation("mix-image", f"bad image path {shown(image)}"))
+    turns = record.get("conversations")
+    if not isinstance(turns, list):
+        violations.append(RuleViolation("mix-keys", f"conversations must be a list, got "
+                                                    f"{shown(turns)}"))
+        return violations
+    roles: list[str] = []
+    token_count = first_turn_tokens = 0
+    for position, turn in enumerate(turns):
+        value = turn.get("value") if isinstance(turn, dict) else None
+        role = turn.get("from") if isinstance(turn, dict) else None
+        if not (isinstance(turn, dict) and turn.keys() == {"from", "value"}
+                and role in (HUMAN, GPT) and isinstance(value, str)
+                and _encodes_as_utf8(value)):
+            violations.append(RuleViolation(
+                "mix-turns", f"turn {position} must be {{from: human|gpt, value: text}}, got "
+                             f"{shown(turn)}"))
+            return violations
+        roles.append(str(role))
+        found = str(value).count(IMAGE_TOKEN)
+        token_count += found
+        first_turn_tokens = found if position == 0 else first_turn_tokens
+    if HUMAN not in roles or GPT not in roles:
+        violations.append(RuleViolation("mix-turns", "needs a human and a gpt turn"))
+    elif has_image and (len(roles) % 2 or any(
+            role != (HUMAN if n % 2 == 0 else GPT) for n, role in enumerate(roles))):
+        violations.append(RuleViolation(
+            "mix-turns", "turns must alternate human, gpt from the first, an even count"))
+    if has_image and (token_count != 1 or first_turn_tokens != 1):
+        violations.append(RuleViolation(
+            "mix-image-token", f"<image> must appear once, in the first turn; found "
+                               f"{token_count}"))
+    if not has_image and token_count:
+        violations.append(RuleViolation("mix-image-token",
+                                        "a text-only record must not hold <image>"))
+    return violations

@@ -1,0 +1,236 @@
+"""Which part of llava_v1_5_mix665k.json a record belongs to, by its image path and prompts.
+
+The one classifier of mix665k records: `prepare` reads the GPT-4 baseline through it and
+`export --mix` decides through it what goes into the training mix. docs/training-mix.md lists
+the parts, the patterns that place a record in each, and where each part came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from visinstruct.dataset.records import Pair
+
+IMAGE_TOKEN = "<image>"
+COCO_PREFIX = "coco/train2017/"
+GQA_PREFIX = "gqa/images/"
+
+# Part names: the keys of PARTS, plus the two a record falls in when it cannot be placed.
+LLAVA_INSTRUCT = "llava_instruct"
+SHAREGPT = "sharegpt"
+VQA_COCO = "vqav2_okvqa"
+AOKVQA = "aokvqa"
+REFCOCO = "refcoco"
+GQA = "gqa"
+OCR_VQA = "ocr_vqa"
+TEXTCAPS = "textcaps"
+VISUAL_GENOME = "vg"
+UNCLASSIFIED = "unclassified"
+MALFORMED = "malformed"
+
+
+@dataclass(frozen=True)
+class MixPart:
+    """One part of mix665k: what it is, who made its answers, and its terms where known."""
+
+    name: str
+    title: str
+    made_by: str        # "people" (an academic set's own answers), "GPT-4" or "ChatGPT"
+    license: str        # an SPDX id where the authors publish one, else "unknown"
+    link: str           # where its terms are published
+    academic: bool      # kept as it is in the training mix
+
+
+_COCO_TERMS = "https://cocodataset.org/#termsofuse"
+PARTS: dict[str, MixPart] = {part.name: part for part in (
+    MixPart(LLAVA_INSTRUCT, "LLaVA-Instruct (conversation, detail, complex reasoning; COCO)",
+            "GPT-4", "CC-BY-NC-4.0",
+            "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K", False),
+    MixPart(SHAREGPT, "ShareGPT (text-only conversations)", "ChatGPT", "unknown",
+            "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K", False),
+    MixPart(VQA_COCO, "VQAv2 and OK-VQA (COCO)", "people", "CC-BY-4.0",
+            "https://visualqa.org/terms.html", True),
+    MixPart(AOKVQA, "A-OKVQA multiple choice (COCO)", "people", "unknown",
+            "https://allenai.org/project/a-okvqa/home", True),
+    MixPart(REFCOCO, "RefCOCO regions (COCO)", "people", "unknown",
+            "https://github.com/lichengunc/refer", True),
+    MixPart(GQA, "GQA", "people", "CC-BY-4.0",
+            "https://cs.stanford.edu/people/dorarad/gqa/about.html", True),
+    MixPart(OCR_VQA, "OCR-VQA (book covers)", "people", "unknown",
+            "https://ocr-vqa.github.io/", True),
+    MixPart(TEXTCAPS, "TextCaps (TextVQA images)", "people", "CC-BY-4.0",
+            "https://textvqa.org/textcaps/", True),
+    MixPart(VISUAL_GENOME, "Visual Genome regions", "people", "CC-BY-4.0",
+            "https://homes.cs.washington.edu/~ranjay/visualgenome/", True),
+)}
+COCO_IMAGES_TERMS = _COCO_TERMS
+
+# Image folders of the academic sets other than COCO: the path alone places the record.
+_FOLDER_PARTS: tuple[tuple[str, str], ...] = (
+    (GQA_PREFIX, GQA), ("ocr_vqa/", OCR_VQA), ("textvqa/", TEXTCAPS), ("vg/", VISUAL_GENOME))
+
+# The prompts LLaVA-1.5 gave each academic set on COCO images (and close rewordings).
+_OPTION_PROMPT = re.compile(r"answer with the option|option's letter", re.IGNORECASE)
+_OPTION_LINE = re.compile(r"^\s*[A-H][.)]\s+\S", re.MULTILINE)
+_REGION_PROMPT = re.compile(
+    r"short description for this region|bounding box coordinate"
+    r"|region this sentence describes", re.IGNORECASE)
+_NUMBER = r"\s*-?(?:\d+\.?\d*|\.\d+)\s*"
+_BOX_LIST = re.compile(rf"\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]")
+_SHORT_ANSWER_PROMPT = re.compile(
+    r"answer (?:the question )?(?:using|with|in) (?:only )?(?:a|one) (?:single )?(?:word|phrase)"
+    r"|answer (?:with )?(?:yes or no|a number)|one-sentence caption",
+    re.IGNORECASE,
+)
+
+# Ways of asking for a description of the whole image (the detail task), written for the
+# questions of LLaVA-Instruct's detail_23k and the paper's list of description requests.
+_DETAIL_REQUEST = re.compile(
+    r"\bin (?:great |more |full |rich |fine )?detail"
+    r"|\bdetailed\b|\bwell-detailed\b"
+    r"|\b(?:comprehensive|thorough|exhaustive)\b"
+    r"|\belaborate (?:on|explanation|description|account)\b"
+    r"|\bdescribe (?:the |this )?(?:following |given |provided |presented )?"
+    r"(?:image|picture|photo|photograph|scene|snapshot)\b"
+    r"|\bwhat do you (?:see|think is) (?:happening|going on)\b"
+    r"|\bwhat(?:'s| is) (?:happening|going on) in (?:the|this) (?:scene|snapshot)\b"
+    r"|\bwhat is this (?:photo|picture|image|photograph) about\b"
+    r"|\bkey elements\b|\bmain features\b|\bvarious aspects\b"
+    r"|\bexplain (?:what you see|the visual content)\b"
+    r"|\b(?:walk through|narrate|portray|characterize|break down|rundown|illustrate"
+    r"|examine|clarify)\b.*\b(?:image|picture|photo|contents|details)\b",
+    re.IGNORECASE,
+)
+# Words of a question that asks for inference rather than what is visible (complex_reasoning).
+_REASONING_CUE = re.compile(
+    r"\b(?:why|might|could|may|would|potential(?:ly)?|possible|possibly|likely|infer(?:red)?"
+    r"|reasons?|purpose|imagine|benefits?|challenges?|concerns?|precautions?|suggests?"
+    r"|significance|implications?|impact|factors?|aftermath|measures)\b",
+    re.IGNORECASE,
+)
+_SHORT_ANSWER_WORDS = 3      # VQA ground truths are one to three words
+_LONG_ANSWER_WORDS = 60      # single answers this long are reasoning, not a conversation turn
+_REASONED_ANSWER_WORDS = 35  # ... or this long when the question asks for inference
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a record goes: its part, and for a COCO record its image id and pairs.
+
+    `task` is set for LLaVA-Instruct records only: conversation, detail or complex_reasoning.
+    """
+
+    part: str
+    task: str = ""
+    image_id: int = 0
+    pairs: tuple[Pair, ...] = ()
+
+
+class _MalformedRecord(Exception):
+    """A COCO record whose turns cannot be read as human/gpt pairs."""
+
+
+def place_record(record: Any) -> Placement:
+    """The part of mix665k `record` belongs to (MALFORMED or UNCLASSIFIED when none fits)."""
+    if not isinstance(record, dict):
+        return Placement(MALFORMED)
+    image = record.get("image")
+    if image is None or image == "":
+        return Placement(SHAREGPT) if isinstance(record.get("conversations"), list) \
+            else Placement(MALFORMED)
+    if not isinstance(image, str):
+        return Placement(MALFORMED)
+    if not image.startswith(COCO_PREFIX):
+        for prefix, part in _FOLDER_PARTS:
+            if image.startswith(prefix):
+                return Placement(part)
+        return Placement(UNCLASSIFIED)
+    image_id = coco_image_id(image)
+    if image_id is None:
+        return Placement(MALFORMED)
+    try:
+        pairs = record_pairs(record)
+    except _MalformedRecord:
+        return Placement(MALFORMED, image_id=image_id)
+    academic = academic_part(pairs)
+    if academic:
+        return Placement(academic, image_id=image_id, pairs=pairs)
+    if _mostly_terse(pairs):
+        # Short answers with none of LLaVA-1.5's prompts: neither GPT-4's nor a known set's.
+        return Placement(UNCLASSIFIED, image_id=image_id, pairs=pairs)
+    return Placement(LLAVA_INSTRUCT, instruct_task(pairs), image_id, pairs)
+
+
+def academic_part(pairs: tuple[Pair, ...]) -> str:
+    """The academic set whose prompts these COCO pairs use, or "" when none matches."""
+    if any(_OPTION_PROMPT.search(p.question) or len(_OPTION_LINE.findall(p.question)) >= 2
+           for p in pairs):
+        return AOKVQA
+    if any(_REGION_PROMPT.search(p.question) or _BOX_LIST.search(p.question)
+           or _BOX_LIST.fullmatch(p.answer) for p in pairs):
+        return REFCOCO
+    if any(_SHORT_ANSWER_PROMPT.search(p.question) for p in pairs):
+        return VQA_COCO
+    return ""
+
+
+def instruct_task(pairs: tuple[Pair, ...]) -> str:
+    """conversation, detail or complex_reasoning for the pairs of a LLaVA-Instruct record."""
+    if len(pairs) > 1:
+        return "conversation"
+    question, answer = pairs[0].question, pairs[0].answer
+    if _DETAIL_REQUEST.search(question):
+        return "detail"
+    words = len(answer.split())
+    if words >= _LONG_ANSWER_WORDS or (
+        words >= _REASONED_ANSWER_WORDS and _REASONING_CUE.search(question)
+    ):
+        return "complex_reasoning"
+    return "conversation"
+
+
+def _mostly_terse(pairs: tuple[Pair, ...]) -> bool:
+    short = sum(len(pair.answer.split()) <= _SHORT_ANSWER_WORDS for pair in pairs)
+    return short * 4 >= len(pairs) * 3
+
+
+def record_pairs(record: dict[str, Any]) -> tuple[Pair, ...]:
+    """The record's human/gpt turns as pairs, the image token removed; raises _MalformedRecord."""
+    turns = record.get("conversations")
+    if not isinstance(turns, list) or not turns:
+        raise _MalformedRecord("no conversations")
+    pairs: list[Pair] = []
+    for index in range(0, len(turns) - 1, 2):
+        question = _turn_text(turns[index], "human")
+        answer = _turn_text(turns[index + 1], "gpt")
+        pairs.append(Pair(question.replace(IMAGE_TOKEN, "").strip(), answer.strip()))
+    if len(turns) % 2:
+        _turn_text(turns[-1], "human")  # a dangling question is dropped, but must be well-formed
+    if not pairs:
+        raise _MalformedRecord("no answered question")
+    return tuple(pairs)
+
+
+def _turn_text(turn: Any, speaker: str) -> str:
+    """The text of a turn that must come from `speaker`."""
+    if not isinstance(turn, dict) or turn.get("from") != speaker:
+        raise _MalformedRecord(f"expected a {speaker} turn")
+    value = turn.get("value")
+    if not isinstance(value, str):
+        raise _MalformedRecord("turn text is not a string")
+    return value
+
+
+def coco_image_id(image: str) -> int | None:
+    """The COCO id in 'coco/train2017/000000123456.jpg', or None when the name has none."""
+    stem = image[len(COCO_PREFIX):].rsplit(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
+def gqa_image_id(image: str) -> str:
+    """The GQA id in 'gqa/images/2354786.jpg', or '' for any other image."""
+    if not image.startswith(GQA_PREFIX):
+        return ""
+    return image[len(GQA_PREFIX):].rsplit(".", 1)[0]
