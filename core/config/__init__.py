@@ -24,6 +24,7 @@ from visinstruct.core.config.backends import (
     backend_spec,
     forget_plugins,
     plugin_backends,
+    sees_images,
     spec_for,
 )
 from visinstruct.core.config.builtin_backends import BACKENDS, batch_family, check_gguf
@@ -58,7 +59,12 @@ __all__ = ["BACKENDS", "BATCH_FAMILIES", "BATCH_TOKENS", "ENTRY_POINT_GROUP", "I
            "EvaluationConfig", "GatesConfig", "GenerationConfig", "JudgeConfig", "ModelConfig",
            "SourceConfig", "backend_names", "backend_spec", "batch_family", "check_gguf",
            "check_ranges", "default_config", "default_models", "forget_plugins", "load_config",
-           "parse_override", "plugin_backends", "spec_for", "validate", "validate_fact_sources"]
+           "parse_override", "plugin_backends", "sees_images", "spec_for", "validate",
+           "validate_fact_sources"]
+
+
+# Keys whose default is "decided elsewhere" (None) but that a config sets to true or false.
+_OPTIONAL_BOOL_KEYS = frozenset({"vision"})
 
 
 def load_config(path: Path | None, overrides: Mapping[str, Any] | None = None) -> Config:
@@ -142,7 +148,7 @@ def _typed(value: Any, current: Any, key: str, label: str, origin: str, base: Pa
             return value
         p = Path(os.path.expanduser(value))
         return str(p if p.is_absolute() else base / p)
-    if isinstance(current, bool):
+    if isinstance(current, bool) or key in _OPTIONAL_BOOL_KEYS:
         if not isinstance(value, bool):
             raise bad("true or false")
         return value

@@ -27,6 +27,9 @@ PRICING_KINDS = (TOKENS, INSTANCE_HOURS, BATCH_TOKENS)
 
 Check = Callable[[ModelConfig, str], None]
 Builder = Callable[[ModelConfig], Any]
+# (model) -> "" when this model's requests can carry pictures, else the fix, said in the error.
+ImageWire = Callable[[ModelConfig], str]
+Judgement = Callable[[ModelConfig], bool]
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,20 @@ class BackendSpec:
     needs_aws_credentials: bool = False
     aws_bearer_token_env: str = ""      # an API key in this variable signs instead of IAM
     runs_locally: bool = False          # calls cost nothing: no money to plan for
-    vision_by_model_id: bool = False    # pictures are sent when the model id names a seeing model
+    carries_images: ImageWire | None = None  # None: the wire sends text only
+    sees_by_default: Judgement | None = None  # `vision`'s default for a model (None: false)
     summary: str = ""                   # one line for docs and errors
 
     def validate(self, model: ModelConfig, where: str) -> None:
         """Refuse a [models.X] table this backend cannot work with (ConfigError, exit 2)."""
         if self.check is not None:
             self.check(model, where)
+
+    def image_refusal(self, model: ModelConfig) -> str:
+        """The fix when `model`'s requests cannot carry pictures ("set ..."); "" when they can."""
+        if self.carries_images is None:
+            return f"vision = false (backend {self.name} sends text only)"
+        return self.carries_images(model)
 
     def make(self, model: ModelConfig) -> Any:
         """Build the client for `model` (the wire's SDK is imported here, not before)."""
@@ -69,6 +79,19 @@ _MODEL_KEYS = frozenset(f.name for f in fields(ModelConfig)) - {"name", "backend
 def spec_for(model: ModelConfig) -> BackendSpec:
     """The declaration of `model`'s backend (ConfigError when no backend has that name)."""
     return backend_spec(model.backend, f"[models.{model.name}]")
+
+
+def sees_images(model: ModelConfig) -> bool:
+    """Whether `model` is sent pictures: its `vision` key, else its backend's default for it.
+
+    The default is never true on a wire that cannot carry the picture; `vision = true` there
+    is a config error (core/config/checks.py).
+    """
+    if model.vision is not None:
+        return model.vision
+    spec = spec_for(model)
+    return (spec.sees_by_default is not None and spec.sees_by_default(model)
+            and not spec.image_refusal(model))
 
 
 def backend_spec(name: str, where: str = "") -> BackendSpec:

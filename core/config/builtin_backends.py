@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -82,6 +83,42 @@ def _check_scripted(model: ModelConfig, where: str) -> None:
         raise ConfigError(f"{where}.script file not found: {model.script}")
 
 
+# Bedrock model ids of models that take images: Claude 3 and later, Nova Lite and Pro,
+# Llama 3.2 11B and 90B, Pixtral.
+_SEEING_BEDROCK_MODEL = re.compile(
+    r"(?:anthropic\.claude-(?:3|(?:opus|sonnet|haiku)-[4-9])"
+    r"|amazon\.nova-(?:lite|pro)|meta\.llama3-2-(?:11|90)b|mistral\.pixtral)",
+    re.IGNORECASE)
+
+
+def sees_on_bedrock(model: ModelConfig) -> bool:
+    """Whether the Bedrock model id names a model known to take images."""
+    return bool(_SEEING_BEDROCK_MODEL.search(model.model_id))
+
+
+def _bedrock_images(model: ModelConfig) -> str:
+    # Converse carries an image block for any model; InvokeModel bodies only Anthropic's.
+    if model.api == "converse" or batch_family(model.model_id) == "anthropic":
+        return ""
+    return 'api = "converse" (InvokeModel bodies carry pictures for Anthropic models only)'
+
+
+def _batch_images(model: ModelConfig) -> str:
+    if batch_family(model.model_id) == "anthropic":
+        return ""
+    return ("an anthropic. model id (batch records carry pictures in Anthropic bodies only), "
+            "or vision = false")
+
+
+def _sagemaker_images(model: ModelConfig) -> str:
+    return "" if model.schema == "messages" else (
+        f'schema = "messages" (the {model.schema} schema sends a text prompt only)')
+
+
+def _always(model: ModelConfig) -> str:
+    return ""
+
+
 def batch_family(model_id: str) -> str:
     """The provider of a Bedrock model id ("us.anthropic.claude-..." -> "anthropic"), or ""."""
     parts = model_id.split(".")
@@ -110,29 +147,33 @@ BUILTIN: dict[str, BackendSpec] = {spec.name: spec for spec in (
         "sagemaker", f"{_WIRES}.sagemaker:from_config",
         keys=("endpoints", "schema", "region", "stream", "instances", "price_per_instance_hour"),
         check=_check_sagemaker, pricing=INSTANCE_HOURS, needs_aws_credentials=True,
+        carries_images=_sagemaker_images,
         summary="SageMaker real-time endpoints speaking TGI, LMI or Messages payloads"),
     BackendSpec(
         "bedrock", f"{_WIRES}.bedrock:from_config", keys=(*_BEDROCK_KEYS, "api"),
         check=_check_bedrock, needs_aws_credentials=True,
-        aws_bearer_token_env="AWS_BEARER_TOKEN_BEDROCK", vision_by_model_id=True,
+        aws_bearer_token_env="AWS_BEARER_TOKEN_BEDROCK",
+        carries_images=_bedrock_images, sees_by_default=sees_on_bedrock,
         summary="a model on Amazon Bedrock through InvokeModel or Converse"),
     BackendSpec(
         "bedrock-batch", f"{_WIRES}.bedrock:remainder_from_config",
         keys=(*_BEDROCK_KEYS, *_BATCH_KEYS), check=_check_bedrock_batch, pricing=BATCH_TOKENS,
         runs_batch_jobs=True, needs_aws_credentials=True,
         aws_bearer_token_env="AWS_BEARER_TOKEN_BEDROCK",
+        carries_images=_batch_images, sees_by_default=sees_on_bedrock,
         summary="Bedrock batch inference jobs, with the remainder sent on demand"),
     BackendSpec(
         "openai", f"{_WIRES}.openai:from_config",
         keys=("base_url", "base_urls", "api_key_env", "model", "json_mode"),
-        check=_check_openai, summary="an OpenAI-compatible chat completions server"),
+        check=_check_openai, carries_images=_always,
+        summary="an OpenAI-compatible chat completions server"),
     BackendSpec(
         "local", f"{_WIRES}.local:from_config", keys=("gguf", "n_ctx", "n_threads", "contexts"),
         check=_check_local, runs_locally=True,
         summary="a GGUF model in this process through llama-cpp-python"),
     BackendSpec(
         "scripted", f"{_WIRES}.scripted:from_config", keys=("script", "endpoints"),
-        check=_check_scripted,
+        check=_check_scripted, carries_images=_always,
         summary="a test double answering from a script or a built-in responder"),
 )}
 BACKENDS: tuple[str, ...] = tuple(BUILTIN)

@@ -111,6 +111,8 @@ _RANGES: dict[str, _Range] = {
     "price_in_per_million": _Range(0, 1_000_000),
     "price_out_per_million": _Range(0, 1_000_000),
     "price_per_instance_hour": _Range(0, 1_000_000),
+    # Pixels of a picture's longest side: below 64 nothing is seen, above 4096 no model takes.
+    "image_max_side": _Range(64, 4096),
 }
 
 
@@ -194,3 +196,7 @@ def _validate_model(model: ModelConfig, origin: str) -> None:
     if model.attempts < 1:
         raise ConfigError(f"{where}.attempts must be at least 1")
     spec.validate(model, where)
+    refusal = spec.image_refusal(model) if model.vision else ""
+    if refusal:
+        raise ConfigError(f"{where}.vision = true, but this wire cannot carry pictures; "
+                          f"set {refusal}")

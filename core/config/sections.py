@@ -165,6 +165,9 @@ class ModelConfig:
     poll_seconds: float = 60.0
     timeout_hours: int = 24
     on_demand_remainder: bool = True
+    # Pictures: None means the backend's default for the model id (core/config/backends.py).
+    vision: bool | None = None
+    image_max_side: int = 1024   # longest side, in pixels, of a picture sent to the model
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from visinstruct.core.config import Config, spec_for
+from visinstruct.core.config import Config, sees_images, spec_for
 from visinstruct.core.errors import InputError
 from visinstruct.core.evaluation.aggregate import (
     Summary,
@@ -30,7 +30,6 @@ from visinstruct.core.evaluation.units import (
 )
 from visinstruct.core.evaluation.verdicts import (
     Pictures,
-    model_sees_images,
     record_verdict,
     verdict_request,
 )
@@ -355,7 +354,7 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     template = active_template(store, "evaluate")
     answer_template = active_template(store, "answer") if mode == "answers" else None
     evaluator = config.model(config.evaluation.model)
-    if config.source.images_dir and not model_sees_images(evaluator):
+    if config.source.images_dir and not sees_images(evaluator):
         notice(f"the evaluator {evaluator.name!r} does not take pictures; it compares on "
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])

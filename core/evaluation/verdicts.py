@@ -6,12 +6,11 @@ configured `[evaluation] temperature`; the verdict row and the ledger's finish c
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from pathlib import Path
 
-from visinstruct.core.config import Config, ModelConfig, spec_for
+from visinstruct.core.config import Config, sees_images
 from visinstruct.core.errors import BackendError
 from visinstruct.core.evaluation.aggregate import VerdictRow
 from visinstruct.core.models.backends.base import CompletionRequest
@@ -30,12 +29,6 @@ from visinstruct.core.text.parse_scores import parse_verdict
 from visinstruct.core.text.prompts import PromptTemplate, evaluation_messages
 
 MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
-_VISION_MODEL = re.compile(r"claude-(?:[3-9]|(?:opus|sonnet|haiku)-[4-9])", re.IGNORECASE)
-
-
-def model_sees_images(model: ModelConfig) -> bool:
-    """Whether the model is a Claude 3 or later on a wire that sends it pictures (Bedrock's)."""
-    return spec_for(model).vision_by_model_id and bool(_VISION_MODEL.search(model.model_id))
 
 
 class Pictures:
@@ -43,7 +36,7 @@ class Pictures:
 
     def __init__(self, config: Config) -> None:
         images_dir, gqa_dir = config.source.images_dir, config.source.gqa_images_dir
-        sees = model_sees_images(config.model(config.evaluation.model))
+        sees = sees_images(config.model(config.evaluation.model))
         self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
         self.gqa_images_dir: Path | None = Path(gqa_dir) if gqa_dir and sees else None
         self.unusable: dict[int, str] = {}

@@ -34,9 +34,8 @@ from tests.integration.test_evaluate import (  # noqa: F401 - the `fake` and `sc
     stored,
     write_config,
 )
-from visinstruct.core.config import Config, ModelConfig, load_config
+from visinstruct.core.config import Config, ModelConfig, load_config, sees_images
 from visinstruct.core.errors import InputError
-from visinstruct.core.evaluation.evaluate import model_sees_images
 from visinstruct.core.events import EvaluationNotice, Event
 
 
@@ -147,10 +146,11 @@ def test_ctrl_c_stops_the_command_with_exit_3_and_keeps_what_finished(
     ("bedrock", "anthropic.claude-v2:1", False),
     ("bedrock", "anthropic.claude-instant-v1", False),
     ("bedrock", "meta.llama3-70b-instruct-v1:0", False),
+    ("bedrock", "meta.llama3-2-90b-instruct-v1:0", False),  # InvokeModel: Anthropic only
     ("openai", "claude-3-5-sonnet", False),
 ])
-def test_only_claude_3_and_later_on_bedrock_get_the_picture(backend: str, model_id: str,
-                                                            sees: bool) -> None:
+def test_the_evaluator_sees_by_its_models_vision_default(backend: str, model_id: str,
+                                                         sees: bool) -> None:
     model = ModelConfig(name="judge", backend=backend, model_id=model_id)
 
-    assert model_sees_images(model) is sees
+    assert sees_images(model) is sees
