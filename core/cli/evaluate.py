@@ -6,6 +6,8 @@ import argparse
 import json
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +16,14 @@ from visinstruct.core.errors import ExitCode, InputError
 from visinstruct.core.evaluation.aggregate import Summary
 from visinstruct.core.evaluation.evaluate import EvaluationReport, evaluate
 from visinstruct.core.evaluation.wording import bias_text, interval_text, relative_text
-from visinstruct.core.events import EvaluationNotice, Event, VerdictRecorded
+from visinstruct.core.events import (
+    CallFinished,
+    EvaluationNotice,
+    EvaluationStarted,
+    Event,
+    VerdictRecorded,
+)
+from visinstruct.core.pipeline.tally import duration
 from visinstruct.core.sanitize.redact import redact
 
 
@@ -23,15 +32,31 @@ def _say(message: str) -> None:
 
 
 class _Talk:
-    """Notices as notes on stderr, and a progress line when stderr is a terminal."""
+    """Notices as notes on stderr; progress as a live line on a terminal, else a plain line
+    every few seconds (cli/plain_progress.py)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        from visinstruct.core.cli.plain_progress import Ticker, progress_interval
+
         self.live = sys.stderr.isatty()
         self.lock = threading.Lock()
         self.open = False  # a progress line is on screen without its newline
+        self.clock = clock
+        self.started: tuple[float, int] | None = None  # (when, verdicts done then)
+        self.done = self.total = self.calls = self.failed_calls = self.unparsed = 0
+        self.ticker = None if self.live else Ticker(self.plain_line, progress_interval())
 
     def __call__(self, event: Event) -> None:
         with self.lock:
+            if isinstance(event, EvaluationStarted):
+                self.done, self.total = event.done_verdicts, event.total_verdicts
+                self.started = (self.clock(), event.done_verdicts)
+            elif isinstance(event, CallFinished):
+                self.calls += 1
+                self.failed_calls += event.status != "ok"
+            elif isinstance(event, VerdictRecorded):
+                self.done, self.total = event.done_verdicts, event.total_verdicts
+                self.unparsed += not event.parsed
             if isinstance(event, EvaluationNotice):
                 self._end_line()
                 _say(f"note: {event.message}")
@@ -39,6 +64,32 @@ class _Talk:
                 sys.stderr.write(f"\revaluated {event.done_verdicts:,}/{event.total_verdicts:,}")
                 sys.stderr.flush()
                 self.open = True
+
+    def plain_line(self) -> str:
+        """'progress: 40/200 verdicts (160 left) · 42 calls (2 failed) · ... · ETA 3m 10s'."""
+        with self.lock:
+            if self.started is None:
+                return ""
+            since, first = self.started
+            elapsed = max(0.0, self.clock() - since)
+            left = max(0, self.total - self.done)
+            rate = (self.done - first) / elapsed if elapsed > 0 else 0.0
+            eta = duration(left / rate) if rate > 0 else ("0.0s" if not left else "–")
+            failed = f" ({self.failed_calls:,} failed)" if self.failed_calls else ""
+            return (f"progress: {self.done:,}/{self.total:,} verdicts ({left:,} left) · "
+                    f"{self.calls:,} calls{failed} · {self.unparsed:,} unparsed · "
+                    f"elapsed {duration(elapsed)} · ETA {eta}")
+
+    def __enter__(self) -> _Talk:
+        if self.ticker is not None:
+            self.ticker.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.ticker is not None:
+            self.ticker.__exit__()
+        with self.lock:
+            self._end_line()
 
     def _end_line(self) -> None:
         if self.open:
@@ -85,15 +136,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                           "--set evaluation.model=tiny")
     cancel = threading.Event()
     talk = _Talk()
-    try:
-        with opened_store(config.db, for_writing=True) as store, \
-                stop_on_signals(cancel, "no new comparisons", _say):
-            threshold = threshold_for(args, store, config)
-            config = replace(config, judge=replace(config.judge, threshold=threshold))
-            report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
-                              seed=args.seed)
-    finally:
-        talk._end_line()
+    with talk, opened_store(config.db, for_writing=True) as store, \
+            stop_on_signals(cancel, "no new comparisons", _say):
+        threshold = threshold_for(args, store, config)
+        config = replace(config, judge=replace(config.judge, threshold=threshold))
+        report = evaluate(config, store, talk, cancel, mode=args.mode, sample=args.sample,
+                          seed=args.seed)
     if args.json:
         print(json.dumps(report.to_dict()))
     else:

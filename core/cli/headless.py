@@ -26,6 +26,7 @@ from visinstruct.core.pipeline.tally import (
     calls_text,
     duration,
     money,
+    progress_line,
     run_pairs_text,
     units_text,
 )
@@ -70,12 +71,20 @@ class JsonLines:
 
 
 class RichProgress:
-    """Units, pairs, calls, rates, ETA, cost and errors on stderr, from the shared RunTally."""
+    """Units, pairs, calls, rates, ETA, cost and errors on stderr, from the shared RunTally.
+
+    On a terminal a live panel; otherwise (stderr to a file or a pipe) a plain progress line
+    every few seconds (cli/plain_progress.py), and the panel's last frame at the end.
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         from rich.console import Console
 
+        from visinstruct.core.cli.plain_progress import Ticker, progress_interval
+
         self.console = Console(stderr=True)
+        self.ticker = (None if self.console.is_terminal
+                       else Ticker(self.plain_line, progress_interval()))
         self.clock = clock
         self._lock = threading.Lock()
         self.tally = RunTally()
@@ -102,6 +111,13 @@ class RichProgress:
         if isinstance(event, BatchNotice):
             # Printed above the live display, outside the lock its refresh takes.
             self.console.print(f"{event.stage} ({event.model}): {event.message}")
+
+    def plain_line(self) -> str:
+        """The figures as one log line; nothing before the run has started."""
+        with self._lock:
+            if self.tally.run_id is None:
+                return ""
+            return progress_line(self.tally.figures(self.clock()))
 
     def render(self) -> Any:
         from rich.progress_bar import ProgressBar
@@ -138,9 +154,13 @@ class RichProgress:
         self._live = Live(get_renderable=self.render, console=self.console,
                           refresh_per_second=4, transient=False)
         self._live.__enter__()
+        if self.ticker is not None:
+            self.ticker.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if self.ticker is not None:
+            self.ticker.__exit__()
         if self._live is not None:
             self._live.refresh()  # the last frame shows the closing figures, as the summary does
             self._live.__exit__(None, None, None)

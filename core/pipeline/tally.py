@@ -252,3 +252,25 @@ def calls_text(figures: RunFigures) -> str:
     """'120 calls (2 failed) · 3.1 calls/s'."""
     failed = f" ({figures.failed_calls:,} failed)" if figures.failed_calls else ""
     return f"{figures.calls:,} calls{failed} · {per_second(figures.calls_per_s, 'calls')}"
+
+
+def progress_line(figures: RunFigures) -> str:
+    """One plain line for a log: 'progress: 12/40 units (28 left) · 130 calls (2 failed) · ...'.
+
+    What `run --headless` prints at a steady interval when stderr is not a terminal. A
+    resumed run counts this run's units against what was left: '4 left of 6 units'.
+    """
+    remaining = figures.remaining_units
+    if figures.start_done:
+        this_run = max(0, figures.done_units - figures.start_done)
+        units = (f"{remaining:,} left of {figures.total_units:,} units "
+                 f"({this_run:,} done this run)")
+    else:
+        units = f"{figures.done_units:,}/{figures.total_units:,} units ({remaining:,} left)"
+    if figures.failed_units:
+        units += f", {figures.failed_units:,} failed"
+    failed = f" ({figures.failed_calls:,} failed)" if figures.failed_calls else ""
+    errors = ", ".join(f"{kind} {count:,}" for kind, count in figures.errors) or "none"
+    return (f"progress: {units} · {figures.calls:,} calls{failed} · "
+            f"{figures.kept_pairs:,} kept · errors: {errors} · "
+            f"elapsed {duration(figures.elapsed_s)} · ETA {duration(figures.eta_s)}")
