@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import os
+import select
 import socket
 import threading
 from collections.abc import Sequence
@@ -36,8 +37,6 @@ from visinstruct.core.models.backends.replies import (
 from visinstruct.core.sanitize.redact import redact_url, register_secret, register_url
 
 _ERROR_TEXT_LIMIT = 300
-# A keep-alive socket the server already closed fails like this before any reply arrives.
-_STALE_CONNECTION = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def _content(message: Message) -> str | list[dict[str, Any]]:
@@ -56,6 +55,16 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
     if message.content:
         parts.append({"type": "text", "text": message.content})
     return parts
+
+
+def _closed_by_server(sock: socket.socket) -> bool:
+    """Whether an idle kept-alive socket can no longer carry a request: between exchanges
+    nothing may arrive, so anything readable is the server's close (or a reset, or junk)."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 def chat_body(
@@ -212,19 +221,13 @@ class OpenAIBackend:
         headers = self._headers(len(body))
         if base in self._basic_auth and "Authorization" not in headers:
             headers["Authorization"] = self._basic_auth[base]
-        connection, reused = self._connection(base)
+        connection = self._connection(base)
         try:
-            try:
-                connection.request("POST", target, body=body, headers=headers)
-                response = connection.getresponse()
-            except _STALE_CONNECTION:
-                if not reused:
-                    raise
-                # The server closed an idle keep-alive socket: nothing was processed, resend once.
-                self._drop(base, connection)
-                connection, _ = self._connection(base)
-                connection.request("POST", target, body=body, headers=headers)
-                response = connection.getresponse()
+            # Sent once: a connection that fails after the request went out may have been read
+            # by the server, so the failure is this attempt's and any retry is a new attempt
+            # in the ledger. Sockets the server closed while idle are left before sending.
+            connection.request("POST", target, body=body, headers=headers)
+            response = connection.getresponse()
             raw = response.read()
             if response.will_close:
                 self._drop(base, connection)
@@ -241,12 +244,15 @@ class OpenAIBackend:
             self._local.pool = pool
         return pool
 
-    def _connection(self, base: str) -> tuple[http.client.HTTPConnection, bool]:
-        """This thread's connection to `base` and whether it was used before."""
+    def _connection(self, base: str) -> http.client.HTTPConnection:
+        """This thread's connection to `base`: its kept-alive one while the server keeps it
+        open, else a new one."""
         pool = self._thread_pool()
         existing = pool.get(base)
-        if existing is not None and existing.sock is not None:
-            return existing, True
+        if existing is not None:
+            if existing.sock is not None and not _closed_by_server(existing.sock):
+                return existing
+            self._drop(base, existing)
         parts = urlsplit(base)
         connection_class = (
             http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
@@ -264,7 +270,7 @@ class OpenAIBackend:
         pool[base] = connection
         with self._connections_lock:
             self._all_connections.append(connection)
-        return connection, False
+        return connection
 
     def _drop(self, base: str, connection: http.client.HTTPConnection) -> None:
         connection.close()
