@@ -42,6 +42,9 @@ from visinstruct.core.store.batch_jobs import (
 )
 from visinstruct.core.store.database import now
 
+# Bedrock's largest batch input file is 1 GB; a job's records.jsonl stays below this.
+MAX_INPUT_FILE_BYTES = 900_000_000
+
 
 @dataclass(frozen=True)
 class Outgoing:
@@ -52,6 +55,17 @@ class Outgoing:
 
     record: BatchRecord
     body: dict[str, Any]
+
+
+def record_line(outgoing: Outgoing) -> str:
+    """The JSON Lines record Bedrock reads: its id and its InvokeModel body."""
+    return json.dumps({"recordId": outgoing.record.record_id, "modelInput": outgoing.body},
+                      ensure_ascii=False)
+
+
+def record_bytes(outgoing: Outgoing) -> int:
+    """The record's size in the input file (a picture's base64 dominates; text is ASCII-ish)."""
+    return len(record_line(outgoing).encode("utf-8")) + 1
 
 
 class BatchStage(Protocol):
@@ -211,13 +225,20 @@ class BatchCalls:
         model = stage.model
         tries = tries_by_key(self.store, stage.name)
         chunk: list[Outgoing] = []
+        size = 0
         for outgoing in self.pending(stage):
             if self.cancel.is_set():
                 return
+            # Records with pictures are large: a job's input file stays under Bedrock's limit.
+            line = record_bytes(outgoing)
+            if chunk and size + line > MAX_INPUT_FILE_BYTES:
+                self.submit(stage, chunk, tries)
+                chunk, size = [], 0
             chunk.append(outgoing)
+            size += line
             if len(chunk) >= model.max_records_per_job:
                 self.submit(stage, chunk, tries)
-                chunk = []
+                chunk, size = [], 0
         if len(chunk) >= model.min_records:
             self.submit(stage, chunk, tries)
             return
@@ -238,8 +259,7 @@ class BatchCalls:
                           [(r.record.key, r.record.request_hash) for r in chunk], tries)
         name = f"visinstruct-{stage.name}-{token[:24]}"
         base = f"{model.s3_uri.rstrip('/')}/{self.folder}/{stage.name}/{name}/"
-        lines = [json.dumps({"recordId": r.record.record_id, "modelInput": r.body},
-                            ensure_ascii=False) for r in chunk]
+        lines = [record_line(r) for r in chunk]
         client.put_records(f"{base}records.jsonl", lines)
         arn = client.create_job(name=name, token=token, model_id=model.model_id,
                                 role_arn=model.role_arn, input_uri=f"{base}records.jsonl",

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from visinstruct.core.errors import BackendError
-from visinstruct.core.models.backends.base import CompletionResponse
+from visinstruct.core.models.backends.base import CompletionResponse, Message
 
 # Servers name the same stop causes differently; callers see one vocabulary.
 _FINISH_REASONS = {
@@ -72,6 +73,33 @@ def image_format(image: bytes) -> str:
     if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
         return "webp"
     raise invalid("an image is neither JPEG, PNG, GIF nor WebP; convert it before sending")
+
+
+def chat_content(message: Message) -> str | list[dict[str, Any]]:
+    """A chat-completions message's content: its text, or content parts with each picture
+    first as an `image_url` data URI (OpenAI-compatible servers and SageMaker Messages)."""
+    if not message.images:
+        return message.content
+    parts: list[dict[str, Any]] = [
+        {
+            "type": "image_url",
+            "image_url": {
+                "url": f"data:image/{image_format(image)};base64,"
+                + base64.b64encode(image).decode("ascii")
+            },
+        }
+        for image in message.images
+    ]
+    if message.content:
+        parts.append({"type": "text", "text": message.content})
+    return parts
+
+
+def text_only(request_messages: Any, wire: str) -> None:
+    """Refuse a request carrying pictures on a wire that sends a text prompt only."""
+    if any(m.images for m in request_messages):
+        raise invalid(f"{wire} sends a text prompt only and this request carries a picture; "
+                      "set the model's vision = false or use a wire that carries pictures")
 
 
 def parse_chat_completion(document: Any) -> ParsedReply:

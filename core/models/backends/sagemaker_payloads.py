@@ -10,11 +10,13 @@ from visinstruct.core.models.backends.mixtral import fold_system, mixtral_prompt
 from visinstruct.core.models.backends.replies import (
     ParsedReply,
     as_count,
+    chat_content,
     invalid,
     malformed,
     normal_finish_reason,
     parse_chat_completion,
     read_json,
+    text_only,
 )
 
 SCHEMAS = ("tgi", "lmi", "messages")
@@ -49,6 +51,7 @@ def _sampling(request: CompletionRequest, params: dict[str, Any]) -> None:
 def tgi_body(request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
     """The Hugging Face TGI body: templated prompt plus validated parameters."""
     _check_common(request)
+    text_only(request.messages, "the SageMaker tgi schema")
     if len(request.stop) > TGI_MAX_STOP_SEQUENCES:
         raise invalid(
             f"TGI accepts at most {TGI_MAX_STOP_SEQUENCES} stop sequences, got {len(request.stop)}"
@@ -69,6 +72,7 @@ def tgi_body(request: CompletionRequest, *, stream: bool = False) -> dict[str, A
 def lmi_body(request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
     """The DJL LMI body; it names stop sequences `stop_sequences`."""
     _check_common(request)
+    text_only(request.messages, "the SageMaker lmi schema")
     params: dict[str, Any] = {"max_new_tokens": request.max_tokens}
     _sampling(request, params)
     params["stop_sequences"] = list(request.stop)
@@ -81,14 +85,15 @@ def lmi_body(request: CompletionRequest, *, stream: bool = False) -> dict[str, A
 
 
 def messages_body(request: CompletionRequest, *, stream: bool = False) -> dict[str, Any]:
-    """An OpenAI-style chat body with the system text folded into the first user turn."""
+    """An OpenAI-style chat body with the system text folded into the first user turn;
+    pictures go first in their turn as `image_url` data URIs."""
     _check_common(request)
     try:
         turns = fold_system(request.messages)
     except ValueError as error:
         raise invalid(f"cannot build the chat messages: {error}") from error
     body: dict[str, Any] = {
-        "messages": [{"role": m.role, "content": m.content} for m in turns],
+        "messages": [{"role": m.role, "content": chat_content(m)} for m in turns],
         "max_tokens": request.max_tokens,
         "temperature": max(request.temperature, 0.0),
     }
