@@ -23,8 +23,11 @@ from visinstruct.core.records import ALL_TASKS, Pair
 from visinstruct.core.sanitize.clean import clean_pair_text
 
 FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
-HF_COLUMNS: tuple[str, ...] = ("id", "image", "conversations", "task")
-_RESERVED_KEYS = frozenset({"id", "image", "conversations", "task"})
+# `source` names where a record came from (a dataset, or this project); `provenance` holds
+# the rest of a jsonl record's fields as JSON text, so every row has the same columns.
+HF_COLUMNS: tuple[str, ...] = ("id", "image", "conversations", "task", "source", "provenance")
+PROJECT_SOURCE = "visinstruct"  # the `source` of the records this project made
+_RESERVED_KEYS = frozenset({"id", "image", "conversations", "task", "source"})
 # Files a `save_to_disk` folder holds; an existing folder is only replaced if it has one.
 _HF_MARKERS = ("state.json", "dataset_info.json", "dataset_dict.json")
 _WRITE_BUFFER = 1 << 20
@@ -60,6 +63,16 @@ class ExportItem:
         if not self.image_path:
             path = gqa_image_path(self.gqa_id) if self.gqa_id else coco_image_path(self.image_id)
             object.__setattr__(self, "image_path", path)
+
+
+@dataclass(frozen=True)
+class OutRecord:
+    """One validated record on its way out: `record` is what llava writes, exactly;
+    `fields` what jsonl adds beside it (task, source, provenance); `pairs` its pair count."""
+
+    record: dict[str, Any]
+    fields: dict[str, Any]
+    pairs: int
 
 
 @dataclass(frozen=True)
@@ -103,31 +116,40 @@ def to_llava_record(item: ExportItem) -> dict[str, Any]:
 
 def export(items: Iterable[ExportItem], fmt: str, out: Path | str) -> ExportSummary:
     """Validate and write every item to `out` atomically; on any error `out` is left as it was."""
+    return write_records(our_records(items), fmt, out)
+
+
+def write_records(rows: Iterable[OutRecord], fmt: str, out: Path | str) -> ExportSummary:
+    """Write checked records to `out` (or stdout) atomically; on any error `out` is unchanged."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; valid formats: {', '.join(FORMATS)}")
     if str(out) == STDOUT:
         if fmt == "hf":
             raise ExportError("--out -: the hf format writes a folder; give a folder path")
-        return export_to_stream(items, fmt, sys.stdout)
+        return _write_to_stream(rows, fmt, sys.stdout)
     given = Path(out)
     out = writable_target(given)
     _prepare_parent(out)
     if fmt == "hf":
-        summary = _export_hf(items, out)
+        summary = _export_hf(rows, out)
         return ExportSummary(summary.records, summary.pairs, given)
     if out.is_dir():
         raise ExportError(f"{given}: is a directory; give the path of a file (inside it, say)")
     with _staged_file(out) as sink:
-        records, pairs = _write(items, fmt, sink)
+        records, pairs = _write(rows, fmt, sink)
     return ExportSummary(records, pairs, given)
 
 
 def export_to_stream(items: Iterable[ExportItem], fmt: str, stream: TextIO) -> ExportSummary:
     """Validate every item, then write them all to `stream`; a bad record writes nothing."""
+    return _write_to_stream(our_records(items), fmt, stream)
+
+
+def _write_to_stream(rows: Iterable[OutRecord], fmt: str, stream: TextIO) -> ExportSummary:
     # Spooled first, so a record rejected halfway leaves no half-written JSON on the stream.
     with tempfile.TemporaryFile() as spool:
         sink = io.TextIOWrapper(spool, encoding="utf-8", newline="\n")
-        records, pairs = _write(items, fmt, sink)
+        records, pairs = _write(rows, fmt, sink)
         sink.flush()
         spool.seek(0)
         binary = getattr(stream, "buffer", None)
@@ -161,18 +183,16 @@ def writable_target(out: Path, stdout_hint: str = ", or --out - for stdout") -> 
     )
 
 
-def _write(items: Iterable[ExportItem], fmt: str, sink: IO[str]) -> tuple[int, int]:
-    return _write_llava(items, sink) if fmt == "llava" else _write_jsonl(items, sink)
+def _write(rows: Iterable[OutRecord], fmt: str, sink: IO[str]) -> tuple[int, int]:
+    return _write_llava(rows, sink) if fmt == "llava" else _write_jsonl(rows, sink)
 
 
 def _record_id(image_id: int) -> str:
     return f"{image_id:012d}" if isinstance(image_id, int) else str(image_id)
 
 
-def _checked_records(
-    items: Iterable[ExportItem],
-) -> Iterator[tuple[int, ExportItem, dict[str, Any]]]:
-    """Each item's llava record, or RecordRejected naming the first bad one."""
+def our_records(items: Iterable[ExportItem]) -> Iterator[OutRecord]:
+    """Each item's record, checked by the strict rules; RecordRejected names the first bad one."""
     for index, item in enumerate(items):
         record = to_llava_record(item)
         violations = check_record(record)
@@ -182,7 +202,13 @@ def _checked_records(
         if item.task not in ALL_TASKS:
             detail = f"task must be one of {', '.join(ALL_TASKS)}, got {item.task!r}"
             raise _rejected(index, record, "task", detail)
-        yield index, item, record
+        clashing = sorted(_RESERVED_KEYS & item.meta.keys())
+        if clashing:
+            raise _rejected(
+                index, record, "meta-keys", f"meta must not use the keys {', '.join(clashing)}"
+            )
+        fields = {"task": item.task, "source": PROJECT_SOURCE, **item.meta}
+        yield OutRecord(record, fields, len(item.pairs))
 
 
 def _rejected(index: int, record: dict[str, Any], rule: str, detail: str) -> RecordRejected:
@@ -196,41 +222,50 @@ def _rejected(index: int, record: dict[str, Any], rule: str, detail: str) -> Rec
     )
 
 
-def _write_llava(items: Iterable[ExportItem], sink: IO[str]) -> tuple[int, int]:
+def _write_llava(rows: Iterable[OutRecord], sink: IO[str]) -> tuple[int, int]:
     # The same separators json.dump uses for a list, so the bytes equal json.dump(all_records).
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     records = pairs = 0
     sink.write("[")
-    for index, item, record in _checked_records(items):
-        if index:
+    for row in rows:
+        if records:
             sink.write(", ")
-        sink.write(encode(record))
+        sink.write(encode(row.record))
         records += 1
-        pairs += len(item.pairs)
+        pairs += row.pairs
     sink.write("]")
     return records, pairs
 
 
-def _write_jsonl(items: Iterable[ExportItem], sink: IO[str]) -> tuple[int, int]:
+def _write_jsonl(rows: Iterable[OutRecord], sink: IO[str]) -> tuple[int, int]:
     encode = json.JSONEncoder(ensure_ascii=False, allow_nan=False).encode
     records = pairs = 0
-    for index, item, record in _checked_records(items):
-        clashing = sorted(_RESERVED_KEYS & item.meta.keys())
-        if clashing:
-            raise _rejected(
-                index, record, "meta-keys", f"meta must not use the keys {', '.join(clashing)}"
-            )
-        line = {**record, "task": item.task, **item.meta}
+    for row in rows:
         try:
-            sink.write(encode(line))
+            line = encode({**row.record, **row.fields})
         except (TypeError, ValueError) as error:
             raise _rejected(
-                index, record, "meta-json", f"meta is not plain JSON ({error})"
+                records, row.record, "meta-json", f"meta is not plain JSON ({error})"
             ) from error
+        sink.write(line)
         sink.write("\n")
         records += 1
-        pairs += len(item.pairs)
+        pairs += row.pairs
     return records, pairs
+
+
+def hf_row(row: OutRecord) -> dict[str, Any]:
+    """The Hugging Face row of a record: the fixed columns, the other fields as JSON text."""
+    record, fields = row.record, row.fields
+    rest = {k: v for k, v in {**record, **fields}.items() if k not in HF_COLUMNS}
+    return {
+        "id": str(record.get("id", "")),
+        "image": str(record.get("image") or ""),
+        "conversations": record["conversations"],
+        "task": str(fields.get("task", "")),
+        "source": str(fields.get("source", "")),
+        "provenance": json.dumps(rest, ensure_ascii=False, allow_nan=False) if rest else "",
+    }
 
 
 def _prepare_parent(out: Path) -> None:
@@ -285,7 +320,7 @@ def _staged_file(out: Path) -> Iterator[IO[str]]:
         raise
 
 
-def _export_hf(items: Iterable[ExportItem], out: Path) -> ExportSummary:
+def _export_hf(items: Iterable[OutRecord], out: Path) -> ExportSummary:
     """Save a `datasets.Dataset` with `save_to_disk`, built by a generator so rows stream."""
     if out.exists() and not _replaceable_dataset_dir(out):
         raise ExportError(
@@ -296,10 +331,10 @@ def _export_hf(items: Iterable[ExportItem], out: Path) -> ExportSummary:
     counts = {"records": 0, "pairs": 0}
 
     def rows() -> Iterator[dict[str, Any]]:
-        for _, item, record in _checked_records(items):
+        for row in items:
             counts["records"] += 1
-            counts["pairs"] += len(item.pairs)
-            yield {**record, "task": item.task}
+            counts["pairs"] += row.pairs
+            yield hf_row(row)
 
     features = datasets.Features(
         {
@@ -309,6 +344,8 @@ def _export_hf(items: Iterable[ExportItem], out: Path) -> ExportSummary:
                 {"from": datasets.Value("string"), "value": datasets.Value("string")}
             ],
             "task": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "provenance": datasets.Value("string"),
         }
     )
     staging = _staging_name(out, "tmp")

@@ -93,4 +93,4 @@ def test_an_hf_export_with_nothing_kept_is_an_empty_dataset(run_cli: RunCli, sto
     assert code == ExitCode.OK, err
     saved = datasets.load_from_disk(str(out))
     assert saved.num_rows == 0
-    assert saved.column_names == ["id", "image", "conversations", "task"]
+    assert saved.column_names == ["id", "image", "conversations", "task", "source", "provenance"]

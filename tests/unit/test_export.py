@@ -212,11 +212,12 @@ def test_jsonl_has_task_and_meta(tmp_path: Path) -> None:
     assert first == {
         **to_llava_record(CONVERSATION),
         "task": "conversation",
+        "source": "visinstruct",
         "prompt_version": "conv-3f2a",
         "model": "mixtral",
         "scores": [9, 8],
     }
-    assert second == {**to_llava_record(DETAIL), "task": "detail"}
+    assert second == {**to_llava_record(DETAIL), "task": "detail", "source": "visinstruct"}
 
 
 @pytest.mark.parametrize(
@@ -242,9 +243,11 @@ def test_hf_save_and_load(tmp_path: Path) -> None:
     summary = export([CONVERSATION, DETAIL], "hf", out)
     assert (summary.records, summary.pairs, summary.path) == (2, 3, out)
     loaded = datasets.load_from_disk(str(out))
-    assert loaded.column_names == ["id", "image", "conversations", "task"]
+    assert loaded.column_names == ["id", "image", "conversations", "task", "source", "provenance"]
     assert loaded.num_rows == 2
-    assert loaded[1] == {**to_llava_record(DETAIL), "task": "detail"}
+    assert loaded[1] == {**to_llava_record(DETAIL), "task": "detail", "source": "visinstruct",
+                         "provenance": ""}
+    assert json.loads(loaded[0]["provenance"]) == CONVERSATION.meta
     assert sorted(os.listdir(tmp_path)) == ["hf"]
 
     # A second export replaces the earlier dataset in place.
