@@ -1,5 +1,5 @@
-"""The Textual app: modes for each screen, runs in a thread worker, attach mode, errors as
-dialogs."""
+"""The Textual app: modes for each screen, runs in a thread worker, following another
+process's run, errors as dialogs."""
 
 from __future__ import annotations
 
@@ -21,11 +21,12 @@ from textual.worker import Worker, WorkerState
 
 from visinstruct.core.cli.options import config_from_args
 from visinstruct.core.config import Config
-from visinstruct.core.errors import InputError, VisinstructError
+from visinstruct.core.errors import ExitCode, InputError, VisinstructError
 from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.tui.context import AppContext
 from visinstruct.tui.messages import EventsArrived
+from visinstruct.tui.ownership import StoreOwnership, owner_line, writer_name
 from visinstruct.tui.runs import RunControl
 from visinstruct.tui.screens.dialogs import ConfirmDialog, ErrorDialog
 from visinstruct.tui.screens.evaluation import EvaluationScreen
@@ -92,7 +93,16 @@ class VisinstructApp(App[int]):
         self.clock = clock
         self.frozen = frozen
         self.autostart = autostart
-        self.store = Store(ctx.db_path)
+        # The app owns its store (holds the writer lock) unless another live process writes
+        # it; then it follows that process's run. A frozen app only shows what is there.
+        self.ownership = StoreOwnership(ctx.db_path)
+        if not frozen and not self.ownership.claim() and autostart:
+            raise self.ownership.refusal()
+        try:
+            self.store = Store(ctx.db_path)
+        except BaseException:
+            self.ownership.release()
+            raise
         self.runs = RunControl(self)
         self.state = self.runs.state      # what every screen draws the run from
         self.buffer = self.runs.buffer    # where pipeline events land (from any thread)
@@ -104,6 +114,7 @@ class VisinstructApp(App[int]):
             self.theme = theme
         if not self.frozen:  # snapshots keep the default theme whatever a user chose
             self.watch(self, "theme", self._theme_chosen, init=False)
+        self.show_owner()
         self.runs.begin(frozen=self.frozen, autostart=self.autostart)
 
     def _theme_chosen(self, theme: str) -> None:
@@ -111,6 +122,7 @@ class VisinstructApp(App[int]):
 
     def on_unmount(self) -> None:
         self.runs.end()
+        self.ownership.release()
 
     @property
     def run_active(self) -> bool:
@@ -119,21 +131,32 @@ class VisinstructApp(App[int]):
 
     @property
     def following(self) -> bool:
-        """The monitor is following the store (attach mode, no run of ours going)."""
+        """The monitor is following the store (another process writes it)."""
         return self.runs.following
 
+    @property
+    def attached(self) -> bool:
+        """Another live process writes the store: its run is steered there, not here."""
+        return not self.ownership.owned and self.ownership.writer_pid is not None
+
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        """Attach mode only watches: run controls are hidden and do nothing there."""
-        if action in RUN_ACTIONS and self.ctx.attach:
+        """While another process writes the store, run controls are hidden and do nothing."""
+        if action in RUN_ACTIONS and self.attached:
             return False  # hidden from the footer, and the key does nothing
         return True
+
+    def show_owner(self) -> None:
+        """The header says whose store this is: this window's, or which live process writes it."""
+        self.sub_title = "" if self.frozen else owner_line(
+            self.ctx.db_path, self.ownership, self.store, self.state.run_id)
+        self.refresh_bindings()
 
     def start_run(self) -> None:
         """Show what a run would do (config, models, units left, calls, cost) and start it on
         yes."""
-        if self.ctx.attach:
-            self.notify("Following another process: this window only watches.",
-                        severity="warning")
+        if self.attached:
+            self.notify(f"{writer_name(self.ownership.writer_pid)} is writing this store: "
+                        "start, pause and stop its run there.", severity="warning")
             return
         if self.run_active:
             self.notify("A run is already going.", severity="warning")
@@ -258,7 +281,7 @@ class VisinstructApp(App[int]):
             return
         if self.runs.stopping:
             # Calls in flight are left in the ledger as in flight: the next run sends them again.
-            self.exit(0)
+            self.exit(int(ExitCode.INTERRUPTED))
             return
         if isinstance(self.screen, ConfirmDialog):
             return
@@ -282,7 +305,7 @@ class VisinstructApp(App[int]):
                 await worker.wait()
             except Exception:  # noqa: BLE001 - its failure was already shown; quit anyway
                 pass
-        self.exit(0)
+        self.exit(int(ExitCode.INTERRUPTED))  # as a headless run stopped by Ctrl-C
 
     # -- the command palette ---------------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
@@ -290,7 +313,7 @@ class VisinstructApp(App[int]):
         for mode, _screen, title in SCREENS:
             yield SystemCommand(f"Go to {title}", f"Switch to the {title.lower()} screen",
                                 partial(self.run_action, f"show_mode('{mode}')"))
-        if not self.ctx.attach:  # attach mode only watches
+        if not self.attached:  # another process's run is steered where it runs
             yield SystemCommand("Start run", "Shows what will run and asks first",
                                 self.start_run)
             yield SystemCommand("Pause or resume run", "Hold new work; calls in flight finish",
@@ -325,12 +348,13 @@ def context_from_args(args: argparse.Namespace) -> tuple[AppContext, bool]:
     config_path: Path | None = getattr(args, "config", None)
     config: Config = config_from_args(args, {"source.limit": getattr(args, "limit", None)})
     autostart = getattr(args, "command", "tui") == "run"
-    attach = db is not None and not autostart
-    if db is not None and attach and not Path(db).is_file():
-        raise InputError(f"{db}: no such store to follow; start a run first or check --db")
+    if db is not None and not autostart and not Path(db).is_file():
+        # `tui --db` opens a store that exists: a typo must not make a new, empty one.
+        raise InputError(f"{db}: no such store; make one with `visinstruct prepare --db {db}` "
+                         "or `visinstruct run`, or check --db")
     chosen = config_path is not None or bool(getattr(args, "overrides", []))
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,
-                      attach=attach, chosen=chosen), autostart
+                      chosen=chosen), autostart
 
 
 def main(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""What every screen of the app shares: the config, the store path, and whether we only follow."""
+"""What every screen of the app shares: the config and the store path."""
 
 from __future__ import annotations
 
@@ -15,6 +15,5 @@ class AppContext:
     config: Config
     db_path: Path
     config_path: Path | None = None
-    attach: bool = False      # `visinstruct tui --db X`: follow a store another process writes
     poll_seconds: float = 1.0
     chosen: bool = False      # --config or --set given: runs use ctx.config, not the store's last

@@ -21,6 +21,7 @@ from visinstruct.core.store.snapshots import (
 )
 from visinstruct.tui.follow import StoreFollower
 from visinstruct.tui.messages import EventBuffer, EventsArrived, RunStateChanged
+from visinstruct.tui.ownership import writer_name
 from visinstruct.tui.state import RunState
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class RunControl:
         self._run_worker: Worker[Any] | None = None
         self._follow_stop = threading.Event()
         self._follow_worker: Worker[None] | None = None
+        self._writer_watch: Timer | None = None
+        self._header_run: int | None = None
         self._question_lookup: Worker[dict[int, str]] | None = None
         self._questions_asked: set[int] = set()
         self.closing = False
@@ -62,7 +65,7 @@ class RunControl:
 
     @property
     def following(self) -> bool:
-        """The store is being followed (attach mode, no run of ours going)."""
+        """The store is being followed (another process writes it)."""
         return self._follow_worker is not None and not self._follow_worker.is_finished
 
     @property
@@ -79,7 +82,7 @@ class RunControl:
             self.broadcast()
         elif autostart:
             self.start()
-        elif self.app.ctx.attach:
+        elif self.app.attached:
             self.start_following()
         else:
             self._load_store()
@@ -87,6 +90,7 @@ class RunControl:
     def end(self) -> None:
         """The app is closing: stop following, stop the run, close the store when no one writes."""
         self.closing = True
+        self._stop_watching()
         self._follow_stop.set()
         self._cancel.set()
         self._pause.clear()
@@ -196,8 +200,12 @@ class RunControl:
         app.run_worker(load, thread=True, group="load", name="load-store", exit_on_error=False)
 
     def start_following(self) -> None:
-        """Poll the store in a thread worker (attach mode) until stopped."""
+        """Poll the store in a thread worker while another process writes it; take the store
+        over once that process lets the writer lock go."""
         app = self.app
+        if self._writer_watch is None:
+            self._writer_watch = app.set_interval(max(0.2, app.ctx.poll_seconds),
+                                                  self._watch_writer)
         self._generation += 1
         self.state.source = "store"
         self._follow_stop = threading.Event()
@@ -211,6 +219,29 @@ class RunControl:
     def stop_following(self) -> None:
         self._follow_stop.set()
         self._follow_worker = None
+
+    def _stop_watching(self) -> None:
+        if self._writer_watch is not None:
+            self._writer_watch.stop()
+            self._writer_watch = None
+
+    def _watch_writer(self) -> None:
+        """While following: once the other writer is gone, this app owns the store."""
+        app = self.app
+        before = app.ownership.writer_pid
+        if app.ownership.writer_still_there():
+            if app.ownership.writer_pid != before:
+                app.show_owner()
+            return
+        if not app.ownership.claim():
+            app.show_owner()  # yet another process took it: follow that one
+            return
+        self._stop_watching()
+        self.stop_following()
+        self._load_store()   # its last writes, then the store as it stands
+        app.show_owner()
+        app.notify(f"{writer_name(before)} has stopped writing {app.ctx.db_path.name}: this "
+                   "window owns it now (s starts or resumes the run).")
 
     # -- events to the screens ---------------------------------------------------------------------
     def events_arrived(self) -> None:
@@ -230,6 +261,8 @@ class RunControl:
                 continue
             if isinstance(snapshot, StoreSnapshot):
                 state.apply_snapshot(snapshot, now, follow=state.source == "store")
+                if state.source == "store" and not self.app.attached:
+                    state.writer_gone()
             else:
                 state.apply_scores(snapshot, full=True)
         state.apply_events(self.buffer.drain_events(), now)
@@ -241,9 +274,9 @@ class RunControl:
 
     def broadcast(self) -> None:
         """Tell every screen of every mode that the RunState changed (coalesced per screen)."""
-        if self.app.ctx.attach and self.state.run_id is not None:
-            pid = f" of pid {self.state.pid}" if self.state.pid else ""
-            self.app.sub_title = f"following run {self.state.run_id}{pid} (read-only)"
+        if self.app.attached and self.state.run_id != self._header_run:
+            self._header_run = self.state.run_id
+            self.app.show_owner()
         for mode in self.app.MODES:
             try:
                 stack = self.app.get_screen_stack(mode)
@@ -288,8 +321,6 @@ class RunControl:
         if worker is self._run_worker:
             self.state.set_status("failed")
             self.broadcast()
-            if self.app.ctx.attach:
-                self.start_following()
         self.app.report_error(worker.error)
 
     def _run_ended(self, summary: Any) -> None:
@@ -299,5 +330,3 @@ class RunControl:
         text = f"Run {status}: {done:,}/{total:,} units"
         self.app.notify(text + (f", {failed:,} failed." if failed else "."),
                         severity="warning" if failed or status != "finished" else "information")
-        if self.app.ctx.attach and not self.closing:
-            self.start_following()

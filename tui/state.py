@@ -198,6 +198,10 @@ class RunState:
         self._live_kept = 0
         self._changed()
 
+    def writer_gone(self) -> None:
+        """The stored run says it goes, but no process holds the writer lock: it was killed."""
+        self.set_status("interrupted" if self.status in ACTIVE else self.status)
+
     def set_status(self, status: str) -> None:
         if status != self.status:
             self.status = status

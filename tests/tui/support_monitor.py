@@ -46,15 +46,14 @@ def write_config(folder: Path, *, latency: float = 0.0, max_in_flight: int = 4,
     return config
 
 
-def context(config_path: Path, *, attach: bool = False, poll_seconds: float = 0.1) -> AppContext:
+def context(config_path: Path, *, poll_seconds: float = 0.1) -> AppContext:
     config = load_config(config_path)
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,
-                      attach=attach, poll_seconds=poll_seconds, chosen=True)
+                      poll_seconds=poll_seconds, chosen=True)
 
 
 def make_app(config_path: Path, **options: Any) -> VisinstructApp:
-    attach = bool(options.pop("attach", False))
-    return VisinstructApp(context(config_path, attach=attach), **options)
+    return VisinstructApp(context(config_path), **options)
 
 
 def run_pipeline(config_path: Path) -> Path:

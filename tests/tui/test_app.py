@@ -172,19 +172,19 @@ def parse(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(list(argv))
 
 
-def test_tui_with_db_attaches_and_run_without_headless_starts(tmp_path: Path) -> None:
+def test_tui_with_db_opens_the_store_and_run_without_headless_starts(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     db = run_pipeline(config)
 
     ctx, autostart = context_from_args(parse("tui", "--db", str(db)))
-    assert ctx.attach and not autostart and ctx.db_path == db
+    assert not autostart and ctx.db_path == db and not ctx.chosen
 
     ctx, autostart = context_from_args(parse("run", "--config", str(config), "--limit", "3"))
-    assert autostart and not ctx.attach and ctx.config.source.limit == 3
+    assert autostart and ctx.config.source.limit == 3
 
     ctx, autostart = context_from_args(parse("tui", "--config", str(config),
                                              "--set", "judge.threshold=8"))
-    assert not ctx.attach and ctx.config.judge.threshold == 8 and ctx.db_path == db
+    assert ctx.chosen and ctx.config.judge.threshold == 8 and ctx.db_path == db
 
     with pytest.raises(InputError, match="no such store"):
         context_from_args(parse("tui", "--db", str(tmp_path / "missing.db")))

@@ -182,7 +182,7 @@ async def test_the_monitor_in_the_app_shows_the_same_counts(store_path: Path,
     config = write_config(tmp_path)
     config.write_text(config.read_text().replace(
         f'db = "{tmp_path / "run.db"}"', f'db = "{store_path}"'))
-    app = make_app(config, attach=True)
+    app = make_app(config)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished", "the store's run")
         await wait_for(pilot, lambda: app.state.judged_pairs == EXPECTED["judged"],

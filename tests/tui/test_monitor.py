@@ -213,31 +213,43 @@ async def _follow(config: Path, db: Path, headless: subprocess.Popen[bytes]) -> 
         assert time.monotonic() < deadline, "the headless run never started"
         time.sleep(0.05)
 
-    app = make_app(config, attach=True)
+    app = make_app(config)
     seen: set[int] = set()
+    headers: set[str] = set()
     async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.run_id is not None, "the followed run")
+        await wait_for_redraw(pilot, app)
+        following = screen_text(app)
+        headers.add(str(app.sub_title))
+
         def ended() -> bool:
             seen.add(app.state.done_units)
-            return app.state.status == "finished" and app.state.done_units == SAMPLE_UNITS
+            headers.add(str(app.sub_title))
+            return app.state.status == "finished" and app.state.done_units == SAMPLE_UNITS \
+                and app.ownership.owned
 
         await wait_for(pilot, ended, "the followed run to finish", 60)
         await wait_for_redraw(pilot, app)
         text = screen_text(app)
         figures = store_figures(db)
-        assert app.following
+        assert not app.following  # its writer is gone: the store is this window's now
     assert any(0 < done < SAMPLE_UNITS for done in seen), f"never saw it part-way: {seen}"
-    assert "following run 1 of pid" in text and "read-only" in text
-    assert "Start" not in text and "Pause" not in text  # attach mode has no run controls
+    # The header names the live headless process while it runs, and nothing else ever.
+    assert f"following run 1 of pid {headless.pid} (steer it there)" in following
+    assert "Start" not in following.splitlines()[-1] and "Pause" not in following
+    assert headers <= {f"run.db · following run 1 of pid {headless.pid} (steer it there)",
+                       "run.db · this window writes it"}, headers
+    assert "Start" in text.splitlines()[-1]
     assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units" in text
     assert f"{figures['kept']}/{figures['judged']}" in text
     assert app.state.judged_pairs == figures["judged"]
 
 
-async def test_attach_opens_a_finished_store_without_writing_it(tmp_path: Path) -> None:
+async def test_opening_a_finished_store_writes_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     db = run_pipeline(config)
     before = store_figures(db)
-    app = make_app(config, attach=True)
+    app = make_app(config)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished", "the store's run")
         await wait_for_redraw(pilot, app)

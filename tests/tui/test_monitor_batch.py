@@ -26,7 +26,7 @@ def anyio_backend() -> str:
 
 
 @pytest.mark.anyio
-async def test_an_attached_store_shows_its_batch_jobs(tmp_path: Path) -> None:
+async def test_a_stored_run_shows_its_batch_jobs(tmp_path: Path) -> None:
     config = write_config(tmp_path)
     db = run_pipeline(config)
     with sqlite3.connect(db) as conn:
@@ -35,7 +35,7 @@ async def test_an_attached_store_shows_its_batch_jobs(tmp_path: Path) -> None:
             "input_uri, output_uri, records, status, submitted_at, updated_at) VALUES "
             "(?, 'abcd12345678', 1, 'judge', 'fake', 'mistral.x', 'us-east-1', 't', 's3://b/i', "
             "'s3://b/o/', 1234, 'InProgress', ?, ?)", (ARN, time.time() - 600, time.time()))
-    app = make_app(config, attach=True)
+    app = make_app(config)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: bool(app.state.batch_jobs), "the store's batch jobs")
         await wait_for_redraw(pilot, app)

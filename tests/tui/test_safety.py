@@ -1,4 +1,5 @@
-"""The app does only what it says: attach only watches, editors keep their keys, review acts on
+"""The app does only what it says (following another process: tests/tui/test_store_owner.py):
+editors keep their keys, review acts on
 what is shown, and a second quit leaves at once."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import pytest
 from textual.widgets import Input, Select, TextArea
 
 from visinstruct.tests.tui.support_monitor import make_app as make_monitor_app
-from visinstruct.tests.tui.support_monitor import press_start, run_pipeline
+from visinstruct.tests.tui.support_monitor import press_start
 from visinstruct.tests.tui.support_monitor import write_config as write_run_config
 from visinstruct.tests.tui.support_screens import (
     SIZE,
@@ -29,27 +30,6 @@ from visinstruct.tui.screens.prompt_lab import PromptLabScreen
 from visinstruct.tui.widgets.review_filters import ReviewFilters
 
 pytestmark = pytest.mark.anyio
-
-
-async def test_attach_mode_has_no_run_controls(tmp_path: Path) -> None:
-    config = write_run_config(tmp_path)
-    db = run_pipeline(config)
-    runs_before = query(db, "SELECT COUNT(*) FROM runs")[0][0]
-    app = make_monitor_app(config, attach=True)
-    async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: app.state.run_id is not None, "the followed run")
-        await pilot.press("s", "space", "x")
-        await pilot.pause(0.3)
-        text = screen_text(app)
-
-        assert not isinstance(app.screen, ConfirmDialog)
-        assert not app.run_active
-        assert "following run 1" in text and "read-only" in text
-        for control in ("Start", "Pause", "Stop"):
-            assert control not in text, control
-        titles = {command.title for command in app.get_system_commands(app.screen)}
-        assert "Start run" not in titles and "Stop run" not in titles
-    assert query(db, "SELECT COUNT(*) FROM runs")[0][0] == runs_before
 
 
 async def test_starting_shows_what_will_run_and_asks_first(tmp_path: Path) -> None:

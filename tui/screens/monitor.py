@@ -13,6 +13,7 @@ from textual.timer import Timer
 from textual.widgets import Header
 
 from visinstruct.tui.messages import RunStateChanged, SampleChosen
+from visinstruct.tui.ownership import writer_name
 from visinstruct.tui.widgets.endpoint_table import EndpointTable
 from visinstruct.tui.widgets.error_feed import ErrorFeed
 from visinstruct.tui.widgets.footer import Footer
@@ -110,7 +111,8 @@ class MonitorScreen(Screen[None]):
         now = app.clock()
         now_real = self._last_redraw = time.monotonic()
         self._drawn_version = state.version
-        self.query_one(ProgressPanel).show(state, now, app.following)
+        writer = writer_name(app.ownership.writer_pid) if app.attached else None
+        self.query_one(ProgressPanel).show(state, now, writer)
         self.query_one(EndpointTable).show(state, now)
         self.query_one(ScoreHistogram).show(state)
         self.query_one(WorkerLanes).show(state, now)

@@ -19,18 +19,17 @@ STATUS_STYLE = {
 STATUS_TEXT = {"none": "no run yet", "budget": "stopped at the budget"}
 
 
-def status_line(state: RunState, now: float, following: bool) -> Text:
-    """'Run 3 · running · following the store · 4m 10s'."""
+def status_line(state: RunState, now: float, writer: str | None) -> Text:
+    """'Run 3 · running · written by pid 4711 · 4m 10s' (`writer`: the live process writing the
+    store when it is not this app)."""
     line = Text()
     if state.run_id is not None:
         line.append(f"Run {state.run_id}", style="bold")
         line.append(" · ")
     line.append(STATUS_TEXT.get(state.status, state.status),
                 style=STATUS_STYLE.get(state.status, ""))
-    if following:
-        pid = f" of pid {state.pid}" if state.pid else ""
-        what = f"following run {state.run_id}{pid}" if state.run_id is not None else "following"
-        line.append(f" · {what} (read-only)", style="italic")
+    if writer is not None:
+        line.append(f" · written by {writer}", style="italic")
     elapsed = state.elapsed(now)
     if elapsed is not None:
         line.append(f" · {duration(elapsed)}")
@@ -68,9 +67,9 @@ class ProgressPanel(Vertical):
         yield Label(id="run-units")
         yield Label(id="run-pairs")
 
-    def show(self, state: RunState, now: float, following: bool) -> None:
+    def show(self, state: RunState, now: float, writer: str | None) -> None:
         # One line each, always: no layout pass needed when they change.
-        self.query_one("#run-status", Label).update(status_line(state, now, following),
+        self.query_one("#run-status", Label).update(status_line(state, now, writer),
                                                     layout=False)
         bar = self.query_one("#run-bar", ProgressBar)
         # Never indeterminate: its animation would redraw forever with nothing to say.
