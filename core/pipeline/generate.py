@@ -17,6 +17,7 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
+from visinstruct.core.models.ledger import MAX_RAW
 from visinstruct.core.pipeline.gating import insert_verdicts
 from visinstruct.core.pipeline.rows import GenerationRef, insert_pairs
 from visinstruct.core.records import Image, Pair
@@ -80,12 +81,13 @@ def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt
                       ref: GenerationRef | None = None) -> int:
     """Write a generation, its pairs and their gate verdicts; returns the generation id.
 
+    The raw text is kept as the ledger keeps a reply: its first MAX_RAW characters.
     A `ref` learns the pairs' ids (its `id` is the caller's to set, once every row is in).
     """
     cursor = conn.execute(
         "INSERT INTO generations (image_id, task, prompt_version, model, call_id, status, raw, "
         "problems, purpose, finish_reason, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (image_id, task, prompt_version, model, call_id, status, raw,
+        (image_id, task, prompt_version, model, call_id, status, raw[:MAX_RAW],
          json.dumps(list(problems)), purpose, finish_reason, now()))
     generation_id = int(cursor.lastrowid or 0)
     ids = insert_pairs(conn, generation_id, [(p.question, p.answer) for p in pairs])

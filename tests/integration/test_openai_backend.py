@@ -230,3 +230,15 @@ def test_model_list_is_served(fake: OpenAIServer) -> None:
         listed = json.loads(reply.read())
 
     assert [model["id"] for model in listed["data"]] == [MODEL]
+
+
+@pytest.mark.parametrize("count", ["9" * 5000, str(10**30), "-7"])
+def test_an_absurd_token_count_is_ignored_and_the_reply_kept(
+    fake: OpenAIServer, make_backend: Any, count: str
+) -> None:
+    body = ('{"choices": [{"message": {"role": "assistant", "content": "a good answer"}, '
+            '"finish_reason": "stop"}], "usage": {"prompt_tokens": 12, '
+            f'"completion_tokens": {count}}}}}').encode()
+    fake.script.push(MODEL, Malformed(body))
+    reply = make_backend().complete(REQUEST)
+    assert (reply.text, reply.tokens_in, reply.tokens_out) == ("a good answer", 12, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 
+from visinstruct.core.models.ledger import MAX_RAW
 from visinstruct.core.pipeline.collector import run_collector
 from visinstruct.core.pipeline.generate import insert_generation
 from visinstruct.core.pipeline.rows import GenerationRef, pair_ids
@@ -152,5 +153,19 @@ def test_a_store_tallied_before_schema_10_counts_its_calls_in_flight_once(
             "UPDATE llm_calls SET status = 'ok', tokens_out = 4 WHERE id = ?", (ids[0],)))
         assert LedgerTally(1).counts(store) == {("m", "e1"): [1, 2, 0, 0, 7]} \
             == _scanned(store, monkeypatch)
+    finally:
+        store.close()
+
+
+def test_a_generation_keeps_its_raw_text_as_the_ledger_keeps_a_reply(tmp_path) -> None:
+    store = Store(tmp_path / "s.db")
+    try:
+        store.write_sync(lambda conn: conn.execute(
+            "INSERT INTO images (id, file_name, width, height) VALUES (1, 'a.jpg', 10, 10)"))
+        huge = "x" * (MAX_RAW * 5)
+        generation_id = store.write_sync(lambda conn: insert_generation(
+            conn, 1, "conversation", "v1", "m", None, "parse_failure", huge, (), ()))
+        (kept,) = store.query("SELECT raw FROM generations WHERE id = ?", (generation_id,))[0]
+        assert kept == huge[:MAX_RAW]
     finally:
         store.close()

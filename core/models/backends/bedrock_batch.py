@@ -19,6 +19,7 @@ from visinstruct.core.models.backends.aws_client import (
 )
 from visinstruct.core.models.backends.base import CompletionResponse
 from visinstruct.core.models.backends.bedrock_bodies import read_reply
+from visinstruct.core.models.backends.replies import loads_reply
 from visinstruct.core.store.batch_jobs import BatchRecord
 
 
@@ -146,7 +147,7 @@ class BatchClient:
                 if not text.strip():
                     continue
                 try:
-                    line = json.loads(text)
+                    line = loads_reply(text)
                 except json.JSONDecodeError:
                     continue  # a torn line: its record returns to pending
                 if isinstance(line, dict) and isinstance(line.get("recordId"), str):

@@ -14,7 +14,7 @@ from typing import Any
 from visinstruct.core.config import ModelConfig, check_gguf
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
-from visinstruct.core.models.backends.replies import normal_finish_reason
+from visinstruct.core.models.backends.replies import as_count, normal_finish_reason
 
 _ASSEMBLE_LOCK = threading.Lock()
 
@@ -146,8 +146,8 @@ class LocalBackend:
             return CompletionResponse(
                 text=text,
                 finish_reason=normal_finish_reason(choice.get("finish_reason")),
-                tokens_in=int(usage.get("prompt_tokens", 0)),
-                tokens_out=int(usage.get("completion_tokens", 0)),
+                tokens_in=as_count(usage.get("prompt_tokens")),
+                tokens_out=as_count(usage.get("completion_tokens")),
                 endpoint=self.endpoints[0],
                 raw=text,
                 extra={"seconds": time.monotonic() - started},

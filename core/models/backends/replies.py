@@ -47,9 +47,27 @@ def normal_finish_reason(reason: Any) -> str:
     return _FINISH_REASONS.get(str(reason).lower(), str(reason))
 
 
+# No reply counts a billion tokens: a larger count is the server's mistake, not a cost.
+MAX_TOKEN_COUNT = 10**9
+
+
 def as_count(value: Any) -> int:
-    """A token count from a reply field, 0 when absent or not an integer."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    """A token count from a reply field; 0 when absent, not an integer, negative or beyond
+    any real reply (the reply itself is kept: only its count is ignored)."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TOKEN_COUNT:
+        return value
+    return 0
+
+
+def _reply_int(text: str) -> int | float:
+    """A JSON integer of a reply; one too long for an exact int is read as a float (Python
+    refuses to read integers of over 4,300 digits, which would discard the whole reply)."""
+    return int(text) if len(text) <= 18 else float(text)
+
+
+def loads_reply(text: str | bytes) -> Any:
+    """`json.loads` for a server's reply: any integer is readable, however many digits."""
+    return json.loads(text, parse_int=_reply_int)
 
 
 def invalid(message: str) -> BackendError:
@@ -128,7 +146,7 @@ def parse_chat_completion(document: Any) -> ParsedReply:
 def read_json(raw: bytes) -> Any:
     """Decode a reply body, or raise the transient MalformedResponse error."""
     try:
-        return json.loads(raw)
+        return loads_reply(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise malformed(f"the reply is not JSON ({error.__class__.__name__}: {error})") from error
     except RecursionError as error:  # a body nested deeper than Python's parser goes

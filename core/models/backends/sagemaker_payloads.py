@@ -12,6 +12,7 @@ from visinstruct.core.models.backends.replies import (
     as_count,
     chat_content,
     invalid,
+    loads_reply,
     malformed,
     normal_finish_reason,
     parse_chat_completion,
@@ -191,7 +192,7 @@ class StreamAssembler:
         if not text or text == b"[DONE]":
             return
         try:
-            event = json.loads(text)
+            event = loads_reply(text)
         except (UnicodeDecodeError, json.JSONDecodeError) as error:
             raise malformed(f"a streamed line is not JSON ({error})") from error
         if not isinstance(event, dict):
