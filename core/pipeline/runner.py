@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import queue
+import sqlite3
 import threading
 import time
 from collections.abc import Collection
@@ -147,7 +148,7 @@ class Workers:
                 # Counted once its last write commits (the writer runs this): stored or failed.
                 outcome.add_done_callback(functools.partial(self._finish_written, item))
             else:
-                self.finish(item, outcome)
+                self._finish_after_writes(item, outcome)
 
     def _record(self, message: str) -> None:
         """Keep why a unit failed as the run's message."""
@@ -158,6 +159,20 @@ class Workers:
         except StoreError:
             pass  # the store is closing: the unit still counts as failed
 
+    def _finish_after_writes(self, unit: Unit, ok: bool) -> None:
+        """Count a unit once the writes it queued have committed.
+
+        Its calls' events are sent when their rows commit (a failed call's too), so a unit
+        finished straight away would say ImageDone before its own CallFinished. A no-op write
+        queued behind them keeps the order; the writer runs writes and callbacks in turn.
+        """
+        try:
+            marker = self.ctx.store.write(_no_write)
+        except StoreError:
+            self.finish(unit, ok)  # the store is closing: nothing queued is left to wait for
+            return
+        marker.add_done_callback(lambda _: self.finish(unit, ok))
+
     def _finish_written(self, unit: Unit, written: Future[Any]) -> None:
         self.finish(unit, was_stored(written))
 
@@ -166,6 +181,10 @@ class Workers:
         if not ok and self.progress.stopped:
             return  # abandoned by a stop: it will be done on resume, not counted as failed
         self.progress.finish_unit(unit.image.image_id, unit.task, ok)
+
+
+def _no_write(_conn: sqlite3.Connection) -> None:
+    """A write that changes nothing: a place in the writer's queue."""
 
 
 def run(config: Config, store: Store, emit: Emit, cancel: threading.Event | None = None,
