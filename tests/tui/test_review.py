@@ -205,6 +205,12 @@ async def test_search_finds_a_sample_by_a_word_of_its_answer(config_path: Path) 
         await wait_for(pilot, lambda: screen.filters.text == word.upper(), "the search")
         await settle(pilot, app)
         assert [row.key for row in screen.table.rows_shown] == [target]
+        # Enter gave the keys back to the list: the next key acts, it is not typed.
+        assert app.focused is screen.table
+        await pilot.press("a")
+        await wait_for(pilot, lambda: query(db, "SELECT COUNT(*) FROM reviews")[0][0] == 1,
+                       "the accept after the search")
+        assert box.value == word.upper()
 
 
 async def test_paging_forward_and_back(config_path: Path) -> None:

@@ -418,6 +418,9 @@ class ReviewScreen(Screen[None]):
         self.total = None
         self.reload()
 
+    def on_review_filters_submitted(self, _event: ReviewFilters.Submitted) -> None:
+        self.table.focus()  # enter after `/` words: the next key is for the list again
+
     def on_review_filters_filter_invalid(self, event: ReviewFilters.FilterInvalid) -> None:
         self.notify(event.problem, title="Filter", severity="error")
 

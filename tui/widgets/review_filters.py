@@ -65,6 +65,9 @@ class ReviewFilters(Horizontal):
             super().__init__()
             self.problem = problem
 
+    class Submitted(Message):
+        """Enter in a box whose filters are valid: the list takes the keys again."""
+
     def compose(self) -> ComposeResult:
         yield Input(placeholder="search words", id="filter-text", compact=True)
         yield Select([(t, t) for t in TASKS], prompt="any task", id="filter-task", compact=True,
@@ -126,10 +129,11 @@ class ReviewFilters(Horizontal):
         return SampleFilter(chosen("#filter-task"), scores[0], scores[1], chosen("#filter-state"),
                             chosen("#filter-version"), rule=chosen("#filter-rule"), text=words)
 
-    def _changed(self) -> None:
+    def _changed(self) -> bool:
         filters = self.current()
         if filters is not None:
             self.post_message(self.FiltersChanged(filters))
+        return filters is not None
 
     def on_select_changed(self, event: Select.Changed) -> None:
         event.stop()
@@ -137,4 +141,5 @@ class ReviewFilters(Horizontal):
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
-        self._changed()
+        if self._changed():
+            self.post_message(self.Submitted())
