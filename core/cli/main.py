@@ -70,11 +70,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write the kept data (llava, jsonl or hf)")
     _common(export)
-    export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava")
+    export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava",
+                        help="llava: the mix665k shape (default); jsonl: one record per line "
+                             "with task, prompt version and model; hf: a datasets folder")
     export.add_argument("--out", type=Path, required=True,
                         help="output file (directory for hf; - for stdout)")
     export.add_argument("--threshold", type=float,
                         help="keep pairs scoring at least this (default: the run's threshold)")
+    export.add_argument("--mix", type=Path, metavar="MIX665K.json",
+                        help="write the whole training mix: llava_v1_5_mix665k.json's academic "
+                             "records as they are, its GPT-made records out, ours in")
+    export.add_argument("--keep-text-only", action="store_true",
+                        help="with --mix: keep ShareGPT's text-only records (made by ChatGPT)")
+    export.add_argument("--keep-unclassified", action="store_true",
+                        help="with --mix: keep the records no rule places in a part")
+    export.add_argument("--card", type=Path, metavar="CARD.md",
+                        help="also write a dataset card (hf writes README.md in its folder)")
+    export.add_argument("--exclude-flagged", action="store_true",
+                        help="leave out pairs a quality gate flagged")
 
     status = sub.add_parser("status", help="what the store holds")
     _common(status)
@@ -83,9 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser("evaluate", help="compare our data with the GPT-4 baseline")
     _common(evaluate)
-    evaluate.add_argument("--mode", choices=("conversation", "answers"), default="conversation")
-    evaluate.add_argument("--sample", type=int, help="images to compare (default: config)")
-    evaluate.add_argument("--seed", type=int, help="sampling seed (default: config)")
+    evaluate.add_argument("--mode", choices=("conversation", "answers"), default="conversation",
+                          help="conversation: our conversations against GPT-4's (default); "
+                               "answers: our generation model answers GPT-4's own questions")
+    evaluate.add_argument("--sample", type=int, metavar="N",
+                          help="images to compare; 0 for every image "
+                               "(default: [evaluation].sample)")
+    evaluate.add_argument("--seed", type=int, metavar="N",
+                          help="seed of the image sample (default: [evaluation].seed)")
     evaluate.add_argument("--json", action="store_true", help="print the results as one object")
 
     analyze = sub.add_parser("analyze", help="statistics report, ours vs baseline")
@@ -94,17 +112,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     deploy = sub.add_parser("deploy", help="create a SageMaker endpoint for Mixtral (TGI)")
     deploy.add_argument("--name", required=True, help="endpoint name")
-    deploy.add_argument("--instance-type", default="ml.g5.48xlarge")
-    deploy.add_argument("--instance-count", type=int, default=1)
+    deploy.add_argument("--instance-type", default="ml.g5.48xlarge",
+                        help="SageMaker instance type (default: ml.g5.48xlarge)")
+    deploy.add_argument("--instance-count", type=int, default=1,
+                        help="instances behind the endpoint (default: 1)")
     deploy.add_argument("--role", default=os.environ.get("SAGEMAKER_ROLE_ARN", ""),
                         help="execution role ARN (default: $SAGEMAKER_ROLE_ARN)")
-    deploy.add_argument("--region", default="us-east-1")
-    deploy.add_argument("--model-id", default="mistralai/Mixtral-8x7B-Instruct-v0.1")
+    deploy.add_argument("--region", default="us-east-1", help="AWS region (default: us-east-1)")
+    deploy.add_argument("--model-id", default="mistralai/Mixtral-8x7B-Instruct-v0.1",
+                        help="Hugging Face model id (default: Mixtral 8x7B Instruct)")
     deploy.add_argument("--image-uri", default="", help="TGI container image (default: by region)")
     deploy.add_argument("--gpus", type=int, default=8, help="GPUs per shard (SM_NUM_GPUS)")
-    deploy.add_argument("--max-input-tokens", type=int, default=24000)
-    deploy.add_argument("--max-total-tokens", type=int, default=32000)
-    deploy.add_argument("--max-batch-total-tokens", type=int, default=512000)
+    deploy.add_argument("--max-input-tokens", type=int, default=24000,
+                        help="longest prompt TGI accepts, in tokens (default: 24000)")
+    deploy.add_argument("--max-total-tokens", type=int, default=32000,
+                        help="prompt and reply together, in tokens (default: 32000)")
+    deploy.add_argument("--max-batch-total-tokens", type=int, default=512000,
+                        help="tokens in flight in one batch (default: 512000)")
     deploy.add_argument("--max-batch-prefill-tokens", type=int, default=None,
                         help="tokens prefilled per batch (default: --max-input-tokens)")
     deploy.add_argument("--dry-run", action="store_true", help="print what would be created")
@@ -124,9 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(stop)
 
     teardown = sub.add_parser("teardown", help="delete an endpoint, its config and its model")
-    teardown.add_argument("--name", required=True)
-    teardown.add_argument("--region", default="us-east-1")
-    teardown.add_argument("--dry-run", action="store_true")
+    teardown.add_argument("--name", required=True, help="endpoint name")
+    teardown.add_argument("--region", default="us-east-1", help="AWS region (default: us-east-1)")
+    teardown.add_argument("--dry-run", action="store_true", help="print what would be deleted")
     return parser
 
 
@@ -261,9 +285,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     if not Path(db).is_file():
         raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
     to_stdout = str(args.out) == STDOUT
+    new_folder: Path | None = None
     if not to_stdout:
         writable_target(args.out)  # a FIFO or device is refused before any work
         refuse_store_target(args.out, db)  # nor may the export write over the store
+        new_folder = _missing_folder(args.out.parent)
     with _open_store(db) as store:
         from visinstruct.core.store.queries import kept_conversations
         from visinstruct.core.store.scene_queries import gqa_image_ids
@@ -274,11 +300,26 @@ def cmd_export(args: argparse.Namespace) -> int:
                             gqa_id=gqa_ids.get(image_id, ""))
                  for image_id, task, version, model, pairs in kept_conversations(store, threshold))
         summary = export(items, args.format, args.out)
+    if new_folder is not None and new_folder.is_dir():
+        _say(f"created folder {new_folder} (it did not exist)")
     _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
          f"{threshold:g}) to {'stdout' if to_stdout else summary.path}")
+    if not summary.records:
+        _say(f"warning: the export is empty: no pair is kept at threshold {threshold:g}; "
+             "`visinstruct status` shows the store's pairs, a lower --threshold keeps more")
     if not to_stdout:
         print(summary.path)
     return ExitCode.OK
+
+
+def _missing_folder(folder: Path) -> Path | None:
+    """The outermost folder of `folder` that does not exist yet (the export creates it), or None."""
+    missing: Path | None = None
+    for candidate in (folder, *folder.parents):
+        if candidate.exists() or candidate.is_symlink():
+            break
+        missing = candidate
+    return missing
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -336,7 +377,7 @@ def _lazy(module: str, name: str) -> Callable[[argparse.Namespace], int]:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "run": cmd_run,
     "prepare": cmd_prepare,
-    "export": cmd_export,
+    "export": _lazy("visinstruct.core.cli.export", "cmd_export"),
     "status": cmd_status,
     "tui": cmd_tui,
     "evaluate": _lazy("visinstruct.core.cli.evaluate", "cmd_evaluate"),
@@ -379,6 +420,7 @@ def main(argv: Sequence[str] | None = None, *, open_app: AppOpener | None = None
         words = ["tui", *words]
     args = parser.parse_args(words)
     args.open_app = open_app
+    args.words = words  # the command as typed (the dataset card records it)
     command = args.command
     if sys.stdout is None and command in ("export", "status", "prepare", "backup"):
         _say("visinstruct: stdout is closed: nowhere to write the output (use --out FILE, or "
