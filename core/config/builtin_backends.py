@@ -164,7 +164,7 @@ BUILTIN: dict[str, BackendSpec] = {spec.name: spec for spec in (
         summary="Bedrock batch inference jobs, with the remainder sent on demand"),
     BackendSpec(
         "openai", f"{_WIRES}.openai:from_config",
-        keys=("base_url", "base_urls", "api_key_env", "model", "json_mode"),
+        keys=("base_url", "base_urls", "api_key_env", "model", "json_mode", "call_timeout"),
         check=_check_openai, carries_images=_always,
         summary="an OpenAI-compatible chat completions server"),
     BackendSpec(

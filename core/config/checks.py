@@ -105,6 +105,7 @@ _RANGES: dict[str, _Range] = {
     "instances": _Range(1),
     # Seconds beyond a day are a typo, and sockets overflow on huge ones (1e10).
     "read_timeout": _Range(0, 86_400, above=True),
+    "call_timeout": _Range(0, 86_400, above=True),
     "probe_seconds": _Range(0, 86_400, above=True),
     "poll_seconds": _Range(0, 86_400, above=True),
     # Dollars: no model costs a million per million tokens or per hour; far beyond overflows.

@@ -1,5 +1,6 @@
-"""Every request that reached a server is an attempt in the ledger: the OpenAI wire never
-re-sends on its own when a kept-alive connection drops after the server read the request."""
+"""The OpenAI wire's transport against raw servers: every request that reached a server is an
+attempt in the ledger (no re-send on its own when a kept-alive connection drops after the
+server read the request), and a reply that trickles in is cut at the whole-call deadline."""
 
 from __future__ import annotations
 
@@ -11,12 +12,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from tests.fakes.model_replies import prompt_text, reply_for
 from tests.fakes.openai_server import chat_completion
+from visinstruct.core.config import load_config
+from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models.backends.base import CompletionRequest, Message
+from visinstruct.core.models.backends.openai import OpenAIBackend
 from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -122,3 +128,62 @@ probe_seconds = 0.05
                                 ).fetchone()[0]
     assert server.received == rows
     assert failed and answered, "the server never dropped a reused connection: proves nothing"
+
+
+class Trickle(socketserver.ThreadingTCPServer):
+    """Reads a request, promises a 10,000-byte body and sends one byte of it every 50 ms."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _TrickleHandler)
+        self.stop = threading.Event()
+
+
+class _TrickleHandler(socketserver.BaseRequestHandler):
+    server: Trickle
+
+    def handle(self) -> None:
+        if read_request(self.request) is None:
+            return
+        try:
+            self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                 b"Content-Length: 10000\r\n\r\n")
+            while not self.server.stop.wait(0.05):
+                self.request.sendall(b" ")
+        except OSError:
+            return  # the client cut the call
+
+
+def test_a_trickling_reply_is_cut_at_the_whole_call_deadline() -> None:
+    server = Trickle()
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                              daemon=True)
+    thread.start()
+    backend = OpenAIBackend(f"http://127.0.0.1:{server.server_address[1]}/v1", model="m",
+                            read_timeout=1.0, call_timeout=1.5)
+    try:
+        started = time.monotonic()
+        with pytest.raises(BackendError) as caught:
+            backend.complete(CompletionRequest((Message("user", "hi"),), max_tokens=5))
+        took = time.monotonic() - started
+    finally:
+        backend.close()
+        server.stop.set()
+        server.shutdown()
+        server.server_close()
+    error = caught.value
+    assert (error.error_class, error.kind) == ("CallTimeout", BackendError.TRANSIENT)
+    assert "call_timeout = 1.5 s" in str(error) and "\n" not in str(error)
+    assert took < 30  # a bound, not a timing target: without the deadline it never ends
+
+
+def test_call_timeout_is_range_checked(tmp_path: Path) -> None:
+    for value in ("0", "-1", "1e10"):
+        config = tmp_path / "run.toml"
+        config.write_text(f"""[generation]\nmodel = "served"\n[judge]\nmodel = "served"
+[models.served]\nbackend = "openai"\nbase_url = "http://127.0.0.1:9/v1"\nmodel = "m"
+call_timeout = {value}\n""")
+        with pytest.raises(ConfigError, match="call_timeout"):
+            load_config(config)

@@ -18,6 +18,7 @@ from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
 from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
+from visinstruct.core.models.backends.deadline import call_deadline
 from visinstruct.core.models.backends.json_modes import (
     ModeLadder,
     concrete,
@@ -55,6 +56,12 @@ def _content(message: Message) -> str | list[dict[str, Any]]:
     if message.content:
         parts.append({"type": "text", "text": message.content})
     return parts
+
+
+def _cut(sock: socket.socket | None) -> None:
+    """End a call's exchange now: a read blocked on the socket returns at once."""
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
@@ -132,6 +139,7 @@ class OpenAIBackend:
         max_in_flight: int = 16,
         read_timeout: float = 120.0,
         connect_timeout: float = 5.0,
+        call_timeout: float = 600.0,
         json_mode: str = "auto",
         fold_system_role: bool = False,
     ) -> None:
@@ -164,6 +172,7 @@ class OpenAIBackend:
         self.max_in_flight = max_in_flight
         self.read_timeout = read_timeout
         self.connect_timeout = connect_timeout
+        self.call_timeout = call_timeout
         self.json_mode = json_mode
         self._json_forms = ModeLadder(json_mode)
         self.fold_system_role = fold_system_role
@@ -222,19 +231,26 @@ class OpenAIBackend:
         if base in self._basic_auth and "Authorization" not in headers:
             headers["Authorization"] = self._basic_auth[base]
         connection = self._connection(base)
-        try:
-            # Sent once: a connection that fails after the request went out may have been read
-            # by the server, so the failure is this attempt's and any retry is a new attempt
-            # in the ledger. Sockets the server closed while idle are left before sending.
-            connection.request("POST", target, body=body, headers=headers)
-            response = connection.getresponse()
-            raw = response.read()
-            if response.will_close:
+        sock = connection.sock
+        with call_deadline(self.call_timeout, lambda: _cut(sock)) as deadline:
+            try:
+                # Sent once: a connection that fails after the request went out may have been
+                # read by the server, so the failure is this attempt's and any retry is a new
+                # attempt in the ledger. Sockets the server closed while idle are left before.
+                connection.request("POST", target, body=body, headers=headers)
+                response = connection.getresponse()
+                raw = response.read()
+            except Exception as error:
                 self._drop(base, connection)
-            return response.status, raw
-        except Exception as error:
+                if deadline.expired:
+                    raise deadline.error(f"OpenAI-compatible server {base}") from error
+                raise self._transport_error(base, error) from error
+            if deadline.expired:  # cut while reading a body that ends at the close
+                self._drop(base, connection)
+                raise deadline.error(f"OpenAI-compatible server {base}")
+        if response.will_close:
             self._drop(base, connection)
-            raise self._transport_error(base, error) from error
+        return response.status, raw
 
     def _thread_pool(self) -> dict[str, http.client.HTTPConnection]:
         """This thread's connections by base URL."""
@@ -353,4 +369,4 @@ def from_config(model: ModelConfig) -> OpenAIBackend:
     return OpenAIBackend(base_urls[0] if base_urls else None, base_urls=base_urls,
                          model=model.model, api_key=os.environ.get(model.api_key_env),
                          max_in_flight=model.max_in_flight, read_timeout=model.read_timeout,
-                         json_mode=model.json_mode)
+                         call_timeout=model.call_timeout, json_mode=model.json_mode)
