@@ -69,7 +69,8 @@ def test_every_flag_of_every_command_has_help() -> None:
     assert missing == []
 
 
-def test_evaluate_help_names_the_modes_and_the_usage_shows_sample_and_seed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_evaluate_help_names_the_modes_and_the_usage_shows_sample_and_seed(
+        capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["evaluate", "--help"])
     text = capsys.readouterr().out
