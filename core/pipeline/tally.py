@@ -228,6 +228,11 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "–"
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """'1 pair', '2 pairs', '1,200 blind decisions': `noun` is the singular."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"
+
+
 def units_text(figures: RunFigures) -> str:
     """'70/72 units · 2 failed · 12.5 units/s · ETA 3.0s' (the ETA only while a run goes)."""
     text = f"{figures.done_units:,}/{figures.total_units:,} units"
@@ -241,7 +246,8 @@ def units_text(figures: RunFigures) -> str:
 
 def run_pairs_text(figures: RunFigures) -> str:
     """'this run: 30 pairs judged · 12 kept (40%) · 1 unjudged'."""
-    text = (f"this run: {figures.judged_pairs:,} pairs judged · {figures.kept_pairs:,} kept "
+    text = (f"this run: {counted(figures.judged_pairs, 'pair')} judged · "
+            f"{figures.kept_pairs:,} kept "
             f"({percent(figures.kept_pairs, figures.judged_pairs)})")
     if figures.unjudged_pairs:
         text += f" · {figures.unjudged_pairs:,} unjudged"

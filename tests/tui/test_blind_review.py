@@ -17,6 +17,7 @@ from tests.tui.support_screens import (
     wait_for,
 )
 from visinstruct.core.analysis.agreement import stored_judge_agreement
+from visinstruct.core.review.blind import blind_sample, record_blind_decision
 from visinstruct.core.store.database import Store
 from visinstruct.tui.screens.blind_review import BlindReviewScreen
 from visinstruct.tui.screens.review import ReviewScreen
@@ -114,3 +115,44 @@ async def test_skipping_moves_on_and_a_new_batch_never_repeats_a_shown_pair(
     assert query(db, "SELECT COUNT(*) FROM reviews WHERE blind = 1 AND decision = 'reject'") == [
         (1,)]
     assert query(db, "SELECT COUNT(*) FROM reviews WHERE blind = 1") == [(1,)]
+
+
+async def test_a_skipped_pair_comes_again_once_every_other_pair_is_decided(
+        config_path: Path) -> None:
+    db = config_path.with_name("run.db")
+    with Store(db) as store:  # every judged pair decided but two
+        for pair in blind_sample(store, 100_000)[2:]:
+            record_blind_decision(store, pair.pair_id, "accept")
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await open_review(pilot)
+        await app.push_screen(BlindReviewScreen(seed=3))
+        blind = app.screen
+        assert isinstance(blind, BlindReviewScreen)
+        await wait_for(pilot, lambda: blind.current is not None, "the first blind pair")
+        skipped = blind.current
+        assert skipped is not None and len(blind.queue) == 1
+        await pilot.press("s")
+        await wait_for(pilot, lambda: blind.current is not skipped, "the other pair")
+        assert "1 skipped" in screen_text(app)
+        await pilot.press("x")
+        # Nothing new is left, but the skipped pair has no decision: it comes again.
+        await wait_for(pilot, lambda: blind.current is not None
+                       and blind.current.pair_id == skipped.pair_id, "the skipped pair again")
+        text = screen_text(app)
+        assert "every current judged pair has a decision" not in text
+        assert "1 decided now" in text
+        await pilot.press("a")
+        await wait_for(pilot, lambda: blind.finished and blind.current is None, "the end")
+        await pilot.pause(0.2)
+        assert "every current judged pair has a decision" in screen_text(app)
+    assert query(db, "SELECT COUNT(*) FROM reviews WHERE blind = 1 AND pair_id = ?",
+                 (skipped.pair_id,)) == [(1,)]
+
+
+def test_counts_are_worded_in_the_singular_for_one() -> None:
+    from visinstruct.core.pipeline.tally import counted
+
+    assert counted(1, "blind decision") == "1 blind decision"
+    assert counted(2, "blind decision") == "2 blind decisions"
+    assert counted(1, "pair") == "1 pair" and counted(1_200, "pair") == "1,200 pairs"

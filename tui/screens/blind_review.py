@@ -28,6 +28,7 @@ from visinstruct.core.review.blind import (
 from visinstruct.core.review.samples import image_file
 from visinstruct.core.store.database import Store
 from visinstruct.tui.widgets.footer import Footer
+from visinstruct.tui.widgets.formatting import counted
 from visinstruct.tui.widgets.image_preview import ImagePreview
 from visinstruct.tui.widgets.review_workers import ScreenReads
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 DONE_TEXT = ("No judged pair is left to review blind: every current judged pair has a "
              "decision. Press escape to go back.")
+AGAIN_TEXT = "Every other pair is decided: the pairs you skipped come again."
 
 
 def pair_text(pair: BlindPair) -> Text:
@@ -100,7 +102,8 @@ class BlindReviewScreen(Screen[None]):
         self.loading = False
         self.finished = False      # nothing left to review
         self.reads = ScreenReads()
-        self.shown: set[int] = set()   # pair ids shown this visit: a skipped one is not redrawn
+        self.shown: set[int] = set()   # pair ids drawn this visit: never drawn twice
+        self.skipped: list[BlindPair] = []  # offered again once nothing new is left
         self._pictures: dict[int, Path | None] = {}
         self._batches = 0
 
@@ -151,10 +154,14 @@ class BlindReviewScreen(Screen[None]):
                       pictures: dict[int, Path | None]) -> None:
         self.loading = False
         self.total = total if total is not None else self.total
-        self._pictures = pictures
+        self._pictures.update(pictures)
         self.queue = batch
         self.shown.update(pair.pair_id for pair in batch)
-        self.finished = not batch
+        if not batch and self.skipped:
+            # Nothing new to draw, but skipped pairs have no decision yet: offer them again.
+            self.queue, self.skipped = self.skipped, []
+            self.notify(AGAIN_TEXT)
+        self.finished = not self.queue
         await self._next()
 
     async def _next(self) -> None:
@@ -172,9 +179,11 @@ class BlindReviewScreen(Screen[None]):
         self._update_status()
 
     def _update_status(self) -> None:
-        total = "" if self.total is None else f" · {self.total:,} blind decisions in the store"
+        total = "" if self.total is None else \
+            f" · {counted(self.total, 'blind decision')} in the store"
+        skipped = f" · {len(self.skipped):,} skipped" if self.skipped else ""
         self.query_one("#blind-status", Static).update(
-            f"{self.decided} decided now{total} · a: accept · x: reject · s: skip · "
+            f"{self.decided} decided now{total}{skipped} · a: accept · x: reject · s: skip · "
             "scores stay hidden")
 
     # -- actions ---------------------------------------------------------------------------------
@@ -191,6 +200,7 @@ class BlindReviewScreen(Screen[None]):
 
     async def action_skip(self) -> None:
         if self.current is not None:
+            self.skipped.append(self.current)
             await self._advance(load=True)
 
     async def _advance(self, *, load: bool) -> None:

@@ -28,6 +28,7 @@ from visinstruct.tui.widgets.eval_tables import (
     ordered,
 )
 from visinstruct.tui.widgets.footer import Footer
+from visinstruct.tui.widgets.formatting import counted
 from visinstruct.tui.widgets.review_workers import ScreenReads, report_failure
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ def agreement_text(agreement: JudgeAgreement) -> str:
     if agreement.n == 0:
         return NO_AGREEMENT
     best = "–" if agreement.best_threshold is None else f"{agreement.best_threshold:g}"
+    decisions = counted(agreement.n, "blind decision")
     return (f"kappa {_ci(agreement.kappa, agreement.kappa_ci)} · Spearman "
-            f"{_ci(agreement.spearman, agreement.spearman_ci)} · n {agreement.n} blind decisions\n"
+            f"{_ci(agreement.spearman, agreement.spearman_ci)} · n {decisions}\n"
             f"precision {_ci(agreement.precision, agreement.precision_ci)} (n {agreement.kept}"
             f" kept) · recall {_ci(agreement.recall, agreement.recall_ci)} (n "
             f"{agreement.accepted} accepted) · at threshold "

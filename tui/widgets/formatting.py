@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 # The figures the CLI shows too are worded by the shared tally module, never twice.
-from visinstruct.core.pipeline.tally import duration, money, percent
+from visinstruct.core.pipeline.tally import counted, duration, money, percent
 
-__all__ = ["duration", "money", "percent", "per_second", "millis", "shorten"]
+__all__ = ["counted", "duration", "money", "percent", "per_second", "millis", "shorten"]
 
 
 def per_second(value: float | None, unit: str = "/s") -> str:

@@ -9,7 +9,7 @@ from textual.widgets import Label, ProgressBar
 
 from visinstruct.core.pipeline.tally import units_text
 from visinstruct.tui.state import RunState
-from visinstruct.tui.widgets.formatting import duration, money, percent
+from visinstruct.tui.widgets.formatting import counted, duration, money, percent
 
 STATUS_STYLE = {
     "running": "bold green", "starting": "bold green", "paused": "bold yellow",
@@ -51,7 +51,7 @@ def units_line(state: RunState, now: float) -> Text:
 
 def pairs_line(state: RunState) -> Text:
     """'163 pairs judged · 81 kept (50%) · $1.20 so far · $9.80 projected'."""
-    line = Text(f"{state.judged_pairs:,} pairs judged in the store · ")
+    line = Text(f"{counted(state.judged_pairs, 'pair')} judged in the store · ")
     line.append(f"{state.kept_pairs:,} kept ({percent(state.kept_pairs, state.judged_pairs)})",
                 style="green")
     line.append(f" · {money(state.cost_usd)} so far · {money(state.projected_cost_usd)} projected")
