@@ -281,7 +281,7 @@ class VisinstructApp(App[int]):
             return
         if self.runs.stopping:
             # Calls in flight are left in the ledger as in flight: the next run sends them again.
-            self.exit(int(ExitCode.INTERRUPTED))
+            self.exit(return_code=int(ExitCode.INTERRUPTED))
             return
         if isinstance(self.screen, ConfirmDialog):
             return
@@ -305,7 +305,7 @@ class VisinstructApp(App[int]):
                 await worker.wait()
             except Exception:  # noqa: BLE001 - its failure was already shown; quit anyway
                 pass
-        self.exit(int(ExitCode.INTERRUPTED))  # as a headless run stopped by Ctrl-C
+        self.exit(return_code=int(ExitCode.INTERRUPTED))  # as a headless run stopped by Ctrl-C
 
     # -- the command palette ---------------------------------------------------------------------
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:

@@ -87,6 +87,7 @@ async def test_q_during_a_run_asks_then_stops_the_run_cleanly(tmp_path: Path) ->
         await wait_for(pilot, lambda: app._exit, "the app to exit", 30)
     assert not app.run_active
     assert store_figures(tmp_path / "run.db")["status"] == "interrupted"
+    assert app.return_code == 3  # as a headless run stopped by Ctrl-C
 
 
 async def test_command_palette_lists_every_action_and_runs_them(tmp_path: Path) -> None:
