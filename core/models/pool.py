@@ -18,6 +18,10 @@ from visinstruct.core.models.backends.base import Backend, CompletionRequest, Co
 PoolOutcome = Literal["ok", "backpressure", "transient", "permanent"]
 
 HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+# Push-back is waited out, but not forever: a call gives up after this many push-backs or
+# this long since the first, whichever comes first, and fails saying so.
+MAX_PUSH_BACKS = 50
+PUSH_BACK_SECONDS = 600.0
 
 
 class AttemptListener(Protocol):
@@ -70,6 +74,13 @@ class _Endpoint:
         return DEGRADED if self.consecutive_failures else HEALTHY
 
 
+def _gave_up(error: BackendError, push_backs: int, seconds: float) -> BackendError:
+    """The last push-back of a call that stops waiting, saying so (its unit fails)."""
+    return BackendError(f"{error.message}; gave up after {push_backs} push-backs in "
+                        f"{seconds:.0f} s", kind=error.kind, error_class=error.error_class,
+                        status=error.status)
+
+
 def unexpected_error(error: BaseException) -> BackendError:
     """An exception that is not a BackendError as a permanent failed call with its class."""
     if isinstance(error, BackendError):
@@ -103,8 +114,11 @@ class Pool:
         on_health: Callable[[EndpointFigures], None] | None = None,
         health_interval: float = 0.25,
         sleep: Callable[[float], None] | None = None,
+        push_back_seconds: float | None = None,
     ) -> None:
         self.backend = backend
+        self.push_back_seconds = PUSH_BACK_SECONDS if push_back_seconds is None \
+            else push_back_seconds
         self.model = model
         self.attempts = attempts
         self.backoff_base = backoff_base
@@ -229,6 +243,7 @@ class Pool:
         last_endpoint: str | None = None
         attempt = 0
         backpressure_waits = 0
+        first_push_back: float | None = None
         while True:
             attempt += 1
             endpoint, cuts = self._acquire(avoid=last_endpoint)
@@ -244,16 +259,25 @@ class Pool:
                 latency = (time.monotonic() - started) * 1000
                 self._release(endpoint, error.kind, latency, sent_at_cut=cuts)
                 retry = self._should_retry(error, attempt, backpressure_waits)
+                if error.kind == BackendError.BACKPRESSURE and not self.cancel.is_set():
+                    first_push_back = first_push_back or started
+                    waited = time.monotonic() - first_push_back
+                    retry = retry and waited < self.push_back_seconds
+                    if not retry:
+                        error = _gave_up(error, backpressure_waits + 1, waited)
                 listener.failed(call_id, error, latency, retry)
                 if not retry:
-                    raise
+                    raise error
                 if error.kind == BackendError.BACKPRESSURE:
                     # Push-back is not a failure of the request: it does not use up attempts.
                     backpressure_waits += 1
                     attempt -= 1
                 last_endpoint = endpoint.name
-                self._sleep(self._backoff(attempt if error.kind != BackendError.BACKPRESSURE
-                                          else min(backpressure_waits, 6)))
+                if error.kind != BackendError.BACKPRESSURE:
+                    self._sleep(self._backoff(attempt))
+                else:  # never past the time push-back is waited out for
+                    left = self.push_back_seconds - (time.monotonic() - (first_push_back or 0))
+                    self._sleep(max(0.0, min(left, self._backoff(min(backpressure_waits, 6)))))
                 continue
             except BaseException as unexpected:
                 # Not a classified failure (a bug, RecursionError on a deep reply, an interrupt):
@@ -280,7 +304,7 @@ class Pool:
         if error.kind == BackendError.PERMANENT:
             return False
         if error.kind == BackendError.BACKPRESSURE:
-            return backpressure_waits < 50
+            return backpressure_waits + 1 < MAX_PUSH_BACKS
         return attempt < self.attempts
 
     def _backoff(self, attempt: int) -> float:

@@ -14,13 +14,16 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.fakes.model_replies import prompt_text, reply_for
-from tests.fakes.openai_server import chat_completion
+from tests.fakes.openai_server import OpenAIServer, chat_completion
+from tests.fakes.scripting import Script, Throttle
 from visinstruct.core.config import load_config
 from visinstruct.core.errors import BackendError, ConfigError
+from visinstruct.core.models import pool as pool_module
 from visinstruct.core.models.backends.base import CompletionRequest, Message
 from visinstruct.core.models.backends.openai import OpenAIBackend
 from visinstruct.dataset import sample
@@ -187,3 +190,32 @@ def test_call_timeout_is_range_checked(tmp_path: Path) -> None:
 call_timeout = {value}\n""")
         with pytest.raises(ConfigError, match="call_timeout"):
             load_config(config)
+
+
+@pytest.mark.timeout(120)
+def test_a_server_that_always_pushes_back_fails_its_units_in_bounded_time(
+        tmp_path: Path, run_cli: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pool_module, "PUSH_BACK_SECONDS", 0.5)
+    script = Script()
+    script.on("*", lambda request: Throttle())
+    with OpenAIServer(script, models=("m",)) as server:
+        config = tmp_path / "run.toml"
+        config.write_text(f"""db = "{tmp_path / 'run.db'}"
+[source]
+coco_captions = "{sample.captions_path()}"
+limit = 2
+[generation]
+model = "served"
+[judge]
+model = "served"
+[models.served]
+backend = "openai"
+base_url = "{server.url}/v1"
+model = "m"
+""")
+        code, out, err = run_cli("run", "--headless", "--json", "--config", config)
+    assert code == 1, err
+    assert "gave up after" in out and "push-backs" in out
+    finished = json.loads(out.splitlines()[-1])
+    assert finished["failed_units"] == finished["total_units"] > 0
+    assert finished["calls"] == finished["failed_calls"]

@@ -12,7 +12,7 @@ import pytest
 
 from visinstruct.core.errors import BackendError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
-from visinstruct.core.models.pool import Pool
+from visinstruct.core.models.pool import MAX_PUSH_BACKS, Pool
 
 REQUEST = CompletionRequest(messages=(Message("user", "hi"),))
 
@@ -220,3 +220,24 @@ def test_a_burst_of_push_back_halves_the_limit_once() -> None:
     snap = pool.snapshots()[0]
     assert snap.throttles == 8
     assert pool._endpoints[0].cuts == 1  # one cut for the burst, not eight
+
+
+def test_a_call_that_only_meets_push_back_gives_up_after_a_bounded_count_and_says_so() -> None:
+    backend = FakeBackend(("a",), lambda e, n: "backpressure")
+    pool = make_pool(backend, attempts=2)
+    recorder = Recorder()
+    with pytest.raises(BackendError) as caught:
+        pool.call(REQUEST, Listener(recorder))
+    assert backend.calls["a"] == MAX_PUSH_BACKS == len(recorder.started)
+    assert caught.value.kind == BackendError.BACKPRESSURE
+    assert f"gave up after {MAX_PUSH_BACKS} push-backs" in str(caught.value)
+    assert recorder.failed[-1] == (BackendError.BACKPRESSURE, False)
+    assert all(retry for _, retry in recorder.failed[:-1])
+
+
+def test_a_call_that_only_meets_push_back_gives_up_after_a_bounded_time() -> None:
+    backend = FakeBackend(("a",), lambda e, n: "backpressure")
+    pool = make_pool(backend, push_back_seconds=0.2, sleep=lambda s: threading.Event().wait(0.05))
+    with pytest.raises(BackendError, match="gave up after .* push-backs in 0 s"):
+        pool.call(REQUEST, Listener(Recorder()))
+    assert 2 <= backend.calls["a"] < MAX_PUSH_BACKS
