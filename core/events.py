@@ -92,6 +92,15 @@ class PairsJudged(Event):
 
 
 @dataclass(frozen=True)
+class PictureUnusable(Event):
+    """An image's picture cannot be sent to a model that sees: its units fail, no call made."""
+
+    image_id: int
+    path: str
+    problem: str
+
+
+@dataclass(frozen=True)
 class ImageDone(Event):
     """One (image, task) unit finished, successfully or not."""
 

@@ -19,6 +19,7 @@ from visinstruct.core.events import (
     BatchRecordsWaiting,
     EndpointHealth,
     Event,
+    PictureUnusable,
     RunFinished,
 )
 from visinstruct.core.pipeline.tally import (
@@ -111,6 +112,10 @@ class RichProgress:
         if isinstance(event, BatchNotice):
             # Printed above the live display, outside the lock its refresh takes.
             self.console.print(f"{event.stage} ({event.model}): {event.message}")
+        elif isinstance(event, PictureUnusable):
+            self.console.print(f"picture not sent, image {event.image_id} skipped: "
+                               f"{event.path}: {event.problem}", markup=False,
+                               highlight=False)
 
     def plain_line(self) -> str:
         """The figures as one log line; nothing before the run has started."""

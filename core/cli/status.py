@@ -9,6 +9,7 @@ from visinstruct.core.pipeline.tally import money
 from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.cost import cost_report, stored_config
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.pictures import last_run_problems, pictures_sent
 from visinstruct.core.store.queries import gate_counts, status_counts
 from visinstruct.core.store.scene_queries import images_by_source
 from visinstruct.core.store.writer_lock import holder_pid
@@ -37,6 +38,9 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     report["last_run"] = None if last is None else {
         "id": last[0], "status": status, "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
+    report["pictures_sent"] = pictures_sent(store)
+    # The last run's images whose picture could not be sent (their units failed, no call).
+    report["pictures_unusable"] = last_run_problems(store)
     # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
     # figure is null.
     report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
@@ -80,6 +84,10 @@ def human_lines(report: dict[str, Any]) -> list[str]:
                                      f"{value['total_units'] or 0:,} units"))
             rows.append(("  started", _when(value["started_at"])))
             rows.append(("  finished", _when(value["finished_at"])))
+            continue
+        if key == "pictures_unusable":
+            rows.append((key, f"{value['count']:,}" if value["count"] else "none"))
+            rows.extend(("  picture", text) for text in value["files"])
             continue
         if key == "batch_jobs":
             rows.extend(("batch job", f"{job['stage']} {job['model']} {job['records']:,} records "

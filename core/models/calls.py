@@ -14,7 +14,13 @@ from visinstruct.core.errors import BackendError
 from visinstruct.core.events import Emit, EndpointFigures
 from visinstruct.core.models.backends import make_backend
 from visinstruct.core.models.backends.base import Backend, CompletionRequest
-from visinstruct.core.models.ledger import CallInfo, Ledger, call_key, request_hash
+from visinstruct.core.models.ledger import (
+    CallInfo,
+    Ledger,
+    call_key,
+    picture_count,
+    request_hash,
+)
 from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.sanitize.clean import storable
 from visinstruct.core.sanitize.redact import redact
@@ -62,7 +68,7 @@ def make_call(ctx: StageContext, *, stage: str, image_id: int, task: str, model:
     """Send one request through the model's pool with every attempt in the ledger."""
     info = CallInfo(stage, image_id, task, model, prompt_version,
                     call_key(stage, image_id, task, prompt_version, model, item),
-                    request_hash(request))
+                    request_hash(request), picture_count(request))
     listener = ctx.ledger.listener(info)
     try:
         result = ctx.pools[model].call(request, listener)

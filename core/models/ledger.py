@@ -30,6 +30,11 @@ def call_key(stage: str, image_id: int, task: str, prompt_version: str, model: s
     return "|".join((stage, str(image_id), task, prompt_version, model, item))
 
 
+def picture_count(request: CompletionRequest) -> int:
+    """How many pictures a request carries."""
+    return sum(len(message.images) for message in request.messages)
+
+
 def request_hash(request: CompletionRequest) -> str:
     """A hash of everything sent, so identical requests are recognisable in the ledger."""
     digest = hashlib.blake2b(digest_size=8)
@@ -67,6 +72,7 @@ class CallInfo:
     prompt_version: str
     key: str
     request_hash: str
+    pictures: int = 0   # pictures the request carries (0: the model did not see the image)
 
 
 class Ledger:
@@ -134,13 +140,13 @@ class CallListener:
         info = self.info
         ledger = self.ledger
         row = (info.key, ledger.run_id, info.image_id, info.task, info.stage, info.model,
-               endpoint, info.prompt_version, info.request_hash, attempt, now())
+               endpoint, info.prompt_version, info.request_hash, attempt, info.pictures, now())
 
         def insert(conn: sqlite3.Connection) -> None:
             ref.id = conn.execute(
                 "INSERT INTO llm_calls (key, run_id, image_id, task, stage, model, endpoint, "
-                "prompt_version, request_hash, attempt, status, started_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_flight', ?)", row).lastrowid
+                "prompt_version, request_hash, attempt, pictures, status, started_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'in_flight', ?)", row).lastrowid
 
         ledger.store.write_nowait(insert, on_commit=lambda _: ledger.emit(CallStarted(
             ref.id or 0, info.stage, info.image_id, info.task, info.model, endpoint, attempt)))

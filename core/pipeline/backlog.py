@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from visinstruct.core.config import Config
+from visinstruct.core.pipeline.seeing import stage_sees
 from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, UnitNeed
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.text.prompt_versions import active_template, stored_template
-from visinstruct.core.text.prompts import PromptTemplate
+from visinstruct.core.text.prompts import PromptTemplate, prompt_name
 
 _PAGE = 500
 
@@ -48,14 +49,24 @@ class Backlog:
     config: Config
     store: Store
     templates: dict[str, PromptTemplate]   # by task: the active generation templates
-    judge_template: PromptTemplate
+    judge_template: PromptTemplate          # the judge's (a panel's: its combined scores')
+    # A panel member's own template: the vision version for a member shown the picture.
+    member_templates: dict[str, PromptTemplate] | None = None
 
     @classmethod
     def load(cls, config: Config, store: Store) -> Backlog:
-        """The backlog with the store's active templates."""
+        """The backlog with the store's active templates: the vision versions for models that
+        are shown the picture."""
+        seeing = stage_sees(config, config.generation.model)
+        judges = {name: stage_sees(config, name) for name in config.judge.panel}
+        judge = active_template(store, prompt_name("judge", sees=any(judges.values())))
+        members = {name: judge if sees == any(judges.values())
+                   else active_template(store, prompt_name("judge", sees=sees))
+                   for name, sees in judges.items()}
         return cls(config, store,
-                   {task: active_template(store, task) for task in config.generation.tasks},
-                   active_template(store, "judge"))
+                   {task: active_template(store, prompt_name(task, sees=seeing))
+                    for task in config.generation.tasks},
+                   judge, members)
 
     def template_for(self, name: str, version: str) -> PromptTemplate:
         """The template a record was made with (the active one, or an older stored version)."""

@@ -62,10 +62,11 @@ class GenerationResult:
 
 
 def generation_request(template: PromptTemplate, image: Image, settings: GenerationConfig,
-                       task: str) -> CompletionRequest:
-    """The request for one (image, task), asking for JSON where the backend can enforce it."""
+                       task: str, picture: bytes | None = None) -> CompletionRequest:
+    """The request for one (image, task), asking for JSON where the backend can enforce it;
+    the picture goes with it when given."""
     return CompletionRequest(
-        messages=generation_messages(template, image),
+        messages=generation_messages(template, image, picture),
         max_tokens=settings.max_tokens,
         temperature=settings.temperature,
         top_p=settings.top_p,
@@ -100,10 +101,12 @@ def insert_generation(conn: sqlite3.Connection, image_id: int, task: str, prompt
 def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
              settings: GenerationConfig, model: str,
              purpose: str = "run",
-             gates: GatesConfig | None = None) -> GenerationResult | CallOutcome:
+             gates: GatesConfig | None = None,
+             picture: bytes | None = None) -> GenerationResult | CallOutcome:
     """Generate pairs for one (image, task) and gate them; a failed call returns its CallOutcome.
 
-    `purpose` "lab" marks prompt-lab trials, which never count as the run's data.
+    `purpose` "lab" marks prompt-lab trials, which never count as the run's data; `picture`
+    is sent when given (only to a model that sees).
     """
     ref = RowRef()
     if not image.has_context:
@@ -118,7 +121,7 @@ def generate(ctx: StageContext, template: PromptTemplate, image: Image, task: st
         written = ctx.store.write(write_empty, on_commit=lambda gid: ctx.emit(
             GenerationParsed(gid, image.image_id, task, 0, True, no_captions)))
         return GenerationResult(ref, (), True, no_captions, None, written)
-    request = generation_request(template, image, settings, task)
+    request = generation_request(template, image, settings, task, picture)
     outcome = make_call(ctx, stage="generate", image_id=image.image_id, task=task, model=model,
                         prompt_version=template.version, request=request,
                         item="" if purpose == "run" else purpose)

@@ -37,10 +37,10 @@ class JudgeResult:
 
 
 def judge_request(template: PromptTemplate, image: Image, pairs: tuple[Pair, ...],
-                  settings: JudgeConfig) -> CompletionRequest:
-    """The request rating every pair of one conversation."""
+                  settings: JudgeConfig, picture: bytes | None = None) -> CompletionRequest:
+    """The request rating every pair of one conversation (with the picture when given)."""
     return CompletionRequest(
-        messages=judge_messages(template, image, pairs),
+        messages=judge_messages(template, image, pairs, picture),
         max_tokens=settings.max_tokens,
         temperature=max(settings.temperature, 0.0),
         top_p=0.9,
@@ -59,17 +59,18 @@ def stored_pairs(store: Store, generation_id: int) -> list[tuple[int, Pair]]:
 def judge(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
           generation: RowRef | int, pair_rows: Sequence[tuple[int, Pair]] | Sequence[Pair],
           settings: JudgeConfig, model: str, *, indices: Sequence[int] | None = None,
-          announce: bool = True) -> JudgeResult | CallOutcome:
+          announce: bool = True, picture: bytes | None = None) -> JudgeResult | CallOutcome:
     """Rate the pairs of one generation; a failed call comes back as its CallOutcome.
 
     `generation` may be a RowRef whose insert is still queued: the write resolves it.
     `indices` are the pairs' positions in the generation (default: all of them, in order),
-    so gated pairs can be left out; `announce` False leaves PairsJudged to the caller.
+    so gated pairs can be left out; `announce` False leaves PairsJudged to the caller;
+    `picture` is sent when given (only to a judge that sees).
     """
     pairs = tuple(p if isinstance(p, Pair) else p[1] for p in pair_rows)
     positions = list(indices) if indices is not None else list(range(len(pairs)))
     ref = generation if isinstance(generation, RowRef) else RowRef(generation)
-    request = judge_request(template, image, pairs, settings)
+    request = judge_request(template, image, pairs, settings, picture)
     if ref.id is None:
         item = f"{template.version}:{len(pairs)}"
     else:

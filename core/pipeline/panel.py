@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from visinstruct.core.config import Config, JudgeConfig, ModelConfig
 from visinstruct.core.events import PairsJudged
@@ -45,25 +45,32 @@ def combine_scores(scores: Sequence[float | None], how: str) -> float | None:
 
 def judge_pairs(ctx: StageContext, template: PromptTemplate, image: Image, task: str,
                 generation: RowRef | int, targets: Sequence[tuple[int, Pair]],
-                settings: JudgeConfig, *, fresh: bool = False) -> JudgeResult | CallOutcome:
+                settings: JudgeConfig, *, fresh: bool = False,
+                member_templates: Mapping[str, PromptTemplate] | None = None,
+                pictures: Mapping[str, bytes | None] | None = None,
+                ) -> JudgeResult | CallOutcome:
     """Score `targets` ((index, pair) of one generation) by the judge or by every panel member.
 
     A member whose scores are already stored (a resumed run) is not asked again unless `fresh`.
+    `member_templates` gives a member its own template (default `template`), `pictures` the
+    picture it is sent (default none): each member by its own vision flag.
     """
     indices = [idx for idx, _ in targets]
     pairs = [pair for _, pair in targets]
     panel = settings.panel
+    templates = member_templates or {}
+    pictures = pictures or {}
     if len(panel) == 1:
-        return judge(ctx, template, image, task, generation, pairs, settings, panel[0],
-                     indices=indices)
+        return judge(ctx, templates.get(panel[0], template), image, task, generation, pairs,
+                     settings, panel[0], indices=indices, picture=pictures.get(panel[0]))
     ref = generation if isinstance(generation, RowRef) else RowRef(generation)
     members: list[tuple[Judgement, ...]] = []
     for model in panel:
-        stored = None if fresh else _stored_scores(ctx.store, ref, indices, model,
-                                                   template.version)
+        own = templates.get(model, template)
+        stored = None if fresh else _stored_scores(ctx.store, ref, indices, model, own.version)
         if stored is None:
-            result = judge(ctx, template, image, task, ref, pairs, settings, model,
-                           indices=indices, announce=False)
+            result = judge(ctx, own, image, task, ref, pairs, settings, model,
+                           indices=indices, announce=False, picture=pictures.get(model))
             if not isinstance(result, JudgeResult):
                 return result
             stored = result.judgements

@@ -43,6 +43,7 @@ from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.metering import check_budget, cost_event, monitor_costs
 from visinstruct.core.pipeline.panel import judge_pairs, unjudged_pairs
 from visinstruct.core.pipeline.progress import Progress
+from visinstruct.core.pipeline.seeing import Sight
 from visinstruct.core.pipeline.short_answer import write_short_answers
 from visinstruct.core.records import FACT_TASKS, Pair, RunState, UnitNeed
 from visinstruct.core.store.cost import CostMeter, cost_report
@@ -73,12 +74,13 @@ class Workers:
     """What each worker thread does with the units it takes: generate, gate, judge, count."""
 
     def __init__(self, ctx: StageContext, backlog: Backlog, progress: Progress,
-                 batched: Collection[str]) -> None:
+                 batched: Collection[str], sight: Sight | None = None) -> None:
         self.ctx = ctx
         self.backlog = backlog
         self.config = backlog.config
         self.progress = progress
         self.judge_by_batch = "judge" in batched  # judged by a batch job once generation is done
+        self.sight = sight or Sight(self.config)
 
     def work(self, unit: Unit) -> bool | Future[Any]:
         """Do one unit; its outcome, or the write it waits on (a worker never waits on a commit)."""
@@ -86,9 +88,19 @@ class Workers:
         if unit.task in FACT_TASKS:  # made from the facts: no model, no judge
             return write_short_answers(ctx, templates[unit.task], unit.image, unit.task)
         judge_template = self.backlog.judge_template
-        if unit.need is UnitNeed.GENERATE:
+        sight = self.sight
+        generating = unit.need is UnitNeed.GENERATE
+        if sight.anyone:
+            # Every picture this unit sends is ready before its first call, or it fails here.
+            problem = sight.problem(unit.image, generating=generating,
+                                    judging=not self.judge_by_batch)
+            if problem is not None:
+                sight.report(ctx.store, ctx.emit, ctx.ledger.run_id, unit.image, problem)
+                return False
+        if generating:
             generated = generate(ctx, templates[unit.task], unit.image, unit.task,
-                                 config.generation, config.generation.model, gates=config.gates)
+                                 config.generation, config.generation.model, gates=config.gates,
+                                 picture=sight.picture(config.generation.model, unit.image))
             if not isinstance(generated, GenerationResult):
                 return False
             if generated.parse_failure:
@@ -109,7 +121,9 @@ class Workers:
         if self.progress.stopped:
             return False
         judged = judge_pairs(ctx, judge_template, unit.image, unit.task, generation, targets,
-                             config.judge)
+                             config.judge, member_templates=self.backlog.member_templates,
+                             pictures={name: sight.picture(name, unit.image)
+                                       for name in config.judge.panel})
         if not isinstance(judged, JudgeResult):
             return False
 
@@ -252,7 +266,8 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         images = total // max(1, len(config.generation.tasks))
         emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
                         config.generation.model, config.judge.identity))
-        workers = Workers(ctx, backlog, progress, batched)
+        sight = Sight(config)
+        workers = Workers(ctx, backlog, progress, batched, sight)
         width = max(1, min(256, max(p.ceiling for p in pools.values())))
         jobs = queue.Queue(maxsize=width * 2)
         threads = [threading.Thread(target=workers.serve, args=(jobs,), daemon=True,

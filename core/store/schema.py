@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from visinstruct.core.store import pair_tally, schema_sql
+from visinstruct.core.store import pair_tally, pictures, schema_sql
 from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
 from visinstruct.core.store.verdicts import (
     STORED_THRESHOLD,
@@ -227,6 +227,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     (13, "pair tally: the current pairs counted by score, decision, gate and kind, kept by "
          "triggers, so the monitor's first read costs no scan of the pairs",
      pair_tally.PAIR_TALLY),
+    (14, "pictures: how many each call sent, and the images whose picture could not be sent",
+     pictures.PICTURES_SCHEMA),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

@@ -194,23 +194,35 @@ def _messages(
     return (Message("system", template.system), Message("user", user, images))
 
 
-def generation_messages(template: PromptTemplate, image: Image) -> tuple[Message, ...]:
-    """System and user messages asking for pairs (or a description) about `image`."""
+# The tasks with a version for models shown the picture (packaged as `<task>_vision.toml`).
+SEEING_TASKS: tuple[str, ...] = ("conversation", "detail", "complex_reasoning", "judge")
+
+
+def prompt_name(task: str, *, sees: bool) -> str:
+    """The packaged prompt a stage uses: the vision version when its model is shown the picture."""
+    return f"{task}_vision" if sees and task in SEEING_TASKS else task
+
+
+def generation_messages(template: PromptTemplate, image: Image,
+                        picture: bytes | None = None) -> tuple[Message, ...]:
+    """System and user messages asking for pairs (or a description) about `image`; the
+    picture, when given, goes with the user message."""
     context = render_context(image, template.include_boxes)
-    return _messages(template, [*_header(template, image), f"Context:\n{context}"])
+    return _messages(template, [*_header(template, image), f"Context:\n{context}"],
+                     (picture,) if picture else ())
 
 
 def judge_messages(
-    template: PromptTemplate, image: Image, pairs: Sequence[Pair]
+    template: PromptTemplate, image: Image, pairs: Sequence[Pair], picture: bytes | None = None
 ) -> tuple[Message, ...]:
-    """Messages asking for one score per pair, numbered 1..n."""
+    """Messages asking for one score per pair, numbered 1..n (with the picture when given)."""
     context = render_context(image, template.include_boxes)
     numbered = "\n\n".join(
         f"Pair {n}\nQuestion: {_clean_question(p.question)}\nAnswer: {p.answer.strip()}"
         for n, p in enumerate(pairs, 1)
     )
     return _messages(template, [*_header(template, image), f"Context:\n{context}",
-                                f"Pairs:\n{numbered}"])
+                                f"Pairs:\n{numbered}"], (picture,) if picture else ())
 
 
 def evaluation_messages(

@@ -32,8 +32,9 @@ from visinstruct.core.text.prompts import (
 )
 
 DATA = REAL_DATA
-ALL_PROMPTS = ("answer", "complex_reasoning", "conversation", "detail", "evaluate", "judge",
-               "short_answer")
+ALL_PROMPTS = ("answer", "complex_reasoning", "complex_reasoning_vision", "conversation",
+               "conversation_vision", "detail", "detail_vision", "evaluate", "judge",
+               "judge_vision", "short_answer")
 BOX_LINE = re.compile(r"^(?P<category>[^:]+): \[(?P<coords>[^\]]+)\]$")
 
 
