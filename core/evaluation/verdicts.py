@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
 
 from visinstruct.core.config import Config, sees_images
-from visinstruct.core.errors import BackendError
 from visinstruct.core.evaluation.aggregate import VerdictRow
 from visinstruct.core.models.backends.base import CompletionRequest
-from visinstruct.core.models.backends.replies import image_format
 from visinstruct.core.models.calls import (
     CallOutcome,
     NotStored,
@@ -23,49 +20,39 @@ from visinstruct.core.models.calls import (
     make_call,
     store_result,
 )
+from visinstruct.core.models.pictures import PictureCache, PictureError, picture_folder
 from visinstruct.core.records import Image
 from visinstruct.core.store.database import now
 from visinstruct.core.text.parse_scores import parse_verdict
 from visinstruct.core.text.prompts import PromptTemplate, evaluation_messages
 
-MAX_PICTURE_BYTES = 3_750_000  # Bedrock's per-image limit
-
 
 class Pictures:
-    """The image files an evaluator that sees is shown; unusable ones are noted, once each."""
+    """The pictures an evaluator that sees is shown; unusable ones are noted, once each.
 
-    def __init__(self, config: Config) -> None:
-        images_dir, gqa_dir = config.source.images_dir, config.source.gqa_images_dir
-        sees = sees_images(config.model(config.evaluation.model))
-        self.images_dir: Path | None = Path(images_dir) if images_dir and sees else None
-        self.gqa_images_dir: Path | None = Path(gqa_dir) if gqa_dir and sees else None
+    Prepared by the shared picture step (core/models/pictures.py): upright, RGB, at most the
+    evaluator's `image_max_side`, JPEG. An image whose picture is unusable is compared on
+    its captions and boxes, and named in the evaluation's notice.
+    """
+
+    def __init__(self, config: Config, cache: PictureCache | None = None) -> None:
+        model = config.model(config.evaluation.model)
+        self.sees = sees_images(model)
+        self.max_side = model.image_max_side
+        self.cache = cache or PictureCache(config.source)
         self.unusable: dict[int, str] = {}
         self._lock = threading.Lock()
 
     def load(self, image: Image) -> bytes | None:
-        """The picture's bytes; None when the evaluator is blind or the file is unusable."""
-        folder = self.gqa_images_dir if image.source == "gqa" else self.images_dir
-        if folder is None:
+        """The picture's JPEG; None when the evaluator is blind or the picture is unusable."""
+        if not self.sees or picture_folder(self.cache.source, image) is None:
             return None
-        path = folder / image.file_name
-        problem = ""
-        data = b""
         try:
-            data = path.read_bytes()
-        except OSError:
-            problem = "not found"
-        if not problem and len(data) > MAX_PICTURE_BYTES:
-            problem = "larger than the evaluator takes"
-        if not problem:
-            try:
-                image_format(data)
-            except BackendError:
-                problem = "not a JPEG, PNG, GIF or WebP file"
-        if problem:
+            return self.cache.get(image, self.max_side).data
+        except PictureError as error:
             with self._lock:
-                self.unusable.setdefault(image.image_id, f"{path}: {problem}")
+                self.unusable.setdefault(image.image_id, str(error))
             return None
-        return data
 
 
 def verdict_request(config: Config, template: PromptTemplate, image: Image, request_text: str,
