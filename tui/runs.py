@@ -23,6 +23,7 @@ from visinstruct.tui.follow import StoreFollower
 from visinstruct.tui.messages import EventBuffer, EventsArrived, RunStateChanged
 from visinstruct.tui.ownership import writer_name
 from visinstruct.tui.state import RunState
+from visinstruct.tui.widgets.formatting import counted
 
 if TYPE_CHECKING:
     from visinstruct.tui.app import VisinstructApp
@@ -327,6 +328,7 @@ class RunControl:
         status = getattr(summary, "status", "finished")
         done, total = getattr(summary, "done_units", 0), getattr(summary, "total_units", 0)
         failed = getattr(summary, "failed_units", 0)
-        text = f"Run {status}: {done:,}/{total:,} units"
+        this_run = counted(max(0, done - self.state.start_done), "unit")
+        text = f"Run {status}: {this_run} this run, {done:,}/{total:,} done"
         self.app.notify(text + (f", {failed:,} failed." if failed else "."),
                         severity="warning" if failed or status != "finished" else "information")

@@ -3,6 +3,7 @@ fleet, and following a store that a headless run in another process writes."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -86,7 +87,9 @@ async def test_pause_resume_and_stop_steer_the_run(tmp_path: Path) -> None:
         await pilot.pause(0.3)  # paused: this window must pass with no unit finishing
         assert app.state.done_units == held
         await wait_for_redraw(pilot, app)
-        assert "paused" in screen_text(app)
+        text = screen_text(app)
+        assert "paused" in text
+        assert "ETA paused" in text and not re.search(r"ETA \d", text)  # no clock while held
 
         await pilot.press("space")
         assert app.state.status == "running"
@@ -98,7 +101,21 @@ async def test_pause_resume_and_stop_steer_the_run(tmp_path: Path) -> None:
         assert app.state.done_units < SAMPLE_UNITS
         await wait_for_redraw(pilot, app)
         assert "interrupted" in screen_text(app)
-    assert store_figures(tmp_path / "run.db")["status"] == "interrupted"
+        stopped = app.state.done_units
+
+        # Resumed, it says what is left of the whole, then how much was its own.
+        await press_start(pilot, app)
+        await wait_for(pilot, lambda: app.state.status == "running"
+                       and app.state.start_done == stopped, "the resumed run")
+        await wait_for_redraw(pilot, app)
+        assert re.search(rf"\d+ left of {SAMPLE_UNITS} units", screen_text(app))
+        await wait_for(pilot, lambda: app.state.status in ENDED, "the resumed run to end", 60)
+        await wait_for_redraw(pilot, app)
+        left = SAMPLE_UNITS - stopped
+        assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units ({left} this run)" in screen_text(app)
+        assert any(f"Run finished: {left} units this run, {SAMPLE_UNITS}/{SAMPLE_UNITS} done"
+                   in n.message for n in app._notifications)
+    assert store_figures(tmp_path / "run.db")["status"] == "finished"
 
 
 async def test_failed_calls_reach_the_error_feed_and_the_failed_count(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, ProgressBar
 
-from visinstruct.core.pipeline.tally import units_text
+from visinstruct.core.pipeline.tally import per_second
 from visinstruct.tui.state import RunState
 from visinstruct.tui.widgets.formatting import counted, duration, money, percent
 
@@ -39,9 +39,26 @@ def status_line(state: RunState, now: float, writer: str | None) -> Text:
 
 
 def units_line(state: RunState, now: float) -> Text:
-    """'70/72 units · 2 failed · 12.5 units/s · ETA 3.0s', worded as the headless progress."""
+    """'70/72 units · 2 failed · 12.5 units/s · ETA 3.0s', the headless progress's figures.
+
+    A resumed run going says what is left of what ('4 left of 6 units'), and once ended how
+    many of the units were its own ('6/6 units (4 this run)'); paused, there is no ETA.
+    """
     figures = state.figures(now)
-    text = units_text(figures)
+    units = f"{figures.done_units:,}/{figures.total_units:,} units"
+    if figures.start_done and figures.active:
+        units = f"{figures.remaining_units:,} left of {figures.total_units:,} units"
+    elif figures.start_done and figures.total_units:
+        units += f" ({figures.done_units - figures.start_done:,} this run)"
+    parts = [units]
+    if figures.failed_units:
+        parts.append(f"{figures.failed_units:,} failed")
+    parts.append(per_second(figures.units_per_s, "units"))
+    if figures.status == "paused":
+        parts.append("ETA paused")
+    elif figures.active:
+        parts.append(f"ETA {duration(figures.eta_s)}")
+    text = " · ".join(parts)
     line = Text(text)
     if figures.failed_units:
         start = text.index(" · ") + 3
