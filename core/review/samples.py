@@ -12,8 +12,11 @@ from visinstruct.core.config import Config
 from visinstruct.core.errors import BackendError, InputError
 from visinstruct.core.events import Emit, ignore
 from visinstruct.core.lab.trials import call_context
+from visinstruct.core.models.pictures import picture_path
+from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.judge import JudgeResult, stored_pairs
 from visinstruct.core.pipeline.panel import judge_pairs, passing_pairs
+from visinstruct.core.pipeline.seeing import Sight
 from visinstruct.core.records import TASKS, Image, Pair
 
 # Decisions live in `decisions`; the names stay importable from here for the screens.
@@ -37,7 +40,6 @@ from visinstruct.core.store.verdicts import (
     verdict_sql,
 )
 from visinstruct.core.text.gates import RULES, missing_reason
-from visinstruct.core.text.prompt_versions import active_template
 
 STATES: tuple[str, ...] = ("kept", "dropped", "unjudged", "gated", "flagged", "parse_failure",
                            "evaluated", "reviewed")
@@ -384,11 +386,8 @@ def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[Pair
 
 def image_file(config: Config, image: Image) -> Path | None:
     """The picture on disk when [source].images_dir (gqa_images_dir for GQA) has it."""
-    folder = config.source.gqa_images_dir if image.source == "gqa" else config.source.images_dir
-    if folder is None:
-        return None
-    path = Path(folder) / image.file_name
-    return path if path.is_file() else None
+    path = picture_path(config.source, image)
+    return path if path is not None and path.is_file() else None
 
 
 def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignore,
@@ -408,10 +407,18 @@ def rejudge(config: Config, store: Store, generation_id: int, emit: Emit = ignor
         raise InputError(f"every pair of image {image_id} ({task}) was stopped by a quality gate; "
                          "accept one to restore it")
     image = load_images(store, [image_id])[image_id]
-    template = active_template(store, "judge")
+    # The run's judge templates (vision versions for judges shown the picture) and pictures.
+    backlog = Backlog.load(config, store)
+    sight = Sight(config)
+    problem = sight.problem(image, generating=False, judging=True)
+    if problem is not None:
+        raise InputError(f"the judge is shown pictures, and image {image_id}'s cannot be sent: "
+                         f"{problem}")
     with call_context(config, store, list(config.judge.panel), emit, cancel) as ctx:
-        result = judge_pairs(ctx, template, image, task, generation_id, pairs, config.judge,
-                             fresh=True)
+        result = judge_pairs(ctx, backlog.judge_template, image, task, generation_id, pairs,
+                             config.judge, fresh=True, member_templates=backlog.member_templates,
+                             pictures={name: sight.picture(name, image)
+                                       for name in config.judge.panel})
         if isinstance(result, JudgeResult) and result.written is not None:
             result.written.result()
     store.flush()  # the ledger's rows too: callers read the store right after
