@@ -277,51 +277,6 @@ def _store_path(args: argparse.Namespace) -> Path:
     return Path(args.db) if args.db is not None else config.db
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from visinstruct.core.export.writers import STDOUT, ExportItem, export, writable_target
-    from visinstruct.core.store.files import refuse_store_target
-
-    db = _store_path(args)
-    if not Path(db).is_file():
-        raise InputError(f"{db}: no such store; run `visinstruct run` first or pass --db")
-    to_stdout = str(args.out) == STDOUT
-    new_folder: Path | None = None
-    if not to_stdout:
-        writable_target(args.out)  # a FIFO or device is refused before any work
-        refuse_store_target(args.out, db)  # nor may the export write over the store
-        new_folder = _missing_folder(args.out.parent)
-    with _open_store(db) as store:
-        from visinstruct.core.store.queries import kept_conversations
-        from visinstruct.core.store.scene_queries import gqa_image_ids
-
-        threshold = threshold_for(args, store)
-        gqa_ids = gqa_image_ids(store)
-        items = (ExportItem(image_id, task, pairs, meta={"prompt_version": version, "model": model},
-                            gqa_id=gqa_ids.get(image_id, ""))
-                 for image_id, task, version, model, pairs in kept_conversations(store, threshold))
-        summary = export(items, args.format, args.out)
-    if new_folder is not None and new_folder.is_dir():
-        _say(f"created folder {new_folder} (it did not exist)")
-    _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
-         f"{threshold:g}) to {'stdout' if to_stdout else summary.path}")
-    if not summary.records:
-        _say(f"warning: the export is empty: no pair is kept at threshold {threshold:g}; "
-             "`visinstruct status` shows the store's pairs, a lower --threshold keeps more")
-    if not to_stdout:
-        print(summary.path)
-    return ExitCode.OK
-
-
-def _missing_folder(folder: Path) -> Path | None:
-    """The outermost folder of `folder` that does not exist yet (the export creates it), or None."""
-    missing: Path | None = None
-    for candidate in (folder, *folder.parents):
-        if candidate.exists() or candidate.is_symlink():
-            break
-        missing = candidate
-    return missing
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     from visinstruct.core.cli.status import status_report
 

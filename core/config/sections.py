@@ -169,6 +169,9 @@ class ModelConfig:
     # Pictures: None means the backend's default for the model id (core/config/backends.py).
     vision: bool | None = None
     image_max_side: int = 1024   # longest side, in pixels, of a picture sent to the model
+    # The model's licence (an SPDX id such as apache-2.0, or free text): recorded with each
+    # run and written into the dataset card of `export --mix`.
+    license: str = ""
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,17 @@ def _write_to_stream(rows: Iterable[OutRecord], fmt: str, stream: TextIO) -> Exp
     return ExportSummary(records, pairs, Path(STDOUT))
 
 
+def write_text_file(path: Path, text: str) -> Path:
+    """Write `text` to `path` atomically (a staged file renamed); special files refused."""
+    target = writable_target(path, "")
+    _prepare_parent(target)
+    if target.is_dir():
+        raise ExportError(f"{path}: is a directory; give the path of a file")
+    with _staged_file(target) as sink:
+        sink.write(text)
+    return path
+
+
 def writable_target(out: Path, stdout_hint: str = ", or --out - for stdout") -> Path:
     """Where a file written to `out` really goes: a symlink's target; special files refused."""
     target = Path(os.path.realpath(out)) if out.is_symlink() else out
