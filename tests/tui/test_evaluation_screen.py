@@ -94,3 +94,21 @@ async def test_a_store_without_evaluations_says_how_to_make_them(tmp_path: Path)
 
         assert screen.query_one(EvaluatedSamplesTable).row_count == 0
         assert "run `visinstruct evaluate`" in screen_text(app)
+
+
+async def test_at_80x24_every_column_of_both_tables_shows(config_path: Path) -> None:
+    app = make_app(config_path)
+    async with app.run_test(size=SMALL) as pilot:
+        await open_evaluation(pilot)
+        lines = screen_text(app).splitlines()
+
+    def line_with(*words: str) -> str:
+        return next(line for line in lines if all(word in line for word in words))
+
+    summary = line_with("task", "relative")
+    for header in ("task", "n", "relative", "95% CI", "wins", "ties", "losses", "pos. bias",
+                   "unparsed"):
+        assert header in summary, header
+    assert line_with("overall").rstrip().endswith(" 0")  # the last column's value, whole
+    samples = line_with("image", "outcome")
+    assert samples.rstrip().endswith("unparsed")

@@ -32,16 +32,19 @@ class SummaryTable(DataTable[object]):
     DEFAULT_CSS = """
     SummaryTable {
         height: auto;
+        padding-left: 1;
     }
     """
 
     def __init__(self, *, id: str | None = None) -> None:
-        super().__init__(id=id, cursor_type="none", zebra_stripes=True)
+        # No cell padding, one space after each column instead: every column fits in 80
+        # columns (the padding on both sides of nine columns took 18 and cut the last).
+        super().__init__(id=id, cursor_type="none", zebra_stripes=True, cell_padding=0)
 
     def on_mount(self) -> None:
         # Fixed widths: the layout never depends on which rows arrived first.
-        for label, width in (("task", 17), ("n", 4), ("relative", 8), ("95% interval", 12),
-                             ("wins", 4), ("ties", 4), ("losses", 6), ("pos. bias", 9),
+        for label, width in (("task", 18), ("n", 5), ("relative", 9), ("95% CI", 12),
+                             ("wins", 5), ("ties", 5), ("losses", 7), ("pos. bias", 10),
                              ("unparsed", 8)):
             self.add_column(label, key=label, width=width)
 
