@@ -363,8 +363,9 @@ class BatchCalls:
         errors = tokens_in = tokens_out = 0
         for record, response, error in replies:
             attempt = tries.get(record.key, 0) + 1
+            pictures = response.extra.get("pictures", 0) if response is not None else 0
             info = CallInfo(job.stage, record.image_id, record.task, model.name,
-                            record.prompt_version, record.key, record.request_hash)
+                            record.prompt_version, record.key, record.request_hash, pictures)
             listener = self.ctx.ledger.listener(info)
             ref = listener.started(endpoint, attempt)
             if response is None:

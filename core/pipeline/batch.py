@@ -18,6 +18,7 @@ from visinstruct.core.models.backends.bedrock_bodies import request_body
 from visinstruct.core.models.batch_calls import BatchCalls, Outgoing
 from visinstruct.core.models.calls import CallOutcome, StageContext
 from visinstruct.core.models.ledger import call_key, request_hash
+from visinstruct.core.models.pictures import PictureError
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.generate import (
     GenerationResult,
@@ -28,6 +29,7 @@ from visinstruct.core.pipeline.generate import (
 from visinstruct.core.pipeline.judge import JudgeResult, handle_judgement, judge, judge_request
 from visinstruct.core.pipeline.panel import unjudged_pairs
 from visinstruct.core.pipeline.progress import Progress
+from visinstruct.core.pipeline.seeing import Sight
 from visinstruct.core.pipeline.short_answer import write_short_answers
 from visinstruct.core.records import FACT_TASKS, Image
 from visinstruct.core.store.batch_jobs import BatchJob, BatchRecord
@@ -47,10 +49,11 @@ class RunBatches:
     """The run's batch stages, driven to the end (or until stopped) by one job lifecycle."""
 
     def __init__(self, ctx: StageContext, backlog: Backlog, progress: Progress,
-                 run_id: int) -> None:
+                 run_id: int, sight: Sight | None = None) -> None:
         self.store = ctx.store
         self.run_id = run_id
         config = backlog.config
+        self.sight = sight or Sight(config)
         batched = batch_stages(config)
         self.calls = BatchCalls(ctx, config.models, run_id=run_id, folder=f"run-{run_id}",
                                 note=self.note, pause=progress.pause)
@@ -87,6 +90,8 @@ class _RunStage:
         self.progress = progress
         # Judging by batch after online generation: the workers counted each unit already.
         self.counts_units = counts_units
+        self.sight = batches.sight
+        self._no_picture: set[str] = set()  # keys of records failed for an unusable picture
 
     # -- records ------------------------------------------------------------------------------
     def records(self, *, bodies: bool) -> Iterator[Outgoing]:
@@ -106,6 +111,8 @@ class _RunStage:
                                item)
                 record = BatchRecord(key, key, owed.image_id, owed.task, template.version,
                                      owed.generation_id)
+                if key in self._no_picture:
+                    continue
                 if not bodies:
                     yield Outgoing(record, {})
                     continue
@@ -113,15 +120,27 @@ class _RunStage:
                 if generating and (owed.task in FACT_TASKS or not image.has_context):
                     self._without_call(record, image)
                     continue
+                try:
+                    picture = self.sight.picture(model.name, image)
+                except PictureError as error:
+                    self._unusable(record, image, error)
+                    continue
                 if generating:
                     request = generation_request(template, image, self.config.generation,
-                                                 owed.task)
+                                                 owed.task, picture)
                 else:
                     pairs = tuple(p for _, p in unjudged_pairs(
                         self.ctx.store, owed.generation_id, self.config.judge, template.version))
-                    request = judge_request(template, image, pairs, self.config.judge)
+                    request = judge_request(template, image, pairs, self.config.judge, picture)
                 yield Outgoing(replace(record, request_hash=request_hash(request)),
                                request_body(model.model_id, request))
+
+    def _unusable(self, record: BatchRecord, image: Image, error: PictureError) -> None:
+        """A record whose picture cannot be sent: no record, its unit fails, the file named."""
+        self._no_picture.add(record.key)
+        self.sight.report(self.ctx.store, self.ctx.emit, self.batches.run_id, image, error)
+        if self.counts_units:
+            self.progress.finish_unit(image.image_id, record.task, False)
 
     def _without_call(self, record: BatchRecord, image: Image) -> None:
         """Nothing to describe: generate() writes its counted row, no call; short answers are
@@ -212,9 +231,15 @@ class _RunStage:
 
     def _on_demand(self, record: BatchRecord, image: Image) -> None:
         task = record.task
+        try:
+            picture = self.sight.picture(self.model.name, image)
+        except PictureError as error:
+            self._unusable(record, image, error)
+            return
         if self.name == "generate":
             generated = generate(self.ctx, self.backlog.templates[task], image, task,
-                                 self.config.generation, self.model.name, gates=self.config.gates)
+                                 self.config.generation, self.model.name, gates=self.config.gates,
+                                 picture=picture)
             if isinstance(generated, CallOutcome):
                 if not generated.cancelled:
                     self.progress.finish_unit(image.image_id, task, False)
@@ -226,7 +251,7 @@ class _RunStage:
                                  template.version)  # gated pairs are never judged
         judged = judge(self.ctx, template, image, task, record.generation_id,
                        [p for _, p in targets], self.config.judge, self.model.name,
-                       indices=[idx for idx, _ in targets])
+                       indices=[idx for idx, _ in targets], picture=picture)
         if isinstance(judged, JudgeResult):
             self.progress.add_kept(judged.kept)
         if self.counts_units and not (isinstance(judged, CallOutcome) and judged.cancelled):

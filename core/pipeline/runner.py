@@ -278,7 +278,7 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
                                    args=(progress, config, store, meter, emit, finished),
                                    daemon=True, name="cost-monitor")
         monitor.start()
-        batch = RunBatches(ctx, backlog, progress, run_id) if batched else None
+        batch = RunBatches(ctx, backlog, progress, run_id, sight) if batched else None
         if batch is not None:
             batch.drive(("generate", "judge"))
         for unit in backlog.units(leave=batched):

@@ -18,7 +18,7 @@ from visinstruct.core.models.backends.aws_client import (
     translated_errors,
 )
 from visinstruct.core.models.backends.base import CompletionResponse
-from visinstruct.core.models.backends.bedrock_bodies import read_reply
+from visinstruct.core.models.backends.bedrock_bodies import body_pictures, read_reply
 from visinstruct.core.models.backends.replies import loads_reply
 from visinstruct.core.store.batch_jobs import BatchRecord
 
@@ -227,7 +227,9 @@ def join_replies(output: JobOutput, records: dict[str, BatchRecord], done: set[s
             replies.append((record, None, error))
             continue
         raw = json.dumps(line["modelOutput"], ensure_ascii=False)
-        replies.append((record, reply.response(endpoint, raw), None))
+        # Bedrock returns each record's input beside its output: the pictures it carried.
+        pictures = body_pictures(line.get("modelInput"))
+        replies.append((record, reply.response(endpoint, raw, {"pictures": pictures}), None))
     return spread_manifest_tokens(replies, output.manifest)
 
 

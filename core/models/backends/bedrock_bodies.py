@@ -65,6 +65,16 @@ def request_body(model_id: str, request: CompletionRequest) -> dict[str, Any]:
                   "mistral. or meta. model id")
 
 
+def body_pictures(body: Any) -> int:
+    """How many pictures an InvokeModel body carries (Anthropic Messages image parts)."""
+    if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+        return 0
+    return sum(1 for message in body["messages"] if isinstance(message, dict)
+               and isinstance(message.get("content"), list)
+               for part in message["content"]
+               if isinstance(part, dict) and part.get("type") == "image")
+
+
 def read_reply(model_id: str, output: Any) -> ParsedReply:
     """Read one model reply body (a batch record's modelOutput) of `model_id`'s family."""
     if not isinstance(output, dict):

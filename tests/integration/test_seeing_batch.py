@@ -1,0 +1,63 @@
+"""Bedrock batch records carry the picture in the same InvokeModel bodies as online calls."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from tests.fakes.bedrock_batch_server import model_reply
+from tests.fakes.model_replies import prompt_text
+from tests.fakes.scripting import RecordedRequest
+from tests.fakes.seeing import COLOURS, colour_of, pictures_in, seeing_generator, seeing_judge
+from tests.integration.support_batch import Aws, RunCli, db_of, rows, status, write_config
+from tests.integration.test_seeing_run import MISSING, PICTURES, write_pictures
+
+
+def seeing_reply(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A Claude reply from a model that looks at the record's picture."""
+    request = RecordedRequest("batch", "invoke", "POST", "/", {}, b"", body)
+    judging = re.search(r"^Pair \d+$", prompt_text(body), re.M) is not None
+    text = seeing_judge(request) if judging else seeing_generator(request)
+    reply = model_reply(model_id, {"messages": []})
+    reply["content"] = [{"type": "text", "text": text}]
+    return reply
+
+
+def test_batch_records_carry_the_picture_and_a_missing_one_fails_its_image(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    write_pictures(images)
+    seen: list[tuple[str, tuple[int, int]]] = []
+
+    def respond(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        for picture in pictures_in(body):
+            seen.append((colour_of(picture), picture.size))
+        return seeing_reply(model_id, body)
+
+    aws.plane.respond = respond
+    config = write_config(tmp_path, "seeing", limit=3, extra="min_records = 1\n"
+                          "image_max_side = 256\n")
+    text = config.read_text().replace("limit = 3\n", f'limit = 3\nimages_dir = "{images}"\n')
+    config.write_text(text.replace('model = "claude"\n[judge]',
+                                   'model = "claude"\ntasks = ["conversation"]\n[judge]'))
+
+    code, _, err = run_cli("run", "--headless", "--config", config)
+
+    assert code in (0, 1), err
+    assert MISSING[1] in err and "not found" in err
+    # Two records per stage, each with its image's picture at most 256 pixels on a side.
+    colours = sorted(colour for _, colour in PICTURES.values())
+    assert sorted(c for c, _ in seen) == sorted(colours * 2)
+    assert all(size == (256, 171) for _, size in seen)
+    assert {c for c in COLOURS if c not in colours} == {"green"}
+    report = status(run_cli, db_of(config))
+    assert [(j["stage"], j["records"]) for j in report["batch_jobs"]] == [
+        ("generate", 2), ("judge", 2)]
+    assert report["pictures_unusable"]["count"] == 1
+    assert report["pictures_sent"] == 4
+    kept = rows(db_of(config), "SELECT answer FROM kept_pairs ORDER BY image_id")
+    assert [answer for (answer,) in kept] == [
+        f"The middle of the photo is {PICTURES[i][1]}." for i in sorted(PICTURES)]
+    assert rows(db_of(config), "SELECT COUNT(*) FROM llm_calls WHERE image_id = ?",
+                (MISSING[0],)) == [(0,)]
