@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from visinstruct.core.errors import ExportError
-from visinstruct.core.export.validate import check_mix_record
+from visinstruct.core.export.validate import RuleViolation, check_mix_record
 from visinstruct.core.export.writers import (
     ExportItem,
     ExportSummary,
@@ -123,7 +123,19 @@ def mix_records(path: Path, ours: Iterable[ExportItem], options: MixOptions,
 
 def _placed(record: Any, options: MixOptions, tally: MixTally) -> OutRecord | None:
     part = place_record(record).part
-    violations = check_mix_record(record) if part != MALFORMED else []
+    violations: list[RuleViolation] = []
+    if part == MALFORMED:
+        pass
+    else:
+        keep = (PARTS[part].academic if part in PARTS else options.keep_unclassified) or (
+            part == SHAREGPT and options.keep_text_only)
+        if part == UNCLASSIFIED and len(tally.unclassified_ids) < SHOWN_IDS:
+            tally.unclassified_ids.append(str(record.get("id")))
+        if not keep:
+            tally.removed[part] += 1
+            return None
+        # Only what is written must pass: a removed record may be as odd as it likes.
+        violations = check_mix_record(record)
     if part == MALFORMED or violations:
         tally.removed[MALFORMED] += 1
         if len(tally.malformed) < SHOWN_IDS:
@@ -131,13 +143,6 @@ def _placed(record: Any, options: MixOptions, tally: MixTally) -> OutRecord | No
             why = str(violations[0]) if violations else "not a mix665k record"
             # 0-based, as the validator counts records.
             tally.malformed.append(f"record {tally.read - 1} (id {record_id!r}): {why}")
-        return None
-    keep = (PARTS[part].academic if part in PARTS else options.keep_unclassified) or (
-        part == SHAREGPT and options.keep_text_only)
-    if part == UNCLASSIFIED and len(tally.unclassified_ids) < SHOWN_IDS:
-        tally.unclassified_ids.append(str(record.get("id")))
-    if not keep:
-        tally.removed[part] += 1
         return None
     tally.kept[part] += 1
     turns = record["conversations"]

@@ -352,26 +352,31 @@ def check_mix_record(record: Any) -> list[RuleViolation]:
         violations.append(RuleViolation("mix-keys", f"conversations must be a list, got "
                                                     f"{shown(turns)}"))
         return violations
-    roles: list[str] = []
-    token_count = first_turn_tokens = 0
+    # One pass with plain comparisons: this runs on each of mix665k's 665K records.
+    humans = gpts = token_count = first_turn_tokens = 0
+    alternates = len(turns) % 2 == 0
     for position, turn in enumerate(turns):
-        value = turn.get("value") if isinstance(turn, dict) else None
-        role = turn.get("from") if isinstance(turn, dict) else None
-        if not (isinstance(turn, dict) and turn.keys() == {"from", "value"}
-                and role in (HUMAN, GPT) and isinstance(value, str)
-                and _encodes_as_utf8(value)):
+        role = turn.get("from") if type(turn) is dict and len(turn) == 2 else None
+        value = turn.get("value") if role is not None else None
+        if (role != HUMAN and role != GPT) or type(value) is not str or not (
+                value.isascii() or _encodes_as_utf8(value)):
             violations.append(RuleViolation(
                 "mix-turns", f"turn {position} must be {{from: human|gpt, value: text}}, got "
                              f"{shown(turn)}"))
             return violations
-        roles.append(str(role))
-        found = str(value).count(IMAGE_TOKEN)
-        token_count += found
-        first_turn_tokens = found if position == 0 else first_turn_tokens
-    if HUMAN not in roles or GPT not in roles:
+        if role == HUMAN:
+            humans += 1
+            alternates = alternates and position % 2 == 0
+        else:
+            gpts += 1
+            alternates = alternates and position % 2 == 1
+        if IMAGE_TOKEN in value:
+            found = value.count(IMAGE_TOKEN)
+            token_count += found
+            first_turn_tokens = found if position == 0 else first_turn_tokens
+    if not humans or not gpts:
         violations.append(RuleViolation("mix-turns", "needs a human and a gpt turn"))
-    elif has_image and (len(roles) % 2 or any(
-            role != (HUMAN if n % 2 == 0 else GPT) for n, role in enumerate(roles))):
+    elif has_image and not alternates:
         violations.append(RuleViolation(
             "mix-turns", "turns must alternate human, gpt from the first, an even count"))
     if has_image and (token_count != 1 or first_turn_tokens != 1):
