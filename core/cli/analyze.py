@@ -8,6 +8,7 @@ from pathlib import Path
 
 from visinstruct.core.cli.options import config_from_args, threshold_for
 from visinstruct.core.errors import ExitCode, InputError
+from visinstruct.core.pipeline.tally import counted
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -33,14 +34,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     paths = write_report(figures, out)
     ours = figures.datasets["ours"]["all"]
     baseline = figures.datasets["baseline"]["all"]
-    print(f"analyzed {ours.pairs:,} kept pairs and {baseline.pairs:,} baseline pairs on "
-          f"{figures.images:,} images (threshold {threshold:g}); report in {out}", file=sys.stderr)
+    print(f"analyzed {counted(ours.pairs, 'kept pair')} and "
+          f"{counted(baseline.pairs, 'baseline pair')} on {counted(figures.images, 'image')} "
+          f"(threshold {threshold:g}); report in {out}", file=sys.stderr)
     agreement = figures.judge_agreement
     if agreement is not None and agreement.n and agreement.kappa is not None:
         interval = ("" if agreement.kappa_ci is None
                     else f" [{agreement.kappa_ci[0]:.2f}, {agreement.kappa_ci[1]:.2f}]")
-        print(f"judge vs human: kappa {agreement.kappa:.2f}{interval} on {agreement.n:,} blind "
-              "review decisions", file=sys.stderr)
+        print(f"judge vs human: kappa {agreement.kappa:.2f}{interval} on "
+              f"{counted(agreement.n, 'blind review decision')}", file=sys.stderr)
     for path in paths:
         print(path)
     return int(ExitCode.OK)

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from visinstruct.core.errors import BackendError, ExitCode, InputError
+from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.store.batch_jobs import BatchJob, open_jobs, set_status
 from visinstruct.core.store.database import Store
 
@@ -17,7 +18,9 @@ def left_running(store: Store, db: Path) -> str:
     if not jobs:
         return ""
     records = sum(job.records for job in jobs)
-    return (f"{len(jobs)} Bedrock batch job(s) with {records:,} records are still running on "
+    verb = "is" if len(jobs) == 1 else "are"
+    return (f"{counted(len(jobs), 'Bedrock batch job')} with {counted(records, 'record')} "
+            f"{verb} still running on "
             f"AWS (they are paid for): run the same command again to resume and collect them, "
             f"or `visinstruct batch stop --db {db}` to stop them")
 

@@ -23,7 +23,7 @@ from visinstruct.core.events import (
     Event,
     VerdictRecorded,
 )
-from visinstruct.core.pipeline.tally import duration
+from visinstruct.core.pipeline.tally import counted, duration
 from visinstruct.core.sanitize.redact import redact
 
 
@@ -77,7 +77,7 @@ class _Talk:
             eta = duration(left / rate) if rate > 0 else ("0.0s" if not left else "–")
             failed = f" ({self.failed_calls:,} failed)" if self.failed_calls else ""
             return (f"progress: {self.done:,}/{self.total:,} verdicts ({left:,} left) · "
-                    f"{self.calls:,} calls{failed} · {self.unparsed:,} unparsed · "
+                    f"{counted(self.calls, 'call')}{failed} · {self.unparsed:,} unparsed · "
                     f"elapsed {duration(elapsed)} · ETA {eta}")
 
     def __enter__(self) -> _Talk:
@@ -146,10 +146,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(report.to_dict()))
     else:
         print(table(report))
-    _say(f"{report.mode} mode, evaluator {report.model}: {report.images:,} images, "
-         f"{report.units:,} (image, task) units, {report.verdicts:,} verdicts "
-         f"({report.new_calls:,} new calls, {report.failed_calls:,} failed, "
-         f"{report.missing_images:,} images not shown); store: {config.db}")
+    _say(f"{report.mode} mode, evaluator {report.model}: {counted(report.images, 'image')}, "
+         f"{counted(report.units, '(image, task) unit')}, {counted(report.verdicts, 'verdict')} "
+         f"({counted(report.new_calls, 'new call')}, {report.failed_calls:,} failed, "
+         f"{counted(report.missing_images, 'image')} not shown); store: {config.db}")
     if report.status == "interrupted":
         _say("stopped: what was compared is saved; run the same command again to finish")
         return ExitCode.INTERRUPTED

@@ -23,6 +23,7 @@ from visinstruct.core.export.writers import (
     writable_target,
     write_text_file,
 )
+from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.files import refuse_store_target
@@ -163,11 +164,13 @@ def _report(args: argparse.Namespace, summary: ExportSummary, tally: MixTally | 
             flags: FlagTally, threshold: float, to_stdout: bool) -> None:
     where = "stdout" if to_stdout else summary.path
     if tally is None:
-        _say(f"wrote {summary.records:,} conversations ({summary.pairs:,} pairs, threshold "
+        _say(f"wrote {counted(summary.records, 'conversation')} "
+             f"({counted(summary.pairs, 'pair')}, threshold "
              f"{threshold:g}) to {where}")
     else:
         ours = sum(tally.added.values())
-        _say(f"wrote {summary.records:,} records ({ours:,} of ours at threshold {threshold:g}; "
+        _say(f"wrote {counted(summary.records, 'record')} ({ours:,} of ours at threshold "
+             f"{threshold:g}; "
              f"{tally.read:,} read from {args.mix}) to {where}")
         for line in table_lines(tally):
             _say("  " + line)

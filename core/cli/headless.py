@@ -25,6 +25,7 @@ from visinstruct.core.events import (
 from visinstruct.core.pipeline.tally import (
     RunTally,
     calls_text,
+    counted,
     duration,
     money,
     progress_line,
@@ -188,9 +189,9 @@ def store_text(event: RunFinished) -> str:
 
     The whole store after a run; dropped by a gate, the judge or a person (`status` splits it).
     """
-    return (f"{event.pairs:,} pairs, {event.kept_pairs:,} kept, "
-            f"{event.dropped_pairs:,} dropped, {event.parse_failures:,} parse "
-            f"failures, {event.calls:,} calls ({event.failed_calls:,} failed)")
+    return (f"{counted(event.pairs, 'pair')}, {event.kept_pairs:,} kept, "
+            f"{event.dropped_pairs:,} dropped, {counted(event.parse_failures, 'parse failure')}, "
+            f"{counted(event.calls, 'call')} ({event.failed_calls:,} failed)")
 
 
 def batch_rows(jobs: Any, now: float) -> list[tuple[str, str, str]]:

@@ -19,6 +19,7 @@ from typing import Any
 from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.records import RunState
 from visinstruct.core.sanitize.redact import redact
 
@@ -249,14 +250,17 @@ def cmd_prepare(args: argparse.Namespace) -> int:
         print(json.dumps(result))
     else:
         s = result["store"]
-        _say(f"indexed {summary.images:,} images, {summary.captions:,} captions, "
-             f"{summary.boxes:,} boxes, {summary.baseline_conversations:,} baseline conversations"
-             + (f", {summary.gqa_images:,} GQA images" if summary.gqa_images else "")
-             + (f", {sum(summary.facts.values()):,} facts" if any(summary.facts.values()) else ""))
-        print(f"{config.db}: {s['images']:,} images, {s['captions']:,} captions, "
-              f"{s['boxes']:,} boxes on {s['images_with_boxes']:,} images, "
-              f"{s['baseline_conversations']:,} baseline conversations, "
-              f"{s['facts']:,} facts; by source: "
+        _say(f"indexed {counted(summary.images, 'image')}, "
+             f"{counted(summary.captions, 'caption')}, {counted(summary.boxes, 'box', 'boxes')}, "
+             f"{counted(summary.baseline_conversations, 'baseline conversation')}"
+             + (f", {counted(summary.gqa_images, 'GQA image')}" if summary.gqa_images else "")
+             + (f", {counted(sum(summary.facts.values()), 'fact')}"
+                if any(summary.facts.values()) else ""))
+        print(f"{config.db}: {counted(s['images'], 'image')}, "
+              f"{counted(s['captions'], 'caption')}, {counted(s['boxes'], 'box', 'boxes')} on "
+              f"{counted(s['images_with_boxes'], 'image')}, "
+              f"{counted(s['baseline_conversations'], 'baseline conversation')}, "
+              f"{counted(s['facts'], 'fact')}; by source: "
               + ", ".join(f"{k} {v:,}" for k, v in s["images_by_source"].items()))
     return ExitCode.OK
 

@@ -257,7 +257,7 @@ def run_pairs_text(figures: RunFigures) -> str:
 def calls_text(figures: RunFigures) -> str:
     """'120 calls (2 failed) · 3.1 calls/s'."""
     failed = f" ({figures.failed_calls:,} failed)" if figures.failed_calls else ""
-    return f"{figures.calls:,} calls{failed} · {per_second(figures.calls_per_s, 'calls')}"
+    return f"{counted(figures.calls, 'call')}{failed} · {per_second(figures.calls_per_s, 'calls')}"
 
 
 def progress_line(figures: RunFigures) -> str:
@@ -277,6 +277,6 @@ def progress_line(figures: RunFigures) -> str:
         units += f", {figures.failed_units:,} failed"
     failed = f" ({figures.failed_calls:,} failed)" if figures.failed_calls else ""
     errors = ", ".join(f"{kind} {count:,}" for kind, count in figures.errors) or "none"
-    return (f"progress: {units} · {figures.calls:,} calls{failed} · "
+    return (f"progress: {units} · {counted(figures.calls, 'call')}{failed} · "
             f"{figures.kept_pairs:,} kept · errors: {errors} · "
             f"elapsed {duration(figures.elapsed_s)} · ETA {duration(figures.eta_s)}")

@@ -77,3 +77,36 @@ def test_evaluate_help_names_the_modes_and_the_usage_shows_sample_and_seed(
     usage = text.split("\n\n", 1)[0]
     assert "[--sample N]" in usage and "[--seed N]" in usage and "--mode" in usage
     assert "answers: our generation model answers GPT-4's own questions" in " ".join(text.split())
+
+
+def test_one_of_a_thing_is_worded_in_the_singular(run_cli: RunCli, tmp_path: Path) -> None:
+    """'1 pair judged', '1 image', '1 call': never '1 pairs'."""
+    import json
+
+    from visinstruct.core.cli.headless import store_text
+    from visinstruct.core.events import RunFinished
+    from visinstruct.core.pipeline.tally import RunFigures, calls_text, run_pairs_text
+
+    finished = RunFinished(1, "finished", done_units=1, total_units=1, failed_units=0, pairs=1,
+                           kept_pairs=1, parse_failures=1, calls=1, failed_calls=0,
+                           elapsed_s=1.0, cost_usd=0.0)
+    assert store_text(finished) == "1 pair, 1 kept, 0 dropped, 1 parse failure, 1 call (0 failed)"
+    figures = RunFigures(1, "finished", 1, 1, 0, 0, 1, 0, 1, 1, 0, (), 0.0, None, None, 1.0,
+                         None, None, None)
+    assert run_pairs_text(figures).startswith("this run: 1 pair judged · 1 kept")
+    assert calls_text(figures).startswith("1 call ·")
+    # prepare on one image with one caption and one box
+    captions = json.loads(Path(sample.captions_path()).read_text(encoding="utf-8"))
+    instances = json.loads(Path(sample.instances_path()).read_text(encoding="utf-8"))
+    image = captions["images"][0]
+    captions.update(images=[image], annotations=[
+        next(a for a in captions["annotations"] if a["image_id"] == image["id"])])
+    instances.update(images=[image], annotations=[
+        next(a for a in instances["annotations"] if a["image_id"] == image["id"])])
+    (tmp_path / "c.json").write_text(json.dumps(captions), encoding="utf-8")
+    (tmp_path / "i.json").write_text(json.dumps(instances), encoding="utf-8")
+    code, out, err = run_cli("prepare", "--db", tmp_path / "one.db", "--coco-captions",
+                             tmp_path / "c.json", "--coco-instances", tmp_path / "i.json")
+    assert code == ExitCode.OK, err
+    assert "indexed 1 image, 1 caption, 1 box," in err
+    assert ": 1 image, 1 caption, 1 box on 1 image," in out
