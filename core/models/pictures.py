@@ -210,3 +210,35 @@ class PictureCache:
             del self._reading[key]
         done.set()
         return picture
+
+
+# Input tokens a picture costs, by model family, from each family's published rule (estimates:
+# the wire's own count replaces them once a call is answered).
+def picture_tokens(model_name: str, width: int, height: int) -> int:
+    """About how many input tokens a `width` x `height` picture costs the named model.
+
+    `model_name` is the Bedrock model id or the served model's name; families not known here
+    are counted like Claude (one token per 750 pixels).
+    """
+    name = model_name.lower()
+    pixels = max(1, width) * max(1, height)
+    if "pixtral" in name:  # a token per 16 x 16 patch, and one per row of patches
+        rows = -(-height // 16)
+        return rows * -(-width // 16) + rows
+    if "qwen" in name:  # a token per 28 x 28 patch
+        return max(4, -(-width // 28) * -(-height // 28))
+    if "llama3-2" in name or "llama-3.2" in name or "llama3.2" in name:
+        tiles = min(4, -(-width // 560) * -(-height // 560))  # 560-pixel tiles, at most 4
+        return 1601 * tiles
+    if "nova" in name:  # Amazon's figure: about 1,600 tokens for a 1,000 x 1,000 picture
+        return max(100, pixels * 1600 // 1_000_000)
+    return max(1, pixels // 750)  # Claude's rule, and the default
+
+
+def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size a `width` x `height` picture is sent at: its longest side at most `max_side`."""
+    longest = max(width, height, 1)
+    if longest <= max_side:
+        return max(1, width), max(1, height)
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))

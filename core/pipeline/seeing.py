@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from visinstruct.core.config import Config, sees_images
 from visinstruct.core.events import Emit, PictureUnusable
-from visinstruct.core.models.pictures import PictureCache, PictureError
+from visinstruct.core.models.pictures import (
+    PictureCache,
+    PictureError,
+    fitted_size,
+    picture_tokens,
+)
+from visinstruct.core.pipeline.tally import money
 from visinstruct.core.records import Image
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.pictures import record_problem
@@ -24,6 +31,45 @@ def stage_sees(config: Config, model: str) -> bool:
     source = config.source
     has_folder = source.images_dir is not None or source.gqa_images_dir is not None
     return has_folder and sees_images(config.model(model))
+
+
+@dataclass(frozen=True)
+class PicturePlan:
+    """The pictures a run would send and their estimated input tokens and cost."""
+
+    pictures: int
+    tokens: int
+    cost_usd: float
+
+    def describe(self) -> str:
+        """One line for the run's plan; empty when no model sees."""
+        if not self.pictures:
+            return ""
+        cost = f", about {money(self.cost_usd)}" if self.cost_usd else ""
+        return (f"Pictures: about {self.pictures:,} sent, {self.tokens:,} image input tokens "
+                f"(estimated per model family{cost}).")
+
+
+def picture_plan(config: Config, store: Store, generations: int, judgings: int) -> PicturePlan:
+    """Estimate the pictures `generations` generation calls and `judgings` judged units send:
+    each seeing model's pictures at its `image_max_side`, from the store's mean image size."""
+    row = store.reader().execute("SELECT AVG(width), AVG(height) FROM images").fetchone()
+    width, height = int(row[0] or 640), int(row[1] or 480)
+    calls = {config.generation.model: generations}
+    for name in config.judge.panel:
+        calls[name] = calls.get(name, 0) + judgings
+    pictures = tokens = 0
+    cost = 0.0
+    for name, count in calls.items():
+        if not count or not stage_sees(config, name):
+            continue
+        model = config.model(name)
+        each = picture_tokens(model.model_id or model.model or name,
+                              *fitted_size(width, height, model.image_max_side))
+        pictures += count
+        tokens += count * each
+        cost += count * each * model.price_in_per_million / 1e6
+    return PicturePlan(pictures, tokens, cost)
 
 
 class Sight:

@@ -16,6 +16,8 @@ from visinstruct.core.models.pictures import (
     MAX_FILE_BYTES,
     PictureCache,
     PictureError,
+    fitted_size,
+    picture_tokens,
     prepare_bytes,
     prepare_picture,
 )
@@ -187,3 +189,23 @@ def test_the_cache_remembers_a_failure_and_names_the_missing_folder(tmp_path: Pa
     gqa = Image(image_id=2, file_name="2.jpg", width=1, height=1, source="gqa")
     with pytest.raises(PictureError, match=r"gqa_images_dir"):
         cache.get(gqa, 512)
+
+
+@pytest.mark.parametrize(("model", "size", "tokens"), [
+    ("anthropic.claude-3-5-sonnet-20240620-v1:0", (1024, 768), 1048),
+    ("us.amazon.nova-lite-v1:0", (1000, 1000), 1600),
+    ("us.meta.llama3-2-11b-instruct-v1:0", (1024, 768), 4 * 1601),
+    ("us.meta.llama3-2-11b-instruct-v1:0", (500, 400), 1601),
+    ("us.mistral.pixtral-large-2502-v1:0", (1024, 768), 64 * 48 + 48),
+    ("Qwen/Qwen2.5-VL-7B-Instruct", (1024, 768), 37 * 28),
+    ("some-served-model", (750, 1), 1),
+])
+def test_image_tokens_are_estimated_per_model_family(model: str, size: tuple[int, int],
+                                                     tokens: int) -> None:
+    assert picture_tokens(model, *size) == tokens
+
+
+def test_a_picture_is_sent_at_most_max_side_and_never_enlarged() -> None:
+    assert fitted_size(640, 480, 1024) == (640, 480)
+    assert fitted_size(4000, 3000, 1024) == (1024, 768)
+    assert fitted_size(300, 6000, 64) == (3, 64)
