@@ -91,13 +91,17 @@ class Backlog:
             seen += len(ids)
             after = ids[-1]
 
+    @staticmethod
+    def units_of(config: Config, images: int) -> int:
+        """The units of a store holding `images` images: each task of each image, up to the
+        source's limit."""
+        limit = config.source.limit
+        return (min(images, limit) if limit else images) * len(config.generation.tasks)
+
     def count(self) -> tuple[int, int]:
         """(units in all, units done)."""
-        limit = self.config.source.limit
         images = int(self.store.scalar("SELECT COUNT(*) FROM images") or 0)
-        if limit:
-            images = min(images, limit)
-        total = images * len(self.config.generation.tasks)
+        total = self.units_of(self.config, images)
         done = 0
         for ids in self.image_pages():
             done += sum(1 for _ in self.needs(ids, done=True))

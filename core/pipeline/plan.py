@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 
 from visinstruct.core.config import Config, spec_for
+from visinstruct.core.errors import VisinstructError
 from visinstruct.core.pipeline.backlog import Backlog
-from visinstruct.core.pipeline.tally import money
+from visinstruct.core.pipeline.indexer import index_sources
+from visinstruct.core.pipeline.tally import counted, money
 from visinstruct.core.records import FACT_TASKS, UnitNeed
 from visinstruct.core.store.cost import cost_report
 from visinstruct.core.store.database import Store
+
+SOURCE_COUNT_BYTES = 64 * 2**20  # sources up to this size are counted before a first run
+PICTURE_FOLDERS = ("images_dir", "gqa_images_dir")  # the source's parts that indexing never reads
 
 
 @dataclass(frozen=True)
@@ -26,12 +33,18 @@ class RunPlan:
     calls: int
     cost_usd: float | None       # None: nothing priced yet to project from
     local: bool                  # both models run on this machine (no bill, hours of CPU)
+    source_units: int | None = None   # a store with no images: the units its source makes
 
     def describe(self) -> str:
         """Lines for the confirmation dialog."""
-        if not self.images_indexed:
+        if not self.images_indexed and self.source_units is not None:
+            units = "its 1 unit runs" if self.source_units == 1 else \
+                f"all {counted(self.source_units, 'unit')} run"
+            work = f"The store holds no images yet: the source is indexed first, then {units}."
+        elif not self.images_indexed:
             work = ("The store holds no images yet: the source is indexed first, then every "
-                    "unit runs.")
+                    "unit runs (a source this large is counted once indexed: `visinstruct "
+                    "prepare` indexes it without running).")
         else:
             work = (f"{self.units_left:,} of {self.total_units:,} units left "
                     f"(about {self.calls:,} model calls).")
@@ -63,5 +76,27 @@ def plan_run(config: Config, store: Store) -> RunPlan:
     if not local and done:
         spent = cost_report(store, config).cost_usd
         cost = spent / done * left if spent else None
+    source = source_units(config) if not images else None
     return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
-                   left, calls, cost, local)
+                   left, calls, cost, local, source)
+
+
+def source_units(config: Config) -> int | None:
+    """The units a run would make of its source on an empty store; None when unknown.
+
+    A source of at most SOURCE_COUNT_BYTES is indexed into a scratch store and counted there
+    (the same reading and the same rule as the run); a larger one is not read here.
+    """
+    read = [value for name, value in vars(config.source).items()
+            if isinstance(value, Path) and name not in PICTURE_FOLDERS]
+    if not read or not all(path.is_file() for path in read) \
+            or sum(path.stat().st_size for path in read) > SOURCE_COUNT_BYTES:
+        return None  # nothing to index, a folder of parts, or too much to read twice
+    with tempfile.TemporaryDirectory(prefix="visinstruct-plan-") as scratch:
+        try:
+            with Store(Path(scratch) / "count.db") as store:
+                index_sources(store, config.source)
+                images = int(store.scalar("SELECT COUNT(*) FROM images") or 0)
+        except VisinstructError:
+            return None  # the run says what is wrong with the source
+    return Backlog.units_of(config, images)

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input, Select, TextArea
 
+from visinstruct.tests.tui.support_monitor import SAMPLE_UNITS, press_start
 from visinstruct.tests.tui.support_monitor import make_app as make_monitor_app
-from visinstruct.tests.tui.support_monitor import press_start
 from visinstruct.tests.tui.support_monitor import write_config as write_run_config
 from visinstruct.tests.tui.support_screens import (
     SIZE,
@@ -42,6 +42,9 @@ async def test_starting_shows_what_will_run_and_asks_first(tmp_path: Path) -> No
         assert isinstance(dialog, ConfirmDialog)
         assert "generation fake, judge fake" in dialog.question
         assert "The store holds no images yet" in dialog.question  # a new store: indexed first
+        # The bundled sample is small: counted before the run, as the run will count it.
+        assert f"then all {SAMPLE_UNITS} units run" in dialog.question
+        assert query(tmp_path / "run.db", "SELECT COUNT(*) FROM images") == [(0,)]  # aside
         await pilot.press("n")
         await pilot.pause(0.2)
         assert not app.run_active and isinstance(app.screen, MonitorScreen)
