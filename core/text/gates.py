@@ -359,6 +359,8 @@ def repeated_sentence(answer: str, threshold: float = 0.6) -> str:
     """
     seen: list[tuple[list[str], frozenset[str], str]] = []
     for sentence in sentences(answer):
+        if sentence.endswith(":"):
+            continue  # a heading ("Suggestions for improvement:") may come back per section
         tokens = words(sentence)
         content = frozenset(t for t in tokens if t not in _FILLER)
         for earlier, earlier_content, text in seen:

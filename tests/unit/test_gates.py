@@ -209,6 +209,8 @@ def test_an_answer_that_says_the_same_thing_twice_is_dropped(answer: str) -> Non
     "The bus is red. The bus is long.",                      # same subject, new facts
     "A man waits at the stop. A woman waits at the stop too.",
     "Yes. Yes.",                                             # too short to be a repeat
+    "On the left side:\n- a red bus\nOn the right side:\n- a man waiting",  # headings aside
+    "Things to notice here:\n- the bus\nThings to notice here:\n- the man",
     "The first box on the left holds a small pizza. The third box on the right holds "
     "another small pizza.",                                   # GPT-4's closest pair of sentences
 ])
