@@ -115,6 +115,9 @@ class VisinstructApp(App[int]):
         if not self.frozen:  # snapshots keep the default theme whatever a user chose
             self.watch(self, "theme", self._theme_chosen, init=False)
         self.show_owner()
+        if self.store.created and not self.frozen:  # say so at once, not after quitting
+            self.notify(f"New store {self.ctx.db_path.resolve()} (created now; pass --db to "
+                        "use another).")
         self.runs.begin(frozen=self.frozen, autostart=self.autostart)
 
     def _theme_chosen(self, theme: str) -> None:

@@ -195,3 +195,20 @@ def test_run_without_headless_refuses_a_store_another_process_writes(
         ["run", "--config", str(config)]))
     with pytest.raises(StoreError, match=f"pid {lock_holder.pid}"):
         VisinstructApp(ctx, autostart=autostart)
+
+
+async def test_bare_visinstruct_says_at_once_which_store_it_created(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    ctx, autostart = context_from_args(build_parser().parse_args([]))
+    app = VisinstructApp(ctx, autostart=autostart)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert app.sub_title == "visinstruct.db (created now) · this window writes it"
+        assert any(f"New store {tmp_path / 'visinstruct.db'}" in n.message
+                   for n in app._notifications)
+    again = VisinstructApp(context_from_args(build_parser().parse_args([]))[0])
+    async with again.run_test(size=SIZE) as pilot:
+        await pilot.pause(0.2)
+        assert again.sub_title == "visinstruct.db · this window writes it"
+        assert not again._notifications
