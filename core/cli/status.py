@@ -26,6 +26,7 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     report["cost_usd"] = cost.cost_usd
     report["cost_per_kept_pair_usd"] = cost.cost_per_kept_pair_usd
     report["projected_cost_usd"] = cost.projected_cost_usd
+    report["models"] = models_report(store)
     report["threshold"] = threshold
     report["batch_jobs"] = batch_jobs_report(store)
     last = store.reader().execute(
@@ -44,6 +45,22 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
     # Always an object, so scripts can read ["n"]: with no blind decisions n is 0 and every
     # figure is null.
     report["judge_agreement"] = stored_judge_agreement(store, threshold).as_dict()
+    return report
+
+
+def models_report(store: Store) -> dict[str, dict[str, Any]]:
+    """The models that made the current data, with their model id and licence as recorded."""
+    from visinstruct.core.store.provenance import models_used, recorded_models
+
+    recorded = recorded_models(store)
+    report: dict[str, dict[str, Any]] = {}
+    for role, names in models_used(store).items():
+        for name in names:
+            found = recorded.get(name)
+            entry = report.setdefault(name, {
+                "roles": [], "model_id": found.model_id if found else None,
+                "license": (found.license or None) if found else None})
+            entry["roles"].append(role)
     return report
 
 
@@ -88,6 +105,12 @@ def human_lines(report: dict[str, Any]) -> list[str]:
         if key == "pictures_unusable":
             rows.append((key, f"{value['count']:,}" if value["count"] else "none"))
             rows.extend(("  picture", text) for text in value["files"])
+            continue
+        if key == "models":
+            rows.extend(("model", f"{name} ({', '.join(facts['roles'])}): "
+                                  f"{facts['model_id'] or 'model id not recorded'}, licence "
+                                  f"{facts['license'] or 'not recorded'}")
+                        for name, facts in value.items())
             continue
         if key == "batch_jobs":
             rows.extend(("batch job", f"{job['stage']} {job['model']} {job['records']:,} records "

@@ -268,3 +268,13 @@ def test_a_folder_it_may_not_write_exits_2_even_for_root(
     assert code == ExitCode.BAD_INPUT and stdout == ""
     assert len(err.strip().splitlines()) == 1 and "not writable" in err
     assert list(folder.iterdir()) == []
+
+
+def test_status_shows_each_models_id_and_licence(run_cli: RunCli, run_db: Path) -> None:
+    code, stdout, err = run_cli("status", "--db", run_db, "--json")
+    assert code == ExitCode.OK, err
+    assert json.loads(stdout)["models"] == {"fake": {
+        "roles": ["generation", "judge"], "model_id": "scripted-writer-1",
+        "license": "apache-2.0"}}
+    code, stdout, _ = run_cli("status", "--db", run_db)
+    assert "fake (generation, judge): scripted-writer-1, licence apache-2.0" in stdout
