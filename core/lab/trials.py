@@ -19,15 +19,17 @@ from visinstruct.core.lab.stats import VersionStats, version_stats
 from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
 from visinstruct.core.models.ledger import Ledger
+from visinstruct.core.models.pictures import PictureError
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs
+from visinstruct.core.pipeline.seeing import Sight
 from visinstruct.core.records import TASKS, Image
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
 from visinstruct.core.store.verdicts import is_kept_score
 from visinstruct.core.text.prompt_versions import active_template
-from visinstruct.core.text.prompts import PromptTemplate, parse_prompt
+from visinstruct.core.text.prompts import PromptTemplate, parse_prompt, prompt_name
 
 LAB_TASKS: tuple[str, ...] = (*TASKS, "judge")
 MAX_LAB_IMAGES = 20  # a trial is a quick look, not a run
@@ -202,7 +204,11 @@ def _check_inputs(store: Store, template: PromptTemplate,
 
 @dataclass
 class _Trial:
-    """One trial's settings while its workers go."""
+    """One trial's settings while its workers go.
+
+    With `sides`, `template` is the vision version tried with the picture and `saved` the
+    text version tried without it, on the same images.
+    """
 
     config: Config
     store: Store
@@ -210,22 +216,48 @@ class _Trial:
     saved: PromptTemplate
     purpose: str
     evaluate: bool
+    sight: Sight
+    sides: bool = False
+
+    def pictures(self, image: Image, models: Sequence[str],
+                 prompt: PromptTemplate) -> dict[str, bytes | None]:
+        """The picture each model is sent with `prompt`: none with the text side of a sides
+        trial (a generation trial's judge sees alike on both sides).
+
+        Raises PictureError when a model that sees cannot be sent its picture.
+        """
+        if self.sides and prompt is self.saved:
+            return {}
+        return {name: self.sight.picture(name, image) for name in models}
 
 
 def run_lab(config: Config, store: Store, template: PromptTemplate, image_ids: Sequence[int], *,
             emit: Emit, cancel: threading.Event | None = None,
-            evaluate: bool = False) -> LabResult:
+            evaluate: bool = False, picture_sides: bool = False) -> LabResult:
     """Generate and judge `image_ids` with the edited `template` and with the saved version.
 
     Trial generations carry purpose "lab:N", so they never become run data. A judge prompt
     is tried on fresh conversations made with the active generation prompts. With
     `evaluate`, both versions' kept pairs are compared with the baseline conversation.
+    Models that see are sent the picture, as in a run. With `picture_sides`, the two sides
+    are the task's vision version with the picture and its text version without, side by side.
     """
     images = _check_inputs(store, template, image_ids)
     cancel = cancel or threading.Event()
+    sight = Sight(config)
+    saved = active_template(store, template.name)
+    if picture_sides:
+        judging = template.task == "judge"
+        if not (sight.any_judge if judging else sight.generation):
+            stage = "judge" if judging else "generation"
+            raise InputError(f"the {stage} model is not shown pictures, so there is nothing to "
+                             f"compare: set its [models.NAME] vision = true and [source] "
+                             "images_dir (or gqa_images_dir)")
+        template = active_template(store, prompt_name(template.task, sees=True))
+        saved = active_template(store, template.task)
     number = next_trial(store)
-    trial = _Trial(config, store, template, active_template(store, template.name),
-                   f"lab:{number}", evaluate and template.task != "judge")
+    trial = _Trial(config, store, template, saved, f"lab:{number}",
+                   evaluate and template.task != "judge", sight, picture_sides)
     results: list[tuple[LabSample, LabSample]] = []
     lock = threading.Lock()
     done = [0]
@@ -263,13 +295,18 @@ def _task_order(task: str) -> int:
     return TASKS.index(task) if task in TASKS else len(TASKS)
 
 
+def _judge_template(trial: _Trial) -> PromptTemplate:
+    """The judge prompt generation trials are judged with: the vision version when it sees."""
+    return active_template(trial.store, prompt_name("judge", sees=trial.sight.any_judge))
+
+
 def _generation_trial(ctx: StageContext, trial: _Trial,
                       image: Image) -> list[tuple[LabSample, LabSample]]:
-    judge_template = active_template(trial.store, "judge")
+    judge_template = _judge_template(trial)
     tried = _generate_and_judge(ctx, trial, image, trial.template, judge_template)
     if trial.saved.version == trial.template.version:
         return [(tried, tried)]
-    earlier = None if trial.evaluate else _run_sample(trial, image.image_id)
+    earlier = None if trial.evaluate or trial.sides else _run_sample(trial, image.image_id)
     if earlier is None:
         earlier = _generate_and_judge(ctx, trial, image, trial.saved, judge_template)
     return [(tried, earlier)]
@@ -281,7 +318,8 @@ def _judge_trial(ctx: StageContext, trial: _Trial,
     for task in trial.config.generation.tasks:
         if ctx.cancel.is_set():
             break
-        generated = _generate(ctx, trial, image, active_template(trial.store, task))
+        name = prompt_name(task, sees=trial.sight.generation)
+        generated = _generate(ctx, trial, image, active_template(trial.store, name))
         if isinstance(generated, LabSample):
             results.append((generated, generated))
             continue
@@ -296,8 +334,13 @@ def _generate(ctx: StageContext, trial: _Trial, image: Image,
               template: PromptTemplate) -> GenerationResult | LabSample:
     """A trial generation, or the finished LabSample when there is nothing to judge."""
     settings = trial.config.generation
+    try:
+        picture = trial.pictures(image, [settings.model], template).get(settings.model)
+    except PictureError as error:
+        return LabSample(image.image_id, template.task, template.version, None, 0, (), 0, False,
+                         error=str(error))
     result = generate(ctx, template, image, template.task, settings, settings.model,
-                      purpose=trial.purpose, gates=trial.config.gates)
+                      purpose=trial.purpose, gates=trial.config.gates, picture=picture)
     if not isinstance(result, GenerationResult):
         return LabSample(image.image_id, template.task, template.version, None, 0, (), 0, False,
                          error=str(result.error or "cancelled"))
@@ -317,8 +360,14 @@ def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
     version = judge_template.version
     targets = generated.passing()
     judged: JudgeResult | CallOutcome = JudgeResult((), 0)
+    try:
+        pictures = trial.pictures(image, settings.panel, judge_template)
+    except PictureError as error:
+        return LabSample(image.image_id, task, version, generated.generation_id,
+                         len(generated.pairs), (), 0, False, generated.problems, error=str(error))
     if targets:
-        judged = judge_pairs(ctx, judge_template, image, task, generated.ref, targets, settings)
+        judged = judge_pairs(ctx, judge_template, image, task, generated.ref, targets, settings,
+                             pictures=pictures)
     if not isinstance(judged, JudgeResult):
         return LabSample(image.image_id, task, version, generated.generation_id,
                          len(generated.pairs), (), 0, False, generated.problems,

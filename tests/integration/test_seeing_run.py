@@ -8,16 +8,24 @@ import os
 import sqlite3
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from PIL import Image as PILImage
 
-from tests.fakes.aws import aws_env_vars
+from tests.fakes.aws import aws_env, aws_env_vars
 from tests.fakes.bedrock_server import BedrockServer
+from tests.fakes.openai_server import OpenAIServer
 from tests.fakes.sagemaker_server import SageMakerServer
 from tests.fakes.scripting import Reply, Script
 from tests.fakes.seeing import COLOURS, colour_of, pictures_in, seeing_generator, seeing_judge
+from visinstruct.core.config import load_config
+from visinstruct.core.errors import InputError
+from visinstruct.core.lab.trials import run_lab
+from visinstruct.core.pipeline.indexer import ensure_indexed
+from visinstruct.core.store.database import Store
+from visinstruct.core.text.prompts import load_prompt
 from visinstruct.dataset import sample
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,3 +154,35 @@ def test_with_the_judges_flag_off_no_picture_reaches_it(tmp_path: Path) -> None:
         judged = conn.execute("SELECT DISTINCT p.name, c.pictures FROM llm_calls c JOIN prompts p "
                               "ON p.version = c.prompt_version WHERE c.stage = 'judge'").fetchall()
     assert judged == [("judge", 0)]
+
+
+def test_the_prompt_lab_runs_the_same_images_with_and_without_the_picture(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    images = tmp_path / "images"
+    write_pictures(images)
+    config_path = tmp_path / "run.toml"
+    generator, judge = Script(Reply(text=seeing_generator)), Script(Reply(text=seeing_judge))
+    with OpenAIServer(generator, models=("qwen-vl",)) as served, BedrockServer(judge) as bedrock:
+        aws_env(monkeypatch, bedrock_url=bedrock.url)
+        config_path.write_text(config_text(tmp_path / "run.db", images).replace(
+            'backend = "sagemaker"\nendpoints = ["qwen-vl"]\nschema = "messages"',
+            f'backend = "openai"\nbase_url = "{served.url}/v1"\nmodel = "qwen-vl"'))
+        config = load_config(config_path)
+        with Store(config.db) as store:
+            ensure_indexed(config, store)
+            with pytest.raises(InputError, match="vision = true"):
+                run_lab(replace(config, source=replace(config.source, images_dir=None)), store,
+                        load_prompt("conversation"), sorted(PICTURES), emit=lambda e: None,
+                        picture_sides=True)
+            result = run_lab(config, store, load_prompt("conversation"), sorted(PICTURES),
+                             emit=lambda e: None, picture_sides=True)
+
+    assert result.version == load_prompt("conversation_vision").version
+    assert result.saved_version == load_prompt("conversation").version
+    # With the picture the generator wrote one true and one false answer; the seeing judge
+    # kept the true one. Without it, nothing about the colour could be said or kept.
+    assert [(s.pairs, s.kept) for s in result.trial_samples] == [(2, 1), (2, 1)]
+    assert [(s.pairs, s.kept) for s in result.saved_samples] == [(1, 0), (1, 0)]
+    sent = sorted(len(pictures_in(body)) for body in generator.bodies())
+    assert sent == [0, 0, 1, 1]
+    assert all(len(pictures_in(body)) == 1 for body in judge.bodies())  # judged alike
