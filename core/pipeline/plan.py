@@ -34,6 +34,7 @@ class RunPlan:
     cost_usd: float | None       # None: nothing priced yet to project from
     local: bool                  # both models run on this machine (no bill, hours of CPU)
     source_units: int | None = None   # a store with no images: the units its source makes
+    licences: tuple[tuple[str, str], ...] = ()  # (model, its [models.X] license or "")
 
     def describe(self) -> str:
         """Lines for the confirmation dialog."""
@@ -54,8 +55,13 @@ class RunPlan:
             cost = "Cost: not known yet (no priced calls in this store to project from)."
         else:
             cost = f"Cost: about {money(self.cost_usd)} more, at this store's cost per unit."
+        licences = ""
+        if self.licences:
+            licences = "\nLicences: " + ", ".join(
+                f"{name} {licence or 'not recorded ([models.' + name + '] license)'}"
+                for name, licence in self.licences)
         return (f"Config: {self.origin}\nModels: generation {self.generation_model}, judge "
-                f"{self.judge_model}\n{work}\n{cost}")
+                f"{self.judge_model}{licences}\n{work}\n{cost}")
 
 
 def plan_run(config: Config, store: Store) -> RunPlan:
@@ -77,8 +83,10 @@ def plan_run(config: Config, store: Store) -> RunPlan:
         spent = cost_report(store, config).cost_usd
         cost = spent / done * left if spent else None
     source = source_units(config) if not images else None
+    names = dict.fromkeys((config.generation.model, *config.judge.panel))
+    licences = tuple((name, config.model(name).license) for name in names)
     return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
-                   left, calls, cost, local, source)
+                   left, calls, cost, local, source, licences)
 
 
 def source_units(config: Config) -> int | None:

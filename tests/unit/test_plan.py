@@ -61,3 +61,14 @@ def test_one_unit_is_worded_in_the_singular(tmp_path: Path) -> None:
     with Store(config.db) as store:
         made = plan.plan_run(config, store)
     assert "then its 1 unit runs." in replace(made, source_units=1).describe()
+
+
+def test_the_plan_shows_each_models_licence(tmp_path: Path) -> None:
+    config = sample_config(tmp_path)
+    tiny = replace(config.models["tiny"], license="gemma")
+    config = replace(config, models={**config.models, "tiny": tiny})
+    with Store(config.db) as store:
+        assert "\nLicences: tiny gemma\n" in plan.plan_run(config, store).describe()
+    unset = replace(config, models={**config.models, "tiny": replace(tiny, license="")})
+    with Store(unset.db) as store:
+        assert "tiny not recorded ([models.tiny] license)" in plan.plan_run(unset, store).describe()
