@@ -79,4 +79,4 @@ def owner_line(path: Path, ownership: StoreOwnership, store: Store, run_id: int 
     if ownership.writer_pid is None:
         return name
     run = f"run {run_id} of " if run_id is not None else ""
-    return f"{name} · following {run}{writer_name(ownership.writer_pid)} (steer it there)"
+    return f"{name} · following {run}{writer_name(ownership.writer_pid)}"

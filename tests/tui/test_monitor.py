@@ -252,12 +252,12 @@ async def _follow(config: Path, db: Path, headless: subprocess.Popen[bytes]) -> 
         assert not app.following  # its writer is gone: the store is this window's now
     assert any(0 < done < SAMPLE_UNITS for done in seen), f"never saw it part-way: {seen}"
     # The header names the live headless process while it runs, and nothing else ever.
-    assert f"following run 1 of pid {headless.pid} (steer it there)" in following
+    assert f"following run 1 of pid {headless.pid}" in following
     assert "Start" not in following.splitlines()[-1] and "Pause" not in following
-    assert headers <= {f"run.db · following run 1 of pid {headless.pid} (steer it there)",
+    assert headers <= {f"run.db · following run 1 of pid {headless.pid}",
                        "run.db · this window writes it"}, headers
     assert "Start" in text.splitlines()[-1]
-    assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units" in text
+    assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units ·" in text  # no "this run": it was not ours
     assert f"{figures['kept']}/{figures['judged']}" in text
     assert app.state.judged_pairs == figures["judged"]
 

@@ -152,8 +152,7 @@ async def test_a_store_another_process_writes_is_followed_then_taken_over(
         await wait_for(pilot, lambda: app.state.run_id is not None, "the followed run")
         await wait_for_redraw(pilot, app)
         assert app.attached and app.following and not app.ownership.owned
-        assert app.sub_title == f"run.db · following run 1 of pid {lock_holder.pid} " \
-                                "(steer it there)"
+        assert app.sub_title == f"run.db · following run 1 of pid {lock_holder.pid}"
         assert f"written by pid {lock_holder.pid}" in screen_text(app)
         for control in ("Start", "Pause", "Stop"):
             assert control not in footer_keys(app), control

@@ -48,7 +48,8 @@ def units_line(state: RunState, now: float) -> Text:
     units = f"{figures.done_units:,}/{figures.total_units:,} units"
     if figures.start_done and figures.active:
         units = f"{figures.remaining_units:,} left of {figures.total_units:,} units"
-    elif figures.start_done and figures.total_units:
+    elif figures.start_done and figures.total_units and state.source == "live":
+        # (a followed run's start is only where this window began to watch it)
         units += f" ({figures.done_units - figures.start_done:,} this run)"
     parts = [units]
     if figures.failed_units:
