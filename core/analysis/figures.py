@@ -17,6 +17,7 @@ from visinstruct.core.analysis.versions import VersionDiversity, version_diversi
 from visinstruct.core.events import percentile
 from visinstruct.core.records import TASKS
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.pictures import GENERATOR_SAW_SQL, JUDGE_SAW_SQL, saw_picture
 from visinstruct.core.store.queries import KEPT_SQL
 from visinstruct.core.store.verdicts import BY_GATE, KEPT, dropped_by_sql, judged_sql, verdict_sql
 from visinstruct.core.text.synonyms import (
@@ -148,6 +149,20 @@ class JudgeStats:
 
 
 @dataclass(frozen=True)
+class SightGroup:
+    """Our pairs by whether their generator and their judge saw the picture."""
+
+    generator_saw: bool
+    judge_saw: bool
+    pairs: int
+    judged: int
+    kept: int
+    keep_rate: float | None
+    mean_score: float | None
+    grounding: Grounding          # of every pair of the group (kept or not)
+
+
+@dataclass(frozen=True)
 class Figures:
     """Everything the report shows, per dataset and slice (TASKS and "all")."""
 
@@ -167,6 +182,7 @@ class Figures:
     question_families: tuple[str, ...] = QUESTION_FAMILIES
     version_diversity: tuple[VersionDiversity, ...] = ()
     judge_agreement: JudgeAgreement | None = None
+    sight: tuple[SightGroup, ...] = ()   # empty when no model saw a picture
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready data (integer keys become strings, as JSON needs)."""
@@ -282,20 +298,21 @@ def _boxes(store: Store) -> dict[int, frozenset[str]]:
 
 
 def _conversations(store: Store, threshold: float
-                   ) -> Iterable[tuple[str, int, str, list[tuple[str, str, bool]]]]:
-    """(dataset, image, task, [(question, answer, kept)]) for our generations, then the baseline."""
+                   ) -> Iterable[tuple[str, int, str, list[tuple[str, str, bool]], int]]:
+    """(dataset, image, task, [(question, answer, kept)], generation) for our generations, then
+    the baseline (generation 0)."""
     current: tuple[int, int, str] | None = None
     pairs: list[tuple[str, str, bool]] = []
     for gen_id, image_id, task, question, answer, kept in store.iter_query(
             f"SELECT generation_id, image_id, task, question, answer, {KEPT_SQL} FROM pair_state "
             "ORDER BY generation_id, idx", (threshold,)):
         if current is not None and current[0] != gen_id:
-            yield "generated", current[1], current[2], pairs
+            yield "generated", current[1], current[2], pairs, current[0]
             pairs = []
         current = (gen_id, image_id, task)
         pairs.append((question, answer, bool(kept)))
     if current is not None:
-        yield "generated", current[1], current[2], pairs
+        yield "generated", current[1], current[2], pairs, current[0]
     # Both sides describe the same images: the baseline only on images ours covers (every
     # image of the store while nothing is generated yet, so the baseline alone still shows).
     covered = ("SELECT image_id FROM generations WHERE purpose = 'run'" if store.scalar(
@@ -303,7 +320,7 @@ def _conversations(store: Store, threshold: float
     for image_id, task, raw in store.iter_query(
             "SELECT image_id, task, pairs FROM baseline_conversations "
             f"WHERE image_id IN ({covered}) ORDER BY id"):
-        yield "baseline", image_id, task, [(q, a, True) for q, a in json.loads(raw)]
+        yield "baseline", image_id, task, [(q, a, True) for q, a in json.loads(raw)], 0
 
 
 def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
@@ -311,9 +328,14 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
     boxes = _boxes(store)
     view = SourceView(store)
     slices: dict[str, dict[str, _Slice]] = {name: defaultdict(_Slice) for name in DATASETS}
-    for dataset, image_id, task, rows in _conversations(store, threshold):
+    by_generator, by_judge = saw_picture(store)
+    sight_slices: dict[tuple[bool, bool], _Slice] = defaultdict(_Slice)
+    for dataset, image_id, task, rows, generation in _conversations(store, threshold):
         gqa = view.is_gqa(image_id)
         facts = [(q, a, kept, _facts(q, a, view if gqa else None)) for q, a, kept in rows]
+        if dataset == "generated" and (by_generator or by_judge) and task != "short_answer":
+            sight_slices[(generation in by_generator, generation in by_judge)].add(
+                image_id, [(q, a, f) for q, a, _k, f in facts], view.present(image_id, boxes))
         targets = [(dataset, [(q, a, f) for q, a, _k, f in facts])]
         if dataset == "generated":
             targets.append(("ours", [(q, a, f) for q, a, k, f in facts if k]))
@@ -346,7 +368,28 @@ def analyze(store: Store, threshold: float, *, seed: int = SEED) -> Figures:
         datasets=datasets, judge=judge_stats(store, threshold), slices=keys,
         version_diversity=tuple(version_diversity(store, seed=seed)),
         judge_agreement=stored_judge_agreement(store, threshold),
+        sight=_sight_groups(store, threshold, sight_slices),
     )
+
+
+def _sight_groups(store: Store, threshold: float,
+                  slices: Mapping[tuple[bool, bool], _Slice]) -> tuple[SightGroup, ...]:
+    """Judge outcome and grounding of our pairs by whether generator and judge saw the picture."""
+    if not slices:
+        return ()
+    outcome = {(bool(g), bool(j)): (n, judged, kept, mean) for g, j, n, judged, kept, mean in
+               store.query(
+        f"SELECT generation_id IN ({GENERATOR_SAW_SQL}), generation_id IN ({JUDGE_SAW_SQL}), "
+        f"COUNT(*), SUM({judged_sql()}), SUM({KEPT_SQL}), "
+        f"AVG(CASE WHEN {judged_sql()} THEN score END) FROM pair_state "
+        "WHERE task != 'short_answer' GROUP BY 1, 2", (threshold,))}
+    groups = []
+    for key in sorted(slices, reverse=True):
+        n, judged, kept, mean = outcome.get(key, (0, 0, 0, None))
+        groups.append(SightGroup(key[0], key[1], int(n), int(judged or 0), int(kept or 0),
+                                 ratio(int(kept or 0), n), mean,
+                                 slices[key].stats(Diversity(0, 0, None, None)).grounding))
+    return tuple(groups)
 
 
 def judge_stats(store: Store, threshold: float) -> JudgeStats:

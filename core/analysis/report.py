@@ -99,6 +99,7 @@ def report_blocks(figures: Figures) -> list[Block]:
     blocks += _duplicates(figures, main)
     blocks += _grounding(figures, every)
     blocks += _judge(figures)
+    blocks += _sight(figures)
     blocks += agreement_blocks(figures)
     return blocks
 
@@ -210,6 +211,29 @@ def _judge(figures: Figures) -> list[Block]:
                      f"{v.parse_failures:,} ({pct(v.parse_failure_rate)})", f"{v.pairs:,}",
                      f"{v.judged:,}", num(v.mean_score, 2), f"{v.kept:,}", pct(v.keep_rate))
                     for v in j.versions))]
+
+
+def _sight(figures: Figures) -> list[Block]:
+    """Judge outcome and grounding by whether the generator and the judge saw the picture."""
+    if not figures.sight:
+        return []
+    def saw(flag: bool) -> str:
+        return "saw" if flag else "blind"
+
+    return [Heading(2, "By picture: did the generator and the judge see it?"), Paragraph(
+        "Our generated pairs (short answers aside) split by whether the call that wrote them "
+        "carried the picture, and whether a judge that scored them did. Grounding is over "
+        "every pair of the group, kept or not; a seeing judge can drop what the captions "
+        "cannot show, so compare keep rates and CHAIR across the rows."),
+        Table(("generator", "judge", "pairs", "judged", "mean score", "kept", "keep rate",
+               "CHAIR_i", "CHAIR_s"),
+              tuple((saw(g.generator_saw), saw(g.judge_saw), f"{g.pairs:,}", f"{g.judged:,}",
+                     num(g.mean_score, 2), f"{g.kept:,}", pct(g.keep_rate),
+                     f"{pct(g.grounding.chair_i)} "
+                     f"({g.grounding.hallucinated:,}/{g.grounding.mentions:,})",
+                     f"{pct(g.grounding.chair_s)} ({g.grounding.answers_with_hallucination:,}/"
+                     f"{g.grounding.answers_with_mentions:,})")
+                    for g in figures.sight))]
 
 
 # -- the plots -------------------------------------------------------------------------------

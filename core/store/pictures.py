@@ -54,3 +54,17 @@ def pictures_sent(store: Store, run_id: int | None = None) -> int:
     return int(store.scalar(f"SELECT COALESCE(SUM(pictures), 0) FROM llm_calls "
                             f"WHERE status = 'ok'{where}",
                             (run_id,) if run_id is not None else ()) or 0)
+
+
+# Generations whose model saw the picture, and generations a judge scored seeing it: the
+# saw-picture split of analyze and review reads these (one rule, here).
+GENERATOR_SAW_SQL = ("SELECT g.id FROM generations g JOIN llm_calls c ON c.id = g.call_id "
+                     "WHERE c.pictures > 0")
+JUDGE_SAW_SQL = ("SELECT DISTINCT j.generation_id FROM judgements j "
+                 "JOIN llm_calls c ON c.id = j.call_id WHERE c.pictures > 0")
+
+
+def saw_picture(store: Store) -> tuple[frozenset[int], frozenset[int]]:
+    """(generations whose generator saw the picture, generations a seeing judge scored)."""
+    return (frozenset(r[0] for r in store.query(GENERATOR_SAW_SQL)),
+            frozenset(r[0] for r in store.query(JUDGE_SAW_SQL)))

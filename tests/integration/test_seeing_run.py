@@ -96,6 +96,8 @@ def test_a_seeing_generator_and_judge_keep_what_is_true_of_the_picture(tmp_path:
         status = cli("status", "--json", "--config", str(config), env=env)
         exported = cli("export", "--format", "jsonl", "--out", "-", "--config", str(config),
                        env=env)
+        analyzed = cli("analyze", "--config", str(config), "--out", str(tmp_path / "report"),
+                       env=env)
 
     assert result.returncode in (0, 1), result.stderr[-3000:]
     events = [json.loads(line) for line in result.stdout.splitlines()]
@@ -133,6 +135,13 @@ def test_a_seeing_generator_and_judge_keep_what_is_true_of_the_picture(tmp_path:
                for r in records}
     assert answers == {file_name: [f"The middle of the photo is {colour}."]
                        for file_name, colour in PICTURES.values()}
+    # analyze splits the judge figures by who saw the picture: here both always did.
+    assert analyzed.returncode == 0, analyzed.stderr[-2000:]
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    assert [(g["generator_saw"], g["judge_saw"], g["pairs"], g["kept"])
+            for g in figures["sight"]] == [(True, True, 4, 2)]
+    assert "did the generator and the judge see it" in (
+        tmp_path / "report" / "report.md").read_text()
 
 
 @pytest.mark.timeout(300)
@@ -146,9 +155,15 @@ def test_with_the_judges_flag_off_no_picture_reaches_it(tmp_path: Path) -> None:
             BedrockServer(judge) as bedrock:
         env = aws_env_vars(sagemaker_url=sagemaker.url, bedrock_url=bedrock.url)
         result = cli("run", "--headless", "--json", "--config", str(config), env=env)
+        analyzed = cli("analyze", "--config", str(config), "--out", str(tmp_path / "report"),
+                       env=env)
 
     assert result.returncode in (0, 1), result.stderr[-3000:]
     assert judge.count() == 2 and all(pictures_in(b) == [] for b in judge.bodies())
+    assert analyzed.returncode == 0, analyzed.stderr[-2000:]
+    figures = json.loads((tmp_path / "report" / "figures.json").read_text())
+    assert [(g["generator_saw"], g["judge_saw"], g["pairs"])
+            for g in figures["sight"]] == [(True, False, 4)]
     assert all(len(pictures_in(b)) == 1 for b in generator.bodies())
     with sqlite3.connect(db) as conn:
         judged = conn.execute("SELECT DISTINCT p.name, c.pictures FROM llm_calls c JOIN prompts p "
