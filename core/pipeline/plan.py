@@ -11,6 +11,7 @@ from visinstruct.core.config import Config, spec_for
 from visinstruct.core.errors import VisinstructError
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.indexer import index_sources
+from visinstruct.core.pipeline.seeing import PicturePlan, picture_plan
 from visinstruct.core.pipeline.tally import counted, money
 from visinstruct.core.records import FACT_TASKS, UnitNeed
 from visinstruct.core.store.cost import cost_report
@@ -35,6 +36,7 @@ class RunPlan:
     local: bool                  # both models run on this machine (no bill, hours of CPU)
     source_units: int | None = None   # a store with no images: the units its source makes
     licences: tuple[tuple[str, str], ...] = ()  # (model, its [models.X] license or "")
+    pictures: PicturePlan | None = None  # the pictures models that see would be sent
 
     def describe(self) -> str:
         """Lines for the confirmation dialog."""
@@ -60,8 +62,9 @@ class RunPlan:
             licences = "\nLicences: " + ", ".join(
                 f"{name} {licence or 'not recorded ([models.' + name + '] license)'}"
                 for name, licence in self.licences)
+        seen = self.pictures.describe() if self.pictures is not None else ""
         return (f"Config: {self.origin}\nModels: generation {self.generation_model}, judge "
-                f"{self.judge_model}{licences}\n{work}\n{cost}")
+                f"{self.judge_model}{licences}\n{work}\n{cost}" + (f"\n{seen}" if seen else ""))
 
 
 def plan_run(config: Config, store: Store) -> RunPlan:
@@ -85,8 +88,11 @@ def plan_run(config: Config, store: Store) -> RunPlan:
     source = source_units(config) if not images else None
     names = dict.fromkeys((config.generation.model, *config.judge.panel))
     licences = tuple((name, config.model(name).license) for name in names)
+    # Pictures go with each generation and each judging of a model that sees (estimated).
+    pictures = picture_plan(config, store, needs[UnitNeed.GENERATE],
+                            needs[UnitNeed.GENERATE] + needs[UnitNeed.JUDGE])
     return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
-                   left, calls, cost, local, source, licences)
+                   left, calls, cost, local, source, licences, pictures=pictures)
 
 
 def source_units(config: Config) -> int | None:

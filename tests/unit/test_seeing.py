@@ -8,6 +8,8 @@ import pytest
 
 from visinstruct.core.config import Config, load_config
 from visinstruct.core.pipeline.backlog import Backlog
+from visinstruct.core.pipeline.indexer import ensure_indexed
+from visinstruct.core.pipeline.plan import plan_run
 from visinstruct.core.pipeline.seeing import Sight, picture_plan, stage_sees
 from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
@@ -90,3 +92,17 @@ def test_the_plan_estimates_image_tokens_per_model_family(tmp_path: Path) -> Non
     blind = config_with(tmp_path, images=False)
     with Store(blind.db) as store:
         assert picture_plan(blind, store, 10, 4).describe() == ""
+
+
+def test_the_start_dialogs_plan_names_the_pictures_it_would_send(tmp_path: Path) -> None:
+    config = config_with(tmp_path)
+    with Store(config.db) as store:
+        ensure_indexed(config, store)
+        made = plan_run(config, store)
+    assert made.pictures is not None
+    units = made.units_left
+    assert made.pictures.pictures == 2 * units  # a generation and a judging per unit
+    assert "Pictures: about" in made.describe() and "image input tokens" in made.describe()
+    blind = config_with(tmp_path, images=False)
+    with Store(blind.db) as store:
+        assert "Pictures" not in plan_run(blind, store).describe()
