@@ -27,6 +27,7 @@ from visinstruct.core.review.decisions import edit_pair as edit_pair
 from visinstruct.core.review.decisions import reject_pair as reject_pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.interrupt import ReadCancelled, interruptible
+from visinstruct.core.store.pictures import generation_saw
 from visinstruct.core.store.queries import baseline_pairs, load_images
 from visinstruct.core.store.search import MATCHING_GENERATIONS_SQL, catch_up, match_query
 from visinstruct.core.store.verdicts import (
@@ -200,6 +201,8 @@ class SampleDetail:
     pairs: tuple[PairView, ...]
     baseline: tuple[Pair, ...]
     verdicts: tuple[VerdictView, ...]
+    generator_saw: bool = False     # the call that wrote these pairs carried the picture
+    judge_saw: bool = False         # a judge that scored them was shown the picture
 
 
 def _where(filters: SampleFilter) -> tuple[list[str], list[str], dict[str, object]]:
@@ -347,10 +350,12 @@ def sample_detail(store: Store, image_id: int, task: str | None,
     if sample is None:
         return SampleDetail(images[image_id], task, tasks, None, "none", "", "", "", (), (),
                             baseline, verdicts)
+    generator_saw, judge_saw = generation_saw(store, sample["id"])
     return SampleDetail(images[image_id], task, tasks, sample["id"], sample["status"],
                         sample["prompt_version"], sample["model"], sample["raw"] or "",
                         tuple(json.loads(sample["problems"] or "[]")),
-                        pair_views(store, sample["id"], threshold), baseline, verdicts)
+                        pair_views(store, sample["id"], threshold), baseline, verdicts,
+                        generator_saw, judge_saw)
 
 
 def pair_views(store: Store, generation_id: int, threshold: float) -> tuple[PairView, ...]:

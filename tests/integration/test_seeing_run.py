@@ -24,6 +24,7 @@ from visinstruct.core.config import load_config
 from visinstruct.core.errors import InputError
 from visinstruct.core.lab.trials import run_lab
 from visinstruct.core.pipeline.indexer import ensure_indexed
+from visinstruct.core.review.samples import sample_detail
 from visinstruct.core.store.database import Store
 from visinstruct.core.text.prompts import load_prompt
 from visinstruct.dataset import sample
@@ -142,6 +143,10 @@ def test_a_seeing_generator_and_judge_keep_what_is_true_of_the_picture(tmp_path:
             for g in figures["sight"]] == [(True, True, 4, 2)]
     assert "did the generator and the judge see it" in (
         tmp_path / "report" / "report.md").read_text()
+    # Review shows, per sample, that its generator and its judge saw the picture.
+    with Store(db) as store:
+        detail = sample_detail(store, 990001, "conversation", 7)
+    assert detail is not None and (detail.generator_saw, detail.judge_saw) == (True, True)
 
 
 @pytest.mark.timeout(300)
@@ -164,6 +169,9 @@ def test_with_the_judges_flag_off_no_picture_reaches_it(tmp_path: Path) -> None:
     figures = json.loads((tmp_path / "report" / "figures.json").read_text())
     assert [(g["generator_saw"], g["judge_saw"], g["pairs"])
             for g in figures["sight"]] == [(True, False, 4)]
+    with Store(db) as store:
+        detail = sample_detail(store, 990002, "conversation", 7)
+    assert detail is not None and (detail.generator_saw, detail.judge_saw) == (True, False)
     assert all(len(pictures_in(b)) == 1 for b in generator.bodies())
     with sqlite3.connect(db) as conn:
         judged = conn.execute("SELECT DISTINCT p.name, c.pictures FROM llm_calls c JOIN prompts p "

@@ -177,6 +177,11 @@ class SampleDetailPane(VerticalScroll):
         title = Text(f"Image {detail.image.image_id} · {detail.task}", style="bold")
         if detail.generation_id is not None:
             title.append(f" · prompt {detail.prompt_version} · {detail.model}", style="dim")
+        if detail.generator_saw or detail.judge_saw:
+            def saw(flag: bool) -> str:
+                return "saw" if flag else "did not see"
+            title.append(f"\npicture: the generator {saw(detail.generator_saw)} it, the judge "
+                         f"{saw(detail.judge_saw)} it", style="dim")
         others = [t for t in detail.tasks if t != detail.task]
         if others:
             title.append(f"\nother tasks: {', '.join(others)} (t: next task)", style="dim")
