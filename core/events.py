@@ -69,6 +69,7 @@ class CallFinished(CallIdentity, Event):
     error_kind: str = ""
     error_class: str = ""
     error: str = ""
+    pictures: int = 0    # pictures the request carried
 
 
 @dataclass(frozen=True)

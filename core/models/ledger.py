@@ -118,7 +118,7 @@ class Ledger:
         """The event for a successful call (build it after the commit: the id is known then)."""
         return CallFinished(_id(call) or 0, info.stage, info.image_id, info.task, info.model,
                             response.endpoint, attempt, "ok", latency_ms, response.tokens_in,
-                            response.tokens_out)
+                            response.tokens_out, pictures=info.pictures)
 
 
 def _id(call: RowRef | int) -> int | None:

@@ -47,6 +47,7 @@ class RunFigures:
     units_per_s: float | None
     calls_per_s: float | None
     eta_s: float | None
+    pictures_sent: int = 0   # pictures carried by this run's answered calls
 
     @property
     def active(self) -> bool:
@@ -72,6 +73,7 @@ class RunTally:
         self.kept_pairs = 0
         self.calls = 0
         self.failed_calls = 0
+        self.pictures_sent = 0
         self.errors: Counter[str] = Counter()
         self.cost_usd = 0.0
         self.projected_cost_usd: float | None = None
@@ -101,6 +103,8 @@ class RunTally:
             if event.status != "ok":
                 self.failed_calls += 1
                 self.errors[event.error_kind or "error"] += 1
+            else:
+                self.pictures_sent += event.pictures
             self._mark(self._call_marks, now, self.calls)
         elif isinstance(event, CostUpdated):
             self.cost_usd = event.cost_usd
@@ -116,7 +120,7 @@ class RunTally:
         self.total_units = event.total_units
         self.done_units = self.start_done = event.done_units
         self.failed_units = self.judged_pairs = self.unjudged_pairs = self.kept_pairs = 0
-        self.calls = self.failed_calls = 0
+        self.calls = self.failed_calls = self.pictures_sent = 0
         self.errors.clear()
         self.started_at, self.finished_at = now, None
         self._unit_marks.clear()
@@ -191,7 +195,7 @@ class RunTally:
             self.start_done, self.judged_pairs, self.unjudged_pairs, self.kept_pairs,
             self.calls, self.failed_calls, tuple(sorted(self.errors.items())), self.cost_usd,
             self.projected_cost_usd, self.cost_per_kept_pair_usd, self.elapsed(now),
-            units_per_s, calls_per_s, eta)
+            units_per_s, calls_per_s, eta, self.pictures_sent)
 
 
 # -- one way to write each figure, for the CLI and the app alike --------------------------------
@@ -255,9 +259,12 @@ def run_pairs_text(figures: RunFigures) -> str:
 
 
 def calls_text(figures: RunFigures) -> str:
-    """'120 calls (2 failed) · 3.1 calls/s'."""
+    """'120 calls (2 failed) · 3.1 calls/s', and '· 80 pictures sent' when models saw."""
     failed = f" ({figures.failed_calls:,} failed)" if figures.failed_calls else ""
-    return f"{counted(figures.calls, 'call')}{failed} · {per_second(figures.calls_per_s, 'calls')}"
+    pictures = (f" · {counted(figures.pictures_sent, 'picture')} sent"
+                if figures.pictures_sent else "")
+    return (f"{counted(figures.calls, 'call')}{failed} · "
+            f"{per_second(figures.calls_per_s, 'calls')}{pictures}")
 
 
 def progress_line(figures: RunFigures) -> str:

@@ -109,7 +109,10 @@ def test_a_seeing_generator_and_judge_keep_what_is_true_of_the_picture(tmp_path:
     unusable = [e for e in events if e["event"] == "PictureUnusable"]
     assert [(e["image_id"], Path(e["path"]).name, e["problem"]) for e in unusable] == [
         (MISSING[0], MISSING[1], "not found")]
+    answered = [e for e in events if e["event"] == "CallFinished" and e["status"] == "ok"]
+    assert [e["pictures"] for e in answered] == [1, 1, 1, 1]  # what the monitor counts
     report = json.loads(status.stdout)
+    assert report["pictures_sent"] == 4
     assert report["pictures_unusable"]["count"] == 1
     assert MISSING[1] in report["pictures_unusable"]["files"][0]
     # Every request carried the right picture, bounded by its model's image_max_side.

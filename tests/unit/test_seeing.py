@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from visinstruct.core.config import Config, load_config
+from visinstruct.core.events import CallFinished, RunStarted
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.indexer import ensure_indexed
 from visinstruct.core.pipeline.plan import plan_run
 from visinstruct.core.pipeline.seeing import Sight, picture_plan, stage_sees
+from visinstruct.core.pipeline.tally import RunTally, calls_text
 from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
 
@@ -106,3 +109,15 @@ def test_the_start_dialogs_plan_names_the_pictures_it_would_send(tmp_path: Path)
     blind = config_with(tmp_path, images=False)
     with Store(blind.db) as store:
         assert "Pictures" not in plan_run(blind, store).describe()
+
+
+def test_the_monitor_counts_the_pictures_answered_calls_carried() -> None:
+    tally = RunTally()
+    tally.add(RunStarted(1, 4, 0, 2, ("detail",), "vlm", "looker"), 0.0)
+    for n, (status, pictures) in enumerate((("ok", 1), ("error", 1), ("ok", 1), ("ok", 0))):
+        tally.add(CallFinished(n, "generate", 1, "detail", "vlm", "e", 1, status, 1.0, 5, 5,
+                               pictures=pictures), 1.0)
+    figures = tally.figures(2.0)
+    assert figures.pictures_sent == 2
+    assert calls_text(figures).endswith("· 2 pictures sent")
+    assert "picture" not in calls_text(replace(figures, pictures_sent=0))

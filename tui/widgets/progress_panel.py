@@ -59,6 +59,8 @@ def units_line(state: RunState, now: float) -> Text:
         parts.append("ETA paused")
     elif figures.active:
         parts.append(f"ETA {duration(figures.eta_s)}")
+    if figures.pictures_sent:  # only when models see: the line is unchanged otherwise
+        parts.append(f"{counted(figures.pictures_sent, 'picture')} sent")
     text = " · ".join(parts)
     line = Text(text)
     if figures.failed_units:
