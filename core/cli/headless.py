@@ -116,7 +116,7 @@ class RichProgress:
         elif isinstance(event, PictureUnusable):
             self.console.print(f"picture not sent, image {event.image_id} skipped: "
                                f"{event.path}: {event.problem}", markup=False,
-                               highlight=False)
+                               highlight=False, soft_wrap=True)  # the path stays whole
 
     def plain_line(self) -> str:
         """The figures as one log line; nothing before the run has started."""
