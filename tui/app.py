@@ -148,6 +148,22 @@ class VisinstructApp(App[int]):
             return False  # hidden from the footer, and the key does nothing
         return True
 
+    # s, space and x while following: their bindings are off, so the key lands here; say why
+    # rather than do nothing in silence.
+    def key_s(self) -> None:
+        self._steer_elsewhere()
+
+    def key_space(self) -> None:
+        self._steer_elsewhere()
+
+    def key_x(self) -> None:
+        self._steer_elsewhere()
+
+    def _steer_elsewhere(self) -> None:
+        if self.attached and isinstance(self.screen, MonitorScreen):
+            self.notify(f"{writer_name(self.ownership.writer_pid)} is writing this store: "
+                        "start, pause and stop its run there.", severity="warning")
+
     def show_owner(self) -> None:
         """The header says whose store this is: this window's, or which live process writes it."""
         self.sub_title = "" if self.frozen else owner_line(

@@ -156,9 +156,12 @@ async def test_a_store_another_process_writes_is_followed_then_taken_over(
         assert f"written by pid {lock_holder.pid}" in screen_text(app)
         for control in ("Start", "Pause", "Stop"):
             assert control not in footer_keys(app), control
-        await pilot.press("s")
+        await pilot.press("s", "space", "x")
         await pilot.pause(0.2)
         assert not isinstance(app.screen, ConfirmDialog) and not app.run_active
+        said = [n.message for n in app._notifications]
+        assert said.count(f"pid {lock_holder.pid} is writing this store: start, pause and "
+                          "stop its run there.") == 3, said
 
         # Review decisions are the user's: allowed while following, and stored.
         await pilot.press("r")  # (the follower's worker never settles: wait on the screen)
