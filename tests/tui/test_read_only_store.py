@@ -40,6 +40,7 @@ async def test_a_read_only_store_is_browsed_but_not_run(
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.state.status == "finished", "the store's last run")
         assert app.state.judged_pairs == store_figures(db)["judged"]
+        assert app.sub_title == "run.db · read-only file: browse only"
         await pilot.press("s")
         await pilot.pause()
         assert not app.run_active
