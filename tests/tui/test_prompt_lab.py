@@ -166,3 +166,17 @@ async def test_the_lab_works_at_80_by_24(config_path: Path) -> None:
         text = screen_text(app)
         assert "Run" in text and "Save" in text and "990002" in text
         assert screen.query_one(TextArea).outer_size.width == 80
+
+
+async def test_the_picture_box_asks_for_a_model_that_sees(config_path: Path) -> None:
+    # The test config's models are blind: comparing with and without the picture says why not.
+    app = make_app(config_path)
+    async with app.run_test(size=SIZE) as pilot:
+        screen = await open_lab(pilot)
+        screen.query_one("#lab-images", Input).value = "990001"
+        screen.query_one("#lab-picture", Checkbox).value = True
+
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorDialog), "the error dialog")
+        assert "not shown pictures" in app.screen.message and "vision = true" in app.screen.message
+        await pilot.press("escape")

@@ -140,6 +140,9 @@ class PromptLabScreen(Screen[None]):
                          tooltip=f"Pick {RANDOM_COUNT} random images")
             yield Checkbox("eval", id="lab-evaluate", compact=True,
                            tooltip="Also compare both versions with the baseline")
+            yield Checkbox("picture", id="lab-picture", compact=True,
+                           tooltip="Compare the task's vision prompt with the picture against "
+                                   "its text prompt without, on the same images")
             yield Button("Run", id="lab-run", variant="primary", compact=True)
             yield Button("Save", id="lab-save", variant="success", compact=True)
         with Horizontal(id="lab-body"):
@@ -309,12 +312,14 @@ class PromptLabScreen(Screen[None]):
         self._cancel = self.reads.event()
         self.query_one("#lab-run", Button).label = "Stop"
         evaluate = self.query_one("#lab-evaluate", Checkbox).value
-        self._status(f"trying {template.version} on {len(ids)} image(s)…")
-        self._run(template, ids, evaluate, self._cancel)
+        sides = self.query_one("#lab-picture", Checkbox).value
+        what = "with and without the picture" if sides else template.version
+        self._status(f"trying {what} on {len(ids)} image(s)…")
+        self._run(template, ids, evaluate, self._cancel, sides)
 
     @work(thread=True, group="lab-run", exit_on_error=False)
     def _run(self, template: PromptTemplate, ids: list[int], evaluate: bool,
-             cancel: threading.Event) -> None:
+             cancel: threading.Event, picture_sides: bool = False) -> None:
         app: Any = self.app
 
         def emit(event: Event) -> None:
@@ -325,7 +330,8 @@ class PromptLabScreen(Screen[None]):
         with self.reads.track() as closing:
             try:
                 result = run_lab(app.ctx.config, app.store, template, ids, emit=emit,
-                                 cancel=cancel, evaluate=evaluate)
+                                 cancel=cancel, evaluate=evaluate,
+                                 picture_sides=picture_sides)
                 stats = version_stats(app.store, template.name, app.ctx.config.judge.threshold,
                                       closing)
                 diversity = (lab_version_diversity(app.store, template.name, closing),
