@@ -70,8 +70,9 @@ def units_line(state: RunState, now: float) -> Text:
 
 
 def pairs_line(state: RunState) -> Text:
-    """'163 pairs judged · 81 kept (50%) · $1.20 so far · $9.80 projected'."""
-    line = Text(f"{counted(state.judged_pairs, 'pair')} judged in the store · ")
+    """'store: 163 pairs judged · 81 kept (50%) · $1.20 so far · $9.80 projected' (fits 80
+    columns up to tens of thousands of pairs)."""
+    line = Text(f"store: {counted(state.judged_pairs, 'pair')} judged · ")
     line.append(f"{state.kept_pairs:,} kept ({percent(state.kept_pairs, state.judged_pairs)})",
                 style="green")
     line.append(f" · {money(state.cost_usd)} so far · {money(state.projected_cost_usd)} projected")
