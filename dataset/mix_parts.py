@@ -71,19 +71,17 @@ COCO_IMAGES_TERMS = _COCO_TERMS
 _FOLDER_PARTS: tuple[tuple[str, str], ...] = (
     (GQA_PREFIX, GQA), ("ocr_vqa/", OCR_VQA), ("textvqa/", TEXTCAPS), ("vg/", VISUAL_GENOME))
 
-# The prompts LLaVA-1.5 gave each academic set on COCO images (and close rewordings).
-_OPTION_PROMPT = re.compile(r"answer with the option|option's letter", re.IGNORECASE)
+# The prompts LLaVA-1.5 gave each academic set on COCO images (and close rewordings),
+# matched in the lower-cased questions: plain substrings where they are literal.
+_OPTION_PROMPTS = ("answer with the option", "option's letter")
 _OPTION_LINE = re.compile(r"^\s*[A-H][.)]\s+\S", re.MULTILINE)
-_REGION_PROMPT = re.compile(
-    r"short description for this region|bounding box coordinate"
-    r"|region this sentence describes", re.IGNORECASE)
+_REGION_PROMPTS = ("short description for this region", "bounding box coordinate",
+                   "region this sentence describes")
 _NUMBER = r"\s*-?(?:\d+\.?\d*|\.\d+)\s*"
 _BOX_LIST = re.compile(rf"\[{_NUMBER},{_NUMBER},{_NUMBER},{_NUMBER}\]")
 _SHORT_ANSWER_PROMPT = re.compile(
     r"answer (?:the question )?(?:using|with|in) (?:only )?(?:a|one) (?:single )?(?:word|phrase)"
-    r"|answer (?:with )?(?:yes or no|a number)|one-sentence caption",
-    re.IGNORECASE,
-)
+    r"|answer (?:with )?(?:yes or no|a number)|one-sentence caption")
 
 # Ways of asking for a description of the whole image (the detail task), written for the
 # questions of LLaVA-Instruct's detail_23k and the paper's list of description requests.
@@ -128,12 +126,11 @@ class Placement:
     pairs: tuple[Pair, ...] = ()
 
 
-class _MalformedRecord(Exception):
-    """A COCO record whose turns cannot be read as human/gpt pairs."""
+def place_record(record: Any, *, with_task: bool = True) -> Placement:
+    """The part of mix665k `record` belongs to (MALFORMED or UNCLASSIFIED when none fits).
 
-
-def place_record(record: Any) -> Placement:
-    """The part of mix665k `record` belongs to (MALFORMED or UNCLASSIFIED when none fits)."""
+    `with_task=False` skips what only `prepare` needs: a LLaVA-Instruct record's task and pairs.
+    """
     if not isinstance(record, dict):
         return Placement(MALFORMED)
     image = record.get("image")
@@ -150,35 +147,59 @@ def place_record(record: Any) -> Placement:
     image_id = coco_image_id(image)
     if image_id is None:
         return Placement(MALFORMED)
-    try:
-        pairs = record_pairs(record)
-    except _MalformedRecord:
+    texts = _turn_texts(record.get("conversations"))
+    if texts is None:
         return Placement(MALFORMED, image_id=image_id)
-    academic = academic_part(pairs)
+    questions, answers = texts
+    academic = academic_part(questions, answers)
     if academic:
-        return Placement(academic, image_id=image_id, pairs=pairs)
-    if _mostly_terse(pairs):
+        return Placement(academic, image_id=image_id)
+    if _mostly_terse(answers):
         # Short answers with none of LLaVA-1.5's prompts: neither GPT-4's nor a known set's.
-        return Placement(UNCLASSIFIED, image_id=image_id, pairs=pairs)
+        return Placement(UNCLASSIFIED, image_id=image_id)
+    if not with_task:
+        return Placement(LLAVA_INSTRUCT, image_id=image_id)
+    pairs = tuple(Pair(q.replace(IMAGE_TOKEN, "").strip(), a.strip())
+                  for q, a in zip(questions, answers, strict=True))
     return Placement(LLAVA_INSTRUCT, instruct_task(pairs), image_id, pairs)
 
 
-def academic_part(pairs: tuple[Pair, ...]) -> str:
-    """The academic set whose prompts these COCO pairs use, or "" when none matches."""
-    # Each pattern runs once over all the questions, and only where a plain substring test
-    # says it may match: this runs on most of mix665k's 665K records.
-    questions = "\n".join(p.question for p in pairs)
-    lowered = questions.lower()
-    asks_answer = "answer" in lowered
-    if (asks_answer and _OPTION_PROMPT.search(questions)) or (
-            len(_OPTION_LINE.findall(questions)) >= 2
-            and any(len(_OPTION_LINE.findall(p.question)) >= 2 for p in pairs)):
+def _turn_texts(turns: Any) -> tuple[list[str], list[str]] | None:
+    """The questions and answers of turns that alternate human, gpt (a dangling question is
+    dropped), or None when a turn is not so or nothing was answered."""
+    if type(turns) is not list or len(turns) < 2:
+        return None
+    questions: list[str] = []
+    answers: list[str] = []
+    # Plain loops and type() checks: this runs on most of mix665k's 665K records.
+    for index, turn in enumerate(turns):
+        asking = index % 2 == 0
+        speaker = "human" if asking else "gpt"
+        value = turn.get("value") if type(turn) is dict and turn.get("from") == speaker else None
+        if type(value) is not str:
+            return None
+        (questions if asking else answers).append(value)
+    if len(questions) > len(answers):
+        questions.pop()
+    return questions, answers
+
+
+def academic_part(questions: list[str], answers: list[str]) -> str:
+    """The academic set whose prompts these COCO turns use, or "" when none matches."""
+    # Each pattern runs once over all the questions, lower-cased, and only where a plain
+    # substring test says it may match: this runs on most of mix665k's 665K records.
+    joined = "\n".join(questions)
+    lowered = joined.lower()
+    if any(prompt in lowered for prompt in _OPTION_PROMPTS) or (
+            len(_OPTION_LINE.findall(joined)) >= 2
+            and any(len(_OPTION_LINE.findall(q)) >= 2 for q in questions)):
         return AOKVQA
-    if (("region" in lowered or "bounding box" in lowered) and _REGION_PROMPT.search(questions)
-            or ("[" in questions and _BOX_LIST.search(questions))
-            or any(p.answer.startswith("[") and _BOX_LIST.fullmatch(p.answer) for p in pairs)):
+    if (any(prompt in lowered for prompt in _REGION_PROMPTS)
+            or ("[" in joined and _BOX_LIST.search(joined))
+            or any(a.lstrip().startswith("[") and _BOX_LIST.fullmatch(a.strip())
+                   for a in answers)):
         return REFCOCO
-    if (asks_answer or "caption" in lowered) and _SHORT_ANSWER_PROMPT.search(questions):
+    if ("answer" in lowered or "caption" in lowered) and _SHORT_ANSWER_PROMPT.search(lowered):
         return VQA_COCO
     return ""
 
@@ -198,37 +219,10 @@ def instruct_task(pairs: tuple[Pair, ...]) -> str:
     return "conversation"
 
 
-def _mostly_terse(pairs: tuple[Pair, ...]) -> bool:
-    short = sum(len(pair.answer.split(maxsplit=_SHORT_ANSWER_WORDS)) <= _SHORT_ANSWER_WORDS
-                for pair in pairs)
-    return short * 4 >= len(pairs) * 3
-
-
-def record_pairs(record: dict[str, Any]) -> tuple[Pair, ...]:
-    """The record's human/gpt turns as pairs, the image token removed; raises _MalformedRecord."""
-    turns = record.get("conversations")
-    if not isinstance(turns, list) or not turns:
-        raise _MalformedRecord("no conversations")
-    pairs: list[Pair] = []
-    for index in range(0, len(turns) - 1, 2):
-        question = _turn_text(turns[index], "human")
-        answer = _turn_text(turns[index + 1], "gpt")
-        if IMAGE_TOKEN in question:
-            question = question.replace(IMAGE_TOKEN, "")
-        pairs.append(Pair(question.strip(), answer.strip()))
-    if len(turns) % 2:
-        _turn_text(turns[-1], "human")  # a dangling question is dropped, but must be well-formed
-    if not pairs:
-        raise _MalformedRecord("no answered question")
-    return tuple(pairs)
-
-
-def _turn_text(turn: Any, speaker: str) -> str:
-    """The text of a turn that must come from `speaker`."""
-    value = turn.get("value") if type(turn) is dict and turn.get("from") == speaker else None
-    if type(value) is not str:
-        raise _MalformedRecord(f"expected a {speaker} turn with text")
-    return value
+def _mostly_terse(answers: list[str]) -> bool:
+    short = sum(len(answer.split(maxsplit=_SHORT_ANSWER_WORDS)) <= _SHORT_ANSWER_WORDS
+                for answer in answers)
+    return short * 4 >= len(answers) * 3
 
 
 def coco_image_id(image: str) -> int | None:

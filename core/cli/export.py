@@ -130,8 +130,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         threshold = threshold_for(args, store)
         models = _model_facts(store, config)
+        # The llava format is mix665k's shape alone: no judge scores to fetch for it.
         kept = kept_with_provenance(store, threshold, exclude_flagged=args.exclude_flagged,
-                                    flags=flags)
+                                    flags=flags, scores=args.format != "llava")
         items = _items(kept, models, gqa_image_ids(store))
         summary: ExportSummary
         if args.mix is not None:

@@ -122,7 +122,7 @@ def mix_records(path: Path, ours: Iterable[ExportItem], options: MixOptions,
 
 
 def _placed(record: Any, options: MixOptions, tally: MixTally) -> OutRecord | None:
-    part = place_record(record).part
+    part = place_record(record, with_task=False).part
     violations: list[RuleViolation] = []
     if part == MALFORMED:
         pass

@@ -65,3 +65,8 @@ def test_the_validator_accepts_every_well_formed_kind_of_the_real_mix() -> None:
 ])
 def test_the_validator_names_what_is_wrong(record: object, rule: str) -> None:
     assert rule in {violation.rule for violation in check_mix_record(record)}
+
+
+def test_without_the_task_a_record_lands_in_the_same_part() -> None:
+    assert [place_record(r, with_task=False).part for _, r in every_kind()] == [
+        place_record(r).part for _, r in every_kind()]
