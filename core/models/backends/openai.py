@@ -29,7 +29,7 @@ from visinstruct.core.models.backends.json_modes import (
 )
 from visinstruct.core.models.backends.mixtral import fold_system
 from visinstruct.core.models.backends.replies import (
-    image_format,
+    chat_content,
     invalid,
     naming_target,
     parse_chat_completion,
@@ -38,24 +38,6 @@ from visinstruct.core.models.backends.replies import (
 from visinstruct.core.sanitize.redact import redact_url, register_secret, register_url
 
 _ERROR_TEXT_LIMIT = 300
-
-
-def _content(message: Message) -> str | list[dict[str, Any]]:
-    if not message.images:
-        return message.content
-    parts: list[dict[str, Any]] = [
-        {
-            "type": "image_url",
-            "image_url": {
-                "url": f"data:image/{image_format(image)};base64,"
-                + base64.b64encode(image).decode("ascii")
-            },
-        }
-        for image in message.images
-    ]
-    if message.content:
-        parts.append({"type": "text", "text": message.content})
-    return parts
 
 
 def _cut(sock: socket.socket | None) -> None:
@@ -88,7 +70,7 @@ def chat_body(
             raise invalid(f"cannot build the chat messages: {error}") from error
     body: dict[str, Any] = {
         "model": model,
-        "messages": [{"role": m.role, "content": _content(m)} for m in messages],
+        "messages": [{"role": m.role, "content": chat_content(m)} for m in messages],
         "max_tokens": request.max_tokens,
         "temperature": max(request.temperature, 0.0),
         "top_p": request.top_p,
