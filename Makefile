@@ -44,6 +44,7 @@ wheel-check: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/prepare.py
+	$(PY) benchmarks/export_mix.py
 	$(PY) benchmarks/pipeline.py
 	$(PY) benchmarks/pool.py
 	$(PY) benchmarks/tui.py
