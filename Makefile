@@ -51,6 +51,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/batch.py
 	$(PY) benchmarks/diversity.py
 	$(PY) benchmarks/search.py
+	$(PY) benchmarks/pictures.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info
