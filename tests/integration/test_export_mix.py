@@ -17,7 +17,7 @@ import pytest
 from tests.integration.test_cli_export_status import scripted_run
 from tests.mix_kinds import every_kind
 from visinstruct.core.errors import ExitCode
-from visinstruct.core.export.validate import check_mix_record, check_record
+from visinstruct.core.export.validate import check_mix_record, check_record, validate_llava_file
 
 CliResult = tuple[int, str, str]
 RunCli = Callable[..., CliResult]
@@ -89,6 +89,8 @@ def test_the_mix_holds_each_academic_record_once_no_gpt_record_and_all_of_ours(
     assert written[len(academic):] == ours          # then every kept record of ours
     assert all(not check_mix_record(r) for r in academic)
     assert all(not check_record(r) for r in ours)
+    assert validate_llava_file(out, mix=True).ok
+    assert not validate_llava_file(out).ok  # mix665k's own ids and folders break our rules
     # The table by part, and the records no rule placed, by id.
     assert "llava_instruct" in err and "sharegpt" in err
     table = {line.split()[0]: line.split()[1:] for line in err.splitlines()
