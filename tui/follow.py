@@ -1,4 +1,4 @@
-"""Attach mode: poll a store that another process writes and hand each read to the UI."""
+"""Following: poll a store that another live process writes and hand each read to the UI."""
 
 from __future__ import annotations
 
