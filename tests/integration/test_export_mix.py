@@ -280,3 +280,18 @@ def test_status_shows_each_models_id_and_licence(run_cli: RunCli, run_db: Path) 
         "license": "apache-2.0"}}
     code, stdout, _ = run_cli("status", "--db", run_db)
     assert "fake (generation, judge): scripted-writer-1, licence apache-2.0" in stdout
+
+
+def test_config_adds_a_licence_the_runs_did_not_record(
+        run_cli: RunCli, mix: Path, tmp_path: Path) -> None:
+    db = scripted_run(run_cli, tmp_path)  # its [models.fake] has no licence
+    card = tmp_path / "CARD.md"
+    assert run_cli("export", "--db", db, "--mix", mix, "--out", tmp_path / "a.json",
+                   "--card", card)[0] == ExitCode.OK
+    assert "| generation | fake | unknown | unknown |" in card.read_text(encoding="utf-8")
+    given = tmp_path / "licences.toml"
+    given.write_text('[models.fake]\nbackend = "scripted"\nlicense = "MIT"\n', encoding="utf-8")
+    code, _, err = run_cli("export", "--db", db, "--config", given, "--mix", mix, "--out",
+                           tmp_path / "b.json", "--card", card)
+    assert code == ExitCode.OK, err
+    assert "| generation | fake | unknown | MIT |" in card.read_text(encoding="utf-8")
