@@ -295,3 +295,20 @@ def test_config_adds_a_licence_the_runs_did_not_record(
                            tmp_path / "b.json", "--card", card)
     assert code == ExitCode.OK, err
     assert "| generation | fake | unknown | MIT |" in card.read_text(encoding="utf-8")
+
+
+def test_a_persons_decision_travels_with_its_pair(
+        run_cli: RunCli, run_db: Path, tmp_path: Path) -> None:
+    with sqlite3.connect(run_db) as conn:
+        pair_id, image_id, task, score = conn.execute(
+            "SELECT pair_id, image_id, task, score FROM pair_verdicts "
+            "WHERE dropped_by = 'judge' ORDER BY pair_id LIMIT 1").fetchone()
+        conn.execute("INSERT INTO reviews (pair_id, decision, created_at) "
+                     "VALUES (?, 'accept', 0)", (pair_id,))
+    conn.close()
+    out = tmp_path / "ours.jsonl"
+    assert run_cli("export", "--db", run_db, "--format", "jsonl", "--out", out)[0] == 0
+    [record] = [line for line in map(json.loads, out.read_text(encoding="utf-8").splitlines())
+                if (line["id"], line["task"]) == (f"{image_id:012d}", task)]
+    assert {"score": score, "decision": "accept"}.items() <= next(
+        pair for pair in record["pairs"] if pair["decision"]).items()
