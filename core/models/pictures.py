@@ -140,8 +140,10 @@ def _jpeg(image: PILImage.Image, path: Path | None) -> bytes:
 class PictureCache:
     """Prepared pictures by (file, longest side), bounded in bytes, each file read once.
 
-    Failures are remembered too, so an unusable file is reported once and never read again.
-    Thread-safe: two workers asking for the same picture wait for one read.
+    A smaller size of a picture already held is made from the held one, not from the file
+    (ask for the largest size first). Failures are remembered too, so an unusable file is
+    reported once and never read again. Thread-safe: two workers asking for the same picture
+    wait for one read.
     """
 
     def __init__(self, source: SourceConfig, max_bytes: int = CACHE_BYTES) -> None:
@@ -150,9 +152,24 @@ class PictureCache:
         self._held: OrderedDict[tuple[Path, int], Picture] = OrderedDict()
         self._bytes = 0
         self._failed: dict[Path, PictureError] = {}
+        self._largest: dict[Path, int] = {}   # the largest side held of each file
         self._reading: dict[tuple[Path, int], threading.Event] = {}
         self._lock = threading.Lock()
         self.reads = 0
+
+    @staticmethod
+    def _from_held(held: Picture | None, held_side: int, max_side: int,
+                   path: Path) -> Picture | None:
+        """`max_side`'s picture made from a held one of the same file, when it can be."""
+        if held is None:
+            return None
+        longest = max(held.width, held.height)
+        whole = longest < held_side  # never shrunk: the file's own size
+        if longest <= max_side and whole:
+            return held
+        if longest >= max_side:
+            return held if longest == max_side else prepare_bytes(held.data, max_side, path)
+        return None
 
     @property
     def held_bytes(self) -> int:
@@ -184,13 +201,18 @@ class PictureCache:
                 waiting = self._reading.get(key)
                 if waiting is None:
                     done = self._reading[key] = threading.Event()
+                    largest = self._largest.get(path, 0)
+                    larger = self._held.get((path, largest))
                     break
             waiting.wait()
         try:
-            picture = prepare_picture(path, max_side)
+            picture = self._from_held(larger, largest, max_side, path)
+            if picture is None:
+                with self._lock:
+                    self.reads += 1
+                picture = prepare_picture(path, max_side)
         except PictureError as error:
             with self._lock:
-                self.reads += 1
                 self._failed[path] = error
                 del self._reading[key]
             done.set()
@@ -201,12 +223,14 @@ class PictureCache:
             done.set()
             raise
         with self._lock:
-            self.reads += 1
             self._held[key] = picture
             self._bytes += len(picture.data)
+            self._largest[path] = max(self._largest.get(path, 0), max_side)
             while self._bytes > self.max_bytes and len(self._held) > 1:
-                _, evicted = self._held.popitem(last=False)
+                (old_path, old_side), evicted = self._held.popitem(last=False)
                 self._bytes -= len(evicted.data)
+                if self._largest.get(old_path) == old_side:
+                    del self._largest[old_path]
             del self._reading[key]
         done.set()
         return picture

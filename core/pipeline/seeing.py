@@ -109,7 +109,9 @@ class Sight:
         models = ([self.config.generation.model] if generating and self.generation else [])
         if judging:
             models += [name for name, sees in self.judges.items() if sees]
-        for model in dict.fromkeys(models):
+        # The largest first: the smaller sizes are then made from it, the file read once.
+        for model in sorted(dict.fromkeys(models),
+                            key=lambda name: -self.config.model(name).image_max_side):
             try:
                 self.picture(model, image)
             except PictureError as error:

@@ -209,3 +209,18 @@ def test_a_picture_is_sent_at_most_max_side_and_never_enlarged() -> None:
     assert fitted_size(640, 480, 1024) == (640, 480)
     assert fitted_size(4000, 3000, 1024) == (1024, 768)
     assert fitted_size(300, 6000, 64) == (3, 64)
+
+
+def test_smaller_sizes_of_a_held_picture_are_made_without_reading_the_file(
+        tmp_path: Path) -> None:
+    PILImage.new("RGB", (2000, 1000), (10, 200, 30)).save(tmp_path / "big.jpg")
+    PILImage.new("RGB", (300, 200), (10, 200, 30)).save(tmp_path / "small.jpg")
+    cache = PictureCache(SourceConfig(images_dir=tmp_path))
+    big, small = coco(1, "big.jpg"), coco(2, "small.jpg")
+    assert (cache.get(big, 1024).width, cache.get(big, 384).width) == (1024, 384)
+    assert check_jpeg(cache.get(big, 384).data, 384).size == (384, 192)
+    assert cache.get(small, 1024) is cache.get(small, 512)  # never shrunk: the same picture
+    assert cache.get(small, 256).width == 256
+    assert cache.reads == 2  # one read per file, whatever the sizes asked after the largest
+    cache.get(big, 2048)  # larger than held: read again
+    assert cache.reads == 3
