@@ -192,8 +192,8 @@ class PictureCache:
         while True:
             with self._lock:
                 failed = self._failed.get(path)
-                if failed is not None:
-                    raise failed
+                if failed is not None:  # a new exception each time: threads share none
+                    raise PictureError(failed.path, failed.problem)
                 held = self._held.get(key)
                 if held is not None:
                     self._held.move_to_end(key)
