@@ -153,17 +153,22 @@ def _setting(value: Any) -> str:
     return str(value)
 
 
+_ANALYSIS_NOTE = ("Grounding (CHAIR) and diversity figures of ours beside the baseline are in "
+                  "the report `visinstruct analyze --out DIR` writes; this card does not "
+                  "compute them.")
+
+
 def _comparison(facts: CardFacts) -> list[str]:
     lines = ["## Compared with the GPT-4 baseline", ""]
     found = facts.comparison
     if not found or found.get("relative_score") is None:
-        return [*lines, "Not measured (run `visinstruct evaluate`).", ""]
+        return [*lines, "Not measured (run `visinstruct evaluate`).", "", _ANALYSIS_NOTE, ""]
     low, high = found.get("ci_low"), found.get("ci_high")
     interval = f" (95% interval {low:.1f}-{high:.1f})" if low is not None and high is not None \
         else ""
     return [*lines, f"Relative score {found['relative_score']:.1f}% of the GPT-4 answers"
                     f"{interval}, over {found.get('n', 0):,} compared items, judged by "
-                    f"{found.get('model') or UNKNOWN} in both orders.", ""]
+                    f"{found.get('model') or UNKNOWN} in both orders.", "", _ANALYSIS_NOTE, ""]
 
 
 def _limitations(facts: CardFacts) -> list[str]:
