@@ -138,19 +138,9 @@ def gate_counts(store: Store) -> dict[str, dict[str, int]]:
 
 def kept_conversations(
         store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:
-    """(image_id, task, prompt_version, model, kept pairs) per conversation with a kept pair."""
-    rows = store.iter_query(
-        f"SELECT image_id, task, prompt_version, model, question, answer FROM pair_state "
-        f"WHERE {KEPT_SQL} ORDER BY image_id, task, generation_id, idx", (threshold,), size=5000)
-    current: tuple[int, str] | None = None
-    meta: tuple[str, str] = ("", "")
-    pairs: list[Pair] = []
-    for row in rows:
-        key = (row[0], row[1])
-        if key != current:
-            if current is not None and pairs:
-                yield current[0], current[1], meta[0], meta[1], tuple(pairs)
-            current, meta, pairs = key, (row[2], row[3]), []
-        pairs.append(Pair(row[4], row[5]))
-    if current is not None and pairs:
-        yield current[0], current[1], meta[0], meta[1], tuple(pairs)
+    """(image_id, task, prompt_version, model, kept pairs) per conversation with a kept pair
+    (the export's reading, store/provenance.py, without what each pair's verdict rests on)."""
+    from visinstruct.core.store.provenance import kept_with_provenance
+
+    for kept in kept_with_provenance(store, threshold, scores=False):
+        yield kept.image_id, kept.task, kept.prompt_version, kept.model, kept.pairs
