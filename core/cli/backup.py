@@ -14,6 +14,7 @@ from pathlib import Path
 
 from visinstruct.core.errors import ExitCode, ExportError, InputError, StoreError
 from visinstruct.core.export.writers import writable_target
+from visinstruct.core.store import opening
 from visinstruct.core.store.files import refuse_store_target
 
 PAGES_PER_STEP = 4096   # copy in steps, so a writer is never held off for long
@@ -34,8 +35,12 @@ def backup_store(source: Path, out: Path) -> int:
         raise InputError(f"{out.parent}: no such folder for --out")
     partial = out.with_name(f".{out.name}.partial")
     partial.unlink(missing_ok=True)
+    opening.check_header(source)
+    # A store this process cannot write (a read-only mount, a chmod-444 file) is read as the
+    # reading commands read it, creating nothing beside it; any other through its WAL.
+    src = opening.connect(source, readonly=opening.unwritable_reason(source) is not None)
     try:
-        src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+        opening.check_pages(src, source)  # a copy of damaged pages is no backup
         dst = sqlite3.connect(partial)
         try:
             src.backup(dst, pages=PAGES_PER_STEP)
@@ -44,10 +49,11 @@ def backup_store(source: Path, out: Path) -> int:
             dst.execute("PRAGMA journal_mode=DELETE")
         finally:
             dst.close()
-            src.close()
     except sqlite3.Error as exc:
         partial.unlink(missing_ok=True)
         raise StoreError(f"{source}: cannot back up the store: {exc}") from exc
+    finally:
+        src.close()
     os.replace(partial, out)
     return pages
 

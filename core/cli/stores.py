@@ -16,7 +16,8 @@ from visinstruct.core.store.writer_lock import writer_lock
 
 @contextmanager
 def opened_store(path: Path, *, for_writing: bool = False) -> Iterator[Store]:
-    """The store at `path`, closed afterwards; `for_writing` refuses a read-only one (exit 2).
+    """The store at `path`, closed afterwards; `for_writing` refuses a read-only one (exit 2),
+    and a store only read is first checked for damaged pages (exit 2 naming the damage).
 
     A writing command holds the store's writer lock throughout (another writer: exit 2
     before anything is touched); a store it created is removed again if the command ends in
@@ -27,6 +28,10 @@ def opened_store(path: Path, *, for_writing: bool = False) -> Iterator[Store]:
         # so `created` is true only for the process that made it, and removing it is safe.
         store = Store(path, for_writing=for_writing)
         try:
+            if not for_writing:
+                # Reading commands (export, status, analyze) would pass over a damaged page
+                # without a word; writing ones meet any damage as they write.
+                opening.check_pages(store.reader(), Path(path))
             yield store
         except sqlite3.DatabaseError as exc:
             store.close()

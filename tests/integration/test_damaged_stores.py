@@ -215,3 +215,86 @@ def test_unsaved_wal_changes_in_a_read_only_folder(store_file: Path) -> None:
     assert "exit=2" in done.stdout, done.stdout + done.stderr
     line = one_line(done.stderr)
     assert "store.db-wal" in line and "writable folder" in line
+
+
+@pytest.fixture
+def run_store(run_cli: RunCli, tmp_path: Path) -> Path:
+    """A closed store after a small offline run: a row in `runs`, pairs in `pairs`."""
+    db = tmp_path / "run.db"
+    config = tmp_path / "run.toml"
+    config.write_text(f'db = "{db}"\n[source]\ncoco_captions = "{sample.captions_path()}"\n'
+                      'limit = 3\n[generation]\nmodel = "fake"\n[judge]\nmodel = "fake"\n'
+                      '[models.fake]\nbackend = "scripted"\n')
+    code, _, err = run_cli("run", "--headless", "--config", config)
+    assert code == ExitCode.OK, err
+    assert not db.with_name("run.db-wal").exists()
+    return db
+
+
+def _scramble_page_of(db: Path, table: str) -> None:
+    """Garble the cell pointers of `table`'s root page: its rows point outside the page."""
+    with sqlite3.connect(db) as conn:
+        (root,) = conn.execute("SELECT rootpage FROM sqlite_master WHERE name = ?",
+                               (table,)).fetchone()
+        (size,) = conn.execute("PRAGMA page_size").fetchone()
+        assert conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0
+    conn.close()
+    data = bytearray(db.read_bytes())
+    start = (root - 1) * size + 8  # just past the page header of a leaf page
+    for offset in range(start, start + 40):
+        data[offset] = (data[offset] * 31 + 7) % 256
+    db.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("table", ["runs", "pairs"])
+def test_a_damaged_page_is_noticed_by_every_reading_command(
+        table: str, run_cli: RunCli, run_store: Path, tmp_path: Path) -> None:
+    _scramble_page_of(run_store, table)
+    before = run_store.read_bytes()
+    for command, extra in (("status", ()), ("status", ("--json",)),
+                           ("export", ("--out", tmp_path / "out.json")),
+                           ("analyze", ("--out", tmp_path / "report")),
+                           ("backup", ("--out", tmp_path / "copy.db"))):
+        code, stdout, err = run_cli(command, "--db", run_store, *extra)
+        assert_damaged(code, stdout, err, run_store)
+        assert "quick_check" in err, (command, err)
+    assert not (tmp_path / "out.json").exists() and not (tmp_path / "copy.db").exists()
+    assert not list(tmp_path.glob(".copy.db*"))
+    assert run_store.read_bytes() == before
+
+
+def test_reading_a_store_it_cannot_write_leaves_no_files_that_refuse_the_next_run(
+        run_cli: RunCli, run_store: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patched:
+        _unwritable(patched, run_store)  # as a chmod-444 file is for anyone but root
+        for command, extra in (("status", ()), ("export", ("--out", tmp_path / "out.json")),
+                               ("analyze", ("--out", tmp_path / "report")),
+                               ("backup", ("--out", tmp_path / "copy.db"))):
+            code, _, err = run_cli(command, "--db", run_store, *extra)
+            assert code == ExitCode.OK, (command, err)
+        # SQLite would have made them with the store's own mode: 0444, refusing any writer.
+        assert sorted(p.name for p in tmp_path.glob("run.db-*")) == []
+    code, _, err = run_cli("run", "--headless", "--config", tmp_path / "run.toml", "--limit", "4")
+    assert code == ExitCode.OK, err
+    with sqlite3.connect(tmp_path / "copy.db") as conn:
+        assert conn.execute("SELECT count(*) FROM runs").fetchone()[0] == 1
+    conn.close()
+
+
+@pytest.mark.usefixtures("read_only_mounts")
+def test_backup_of_a_store_on_a_read_only_mount(run_store: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path.parent / f"{tmp_path.name}-copies"
+    elsewhere.mkdir()
+    copy = elsewhere / "copy.db"
+    done = subprocess.run(
+        _read_only_mount_script(run_store.parent,
+                                _cli("backup", "--db", run_store, "--out", copy)),
+        capture_output=True, text=True, timeout=120, check=False,
+        env={**os.environ, "NO_COLOR": "1"})
+    assert "exit=0" in done.stdout, done.stdout + done.stderr
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM pairs").fetchone()[0] > 0
+    conn.close()
+    shutil.rmtree(elsewhere)
