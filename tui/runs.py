@@ -241,6 +241,7 @@ class RunControl:
         self.stop_following()
         self._load_store()   # its last writes, then the store as it stands
         app.show_owner()
+        self.broadcast()     # the screens drop "written by" now, not at the next read
         app.notify(f"{writer_name(before)} has stopped writing {app.ctx.db_path.name}: this "
                    "window owns it now (s starts or resumes the run).")
 

@@ -247,6 +247,8 @@ async def _follow(config: Path, db: Path, headless: subprocess.Popen[bytes]) -> 
 
         await wait_for(pilot, ended, "the followed run to finish", 60)
         await wait_for_redraw(pilot, app)
+        await wait_for(pilot, lambda: "Start" in screen_text(app).splitlines()[-1],
+                       "Start in the footer once the store is this window's")
         text = screen_text(app)
         figures = store_figures(db)
         assert not app.following  # its writer is gone: the store is this window's now
@@ -256,7 +258,6 @@ async def _follow(config: Path, db: Path, headless: subprocess.Popen[bytes]) -> 
     assert "Start" not in following.splitlines()[-1] and "Pause" not in following
     assert headers <= {f"run.db · following run 1 of pid {headless.pid}",
                        "run.db · this window writes it"}, headers
-    assert "Start" in text.splitlines()[-1]
     assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units ·" in text  # no "this run": it was not ours
     assert f"{figures['kept']}/{figures['judged']}" in text
     assert app.state.judged_pairs == figures["judged"]

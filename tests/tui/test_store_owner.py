@@ -88,7 +88,7 @@ async def test_a_prepared_store_opened_with_db_offers_start_and_holds_the_lock(
         await wait_for_redraw(pilot, app)
         assert app.ownership.owned and not app.attached and not app.following
         assert app.sub_title == "run.db · this window writes it"
-        assert "Start" in footer_keys(app)
+        await wait_for(pilot, lambda: "Start" in footer_keys(app), "Start in the footer")
         text = screen_text(app)
         assert "no run yet" in text and "following" not in text and "read-only" not in text
         # A headless run started meanwhile is refused: the app holds the writer lock.
@@ -125,7 +125,7 @@ async def test_a_finished_store_is_owned_and_never_names_its_dead_writer(tmp_pat
         text = screen_text(app)
         assert app.sub_title == "run.db · this window writes it"
         assert "999999" not in text and "following" not in text
-        assert "Start" in footer_keys(app)
+        await wait_for(pilot, lambda: "Start" in footer_keys(app), "Start in the footer")
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
         dialog = app.screen
@@ -181,10 +181,9 @@ async def test_a_store_another_process_writes_is_followed_then_taken_over(
         lock_holder.stdin.close()  # the other writer ends: this window takes the store
         lock_holder.wait(timeout=30)
         await wait_for(pilot, lambda: app.ownership.owned, "the app to take the store over")
-        await wait_for_redraw(pilot, app)
+        await wait_for(pilot, lambda: "written by" not in screen_text(app), "the monitor")
         assert app.sub_title == "run.db · this window writes it" and not app.following
-        assert "Start" in footer_keys(app)
-        assert "written by" not in screen_text(app)
+        await wait_for(pilot, lambda: "Start" in footer_keys(app), "Start in the footer")
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
     assert query(db, "SELECT COUNT(*) FROM reviews")[0][0] == 1
