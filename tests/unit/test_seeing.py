@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from PIL import Image as PILImage
 
 from visinstruct.core.config import Config, load_config
+from visinstruct.core.evaluation.verdicts import Pictures
 from visinstruct.core.events import CallFinished, RunStarted
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.indexer import ensure_indexed
 from visinstruct.core.pipeline.plan import plan_run
 from visinstruct.core.pipeline.seeing import Sight, picture_plan, stage_sees
 from visinstruct.core.pipeline.tally import RunTally, calls_text
+from visinstruct.core.records import Image
 from visinstruct.core.store.database import Store
 from visinstruct.dataset import sample
 
@@ -121,3 +125,19 @@ def test_the_monitor_counts_the_pictures_answered_calls_carried() -> None:
     assert figures.pictures_sent == 2
     assert calls_text(figures).endswith("· 2 pictures sent")
     assert "picture" not in calls_text(replace(figures, pictures_sent=0))
+
+
+def test_an_evaluator_whose_flag_is_off_is_shown_no_picture(tmp_path: Path) -> None:
+    config = config_with(tmp_path)
+    PILImage.new("RGB", (900, 600), (200, 20, 20)).save(tmp_path / "images" / "a.jpg")
+    image = Image(image_id=1, file_name="a.jpg", width=900, height=600)
+    seeing = replace(config, evaluation=replace(config.evaluation, model="looker"))
+    shown = Pictures(seeing).load(image)
+    assert shown is not None and PILImage.open(io.BytesIO(shown)).size == (900, 600)
+    blind = replace(seeing, models={**seeing.models, "looker": replace(
+        seeing.models["looker"], vision=False)})
+    assert Pictures(blind).load(image) is None
+    small = replace(seeing, models={**seeing.models, "looker": replace(
+        seeing.models["looker"], image_max_side=300)})
+    shown = Pictures(small).load(image)
+    assert shown is not None and PILImage.open(io.BytesIO(shown)).size == (300, 200)
