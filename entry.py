@@ -7,10 +7,9 @@ bare `visinstruct`, `run` without --headless) get it from here.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from visinstruct.core.cli.main import main as run_command
-from visinstruct.core.errors import InputError
+from visinstruct.core.errors import InputError, interruptible
 
 
 def open_app(args: argparse.Namespace) -> int:
@@ -23,5 +22,14 @@ def open_app(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script and of `python -m visinstruct`."""
-    return run_command(argv, open_app=open_app)
+    """Entry point of the console script and of `python -m visinstruct`.
+
+    The commands are imported once SIGTERM already means "interrupted" (exit 3). Without
+    `argv` the command is the process's own, and the process ends with it.
+    """
+    def command() -> Callable[[], int]:
+        from visinstruct.core.cli.main import main as run_command
+
+        return lambda: run_command(argv, open_app=open_app)
+
+    return interruptible(command, ends_process=argv is None)

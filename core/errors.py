@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+import threading
+from collections.abc import Callable
 from typing import Literal
 
 from visinstruct.dataset.errors import (
@@ -17,7 +21,7 @@ ErrorKind = Literal["backpressure", "transient", "permanent"]
 
 __all__ = ["BackendError", "BudgetExceeded", "ConfigError", "DataError", "DeployError",
            "DownloadError", "ErrorKind", "ExitCode", "ExportError", "InputError", "StoreError",
-           "VisinstructError"]
+           "VisinstructError", "interruptible"]
 
 
 class ConfigError(InputError):
@@ -73,3 +77,29 @@ class DeployError(VisinstructError):
     """Creating, waiting for or deleting a SageMaker endpoint failed."""
 
     title = "Deploy failed"
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interruptible(load: Callable[[], Callable[[], int]], *, ends_process: bool = False) -> int:
+    """Run the command `load()` returns, SIGTERM stopping it as Ctrl-C does (exit 3) from the
+    very start: while the commands are imported too (a second), not only once one runs.
+
+    The process entry points call it before importing the commands, which is most of the
+    time a short command takes: a SIGTERM then used to kill the process (exit 143). With
+    `ends_process` (the process exits right after) a SIGTERM once the command is over is
+    ignored: its work is done, and Python, which resets its own handlers as it finalizes (a
+    second or more after an hf export), would turn the exit code into 143.
+    """
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    try:
+        return load()()
+    except KeyboardInterrupt:
+        print("visinstruct: interrupted", file=sys.stderr)
+        return int(ExitCode.INTERRUPTED)
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if ends_process else previous)

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -94,3 +95,70 @@ def test_an_hf_export_with_nothing_kept_is_an_empty_dataset(run_cli: RunCli, sto
     saved = datasets.load_from_disk(str(out))
     assert saved.num_rows == 0
     assert saved.column_names == ["id", "image", "conversations", "task", "source", "provenance"]
+
+
+def _sigterm_caught(pid: int) -> bool:
+    """Whether process `pid` has a handler for SIGTERM (its SigCgt mask in /proc)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    mask = next(line.split()[1] for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
+
+
+def _terminated_early(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m visinstruct ARGS`, sent SIGTERM as soon as it can catch one: while the
+    commands are still being imported, which is most of a short command's time."""
+    process = subprocess.Popen([sys.executable, "-m", "visinstruct", *args], cwd=cwd,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "NO_COLOR": "1"})
+    for _ in range(6000):
+        if _sigterm_caught(process.pid) or process.poll() is not None:
+            break
+        threading.Event().wait(0.005)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(args, process.returncode, out, err)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads /proc")
+def test_sigterm_while_the_commands_load_is_exit_3_for_hf_export_and_prepare(
+        store: Path, tmp_path: Path) -> None:
+    out = tmp_path / "hf"
+    done = _terminated_early(["export", "--db", str(store), "--format", "hf", "--out",
+                              str(out)], tmp_path)
+    assert done.returncode == ExitCode.INTERRUPTED, done.stderr
+    assert done.stderr.strip().splitlines() == ["visinstruct: interrupted"]
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "tmp" in p.name]
+
+    fresh = tmp_path / "fresh.db"
+    done = _terminated_early(["prepare", "--db", str(fresh), "--coco-captions",
+                              str(sample.captions_path())], tmp_path)
+    assert done.returncode == ExitCode.INTERRUPTED, done.stderr
+    assert done.stderr.strip().splitlines() == ["visinstruct: interrupted"]
+    again = subprocess.run([sys.executable, "-m", "visinstruct", "prepare", "--db", str(fresh),
+                            "--coco-captions", str(sample.captions_path())], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120, check=False)
+    assert again.returncode == ExitCode.OK, again.stderr
+
+
+def test_sigterm_means_interrupted_before_the_commands_are_imported(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from visinstruct.core.errors import interruptible
+
+    def load_then_terminated() -> Callable[[], int]:
+        os.kill(os.getpid(), signal.SIGTERM)  # arrives while "importing" the commands
+        threading.Event().wait(5)
+        raise AssertionError("SIGTERM did not interrupt the import")
+
+    previous = signal.getsignal(signal.SIGTERM)
+    assert interruptible(load_then_terminated) == ExitCode.INTERRUPTED
+    assert capsys.readouterr().err == "visinstruct: interrupted\n"
+    assert signal.getsignal(signal.SIGTERM) is previous
+    # The console script's module loads the commands only inside its main().
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, visinstruct.entry; "
+         "print(sorted(m for m in sys.modules if m.startswith('visinstruct.core.cli')))"],
+        capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]"
