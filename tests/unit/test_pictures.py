@@ -224,3 +224,16 @@ def test_smaller_sizes_of_a_held_picture_are_made_without_reading_the_file(
     assert cache.reads == 2  # one read per file, whatever the sizes asked after the largest
     cache.get(big, 2048)  # larger than held: read again
     assert cache.reads == 3
+
+
+def test_gqa_pictures_come_from_gqa_images_dir(tmp_path: Path) -> None:
+    coco_dir, gqa_dir = tmp_path / "coco", tmp_path / "gqa"
+    coco_dir.mkdir()
+    gqa_dir.mkdir()
+    PILImage.new("RGB", (40, 30), (0, 0, 255)).save(gqa_dir / "2354786.jpg")
+    cache = PictureCache(SourceConfig(images_dir=coco_dir, gqa_images_dir=gqa_dir))
+    gqa = Image(image_id=9, file_name="2354786.jpg", width=40, height=30, source="gqa")
+    assert check_jpeg(cache.get(gqa, 64).data, 64).size == (40, 30)
+    with pytest.raises(PictureError) as caught:
+        cache.get(coco(9, "2354786.jpg"), 64)  # the same name is not looked for in GQA's folder
+    assert caught.value.path == coco_dir / "2354786.jpg"
