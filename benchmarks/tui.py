@@ -88,6 +88,8 @@ def seed_store(db: Path, images: int) -> None:
              for p in range(1, images * 9 + 1)))
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('judge_threshold', '7')")
     conn.close()
+    # As a run leaves its store: the writer folds what it wrote into the pair tally on close.
+    Store(db).close()
 
 
 # -- the synthetic event stream -------------------------------------------------------------------

@@ -15,7 +15,7 @@ from typing import Any
 
 from visinstruct.core.errors import StoreError
 from visinstruct.core.sanitize.redact import redact
-from visinstruct.core.store import opening
+from visinstruct.core.store import opening, pair_tally
 from visinstruct.core.store.migrate import Migration, latest_version, migrate, schema_version
 from visinstruct.core.store.schema import MIGRATIONS
 
@@ -80,6 +80,7 @@ class Store:
         self._pending: list[Any] = []
         self._pending_changed = threading.Condition()
         self._closed = False
+        self._fold_due = time.monotonic() + pair_tally.FOLD_SECONDS
         if readonly:
             self._write_conn: sqlite3.Connection | None = None
             self._writer: threading.Thread | None = None
@@ -203,8 +204,28 @@ class Store:
             ops = [op for op in batch if op is not _STOP]
             for start in range(0, len(ops), self._batch_size):
                 self._run_batch(conn, ops[start:start + self._batch_size])
+            if stop_after or time.monotonic() >= self._fold_due:
+                self._fold_tally(conn)
             if stop_after:
                 break
+
+    def _fold_tally(self, conn: sqlite3.Connection) -> None:
+        """Take the pairs and judgements written lately into the pair tally (store/pair_tally.py).
+
+        Only a shortcut for readers (they count what is past the tally's marks themselves),
+        so a failure here loses nothing and is not reported.
+        """
+        self._fold_due = time.monotonic() + pair_tally.FOLD_SECONDS
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                pair_tally.fold(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error:
+            pass
 
     def _run_batch(self, conn: sqlite3.Connection, batch: list[_Op]) -> None:
         try:

@@ -12,7 +12,7 @@ from visinstruct.core.events import BatchJobUpdated, CallIdentity, EndpointFigur
 from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
-from visinstruct.core.store.pair_tally import TALLY_COLUMNS
+from visinstruct.core.store.pair_tally import TALLIED, TALLY_COLUMNS, has_tally
 
 # Re-exported: the monitor's readers reach every count from here.
 from visinstruct.core.store.run_tallies import LedgerTally, UnitTally
@@ -263,11 +263,10 @@ def current_scores(store: Store, threshold: float, last_id: int) -> ScoreCounts:
 
     Judged pairs go in buckets 1-10 by score, pairs with no readable score in bucket 0
     (gated and short-answer pairs in none); kept counts human accepts and short answers too.
-    Read from the pair tally (a few rows) where the store keeps one, else from the pairs.
+    Read from the pair tally (a few rows, and the rows written since it last took them in)
+    where the store keeps one, else from the pairs.
     """
-    tallied = bool(store.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' "
-                                "AND name = 'pair_tally'"))
-    cols, count, source = ((TALLY_COLUMNS, "n", "pair_tally") if tallied
+    cols, count, source = ((TALLY_COLUMNS, "n", TALLIED) if has_tally(store.reader())
                            else (PAIR_STATE, "1", "pair_state"))
     buckets: Counter[int] = Counter()
     kept = 0

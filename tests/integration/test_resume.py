@@ -77,7 +77,8 @@ def test_sigkill_then_resume_pays_nothing_twice(tmp_path: Path) -> None:
     reference = kept(tmp_path / "reference.db")
     assert reference
 
-    config = write_config(tmp_path, "killed", 0.05)
+    # Slow enough that the run is still going when `status` (a new process) looks at it.
+    config = write_config(tmp_path, "killed", 0.2)
     db = tmp_path / "killed.db"
     proc = run_cli(config)
     deadline = time.monotonic() + 60
