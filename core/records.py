@@ -37,6 +37,12 @@ class RunState(enum.StrEnum):
     FAILED = "failed"
     BUDGET = "budget"             # stopped at [budget].max_usd
 
+    @classmethod
+    def as_it_stands(cls, stored: str | None, writer_alive: bool) -> str | None:
+        """A run row's status as it stands: 'running' while no live process holds the store's
+        writer lock means the run was killed, so it is interrupted (and resumable)."""
+        return cls.INTERRUPTED.value if stored == cls.RUNNING and not writer_alive else stored
+
 
 class UnitNeed(enum.StrEnum):
     """What one (image, task) still needs in a run."""

@@ -18,6 +18,7 @@ from visinstruct.core.events import (
     RunStarted,
 )
 from visinstruct.core.pipeline.tally import ACTIVE, RunFigures, RunTally
+from visinstruct.core.records import RunState as StoredRunState
 from visinstruct.core.store.snapshots import (
     CallError,
     InFlightCall,
@@ -199,8 +200,8 @@ class RunState:
         self._changed()
 
     def writer_gone(self) -> None:
-        """The stored run says it goes, but no process holds the writer lock: it was killed."""
-        self.set_status("interrupted" if self.status in ACTIVE else self.status)
+        """No process holds the writer lock: a stored run that says it goes was killed."""
+        self.set_status(StoredRunState.as_it_stands(self.status, writer_alive=False) or "none")
 
     def set_status(self, status: str) -> None:
         if status != self.status:

@@ -6,6 +6,7 @@ from typing import Any
 
 from visinstruct.core.analysis.agreement import stored_judge_agreement
 from visinstruct.core.pipeline.tally import money
+from visinstruct.core.records import RunState
 from visinstruct.core.store.batch_jobs import batch_jobs_report
 from visinstruct.core.store.cost import cost_report, stored_config
 from visinstruct.core.store.database import Store
@@ -33,9 +34,8 @@ def status_report(store: Store, threshold: float) -> dict[str, Any]:
         "SELECT id, status, started_at, finished_at, total_units FROM runs ORDER BY id DESC LIMIT 1"
     ).fetchone()
     status = None if last is None else last[1]
-    if status == "running" and holder_pid(store.path) is None:
-        # Its row says running, but no process holds the writer lock: it was killed.
-        status = "interrupted"
+    if status == RunState.RUNNING:
+        status = RunState.as_it_stands(status, holder_pid(store.path) is not None)
     report["last_run"] = None if last is None else {
         "id": last[0], "status": status, "started_at": last[2], "finished_at": last[3],
         "total_units": last[4]}
