@@ -145,7 +145,8 @@ _BATCH_KEYS = ("s3_uri", "role_arn", "min_records", "max_records_per_job", "poll
 BUILTIN: dict[str, BackendSpec] = {spec.name: spec for spec in (
     BackendSpec(
         "sagemaker", f"{_WIRES}.sagemaker:from_config",
-        keys=("endpoints", "schema", "region", "stream", "instances", "price_per_instance_hour"),
+        keys=("endpoints", "schema", "region", "stream", "instances", "price_per_instance_hour",
+              "call_timeout"),
         check=_check_sagemaker, pricing=INSTANCE_HOURS, needs_aws_credentials=True,
         carries_images=_sagemaker_images,
         summary="SageMaker real-time endpoints speaking TGI, LMI or Messages payloads"),

@@ -151,7 +151,7 @@ class ModelConfig:
     script: str = ""
     stream: bool = False
     read_timeout: float = 75.0
-    call_timeout: float = 600.0  # a whole call, however its reply trickles in (OpenAI wire)
+    call_timeout: float = 600.0  # one whole call (OpenAI; SageMaker streams)
     attempts: int = 4
     probe_seconds: float = 30.0
     instances: int = 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import socketserver
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +18,7 @@ import pytest
 
 from tests.fakes import sagemaker_server
 from tests.fakes.aws import aws_env, aws_env_vars
-from tests.fakes.sagemaker_server import SageMakerServer
+from tests.fakes.sagemaker_server import SageMakerServer, payload_part
 from tests.fakes.scripting import (
     Capacity,
     Dead,
@@ -383,3 +385,45 @@ def _base_env() -> dict[str, str]:
     import os
 
     return {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+
+
+class _TrickleStream(socketserver.BaseRequestHandler):
+    """Answers any request with an event stream of one token every 50 ms, without end."""
+
+    stop = threading.Event()
+
+    def handle(self) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = self.request.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        try:
+            self.request.sendall(b"HTTP/1.1 200 OK\r\n"
+                                 b"Content-Type: application/vnd.amazon.eventstream\r\n"
+                                 b"Transfer-Encoding: chunked\r\n\r\n")
+            frame = payload_part(b'data:{"token": {"text": "a"}}\n\n')
+            while not self.stop.wait(0.05):
+                self.request.sendall(b"%x\r\n%s\r\n" % (len(frame), frame))
+        except OSError:
+            return  # the client cut the call
+
+
+def test_a_trickling_stream_is_cut_at_the_whole_call_deadline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _TrickleStream)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01},
+                     daemon=True).start()
+    aws_env(monkeypatch, sagemaker_url=f"http://127.0.0.1:{server.server_address[1]}")
+    backend = SageMakerBackend(ENDPOINTS, stream=True, read_timeout=1.0, call_timeout=1.5)
+    try:
+        error = failure_of(backend, CompletionRequest((Message("user", "hi"),), max_tokens=5))
+    finally:
+        backend.close()
+        _TrickleStream.stop.set()
+        server.shutdown()
+        server.server_close()
+    assert (error.error_class, error.kind) == ("CallTimeout", BackendError.TRANSIENT)
+    assert "call_timeout = 1.5 s" in str(error) and ENDPOINTS[0] in str(error)

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from visinstruct.core.errors import BackendError
 
@@ -75,11 +77,11 @@ class Deadline:
         self.over = False  # the block ended: a late deadline must not cut a reused connection
         self.lock = threading.Lock()
 
-    def error(self, target: str) -> BackendError:
+    def error(self, target: str = "") -> BackendError:
         """The transient CallTimeout error a call cut at its deadline fails with."""
-        return BackendError(
-            f"{target}: CallTimeout: no whole reply within call_timeout = {self.seconds:g} s",
-            kind=BackendError.TRANSIENT, error_class="CallTimeout")
+        text = f"CallTimeout: no whole reply within call_timeout = {self.seconds:g} s"
+        return BackendError(f"{target}: {text}" if target else text,
+                            kind=BackendError.TRANSIENT, error_class="CallTimeout")
 
 
 @contextmanager
@@ -100,3 +102,20 @@ def call_deadline(seconds: float, cut: Callable[[], None]) -> Iterator[Deadline]
         with deadline.lock:
             deadline.over = True
         _WATCHDOG.cancel(ticket)
+
+
+def cut_socket(sock: socket.socket | None) -> None:
+    """End an exchange now: a read blocked on `sock` (in another thread) returns at once."""
+    if sock is not None:
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def socket_of(stream: Any) -> socket.socket | None:
+    """The socket under a urllib3 response (what botocore streams read), or None."""
+    connection = getattr(stream, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if isinstance(sock, socket.socket):
+        return sock
+    raw = getattr(getattr(getattr(stream, "_fp", None), "fp", None), "raw", None)
+    sock = getattr(raw, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None

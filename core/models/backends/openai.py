@@ -18,7 +18,7 @@ from visinstruct.core.config import OPENAI_JSON_MODES as JSON_MODES
 from visinstruct.core.config import ModelConfig
 from visinstruct.core.errors import BackendError, ConfigError
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse, Message
-from visinstruct.core.models.backends.deadline import call_deadline
+from visinstruct.core.models.backends.deadline import call_deadline, cut_socket
 from visinstruct.core.models.backends.json_modes import (
     ModeLadder,
     concrete,
@@ -38,12 +38,6 @@ from visinstruct.core.models.backends.replies import (
 from visinstruct.core.sanitize.redact import redact_url, register_secret, register_url
 
 _ERROR_TEXT_LIMIT = 300
-
-
-def _cut(sock: socket.socket | None) -> None:
-    """End a call's exchange now: a read blocked on the socket returns at once."""
-    if sock is not None:
-        sock.shutdown(socket.SHUT_RDWR)
 
 
 def _closed_by_server(sock: socket.socket) -> bool:
@@ -214,7 +208,7 @@ class OpenAIBackend:
             headers["Authorization"] = self._basic_auth[base]
         connection = self._connection(base)
         sock = connection.sock
-        with call_deadline(self.call_timeout, lambda: _cut(sock)) as deadline:
+        with call_deadline(self.call_timeout, lambda: cut_socket(sock)) as deadline:
             try:
                 # Sent once: a connection that fails after the request went out may have been
                 # read by the server, so the failure is this attempt's and any retry is a new

@@ -14,6 +14,7 @@ from visinstruct.core.models.backends.aws_client import (
     translated_errors,
 )
 from visinstruct.core.models.backends.base import CompletionRequest, CompletionResponse
+from visinstruct.core.models.backends.deadline import call_deadline, cut_socket, socket_of
 from visinstruct.core.models.backends.replies import ParsedReply
 from visinstruct.core.models.backends.sagemaker_payloads import (
     SCHEMAS,
@@ -37,6 +38,7 @@ class SageMakerBackend:
         region: str = "us-east-1",
         max_in_flight: int = 64,
         read_timeout: float = 75.0,
+        call_timeout: float = 600.0,
         connect_timeout: float = 5.0,
         stream: bool = False,
         model_name: str = "mixtral",
@@ -54,6 +56,7 @@ class SageMakerBackend:
         self.endpoints: tuple[str, ...] = tuple(endpoints)
         self.schema = schema
         self.stream = stream
+        self.call_timeout = call_timeout
         # Every endpoint shares one host, hence one urllib3 pool: size it for all of them.
         config = client_config(
             max_in_flight=max_in_flight * len(self.endpoints),
@@ -95,13 +98,24 @@ class SageMakerBackend:
         )
         assembler = StreamAssembler()
         event_stream = response["Body"]
-        try:
-            for event in event_stream:
-                part = event.get("PayloadPart")
-                if part is not None:
-                    assembler.feed(part.get("Bytes", b""))
-        finally:
-            event_stream.close()
+        # Each read is bounded by read_timeout; a stream of small late events, by this.
+        sock = socket_of(getattr(event_stream, "_raw_stream", None))
+        with call_deadline(self.call_timeout, lambda: cut_socket(sock)) as deadline:
+            try:
+                for event in event_stream:
+                    if deadline.expired:
+                        break
+                    part = event.get("PayloadPart")
+                    if part is not None:
+                        assembler.feed(part.get("Bytes", b""))
+            except Exception as error:
+                if deadline.expired:
+                    raise deadline.error() from error
+                raise
+            finally:
+                event_stream.close()
+            if deadline.expired:
+                raise deadline.error()
         reply = assembler.finish()
         raw = bytes(assembler.raw).decode("utf-8", errors="replace")
         return reply, raw, str(response.get("InvokedProductionVariant") or "")
@@ -115,4 +129,5 @@ def from_config(model: ModelConfig) -> SageMakerBackend:
     """The SageMaker backend a [models.X] table describes (the registry's builder)."""
     return SageMakerBackend(model.endpoints, schema=model.schema, region=model.region,
                             max_in_flight=model.max_in_flight, read_timeout=model.read_timeout,
-                            stream=model.stream, model_name=model.name)
+                            call_timeout=model.call_timeout, stream=model.stream,
+                            model_name=model.name)
