@@ -44,6 +44,10 @@ def _closed_by_server(sock: socket.socket) -> bool:
     """Whether an idle kept-alive socket can no longer carry a request: between exchanges
     nothing may arrive, so anything readable is the server's close (or a reset, or junk)."""
     try:
+        if hasattr(select, "poll"):  # select() refuses descriptors above 1023
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
         readable, _, _ = select.select([sock], [], [], 0)
     except (OSError, ValueError):
         return True
