@@ -34,7 +34,8 @@ class _Watchdog:
                 self._thread = threading.Thread(target=self._run, name="call-deadlines",
                                                 daemon=True)
                 self._thread.start()
-            self._wake.notify()
+            if self._due[0][1] == ticket:  # sooner than any other: wake the thread for it
+                self._wake.notify()
             return ticket
 
     def cancel(self, ticket: int) -> None:
