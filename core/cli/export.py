@@ -110,7 +110,8 @@ def _items(conversations: Iterator[KeptConversation], models: dict[str, ModelFac
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from visinstruct.core.cli.main import _open_store, _store_path
+    from visinstruct.core.cli.main import _store_path  # as `batch stop` finds its store
+    from visinstruct.core.cli.stores import opened_store
 
     db = _store_path(args)
     if not Path(db).is_file():
@@ -124,7 +125,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     to_stdout = str(args.out) == STDOUT
     flags = FlagTally()
     tally: MixTally | None = None
-    with _open_store(db) as store:
+    with opened_store(db) as store:
         from visinstruct.core.store.provenance import kept_with_provenance
         from visinstruct.core.store.scene_queries import gqa_image_ids
 
