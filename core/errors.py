@@ -6,7 +6,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from visinstruct.dataset.errors import (
     DataError,
@@ -21,7 +21,7 @@ ErrorKind = Literal["backpressure", "transient", "permanent"]
 
 __all__ = ["BackendError", "BudgetExceeded", "ConfigError", "DataError", "DeployError",
            "DownloadError", "ErrorKind", "ExitCode", "ExportError", "InputError", "StoreError",
-           "VisinstructError", "interruptible"]
+           "VisinstructError", "interruptible", "note_sigterm", "sigterm_as_interrupt"]
 
 
 class ConfigError(InputError):
@@ -83,6 +83,25 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def sigterm_as_interrupt() -> Any:
+    """From now on SIGTERM raises KeyboardInterrupt (Ctrl-C's exit 3); the previous handler."""
+    return signal.signal(signal.SIGTERM, _interrupt)
+
+
+_sigterm_noted = threading.Event()
+
+
+def _note(_signum: int, _frame: object) -> None:
+    _sigterm_noted.set()
+
+
+def note_sigterm() -> Any:
+    """From now on a SIGTERM is only noted, not raised; the previous handler. While the
+    commands are imported an exception could land inside another library's import, and some
+    swallow it or die of it: `interruptible` asks the note once they are loaded."""
+    return signal.signal(signal.SIGTERM, _note)
+
+
 def interruptible(load: Callable[[], Callable[[], int]], *, ends_process: bool = False) -> int:
     """Run the command `load()` returns, SIGTERM stopping it as Ctrl-C does (exit 3) from the
     very start: while the commands are imported too (a second), not only once one runs.
@@ -94,12 +113,18 @@ def interruptible(load: Callable[[], Callable[[], int]], *, ends_process: bool =
     second or more after an hf export), would turn the exit code into 143.
     """
     main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None
+    previous = note_sigterm() if main_thread else None
     try:
-        return load()()
+        command = load()
+        if _sigterm_noted.is_set():
+            raise KeyboardInterrupt
+        if main_thread:
+            sigterm_as_interrupt()
+        return command()
     except KeyboardInterrupt:
         print("visinstruct: interrupted", file=sys.stderr)
         return int(ExitCode.INTERRUPTED)
     finally:
+        _sigterm_noted.clear()
         if main_thread:
             signal.signal(signal.SIGTERM, signal.SIG_IGN if ends_process else previous)

@@ -107,10 +107,11 @@ def _sigterm_caught(pid: int) -> bool:
     return bool(int(mask, 16) & (1 << (signal.SIGTERM - 1)))
 
 
-def _terminated_early(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """`python -m visinstruct ARGS`, sent SIGTERM as soon as it can catch one: while the
+def _terminated_early(args: list[str], cwd: Path,
+                      module: str = "visinstruct") -> subprocess.CompletedProcess[str]:
+    """`python -m MODULE ARGS`, sent SIGTERM as soon as it can catch one: while the
     commands are still being imported, which is most of a short command's time."""
-    process = subprocess.Popen([sys.executable, "-m", "visinstruct", *args], cwd=cwd,
+    process = subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "NO_COLOR": "1"})
     for _ in range(6000):
@@ -134,7 +135,8 @@ def test_sigterm_while_the_commands_load_is_exit_3_for_hf_export_and_prepare(
 
     fresh = tmp_path / "fresh.db"
     done = _terminated_early(["prepare", "--db", str(fresh), "--coco-captions",
-                              str(sample.captions_path())], tmp_path)
+                              str(sample.captions_path())], tmp_path,
+                             module="visinstruct.core.cli")
     assert done.returncode == ExitCode.INTERRUPTED, done.stderr
     assert done.stderr.strip().splitlines() == ["visinstruct: interrupted"]
     again = subprocess.run([sys.executable, "-m", "visinstruct", "prepare", "--db", str(fresh),
@@ -147,15 +149,19 @@ def test_sigterm_means_interrupted_before_the_commands_are_imported(
         capsys: pytest.CaptureFixture[str]) -> None:
     from visinstruct.core.errors import interruptible
 
+    ran: list[str] = []
+
     def load_then_terminated() -> Callable[[], int]:
         os.kill(os.getpid(), signal.SIGTERM)  # arrives while "importing" the commands
-        threading.Event().wait(5)
-        raise AssertionError("SIGTERM did not interrupt the import")
+        for _ in range(100):  # noted, not raised inside another library's import
+            threading.Event().wait(0.001)
+        return lambda: ran.append("the command") or 0
 
     previous = signal.getsignal(signal.SIGTERM)
     assert interruptible(load_then_terminated) == ExitCode.INTERRUPTED
-    assert capsys.readouterr().err == "visinstruct: interrupted\n"
+    assert ran == [] and capsys.readouterr().err == "visinstruct: interrupted\n"
     assert signal.getsignal(signal.SIGTERM) is previous
+    assert interruptible(lambda: lambda: 0) == ExitCode.OK  # the note does not outlive it
     # The console script's module loads the commands only inside its main().
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, visinstruct.entry; "
