@@ -23,7 +23,7 @@ from visinstruct.core.models.ledger import (
 )
 from visinstruct.core.models.pool import Cancelled, Pool, PoolResult, unexpected_error
 from visinstruct.core.sanitize.clean import storable
-from visinstruct.core.sanitize.redact import redact
+from visinstruct.core.sanitize.redact import redact_reply
 from visinstruct.core.store.database import Store
 
 
@@ -87,7 +87,7 @@ def storable_result(result: PoolResult) -> PoolResult:
     request's headers inside a good reply: the ledger, the generation and the pairs made of it
     must not keep them)."""
     response = result.response
-    text, raw = redact(storable(response.text)), redact(storable(response.raw))
+    text, raw = redact_reply(storable(response.text)), redact_reply(storable(response.raw))
     if text == response.text and raw == response.raw:
         return result
     return replace(result, response=replace(response, text=text, raw=raw))

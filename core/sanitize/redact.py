@@ -56,8 +56,9 @@ _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 _lock = threading.Lock()
 _registered: set[str] = set()
-# The secret values, the pattern of all their forms, and the forms themselves.
-_cache: tuple[frozenset[str], re.Pattern[str] | None, tuple[str, ...]] = (frozenset(), None, ())
+# Per kind of text (any, or a model's reply): the secret values, the pattern of all their
+# forms, and the forms themselves; emptied when the environment or the registered set changes.
+_cache: dict[bool, tuple[frozenset[str], re.Pattern[str] | None, tuple[str, ...]]] = {}
 _seen_env: dict[Any, Any] | None = None
 _seen_registered = -1
 
@@ -90,11 +91,13 @@ def register_url(url: str | None) -> None:
         register_secret(f"{name}:{password}")  # its Base64 form is the Basic token
 
 
-def secret_values() -> frozenset[str]:
-    """Every secret value known now: from the environment and registered ones."""
+def secret_values(*, sent_only: bool = False) -> frozenset[str]:
+    """Every secret value known now: from the environment and registered ones. `sent_only`:
+    only those the tool may send (registered ones and the well-known variables), not every
+    variable whose name looks secret."""
     found = {value for name, value in os.environ.items()
              if value and len(value) >= _MIN_SECRET
-             and (name in SECRET_ENV_NAMES or _SECRET_NAME.search(name))}
+             and (name in SECRET_ENV_NAMES or (not sent_only and _SECRET_NAME.search(name)))}
     with _lock:
         found |= _registered
     return frozenset(found)
@@ -130,29 +133,36 @@ def secret_forms(value: str) -> set[str]:
     return {form for form in forms if len(form) >= 4}
 
 
-def _secret_pattern() -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
+def _secret_pattern(sent_only: bool) -> tuple[re.Pattern[str] | None, tuple[str, ...]]:
     """One alternation of every secret in every form text may carry it (`secret_forms`),
     longest first so a secret inside another is masked whole; and the forms."""
-    global _cache
-    if not _environment_changed():
-        return _cache[1], _cache[2]
-    values = secret_values()
-    if values == _cache[0]:
-        return _cache[1], _cache[2]
-    forms: set[str] = set()
-    for value in values:
-        forms.update(secret_forms(value))
-    ordered = tuple(sorted(forms, key=len, reverse=True))
-    pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
-    _cache = (values, pattern, ordered)
-    return pattern, ordered
+    if _environment_changed():
+        _cache.clear()
+    cached = _cache.get(sent_only)
+    if cached is None:
+        values = secret_values(sent_only=sent_only)
+        forms: set[str] = set()
+        for value in values:
+            forms.update(secret_forms(value))
+        ordered = tuple(sorted(forms, key=len, reverse=True))
+        pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        cached = _cache[sent_only] = (values, pattern, ordered)
+    return cached[1], cached[2]
 
 
-def redact(text: str) -> str:
+def redact_reply(text: str) -> str:
+    """A model's reply with every secret the tool sent masked, in any form (a server may echo
+    the request's headers inside a good answer), and header values, key ids and URL user
+    info. A variable that merely looks secret (`SORT_KEY=question`) is left alone here: a
+    common word masked in every reply would damage the data."""
+    return redact(text, sent_only=True)
+
+
+def redact(text: str, *, sent_only: bool = False) -> str:
     """`text` with every known secret, credential header value and URL user info masked."""
     if not text:
         return text
-    pattern, forms = _secret_pattern()
+    pattern, forms = _secret_pattern(sent_only)
     # Looking for each form is far cheaper than the alternation when none is there.
     if pattern is not None and any(form in text for form in forms):
         text = pattern.sub(MASK, text)

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from visinstruct.core.sanitize.clean import clean_pair_text, storable
-from visinstruct.core.sanitize.redact import redact, redact_url, register_url
+from visinstruct.core.sanitize.redact import redact, redact_reply, redact_url, register_url
 from visinstruct.core.text.parse_pairs import parse_pairs
 
 
@@ -95,3 +95,13 @@ def test_a_url_password_is_masked_decoded_encoded_and_inside_its_basic_token() -
 def test_prose_with_brackets_is_still_a_description(prose: str) -> None:
     parsed = parse_pairs(prose, "detail", description_request="Describe the image.")
     assert [p.answer for p in parsed.pairs] == [prose]
+
+
+def test_a_reply_keeps_words_that_only_a_secret_looking_variable_holds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SORT_KEY", "elephants")  # named like a secret, never sent
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-sent-with-every-call-42")
+    register_url("http://viewer:r3ply-echoed-pw@example.test/v1")
+    reply = "Two elephants; the server saw sk-sent-with-every-call-42 and r3ply-echoed-pw."
+    assert redact_reply(reply) == "Two elephants; the server saw *** and ***."
+    assert redact(reply) == "Two ***; the server saw *** and ***."
