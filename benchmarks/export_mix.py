@@ -38,22 +38,30 @@ def build_store(work: Path, conversations: int) -> Path:
     db = work / f"export-mix-{conversations}.db"
     if db.exists():
         return db
+    # Built under another name and renamed when whole, so a build cut short is never reused.
+    building = work / f"export-mix-{conversations}.building.db"
     for suffix in ("", "-wal", "-shm"):
-        Path(f"{db}{suffix}").unlink(missing_ok=True)
-    # `status` would refuse a missing store, so a tiny `prepare` makes it (with the schema).
+        Path(f"{building}{suffix}").unlink(missing_ok=True)
+    # A tiny `prepare` makes the store (with its schema); the images are added below.
     from visinstruct.dataset import sample
 
-    subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "prepare", "--db", str(db),
-                    "--coco-captions", str(sample.captions_path())], check=True,
+    subprocess.run([sys.executable, "-m", "visinstruct.core.cli", "prepare", "--db",
+                    str(building), "--coco-captions", str(sample.captions_path())], check=True,
                    capture_output=True)
-    conn = sqlite3.connect(db)
+    conn = sqlite3.connect(building)
     with conn:
         conn.executemany(
             "INSERT OR IGNORE INTO images (id, file_name, width, height, split, source) "
             "VALUES (?, ?, 640, 480, 'train2017', 'coco')",
             [(n, f"{n:012d}.jpg") for n in range(1_000_000, 1_000_000 + conversations)])
     conn.close()
-    prepare.seed_conversations(db, conversations)
+    prepare.seed_conversations(building, conversations)
+    with sqlite3.connect(building) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    building.rename(db)
+    for suffix in ("-wal", "-shm"):
+        Path(f"{building}{suffix}").unlink(missing_ok=True)
     return db
 
 
