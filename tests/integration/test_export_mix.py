@@ -312,3 +312,13 @@ def test_a_persons_decision_travels_with_its_pair(
                 if (line["id"], line["task"]) == (f"{image_id:012d}", task)]
     assert {"score": score, "decision": "accept"}.items() <= next(
         pair for pair in record["pairs"] if pair["decision"]).items()
+
+
+def test_the_mix_to_stdout_is_the_same_as_to_a_file(
+        run_cli: RunCli, run_db: Path, mix: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mix.json"
+    assert run_cli("export", "--db", run_db, "--mix", mix, "--out", out)[0] == ExitCode.OK
+    code, stdout, err = run_cli("export", "--db", run_db, "--mix", mix, "--out", "-")
+    assert code == ExitCode.OK, err
+    assert json.loads(stdout) == json.loads(out.read_text(encoding="utf-8"))
+    assert "to stdout" in err and "  total" in err
