@@ -18,7 +18,7 @@ from typing import Any
 
 from visinstruct import __version__
 from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
-from visinstruct.core.errors import ExitCode, InputError, VisinstructError
+from visinstruct.core.errors import ExitCode, InputError, VisinstructError, sigterm_as_interrupt
 from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.records import RunState
 from visinstruct.core.sanitize.redact import redact
@@ -359,11 +359,7 @@ def _sigterm_interrupts() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def interrupt(_signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
+    previous = sigterm_as_interrupt()
     try:
         yield
     finally:
