@@ -41,7 +41,14 @@ class CardFacts:
     exclude_flagged: bool = False
     comparison: Mapping[str, Any] | None = None   # relative_score, ci_low, ci_high, n, model
     tally: MixTally | None = None                 # None: our records alone, no mix665k
-    pretty_name: str = "visinstruct visual instruction data"
+    pretty_name: str = ""   # default: named for what was written (our data, or a mix)
+
+    @property
+    def name(self) -> str:
+        if self.pretty_name:
+            return self.pretty_name
+        return ("LLaVA-1.5 training mix without GPT-made records (visinstruct)"
+                if self.tally is not None else "visinstruct visual instruction data")
 
 
 def size_category(records: int) -> str:
@@ -78,7 +85,7 @@ def _header(facts: CardFacts) -> list[str]:
     lines += ["task_categories:", "- visual-question-answering", "- image-text-to-text",
               "language:", "- en", "size_categories:", f"- {size_category(facts.records)}",
               "source_datasets:", *(f"- {s}" for s in sources),
-              f"pretty_name: {_yaml_text(facts.pretty_name)}", "---", ""]
+              f"pretty_name: {_yaml_text(facts.name)}", "---", ""]
     return lines
 
 
@@ -193,7 +200,7 @@ def _limitations(facts: CardFacts) -> list[str]:
 
 def dataset_card(facts: CardFacts) -> str:
     """The card as Markdown with a YAML header, as a Hugging Face dataset page reads it."""
-    lines = [*_header(facts), f"# {facts.pretty_name}", "",
+    lines = [*_header(facts), f"# {facts.name}", "",
              "Visual instruction data in LLaVA's format (one record per image and task: "
              "`id`, `image`, `conversations`)."
              + (" The whole training mix: the academic parts of LLaVA-1.5's "

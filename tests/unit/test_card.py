@@ -45,6 +45,7 @@ def test_a_mix_of_licences_is_other_and_each_part_has_its_own() -> None:
     assert "| gqa | GQA | people | 4 | CC-BY-4.0 |" in text
     assert "| aokvqa | A-OKVQA multiple choice (COCO) | people | 2 | unknown |" in text
     assert "llava_instruct 3, sharegpt 1 (of 10 records read)" in text
+    assert 'pretty_name: "LLaVA-1.5 training mix without GPT-made records' in header(text)
 
 
 def test_the_comparison_gives_the_relative_score_with_its_interval() -> None:
