@@ -86,7 +86,7 @@ def memory(folder: Path, images: int, bound: int) -> None:
     print(f"cache over {images:,} images (4 asks each, bound {bound:,} B)")
     print(f"  files read: {cache.reads:,} ({cache.reads / images:.2f} per image)")
     print(f"  held at most {held_max:,} B = {held_max / bound:.2f} of the bound; "
-          f"{len(cache._held):,} pictures held at the end")
+          f"{cache.held_count:,} pictures held at the end")
     print(f"  peak Python allocation {peak:,} B = {peak / bound:.2f} of the bound")
     print(f"  {elapsed / images * 1000:.1f} ms per image (4 asks, one preparation)")
 

@@ -176,6 +176,11 @@ class PictureCache:
         """Bytes of pictures held now (at most `max_bytes`, or one picture when larger)."""
         return self._bytes
 
+    @property
+    def held_count(self) -> int:
+        """Pictures held now (each file at each size asked for counts once)."""
+        return len(self._held)
+
     def failure(self, image: Image) -> PictureError | None:
         """The remembered failure of `image`'s picture, if reading it failed."""
         path = picture_path(self.source, image)
