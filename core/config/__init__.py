@@ -23,6 +23,7 @@ from visinstruct.core.config.backends import (
     backend_names,
     backend_spec,
     forget_plugins,
+    known_spec,
     plugin_backends,
     sees_images,
     spec_for,
@@ -58,7 +59,8 @@ __all__ = ["BACKENDS", "BATCH_FAMILIES", "BATCH_TOKENS", "ENTRY_POINT_GROUP", "I
            "UNGROUNDED_ACTIONS", "BackendSpec", "BudgetConfig", "Config", "DownloadConfig",
            "EvaluationConfig", "GatesConfig", "GenerationConfig", "JudgeConfig", "ModelConfig",
            "SourceConfig", "backend_names", "backend_spec", "batch_family", "check_gguf",
-           "check_ranges", "default_config", "default_models", "forget_plugins", "load_config",
+           "check_ranges", "default_config", "default_models", "forget_plugins", "known_spec",
+           "load_config",
            "parse_override", "plugin_backends", "sees_images", "spec_for", "validate",
            "validate_fact_sources"]
 

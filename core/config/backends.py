@@ -52,6 +52,7 @@ class BackendSpec:
     carries_images: ImageWire | None = None  # None: the wire sends text only
     sees_by_default: Judgement | None = None  # `vision`'s default for a model (None: false)
     summary: str = ""                   # one line for docs and errors
+    default_model: str = ""             # what it runs when its table names no model (provenance)
 
     def validate(self, model: ModelConfig, where: str) -> None:
         """Refuse a [models.X] table this backend cannot work with (ConfigError, exit 2)."""
@@ -92,6 +93,15 @@ def sees_images(model: ModelConfig) -> bool:
     spec = spec_for(model)
     return (spec.sees_by_default is not None and spec.sees_by_default(model)
             and not spec.image_refusal(model))
+
+
+def known_spec(name: str) -> BackendSpec | None:
+    """The declaration called `name`, or None when no installed backend has that name (a
+    name recorded by an earlier run, say, whose plugin is gone)."""
+    try:
+        return backend_spec(name)
+    except ConfigError:
+        return None
 
 
 def backend_spec(name: str, where: str = "") -> BackendSpec:

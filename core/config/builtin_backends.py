@@ -170,7 +170,7 @@ BUILTIN: dict[str, BackendSpec] = {spec.name: spec for spec in (
         summary="an OpenAI-compatible chat completions server"),
     BackendSpec(
         "local", f"{_WIRES}.local:from_config", keys=("gguf", "n_ctx", "n_threads", "contexts"),
-        check=_check_local, runs_locally=True,
+        check=_check_local, runs_locally=True, default_model="the bundled GGUF (Gemma 3 270M)",
         summary="a GGUF model in this process through llama-cpp-python"),
     BackendSpec(
         "scripted", f"{_WIRES}.scripted:from_config", keys=("script", "endpoints"),

@@ -9,6 +9,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from visinstruct.core.config import known_spec
 from visinstruct.core.records import Pair
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.verdicts import kept_sql
@@ -65,9 +66,8 @@ def model_identifier(body: Mapping[str, Any]) -> str:
             return str(body[key])
     if body.get("endpoints"):
         return "endpoints " + ", ".join(str(e) for e in body["endpoints"])
-    if body.get("backend") == "local":
-        return "the bundled GGUF (Gemma 3 270M)"
-    return ""
+    spec = known_spec(str(body.get("backend", "")))
+    return spec.default_model if spec is not None else ""
 
 
 def recorded_models(store: Store) -> dict[str, ModelFacts]:
