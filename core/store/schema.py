@@ -224,8 +224,8 @@ MIGRATIONS: tuple[Migration, ...] = (
          "from it, short-answer records included", _verdict_views),
     (12, "no score tally: scores are counted by the verdict rules over the current pairs",
      schema_sql.NO_SCORE_TALLY),
-    (13, "pair tally: the current pairs counted by score, decision, gate and kind, kept by "
-         "triggers, so the monitor's first read costs no scan of the pairs",
+    (13, "pair tally: the current pairs counted by score, decision, gate and kind, folded in "
+         "by the writer up to marks in meta, so the monitor's first read costs no scan",
      pair_tally.PAIR_TALLY),
     (14, "pictures: how many each call sent, and the images whose picture could not be sent",
      pictures.PICTURES_SCHEMA),
