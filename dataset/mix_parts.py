@@ -38,7 +38,7 @@ class MixPart:
     name: str
     title: str
     made_by: str        # "people" (an academic set's own answers), "GPT-4" or "ChatGPT"
-    license: str        # an SPDX id where the authors publish one, else "unknown"
+    license: str        # the SPDX id its authors publish, "unknown", or both for a shared part
     link: str           # where its terms are published
     academic: bool      # kept as it is in the training mix
 
@@ -50,8 +50,9 @@ PARTS: dict[str, MixPart] = {part.name: part for part in (
             "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K", False),
     MixPart(SHAREGPT, "ShareGPT (text-only conversations)", "ChatGPT", "unknown",
             "https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K", False),
-    MixPart(VQA_COCO, "VQAv2 and OK-VQA (COCO)", "people", "CC-BY-4.0",
-            "https://visualqa.org/terms.html", True),
+    # One part holds two sets (they share a prompt), so one licence cannot be claimed for it.
+    MixPart(VQA_COCO, "VQAv2 and OK-VQA (COCO)", "people",
+            "CC-BY-4.0 (VQAv2); unknown (OK-VQA)", "https://visualqa.org/terms.html", True),
     MixPart(AOKVQA, "A-OKVQA multiple choice (COCO)", "people", "unknown",
             "https://allenai.org/project/a-okvqa/home", True),
     MixPart(REFCOCO, "RefCOCO regions (COCO)", "people", "unknown",

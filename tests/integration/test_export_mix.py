@@ -108,7 +108,8 @@ def test_the_mix_holds_each_academic_record_once_no_gpt_record_and_all_of_ours(
     for key in ("license:", "task_categories:", "language:", "size_categories:",
                 "source_datasets:", "pretty_name:"):
         assert key in header
-    assert "| vqav2_okvqa | VQAv2 and OK-VQA (COCO) | people | 2 | CC-BY-4.0 |" in text
+    assert "| vqav2_okvqa | VQAv2 and OK-VQA (COCO) | people | 2 | CC-BY-4.0 (VQAv2); " \
+           "unknown (OK-VQA) |" in text
     assert f"| ours | made by this project's models (below) | fake | {len(ours)} | " \
            "fake: apache-2.0 |" in text
     assert "| generation | fake | scripted-writer-1 | apache-2.0 |" in text
