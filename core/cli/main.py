@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(export)
     export.add_argument("--format", choices=("llava", "jsonl", "hf"), default="llava",
                         help="llava: the mix665k shape (default); jsonl: one record per line "
-                             "with task, prompt version and model; hf: a datasets folder")
+                             "with its source, models, scores and flags; hf: a datasets folder")
     export.add_argument("--out", type=Path, required=True,
                         help="output file (directory for hf; - for stdout)")
     export.add_argument("--threshold", type=float,
