@@ -51,6 +51,7 @@ from visinstruct.core.models.calls import (
     store_result,
 )
 from visinstruct.core.models.ledger import Ledger, abandon_in_flight
+from visinstruct.core.models.pictures import has_picture_folder
 from visinstruct.core.sanitize.clean import clean_pair_text
 from visinstruct.core.store.database import Store, now
 from visinstruct.core.store.writer_lock import refuse_live_writer
@@ -354,7 +355,7 @@ def evaluate(config: Config, store: Store, emit: Emit, cancel: threading.Event |
     template = active_template(store, "evaluate")
     answer_template = active_template(store, "answer") if mode == "answers" else None
     evaluator = config.model(config.evaluation.model)
-    if config.source.images_dir and not sees_images(evaluator):
+    if has_picture_folder(config.source) and not sees_images(evaluator):
         notice(f"the evaluator {evaluator.name!r} does not take pictures; it compares on "
                f"captions and boxes only")
     names = [config.evaluation.model] + ([config.generation.model] if mode == "answers" else [])

@@ -47,6 +47,11 @@ class Picture:
     height: int
 
 
+def has_picture_folder(source: SourceConfig) -> bool:
+    """Whether the source has any pictures folder (`images_dir`, `gqa_images_dir`) at all."""
+    return source.images_dir is not None or source.gqa_images_dir is not None
+
+
 def picture_folder(source: SourceConfig, image: Image) -> Path | None:
     """The folder an image's picture is in: `gqa_images_dir` for GQA, else `images_dir`."""
     folder = source.gqa_images_dir if image.source == "gqa" else source.images_dir

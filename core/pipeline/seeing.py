@@ -18,6 +18,7 @@ from visinstruct.core.models.pictures import (
     PictureCache,
     PictureError,
     fitted_size,
+    has_picture_folder,
     picture_tokens,
 )
 from visinstruct.core.pipeline.tally import money
@@ -28,9 +29,7 @@ from visinstruct.core.store.pictures import record_problem
 
 def stage_sees(config: Config, model: str) -> bool:
     """Whether `model` is sent pictures in this config's runs."""
-    source = config.source
-    has_folder = source.images_dir is not None or source.gqa_images_dir is not None
-    return has_folder and sees_images(config.model(model))
+    return has_picture_folder(config.source) and sees_images(config.model(model))
 
 
 @dataclass(frozen=True)
