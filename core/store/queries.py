@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from visinstruct.core.records import Box, Image, Pair
 from visinstruct.core.store.database import Store
@@ -134,13 +134,3 @@ def gate_counts(store: Store) -> dict[str, dict[str, int]]:
         "JOIN pairs p ON p.id = x.pair_id "
         f"WHERE x.action = 'flag' AND {_CURRENT} GROUP BY x.rule ORDER BY x.rule")}
     return {"dropped": dropped, "flagged": flagged}
-
-
-def kept_conversations(
-        store: Store, threshold: float) -> Iterator[tuple[int, str, str, str, tuple[Pair, ...]]]:
-    """(image_id, task, prompt_version, model, kept pairs) per conversation with a kept pair
-    (the export's reading, store/provenance.py, without what each pair's verdict rests on)."""
-    from visinstruct.core.store.provenance import kept_with_provenance
-
-    for kept in kept_with_provenance(store, threshold, scores=False):
-        yield kept.image_id, kept.task, kept.prompt_version, kept.model, kept.pairs

@@ -23,7 +23,7 @@ from visinstruct.core.config import load_config
 from visinstruct.core.export.validate import validate_llava_file
 from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.store.database import Store
-from visinstruct.core.store.queries import kept_conversations
+from visinstruct.core.store.provenance import kept_with_provenance
 from visinstruct.dataset import sample
 
 IMAGES = 2
@@ -186,8 +186,8 @@ def test_any_reply_ends_in_the_ledger_and_exports_validate(tmp_path_factory: Any
 
             store = Store(db)
             try:
-                items = [ExportItem(image_id, task, pairs) for image_id, task, _, _, pairs
-                         in kept_conversations(store, 7)]
+                items = [ExportItem(kept.image_id, kept.task, kept.pairs)
+                         for kept in kept_with_provenance(store, 7, scores=False)]
             finally:
                 store.close()
             out = folder / "llava.json"

@@ -17,7 +17,7 @@ from visinstruct.core.events import Dispatcher, Event, GenerationParsed, RunFini
 from visinstruct.core.export.writers import ExportItem, export
 from visinstruct.core.models.backends.scripted import ScriptedBackend
 from visinstruct.core.store.database import Store
-from visinstruct.core.store.queries import kept_conversations
+from visinstruct.core.store.provenance import kept_with_provenance
 from visinstruct.dataset import sample
 
 LIMIT = 3
@@ -194,7 +194,8 @@ def test_hostile_model_text_is_cleaned_capped_and_exports(tmp_path: Path) -> Non
                            for (a,) in details)
     store = Store(db)
     try:
-        items = [ExportItem(i, t, p) for i, t, _, _, p in kept_conversations(store, 1)]
+        items = [ExportItem(k.image_id, k.task, k.pairs)
+                 for k in kept_with_provenance(store, 1, scores=False)]
     finally:
         store.close()
     assert export(items, "llava", tmp_path / "out.json").records == LIMIT * 3
@@ -285,7 +286,8 @@ def test_image_tokens_and_escapes_in_captions_never_block_an_export(tmp_path: Pa
     assert "<image>" not in stored and "\x1b" not in stored
     store = Store(db)
     try:
-        items = [ExportItem(i, t, p) for i, t, _, _, p in kept_conversations(store, 1)]
+        items = [ExportItem(k.image_id, k.task, k.pairs)
+                 for k in kept_with_provenance(store, 1, scores=False)]
     finally:
         store.close()
     assert export(items, "llava", tmp_path / "out.json").records == LIMIT * 3
