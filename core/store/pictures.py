@@ -72,8 +72,6 @@ def saw_picture(store: Store) -> tuple[frozenset[int], frozenset[int]]:
 
 def generation_saw(store: Store, generation_id: int) -> tuple[bool, bool]:
     """(whether the generator of `generation_id` saw the picture, whether a judge of it did)."""
-    generator = store.scalar(f"SELECT 1 FROM ({GENERATOR_SAW_SQL}) WHERE id = ?",
-                             (generation_id,))
-    judge = store.scalar("SELECT 1 FROM judgements j JOIN llm_calls c ON c.id = j.call_id "
-                         "WHERE j.generation_id = ? AND c.pictures > 0 LIMIT 1", (generation_id,))
+    generator = store.scalar(f"{GENERATOR_SAW_SQL} AND g.id = ? LIMIT 1", (generation_id,))
+    judge = store.scalar(f"{JUDGE_SAW_SQL} AND j.generation_id = ? LIMIT 1", (generation_id,))
     return generator is not None, judge is not None
