@@ -19,7 +19,7 @@ from textual.screen import Screen
 from textual.widgets import Input, TextArea
 from textual.worker import Worker, WorkerState
 
-from visinstruct.core.cli.options import config_from_args
+from visinstruct.core.cli.options import overrides_from_args, run_config_from_args
 from visinstruct.core.config import Config
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError
 from visinstruct.core.sanitize.redact import redact
@@ -190,13 +190,11 @@ class VisinstructApp(App[int]):
         """Thread worker: the config to run (the store's last unless one was chosen) and its
         plan."""
         from visinstruct.core.pipeline.plan import plan_run
-        from visinstruct.core.store.run_config import stored_run_config
+        from visinstruct.core.store.run_config import config_for_store
 
         config = self.ctx.config
-        if not self.ctx.chosen:
-            stored = stored_run_config(self.store)
-            if stored is not None:
-                config = stored[1]
+        if not self.ctx.chosen:  # read now: a run since the app opened may have recorded one
+            config = config_for_store(self.store, config, self.ctx.overrides)
         plan = plan_run(config, self.store)
         self.call_from_thread(self._ask_to_start, config, plan)
 
@@ -365,15 +363,17 @@ def context_from_args(args: argparse.Namespace) -> tuple[AppContext, bool]:
     """The app's context and whether to start a run at once, from `tui` or `run` arguments."""
     db: Path | None = getattr(args, "db", None)
     config_path: Path | None = getattr(args, "config", None)
-    config: Config = config_from_args(args, {"source.limit": getattr(args, "limit", None)})
+    extra = {"source.limit": getattr(args, "limit", None)}
     autostart = getattr(args, "command", "tui") == "run"
     if db is not None and not autostart and not Path(db).is_file():
         # `tui --db` opens a store that exists: a typo must not make a new, empty one.
         raise InputError(f"{db}: no such store; make one with `visinstruct prepare --db {db}` "
                          "or `visinstruct run`, or check --db")
-    chosen = config_path is not None or bool(getattr(args, "overrides", []))
+    # Without --config: the config the store was last run or prepared with, --set on top.
+    config: Config = run_config_from_args(args, extra)
     return AppContext(config=config, db_path=Path(config.db), config_path=config_path,
-                      chosen=chosen), autostart
+                      chosen=config_path is not None,
+                      overrides=overrides_from_args(args, extra)), autostart
 
 
 def main(args: argparse.Namespace) -> int:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from visinstruct.core.config import Config
 
@@ -16,4 +17,6 @@ class AppContext:
     db_path: Path
     config_path: Path | None = None
     poll_seconds: float = 1.0
-    chosen: bool = False      # --config or --set given: runs use ctx.config, not the store's last
+    chosen: bool = False      # --config given: runs use ctx.config, not the store's recorded one
+    # --set (and --limit) as given: put on top of the config the store recorded, at each Start.
+    overrides: dict[str, Any] = field(default_factory=dict)

@@ -17,7 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from visinstruct import __version__
-from visinstruct.core.cli.options import config_from_args, stop_on_signals, threshold_for
+from visinstruct.core.cli.options import (
+    config_from_args,
+    run_config_from_args,
+    stop_on_signals,
+    threshold_for,
+)
 from visinstruct.core.errors import ExitCode, InputError, VisinstructError, sigterm_as_interrupt
 from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.records import RunState
@@ -169,7 +174,8 @@ def _say(message: str) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     from visinstruct.core import pipeline
 
-    config = config_from_args(args, {"source.limit": args.limit})
+    # Without --config: the config the store was last run or prepared with (else the defaults).
+    config = run_config_from_args(args, {"source.limit": args.limit})
     from visinstruct.core.models.credentials import check_aws_access
 
     # Before the app or the store: a run without credentials would only fail every call.
@@ -246,6 +252,11 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     with _open_store(config.db, for_writing=True) as store:
         summary = index_sources(store, source)
         result = prepare_report(store, summary, config)
+        if args.config is not None or args.overrides:
+            from visinstruct.core.store.run_config import record_prepared_config
+
+            # The store remembers its config: a later `run --db` or the app's Start uses it.
+            record_prepared_config(store, replace(config, source=source))
     if args.json:
         print(json.dumps(result))
     else:

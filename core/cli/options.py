@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import sqlite3
 import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -22,14 +24,39 @@ from visinstruct.core.errors import ExitCode, InputError
 THRESHOLD_KEY = "judge.threshold"
 
 
-def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
-    """The config from --config, --set overrides, --db and `extra` (keys like 'source.limit')."""
+def overrides_from_args(args: argparse.Namespace,
+                        extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """--set overrides, --db and `extra` (keys like 'source.limit'), as load_config takes them."""
     overrides: dict[str, Any] = dict(parse_override(o) for o in getattr(args, "overrides", None)
                                      or [])
     if getattr(args, "db", None) is not None:
         overrides["db"] = args.db
     overrides.update({k: v for k, v in (extra or {}).items() if v is not None})
-    return load_config(getattr(args, "config", None), overrides)
+    return overrides
+
+
+def config_from_args(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Config:
+    """The config from --config, --set overrides, --db and `extra` (keys like 'source.limit')."""
+    return load_config(getattr(args, "config", None), overrides_from_args(args, extra))
+
+
+def run_config_from_args(args: argparse.Namespace,
+                         extra: dict[str, Any] | None = None) -> Config:
+    """The config `run` and the app use: a --config file when given; else the config the store
+    recorded (its last run's, or the one `prepare --config` was given), with --set and
+    `extra` on top; else the embedded defaults. Its `origin` says which."""
+    config = config_from_args(args, extra)
+    if getattr(args, "config", None) is not None or not Path(config.db).is_file():
+        return config
+    from visinstruct.core.store.database import Store
+    from visinstruct.core.store.opening import translate
+    from visinstruct.core.store.run_config import config_for_store
+
+    try:
+        with Store(config.db, readonly=True) as store:
+            return config_for_store(store, config, overrides_from_args(args, extra))
+    except sqlite3.DatabaseError as exc:
+        raise translate(Path(config.db), exc) from exc
 
 
 def threshold_for(args: argparse.Namespace, store: Any, config: Config | None = None) -> float:

@@ -1,13 +1,15 @@
-"""The config each run ran with, kept in its `runs.config` row, and read back to resume it."""
+"""The config each run ran with, kept in its `runs.config` row, and the config `prepare` was
+given (kept in meta), read back so a later run or the app's Start uses the store's own config."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from visinstruct.core.config import Config, ModelConfig, _from_raw, validate
+from visinstruct.core.config import Config, ModelConfig, _apply_overrides, _from_raw, validate
 from visinstruct.core.errors import ConfigError
 from visinstruct.core.sanitize.redact import redact
 from visinstruct.core.store.database import Store
@@ -52,22 +54,82 @@ def settings_json(config: Config) -> str:
                               "config": config_record(config)}, default=str))
 
 
+PREPARED_KEY = "prepared_config"  # meta: the config `prepare` was given, and the runs before it
+
+
+def record_prepared_config(store: Store, config: Config) -> None:
+    """Remember the config `prepare` indexed with (the source it really read), so a later `run`
+    or the app's Start on this store uses it rather than the embedded defaults."""
+    after = int(store.scalar("SELECT COALESCE(MAX(id), 0) FROM runs") or 0)
+    origin = config.origin if config.origin.startswith("<") else \
+        str(Path(config.origin).resolve())
+    store.set_meta(PREPARED_KEY, redact(json.dumps(
+        {"after_run": after, "origin": origin, "config": config_record(config)},
+        default=str)))
+
+
+def _rebuilt(raw: Any, origin: str) -> Config | None:
+    """A recorded config dict as a Config, or None when it no longer holds (e.g. a source
+    file moved since: the caller falls back to the given config)."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        config = _from_raw(raw, origin, Path("/"))
+        validate(config)
+    except ConfigError:
+        return None
+    return config
+
+
+def _whence(recorded: dict[str, Any]) -> str:
+    """' (from run.toml)': the file a recorded config was first read from, when it was one."""
+    first = recorded.get("origin")
+    return f" (from {first})" if isinstance(first, str) and first and \
+        not first.startswith("<") else ""
+
+
+def recorded_config(store: Store) -> Config | None:
+    """The config this store was last run or prepared with, whichever came later; its `origin`
+    says which (the start dialog shows it). None when neither recorded one that still holds."""
+    run = stored_run_config(store)
+    try:
+        prepared = json.loads(store.get_meta(PREPARED_KEY) or "{}")
+    except ValueError:
+        prepared = {}
+    if isinstance(prepared, dict) and prepared.get("config") is not None:
+        after = prepared.get("after_run")
+        if run is None or (isinstance(after, int) and after >= run[0]):
+            config = _rebuilt(prepared["config"], f"the config `prepare` recorded in "
+                                                  f"{store.path}{_whence(prepared)}")
+            if config is not None:
+                return config
+    return run[1] if run is not None else None
+
+
 def stored_run_config(store: Store, run_id: int | None = None) -> tuple[int, Config] | None:
     """(run id, the config it ran with) of `run_id` or the latest run that recorded one."""
     where, params = ("WHERE id = ?", (run_id,)) if run_id is not None else ("", ())
     for found_id, settings in store.query(
             f"SELECT id, config FROM runs {where} ORDER BY id DESC LIMIT 20", params):
         try:
-            raw = json.loads(settings or "{}").get("config")
+            recorded = json.loads(settings or "{}")
+            raw = recorded.get("config")
         except (ValueError, AttributeError):
             continue
-        if not isinstance(raw, dict):
-            continue
-        origin = f"the config run {found_id} recorded in {store.path}"
-        try:
-            config = _from_raw(raw, origin, Path("/"))
-            validate(config)
-        except ConfigError:
-            continue  # e.g. a source file moved since: fall back to the given config
-        return int(found_id), config
+        config = _rebuilt(raw, f"the config run {found_id} recorded in {store.path}"
+                               f"{_whence(recorded)}")
+        if config is not None:
+            return int(found_id), config
     return None
+
+
+def config_for_store(store: Store, given: Config, overrides: Mapping[str, Any]) -> Config:
+    """The config a run on `store` uses when no --config file was given: the one the store
+    recorded (its last run's or `prepare`'s) with the --set `overrides` on top, on this store;
+    `given` (the embedded defaults with the overrides) when it recorded none."""
+    recorded = recorded_config(store)
+    if recorded is None:
+        return given
+    config = _apply_overrides(recorded, {**overrides, "db": given.db}, recorded.origin)
+    validate(config)
+    return config

@@ -98,6 +98,12 @@ async def test_a_prepared_store_opened_with_db_offers_start_and_holds_the_lock(
         assert probe.stdout.strip() == str(__import__("os").getpid())
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
+        # The run would use the config `prepare --config` was given, and the dialog says so.
+        dialog = app.screen
+        assert isinstance(dialog, ConfirmDialog)
+        assert (f"Config: the config `prepare` recorded in {db} (from {prepared.resolve()})"
+                in dialog.question)
+        assert "Models: generation fake, judge fake" in dialog.question
     assert holder_pid(db) is None  # let go when the app closed
 
 
