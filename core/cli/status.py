@@ -58,7 +58,7 @@ def models_report(store: Store) -> dict[str, dict[str, Any]]:
         for name in names:
             found = recorded.get(name)
             entry = report.setdefault(name, {
-                "roles": [], "model_id": found.model_id if found else None,
+                "roles": [], "model_id": (found.model_id or None) if found else None,
                 "license": (found.license or None) if found else None})
             entry["roles"].append(role)
     return report

@@ -127,6 +127,9 @@ def test_status_after_a_run_counts_everything(run_cli: RunCli, tmp_path: Path) -
     assert report["last_run"]["status"] == "finished"
     for key in ("cost_usd", "cost_per_kept_pair_usd", "projected_cost_usd"):
         assert key in report
+    # The scripted table names no model id and no licence: null, as for one not recorded.
+    assert report["models"] == {
+        "fake": {"roles": ["generation", "judge"], "model_id": None, "license": None}}
     code, out, _ = run_cli("status", "--db", db, "--json", "--threshold", "10")
     assert code == ExitCode.OK
     assert json.loads(out)["kept_pairs"] == sum(1 for p in pairs if p["score"] >= 10)
