@@ -238,6 +238,7 @@ def test_a_call_that_only_meets_push_back_gives_up_after_a_bounded_count_and_say
 def test_a_call_that_only_meets_push_back_gives_up_after_a_bounded_time() -> None:
     backend = FakeBackend(("a",), lambda e, n: "backpressure")
     pool = make_pool(backend, push_back_seconds=0.2, sleep=lambda s: threading.Event().wait(0.05))
-    with pytest.raises(BackendError, match="gave up after .* push-backs in 0 s"):
+    # The seconds are what the clock said (about 0.2 here; more on a loaded machine).
+    with pytest.raises(BackendError, match=r"gave up after \d+ push-backs in \d+ s"):
         pool.call(REQUEST, Listener(Recorder()))
     assert 2 <= backend.calls["a"] < MAX_PUSH_BACKS
