@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -20,6 +20,7 @@ from visinstruct.core.models.backends.base import Backend
 from visinstruct.core.models.calls import CallOutcome, StageContext, build_pools
 from visinstruct.core.models.ledger import Ledger
 from visinstruct.core.models.pictures import PictureError
+from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.generate import GenerationResult, generate
 from visinstruct.core.pipeline.judge import JudgeResult
 from visinstruct.core.pipeline.panel import judge_pairs
@@ -217,6 +218,7 @@ class _Trial:
     purpose: str
     evaluate: bool
     sight: Sight
+    run: Backlog   # the templates a run uses: each stage's by whether its model sees
     sides: bool = False
 
     def pictures(self, image: Image, models: Sequence[str],
@@ -257,7 +259,8 @@ def run_lab(config: Config, store: Store, template: PromptTemplate, image_ids: S
         saved = active_template(store, template.task)
     number = next_trial(store)
     trial = _Trial(config, store, template, saved, f"lab:{number}",
-                   evaluate and template.task != "judge", sight, picture_sides)
+                   evaluate and template.task != "judge", sight, Backlog.load(config, store),
+                   picture_sides)
     results: list[tuple[LabSample, LabSample]] = []
     lock = threading.Lock()
     done = [0]
@@ -295,20 +298,14 @@ def _task_order(task: str) -> int:
     return TASKS.index(task) if task in TASKS else len(TASKS)
 
 
-def _judge_template(trial: _Trial) -> PromptTemplate:
-    """The judge prompt generation trials are judged with: the vision version when it sees."""
-    return active_template(trial.store, prompt_name("judge", sees=trial.sight.any_judge))
-
-
 def _generation_trial(ctx: StageContext, trial: _Trial,
                       image: Image) -> list[tuple[LabSample, LabSample]]:
-    judge_template = _judge_template(trial)
-    tried = _generate_and_judge(ctx, trial, image, trial.template, judge_template)
+    tried = _generate_and_judge(ctx, trial, image, trial.template)
     if trial.saved.version == trial.template.version:
         return [(tried, tried)]
     earlier = None if trial.evaluate or trial.sides else _run_sample(trial, image.image_id)
     if earlier is None:
-        earlier = _generate_and_judge(ctx, trial, image, trial.saved, judge_template)
+        earlier = _generate_and_judge(ctx, trial, image, trial.saved)
     return [(tried, earlier)]
 
 
@@ -318,8 +315,7 @@ def _judge_trial(ctx: StageContext, trial: _Trial,
     for task in trial.config.generation.tasks:
         if ctx.cancel.is_set():
             break
-        name = prompt_name(task, sees=trial.sight.generation)
-        generated = _generate(ctx, trial, image, active_template(trial.store, name))
+        generated = _generate(ctx, trial, image, trial.run.templates[task])
         if isinstance(generated, LabSample):
             results.append((generated, generated))
             continue
@@ -351,10 +347,12 @@ def _generate(ctx: StageContext, trial: _Trial, image: Image,
 
 
 def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
-           generated: GenerationResult, judge_template: PromptTemplate) -> LabSample:
+           generated: GenerationResult, judge_template: PromptTemplate,
+           member_templates: Mapping[str, PromptTemplate] | None = None) -> LabSample:
     """Judge a trial generation; the sample is labelled with the judge prompt's version.
 
-    As in a run, pairs a quality gate dropped are not judged (their score stays None).
+    As in a run, pairs a quality gate dropped are not judged (their score stays None), and
+    `member_templates` gives a panel member its own template.
     """
     settings = trial.config.judge
     version = judge_template.version
@@ -367,7 +365,7 @@ def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
                          len(generated.pairs), (), 0, False, generated.problems, error=str(error))
     if targets:
         judged = judge_pairs(ctx, judge_template, image, task, generated.ref, targets, settings,
-                             pictures=pictures)
+                             member_templates=member_templates, pictures=pictures)
     if not isinstance(judged, JudgeResult):
         return LabSample(image.image_id, task, version, generated.generation_id,
                          len(generated.pairs), (), 0, False, generated.problems,
@@ -381,14 +379,16 @@ def _judge(ctx: StageContext, trial: _Trial, image: Image, task: str,
                      tuple(scores), judged.kept, False, generated.problems)
 
 
-def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image, template: PromptTemplate,
-                        judge_template: PromptTemplate) -> LabSample:
+def _generate_and_judge(ctx: StageContext, trial: _Trial, image: Image,
+                        template: PromptTemplate) -> LabSample:
     generated = _generate(ctx, trial, image, template)
     if isinstance(generated, LabSample):
         return generated
-    # A generation trial is about the generation prompt: label the sample with its version.
-    sample = replace(_judge(ctx, trial, image, template.task, generated, judge_template),
-                     version=template.version)
+    # A generation trial is about the generation prompt: label the sample with its version,
+    # judged as a run judges (each panel member with its own template).
+    judged = _judge(ctx, trial, image, template.task, generated, trial.run.judge_template,
+                    trial.run.member_templates)
+    sample = replace(judged, version=template.version)
     if not trial.evaluate or sample.error or ctx.cancel.is_set():
         return sample
     threshold = trial.config.judge.threshold

@@ -209,3 +209,31 @@ def test_random_images_are_distinct_stored_images(store: Store) -> None:
 
     assert len(set(ids)) == 3 and ids == sorted(ids)
     assert all(990001 <= i <= 990024 for i in ids)
+
+
+def test_a_generation_trial_judges_as_a_run_does_each_panel_member_by_its_own_sight(
+        config: Config, store: Store, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from PIL import Image as PILImage
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for image_id in IMAGES:
+        PILImage.new("RGB", (64, 48), (200, 30, 30)).save(folder / f"{image_id:012d}.jpg")
+    fake = config.models["fake"]
+    seeing = replace(config, source=replace(config.source, images_dir=folder),
+                     judge=replace(config.judge, models=("fake", "blind")),
+                     models={**config.models, "fake": replace(fake, vision=True),
+                             "blind": replace(fake, name="blind", vision=False)})
+
+    run_lab(seeing, store, edited("conversation", "3 to 5 turns", "2 to 4 turns"), IMAGES[:1],
+            emit=lambda e: None)
+
+    used = query(store.path, "SELECT DISTINCT j.model, j.prompt_version FROM judgements j "
+                 "JOIN generations g ON g.id = j.generation_id WHERE g.purpose = 'lab:1' "
+                 "AND j.model NOT LIKE 'panel:%' ORDER BY 1")
+    # The member shown the picture asks whether answers are true of it; the blind one, as in
+    # a run, keeps the text judge prompt (the vision one without a picture would mislead it).
+    assert used == [("blind", load_prompt("judge").version),
+                    ("fake", load_prompt("judge_vision").version)]
