@@ -310,7 +310,8 @@ class RunState:
                 self._token_marks.clear()
             self.tally.restore(progress.run_id, progress.status, progress.total_units,
                                progress.done_units, progress.failed_units, progress.started_at,
-                               progress.finished_at, now)
+                               progress.finished_at, now, start_done=progress.start_done,
+                               pictures_sent=progress.pictures_sent)
             self.message = progress.message
             self.pid = progress.pid
             self.endpoints = {}

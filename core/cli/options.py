@@ -53,7 +53,8 @@ def run_config_from_args(args: argparse.Namespace,
     from visinstruct.core.store.run_config import config_for_store
 
     try:
-        with Store(config.db, readonly=True) as store:
+        # Opened as any reading command opens it: an older store is upgraded first.
+        with Store(config.db) as store:
             return config_for_store(store, config, overrides_from_args(args, extra))
     except sqlite3.DatabaseError as exc:
         raise translate(Path(config.db), exc) from exc

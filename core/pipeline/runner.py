@@ -261,8 +261,10 @@ def _run(config: Config, store: Store, outer_emit: Emit, cancel: threading.Event
         total, done = backlog.count()
         progress.start(total, done, int(store.scalar(
             f"SELECT COUNT(*) FROM pair_state WHERE {KEPT_SQL}", (config.judge.threshold,)) or 0))
-        store.write_sync(lambda c: c.execute("UPDATE runs SET total_units = ? WHERE id = ?",
-                                             (total, run_id)))
+        # The units done at the start: a follower's rate counts this run's own units.
+        store.write_sync(lambda c: c.execute(
+            "UPDATE runs SET total_units = ?, start_done = ? WHERE id = ?",
+            (total, done, run_id)))
         images = total // max(1, len(config.generation.tasks))
         emit(RunStarted(run_id, total, done, images, tuple(config.generation.tasks),
                         config.generation.model, config.judge.identity))

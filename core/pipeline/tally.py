@@ -143,15 +143,27 @@ class RunTally:
 
     def restore(self, run_id: int | None, status: str, total_units: int, done_units: int,
                 failed_units: int, started_at: float | None, finished_at: float | None,
-                now: float) -> None:
-        """Take the run row as a store read shows it (following another process)."""
+                now: float, *, start_done: int | None = None,
+                pictures_sent: int | None = None) -> None:
+        """Take the run row as a store read shows it (following another process).
+
+        `start_done` is the units the run found done when it started: with it, the rate counts
+        the run's own units from the run's own start, not from when this read first saw it.
+        """
         if run_id != self.run_id:
             self._unit_marks.clear()
             self._call_marks.clear()
-            self.start_done = done_units if status == "running" else 0
+            if start_done is not None:
+                self.start_done = min(start_done, done_units)
+                if status == "running" and started_at is not None:
+                    self._unit_marks.append((started_at, self.start_done))
+            else:  # not recorded (a run from an older version): count from this first read
+                self.start_done = done_units if status == "running" else 0
         self.run_id, self.status = run_id, status
         self.total_units, self.done_units, self.failed_units = total_units, done_units, failed_units
         self.started_at, self.finished_at = started_at, finished_at
+        if pictures_sent is not None:
+            self.pictures_sent = pictures_sent
         if status == "running":
             self._mark(self._unit_marks, now, done_units)
 

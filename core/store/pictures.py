@@ -1,8 +1,9 @@
 """What the store keeps about pictures: each call's count of pictures sent, and the unusable files.
 
-Migration 14 adds both. A call's `pictures` says whether its model saw the image (analyze,
-review and the monitor read it); `picture_problems` names each image whose picture could not
-be sent, per run, so `status` can say which file to fix.
+Migration 14 adds both; migration 18 sums the counts in the call tally. A call's `pictures`
+says whether its model saw the image (analyze, review and the monitor read it);
+`picture_problems` names each image whose picture could not be sent, per run, so `status`
+can say which file to fix.
 """
 
 from __future__ import annotations
@@ -49,9 +50,13 @@ def last_run_problems(store: Store, limit: int = 5) -> dict[str, Any]:
 
 
 def pictures_sent(store: Store, run_id: int | None = None) -> int:
-    """Pictures sent in answered calls (of one run, or of the whole store)."""
+    """Pictures sent in answered calls (of one run, or of the whole store).
+
+    Read from the call tally (migration 18 sums each call's pictures in it): a few rows
+    whatever the ledger's size, so the monitor can ask on every poll.
+    """
     where = " AND run_id = ?" if run_id is not None else ""
-    return int(store.scalar(f"SELECT COALESCE(SUM(pictures), 0) FROM llm_calls "
+    return int(store.scalar(f"SELECT COALESCE(SUM(pictures), 0) FROM call_tally "
                             f"WHERE status = 'ok'{where}",
                             (run_id,) if run_id is not None else ()) or 0)
 

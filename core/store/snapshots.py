@@ -13,6 +13,7 @@ from visinstruct.core.store.batch_jobs import batch_job_rows
 from visinstruct.core.store.cost import CostReport, cost_report, stored_config
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.pair_tally import TALLIED, TALLY_COLUMNS, has_tally
+from visinstruct.core.store.pictures import pictures_sent
 
 # Re-exported: the monitor's readers reach every count from here.
 from visinstruct.core.store.run_tallies import LedgerTally, UnitTally
@@ -38,6 +39,8 @@ class RunProgress:
     generation_model: str = ""
     message: str = ""
     pid: int | None = None       # the process that wrote (or writes) the run
+    start_done: int | None = None  # units done when the run started (None: not recorded)
+    pictures_sent: int = 0       # pictures carried by the run's answered calls
 
 
 @dataclass(frozen=True)
@@ -115,22 +118,28 @@ def threshold_of(store: Store, fallback: float) -> float:
         return fallback
 
 
-def latest_run(store: Store) -> tuple[int, str, float | None, float | None, int, str, str] | None:
-    """The last run's (id, status, started_at, finished_at, total_units, model, message).
+LatestRun = tuple[int, str, float | None, float | None, int, str, str, int | None]
 
-    `model` is the run's generation model.
+
+def latest_run(store: Store) -> LatestRun | None:
+    """The last run's (id, status, started_at, finished_at, total_units, model, message,
+    start_done).
+
+    `model` is the run's generation model; `start_done` the units done when it started (None
+    for a run from before migration 18, or one that stopped before counting them).
     """
     row = store.reader().execute(
-        "SELECT id, status, started_at, finished_at, total_units, config, message "
+        "SELECT id, status, started_at, finished_at, total_units, config, message, start_done "
         "FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     if row is None:
         return None
-    run_id, status, started, finished, total, settings, message = tuple(row)
+    run_id, status, started, finished, total, settings, message, start_done = tuple(row)
     try:
         model = str(json.loads(settings or "{}").get("generation", {}).get("model", ""))
     except (ValueError, AttributeError):
         model = ""
-    return int(run_id), str(status), started, finished, int(total or 0), model, str(message or "")
+    return (int(run_id), str(status), started, finished, int(total or 0), model,
+            str(message or ""), None if start_done is None else int(start_done))
 
 
 def failed_units(store: Store, run_id: int) -> int:
@@ -311,7 +320,7 @@ class StoreReader:
             progress = RunProgress(None, "none", None, None, 0, 0, 0)
             endpoints: list[EndpointFigures] = []
         else:
-            run_id, status, started, finished, total, model, message = run
+            run_id, status, started, finished, total, model, message, start_done = run
             if run_id != self._run_id or self._ledger is None or self._units is None:
                 self._run_id, self._ledger, self._units = (run_id, LedgerTally(run_id),
                                                            UnitTally(model))
@@ -320,7 +329,9 @@ class StoreReader:
             pid = store.scalar("SELECT pid FROM runs WHERE id = ?", (run_id,))
             progress = RunProgress(run_id, status, started, finished, total,
                                    min(total, done) if total else done, failed, model, message,
-                                   int(pid) if pid else None)
+                                   int(pid) if pid else None, start_done,
+                                   # From the call tally: a few rows, not the ledger.
+                                   pictures_sent(store, run_id))
             endpoints = endpoint_stats(store, self._ledger, priced)
         # Counted afresh each time from the pair tally: a few rows, whatever the store's size.
         scores = score_counts(store, threshold)

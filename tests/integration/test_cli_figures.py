@@ -8,6 +8,8 @@ import re
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from visinstruct.core.errors import DownloadError, ExitCode
 from visinstruct.core.events import CallFinished, ImageDone, PairsJudged, RunFinished, RunStarted
 from visinstruct.core.pipeline.tally import RunTally, units_text
@@ -87,3 +89,32 @@ def test_the_tally_finishes_with_the_runs_own_figures() -> None:
     done = tally.figures(104.0)
     assert (done.done_units, done.total_units, done.status) == (3, 3, "finished")
     assert units_text(done).startswith("3/3 units") and "ETA" not in units_text(done)
+
+
+def test_a_followed_run_is_timed_from_its_own_start() -> None:
+    """Read from the store 37 s into a run that has done 72 units: 1.9 units/s at once, not a
+    rate counted from when the reader first looked."""
+    tally = RunTally()
+    tally.restore(1, "running", 100, 72, 0, 1000.0, None, 1037.0, start_done=0,
+                  pictures_sent=9)
+    first = tally.figures(1037.0)
+    assert first.units_per_s == pytest.approx(72 / 37) and first.pictures_sent == 9
+    assert units_text(first).startswith("72/100 units · 1.9 units/s")
+    tally.restore(1, "running", 100, 80, 0, 1000.0, None, 1041.0, start_done=0,
+                  pictures_sent=12)
+    # Then over the recent window, as a live run's: 8 units in the last 4 s.
+    assert tally.figures(1041.0).units_per_s == pytest.approx(2.0)
+    assert tally.figures(1041.0).pictures_sent == 12
+
+    # A resumed run counts its own units (40 were done before it) from its own start...
+    resumed = RunTally()
+    resumed.restore(2, "running", 100, 72, 0, 1000.0, None, 1016.0, start_done=40)
+    assert resumed.figures(1016.0).units_per_s == pytest.approx(2.0)
+    # ... and once ended, its own average.
+    resumed.restore(2, "finished", 100, 100, 0, 1000.0, 1030.0, 1050.0, start_done=40)
+    assert resumed.figures(1050.0).units_per_s == pytest.approx(60 / 30)
+
+    # A run from before the start was recorded: counted from the first read, as before.
+    older = RunTally()
+    older.restore(3, "running", 100, 50, 0, 1000.0, None, 1037.0)
+    assert older.figures(1037.0).units_per_s is None and older.start_done == 50

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from visinstruct.core.store import run_tallies
+from visinstruct.core.store import database, run_tallies
 from visinstruct.core.store.database import Store
+from visinstruct.core.store.pictures import pictures_sent
+from visinstruct.core.store.schema import MIGRATIONS
 from visinstruct.core.store.snapshots import LedgerTally, UnitTally, score_counts
 from visinstruct.tests.tui.support_monitor import run_pipeline, write_config
 
@@ -70,3 +72,60 @@ def test_gated_and_short_answer_units_count_as_done(tmp_path: Path,
     monkeypatch.setattr(run_tallies, "has_tallies", lambda store: False)
     with Store(db) as store:
         assert UnitTally("llava").count(store) == 2
+
+
+def _ledger_pictures(conn: sqlite3.Connection, run_id: int | None = None) -> int:
+    where = " AND run_id = ?" if run_id is not None else ""
+    return int(conn.execute(f"SELECT COALESCE(SUM(pictures), 0) FROM llm_calls "
+                            f"WHERE status = 'ok'{where}",
+                            (run_id,) if run_id is not None else ()).fetchone()[0])
+
+
+def _call(conn: sqlite3.Connection, run_id: int | None, status: str, pictures: int) -> int:
+    return int(conn.execute(
+        "INSERT INTO llm_calls (key, run_id, stage, model, status, pictures, started_at) "
+        "VALUES ('k', ?, 'generate', 'vlm', ?, ?, 0)", (run_id, status, pictures)).lastrowid or 0)
+
+
+def test_pictures_sent_come_from_the_call_tally_and_match_the_ledger(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Migration 18 sums the pictures a store of schema 14 already holds; then the triggers
+    keep the sum through every change of a call's status."""
+    db = tmp_path / "pictures.db"
+    monkeypatch.setattr(database, "MIGRATIONS", tuple(m for m in MIGRATIONS if m[0] <= 14))
+    flying: list[int] = []
+    answered: list[int] = []
+
+    def before(conn: sqlite3.Connection) -> None:
+        answered.append(_call(conn, 1, "ok", 2))
+        _call(conn, 1, "error", 1)      # a failed attempt's picture is not counted as sent
+        _call(conn, 1, "ok", 0)
+        flying.append(_call(conn, 1, "in_flight", 4))
+        _call(conn, 2, "ok", 3)
+        _call(conn, None, "ok", 5)      # evaluation's calls belong to no run
+
+    with Store(db) as store:
+        store.write_sync(before)
+    monkeypatch.undo()
+    with Store(db) as store:
+        assert pictures_sent(store, 1) == 2 and pictures_sent(store, 2) == 3
+        assert pictures_sent(store) == 10
+
+        def after(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE llm_calls SET status = 'ok' WHERE id = ?", (flying[0],))
+            _call(conn, 1, "ok", 1)
+            conn.execute("UPDATE llm_calls SET status = 'abandoned' WHERE id = ?", (answered[0],))
+            flying.append(_call(conn, 1, "in_flight", 7))
+
+        store.write_sync(after)
+        assert pictures_sent(store, 1) == 4 + 1
+        # A run row now keeps the units its run found done (unknown for the runs before).
+        assert "start_done" in {row[1] for row in store.query("PRAGMA table_info(runs)")}
+    with sqlite3.connect(db) as conn:
+        assert pictures_sent_rows(db) == (_ledger_pictures(conn, 1), _ledger_pictures(conn))
+    conn.close()
+
+
+def pictures_sent_rows(db: Path) -> tuple[int, int]:
+    with Store(db) as store:
+        return pictures_sent(store, 1), pictures_sent(store)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -193,6 +194,29 @@ async def test_a_store_another_process_writes_is_followed_then_taken_over(
         await pilot.press("s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
     assert query(db, "SELECT COUNT(*) FROM reviews")[0][0] == 1
+
+
+async def test_a_followed_run_shows_its_pictures_sent_and_its_own_rate(
+        tmp_path: Path, lock_holder: subprocess.Popen[bytes]) -> None:
+    """Pictures sent are read from the store (the call tally), and the rate counts the run's
+    units from the run's own start, not from when the app began to watch."""
+    db = tmp_path / "run.db"
+    with sqlite3.connect(db) as conn:  # as if the generator had seen each picture
+        conn.execute("UPDATE llm_calls SET pictures = 1 WHERE stage = 'generate'")
+        sent = conn.execute("SELECT COUNT(*) FROM llm_calls WHERE stage = 'generate' "
+                            "AND status = 'ok'").fetchone()[0]
+        # Started 360 s ago with nothing done: 72 units is 0.2 units/s at the first read.
+        conn.execute("UPDATE runs SET status = 'running', finished_at = NULL, start_done = 0, "
+                     "started_at = ?", (time.time() - 360,))
+    conn.close()
+    app = tui_app("--db", str(db))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: app.state.run_id is not None, "the followed run")
+        await wait_for_redraw(pilot, app)
+        assert app.following
+        text = screen_text(app)
+        assert f"{sent} pictures sent" in text, text
+        assert f"{SAMPLE_UNITS}/{SAMPLE_UNITS} units · 0.2 units/s" in text, text
 
 
 def test_run_without_headless_refuses_a_store_another_process_writes(
