@@ -47,9 +47,13 @@ class Picture:
     height: int
 
 
+# The [source] keys naming a pictures folder (a run reads them only to send pictures).
+PICTURE_FOLDERS = ("images_dir", "gqa_images_dir")
+
+
 def has_picture_folder(source: SourceConfig) -> bool:
     """Whether the source has any pictures folder (`images_dir`, `gqa_images_dir`) at all."""
-    return source.images_dir is not None or source.gqa_images_dir is not None
+    return any(getattr(source, key) is not None for key in PICTURE_FOLDERS)
 
 
 def picture_folder(source: SourceConfig, image: Image) -> Path | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from visinstruct.core.config import Config, spec_for
 from visinstruct.core.errors import VisinstructError
+from visinstruct.core.models.pictures import PICTURE_FOLDERS
 from visinstruct.core.pipeline.backlog import Backlog
 from visinstruct.core.pipeline.indexer import index_sources
 from visinstruct.core.pipeline.seeing import PicturePlan, picture_plan
@@ -18,7 +19,6 @@ from visinstruct.core.store.cost import cost_report
 from visinstruct.core.store.database import Store
 
 SOURCE_COUNT_BYTES = 64 * 2**20  # sources up to this size are counted before a first run
-PICTURE_FOLDERS = ("images_dir", "gqa_images_dir")  # the source's parts that indexing never reads
 
 
 @dataclass(frozen=True)
