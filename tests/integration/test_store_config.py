@@ -8,6 +8,8 @@ import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from visinstruct.core.errors import ExitCode
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.run_config import recorded_config
@@ -90,3 +92,20 @@ def test_prepare_without_a_config_records_none(run_cli: RunCli, tmp_path: Path) 
     assert code == ExitCode.OK, err
     with Store(db, readonly=True) as store:
         assert recorded_config(store) is None
+
+
+def test_an_older_store_is_upgraded_not_refused_when_its_config_is_read(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from visinstruct.core.cli.main import build_parser
+    from visinstruct.core.cli.options import run_config_from_args
+    from visinstruct.core.store import database
+    from visinstruct.core.store.schema import LATEST_VERSION, MIGRATIONS
+
+    db = tmp_path / "old.db"
+    monkeypatch.setattr(database, "MIGRATIONS", MIGRATIONS[:1])
+    Store(db).close()
+    monkeypatch.undo()
+    config = run_config_from_args(build_parser().parse_args(["run", "--db", str(db)]))
+    assert config.origin == "<embedded defaults>" and config.db == db
+    with Store(db) as store:
+        assert store.get_meta("schema_version") == str(LATEST_VERSION)
