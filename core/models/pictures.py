@@ -56,9 +56,15 @@ def has_picture_folder(source: SourceConfig) -> bool:
     return any(getattr(source, key) is not None for key in PICTURE_FOLDERS)
 
 
+def folder_key(image: Image) -> str:
+    """The [source] key of the folder an image's picture is in: `gqa_images_dir` for GQA,
+    else `images_dir`."""
+    return "gqa_images_dir" if image.source == "gqa" else "images_dir"
+
+
 def picture_folder(source: SourceConfig, image: Image) -> Path | None:
-    """The folder an image's picture is in: `gqa_images_dir` for GQA, else `images_dir`."""
-    folder = source.gqa_images_dir if image.source == "gqa" else source.images_dir
+    """The folder an image's picture is in (`folder_key`), or None when it is not set."""
+    folder = getattr(source, folder_key(image))
     return None if folder is None else Path(folder)
 
 
@@ -199,9 +205,9 @@ class PictureCache:
         """`image`'s picture at most `max_side` on its longest side; PictureError if unusable."""
         path = picture_path(self.source, image)
         if path is None:
-            kind = "gqa_images_dir" if image.source == "gqa" else "images_dir"
-            raise PictureError(None, f"no [source] {kind} is set, so the picture of image "
-                                     f"{image.image_id} ({image.file_name}) cannot be found")
+            raise PictureError(None, f"no [source] {folder_key(image)} is set, so the picture "
+                                     f"of image {image.image_id} ({image.file_name}) cannot be "
+                                     "found")
         key = (path, max_side)
         while True:
             with self._lock:
