@@ -153,8 +153,9 @@ def _secret_pattern(sent_only: bool) -> tuple[re.Pattern[str] | None, tuple[str,
 def redact_reply(text: str) -> str:
     """A model's reply with every secret the tool sent masked, in any form (a server may echo
     the request's headers inside a good answer), and header values, key ids and URL user
-    info. A variable that merely looks secret (`SORT_KEY=question`) is left alone here: a
-    common word masked in every reply would damage the data."""
+    info with a password. A variable that merely looks secret (`SORT_KEY=question`) and a
+    URL's user name alone (`ssh://git@host`) are left alone here: masking them in every reply
+    would damage the data."""
     return redact(text, sent_only=True)
 
 
@@ -167,7 +168,9 @@ def redact(text: str, *, sent_only: bool = False) -> str:
     if pattern is not None and any(form in text for form in forms):
         text = pattern.sub(MASK, text)
     if "://" in text and "@" in text:
-        text = _USER_INFO.sub(lambda m: f"{m['scheme']}{MASK}@", text)
+        # In a reply, only user info with a password: `ssh://git@host` is text to keep.
+        text = _USER_INFO.sub(lambda m: m[0] if sent_only and ":" not in m["info"]
+                              else f"{m['scheme']}{MASK}@", text)
     # The header and key patterns cost far more than finding the words they start with, and
     # every reply passes here: look for the words first.
     lower = text.lower()

@@ -105,3 +105,10 @@ def test_a_reply_keeps_words_that_only_a_secret_looking_variable_holds(
     reply = "Two elephants; the server saw sk-sent-with-every-call-42 and r3ply-echoed-pw."
     assert redact_reply(reply) == "Two elephants; the server saw *** and ***."
     assert redact(reply) == "Two ***; the server saw *** and ***."
+
+
+def test_a_reply_keeps_a_url_user_name_and_loses_a_password() -> None:
+    """A user name alone is text (`git@`), a password is a secret, in a model's answer."""
+    assert redact_reply("Clone ssh://git@example.org/repo.") == "Clone ssh://git@example.org/repo."
+    assert redact_reply("Open http://ann:pw1234@example.org/") == "Open http://***@example.org/"
+    assert redact("error from http://ann@example.org/") == "error from http://***@example.org/"
