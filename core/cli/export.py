@@ -197,6 +197,9 @@ def _report(args: argparse.Namespace, summary: ExportSummary, tally: MixTally | 
             f"{rule} {n:,}" for rule, n in sorted(flags.left_out.items())))
 
 
+_STAGE_OF = {"generation": "generate", "judge": "judge"}  # a card role's ledger stage
+
+
 def _card_facts(args: argparse.Namespace, store: Store, models: dict[str, ModelFacts],
                 threshold: float, summary: ExportSummary, tally: MixTally | None,
                 flags: FlagTally) -> CardFacts:
@@ -204,8 +207,11 @@ def _card_facts(args: argparse.Namespace, store: Store, models: dict[str, ModelF
     from visinstruct.core.store.queries import verdict_counts
 
     used = models_used(store)
+    seeing = {(str(stage), str(model)) for stage, model in store.query(
+        "SELECT DISTINCT stage, model FROM llm_calls WHERE pictures > 0")}
     card_models = [CardModel(role, name, models.get(name, ModelFacts(name)).model_id,
-                             models.get(name, ModelFacts(name)).license)
+                             models.get(name, ModelFacts(name)).license,
+                             saw_pictures=(_STAGE_OF[role], name) in seeing)
                    for role in ("generation", "judge") for name in used[role]]
     counts = verdict_counts(store, threshold)
     overview = evaluation_overview(store, resamples=1000)

@@ -21,6 +21,7 @@ class CardModel:
     name: str
     model_id: str = ""
     license: str = ""
+    saw_pictures: bool = False   # some call of it in this role carried the picture
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,12 @@ def _composition(facts: CardFacts) -> list[str]:
 
 def _how_made(facts: CardFacts) -> list[str]:
     lines = ["## How our records were made", "",
-             "| role | model | model id | licence |", "|---|---|---|---|"]
+             "| role | model | model id | licence | saw the picture |", "|---|---|---|---|---|"]
     for model in facts.models:
         lines.append(f"| {model.role} | {model.name} | {model.model_id or UNKNOWN} "
-                     f"| {_licence(model.license)} |")
+                     f"| {_licence(model.license)} | {'yes' if model.saw_pictures else 'no'} |")
     if not facts.models:
-        lines.append(f"| - | {UNKNOWN} | {UNKNOWN} | {UNKNOWN} |")
+        lines.append(f"| - | {UNKNOWN} | {UNKNOWN} | {UNKNOWN} | {UNKNOWN} |")
     lines.append("")
     if facts.prompt_versions:
         lines.append("Prompt versions (content hashes): " + "; ".join(
@@ -179,10 +180,12 @@ def _comparison(facts: CardFacts) -> list[str]:
 
 
 def _limitations(facts: CardFacts) -> list[str]:
+    seeing = [m.name for m in facts.models if m.role == "generation" and m.saw_pictures]
+    how = (f"from captions, boxes and facts, and by {', '.join(seeing)} with the picture too"
+           if seeing else "from captions, boxes and facts, without seeing the picture")
     lines = ["## Known limitations", "",
-             "- Our answers were written by language models from captions, boxes and facts; "
-             "they can name things that are not in the picture. A judge model, not a person, "
-             "kept most of them.",
+             f"- Our answers were written by language models {how}; they can name things "
+             "that are not in the picture. A judge model, not a person, kept most of them.",
              "- The licences above are those the sources publish for their annotations; "
              "\"unknown\" means none was found. Check each before commercial use."]
     if facts.tally is not None:
@@ -205,7 +208,8 @@ def dataset_card(facts: CardFacts) -> str:
              "`id`, `image`, `conversations`)."
              + (" The whole training mix: the academic parts of LLaVA-1.5's "
                 "llava_v1_5_mix665k.json as they were, its GPT-made parts replaced by records "
-                "made with open models." if facts.tally is not None else ""), ""]
+                "made by the models listed under \"How our records were made\"."
+                if facts.tally is not None else ""), ""]
     lines += _composition(facts) + _how_made(facts) + _comparison(facts) + _limitations(facts)
     lines += ["## How this file was made", "", "```", facts.command, "```", ""]
     return "\n".join(lines)

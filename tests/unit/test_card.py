@@ -29,8 +29,9 @@ def test_our_records_alone_carry_the_generation_models_licence() -> None:
     text = dataset_card(facts())
     assert "license: apache-2.0\n" in header(text)
     assert "- n<1K" in header(text) and "- original" in header(text)
-    assert "| generation | mixtral | mistralai/Mixtral-8x7B | apache-2.0 |" in text
-    assert "| judge | claude | anthropic.claude-3 | unknown |" in text
+    assert "| generation | mixtral | mistralai/Mixtral-8x7B | apache-2.0 | no |" in text
+    assert "| judge | claude | anthropic.claude-3 | unknown | no |" in text
+    assert "from captions, boxes and facts, without seeing the picture" in text
     assert "Pairs generated 10, dropped by a quality gate 1, judged 9, kept 7" in text
     assert "Not measured" in text and text.rstrip().endswith("```")
 
@@ -60,3 +61,19 @@ def test_the_comparison_gives_the_relative_score_with_its_interval() -> None:
     (1_000_000, "1M<n<10M")])
 def test_size_categories_follow_hugging_faces_buckets(records: int, bucket: str) -> None:
     assert size_category(records) == bucket
+
+
+def test_the_card_says_which_models_saw_the_picture_and_claims_nothing_else() -> None:
+    """What made the data is stated from the ledger, never assumed (no "open models" claim)."""
+    seeing = (CardModel("generation", "pixtral", "mistral.pixtral-large", "mrl",
+                        saw_pictures=True),
+              CardModel("judge", "claude", "anthropic.claude-3", "", saw_pictures=True))
+    tally = MixTally(read=2, kept=Counter({"gqa": 1}), removed=Counter({"llava_instruct": 1}),
+                     added=Counter({"detail": 1}), ours_pairs=1)
+    text = dataset_card(facts(models=seeing, tally=tally))
+    assert "| generation | pixtral | mistral.pixtral-large | mrl | yes |" in text
+    assert "| judge | claude | anthropic.claude-3 | unknown | yes |" in text
+    assert "and by pixtral with the picture too" in text
+    assert "open models" not in text
+    assert 'replaced by records made by the models listed under "How our records were made"' \
+        in text
