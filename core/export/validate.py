@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from visinstruct.core.errors import ExportError
+from visinstruct.dataset.mix_parts import COCO_PREFIX, GQA_PREFIX, IMAGE_TOKEN
 
-IMAGE_TOKEN = "<image>"
 LLAVA_KEYS: frozenset[str] = frozenset({"id", "image", "conversations"})
 HUMAN, GPT = "human", "gpt"
 
@@ -34,10 +34,10 @@ FILE_RULES: dict[str, str] = {
 }
 
 _ID_PATTERN = re.compile(r"[0-9]{12}")
-_IMAGE_PATTERN = re.compile(r"coco/train2017/([0-9]{12})\.jpg")
+_IMAGE_PATTERN = re.compile(re.escape(COCO_PREFIX) + r"([0-9]{12})\.jpg")
 # GQA ids are Visual Genome numbers, or an "n" and digits for its other images.
 _GQA_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,40}")
-_GQA_IMAGE_PATTERN = re.compile(r"gqa/images/([A-Za-z0-9_-]{1,40})\.jpg")
+_GQA_IMAGE_PATTERN = re.compile(re.escape(GQA_PREFIX) + r"([A-Za-z0-9_-]{1,40})\.jpg")
 _SHOWN_CHARS = 60
 
 

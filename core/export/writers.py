@@ -21,6 +21,7 @@ from visinstruct.core.errors import ExportError
 from visinstruct.core.export.validate import IMAGE_TOKEN, check_record
 from visinstruct.core.records import ALL_TASKS, Pair
 from visinstruct.core.sanitize.clean import clean_pair_text
+from visinstruct.dataset.mix_parts import COCO_PREFIX, GQA_PREFIX
 
 FORMATS: tuple[str, ...] = ("llava", "jsonl", "hf")
 # `source` names where a record came from (a dataset, or this project); `provenance` holds
@@ -36,12 +37,12 @@ STDOUT = "-"  # `--out -`: the export goes to standard output
 
 def coco_image_path(image_id: int) -> str:
     """The mix665k image path of a COCO train2017 image."""
-    return f"coco/train2017/{image_id:012d}.jpg"
+    return f"{COCO_PREFIX}{image_id:012d}.jpg"
 
 
 def gqa_image_path(gqa_id: str) -> str:
     """The mix665k image path of a GQA image."""
-    return f"gqa/images/{gqa_id}.jpg"
+    return f"{GQA_PREFIX}{gqa_id}.jpg"
 
 
 @dataclass(frozen=True)
