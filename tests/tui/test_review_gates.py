@@ -54,3 +54,18 @@ async def test_review_filters_by_gate_rule_shows_the_reason_and_restores(tmp_pat
                        "the restored pair shown as kept")
         await settle(pilot, app)
         assert "restored by you" in screen_text(app)
+
+
+def test_a_judge_reason_that_says_nothing_is_shown_as_missing() -> None:
+    """A score with an empty or placeholder reason reads as such, not as 'judge: ...'."""
+    from visinstruct.core.review.samples import PairView
+    from visinstruct.core.text.gates import missing_reason
+    from visinstruct.tui.widgets.review_detail import pair_prompt
+
+    def view(reason: str) -> PairView:
+        return PairView(1, 0, "What is it?", "A cat.", "What is it?", "A cat.", 8.0, reason,
+                        None, False, True, reason_missing=missing_reason(reason))
+
+    shown = pair_prompt(view("...")).plain
+    assert "judge gave no reason" in shown and "judge: ..." not in shown
+    assert "judge: The cat is on the mat." in pair_prompt(view("The cat is on the mat.")).plain

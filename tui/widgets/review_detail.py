@@ -41,7 +41,9 @@ def pair_prompt(pair: PairView) -> Text:
         text.append(f"\ngate {pair.gate_rule}: {pair.gate_reason}", style="red")
     for rule, why in pair.flags:
         text.append(f"\nflag {rule}: {why}", style="yellow")
-    if pair.reason:
+    if pair.reason_missing:  # scored, but the reason says nothing: the score is all there is
+        text.append(f"\njudge gave no reason: {pair.reason_missing}", style="yellow")
+    elif pair.reason:
         text.append(f"\njudge: {pair.reason}", style="dim")
     if pair.edited:
         text.append(f"\noriginal Q: {pair.original_question}\noriginal A: {pair.original_answer}",
