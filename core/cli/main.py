@@ -203,6 +203,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         warning = self_preference_warning(config)
         if warning:
             _say(warning)
+        from visinstruct.core.pipeline.backlog import Backlog
+
+        # Said before paying, never asked: units made under another prompt version (e.g.
+        # before `vision` was turned on) are made again.
+        for again in Backlog.load(config, store).redone():
+            _say(again.describe())
         with stop_on_signals(cancel, "no new work", _say), display:
             summary = pipeline.run(config, store, emit, cancel)
         if summary.status != "finished":

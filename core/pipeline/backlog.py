@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 from visinstruct.core.config import Config
 from visinstruct.core.pipeline.seeing import stage_sees
+from visinstruct.core.pipeline.tally import counted
 from visinstruct.core.records import FACT_TASKS, FACTS_MODEL, Image, UnitNeed
 from visinstruct.core.store.database import Store
 from visinstruct.core.store.queries import load_images
@@ -40,6 +41,34 @@ class Owed(NamedTuple):
     task: str
     need: UnitNeed
     generation_id: int = 0
+
+
+@dataclass(frozen=True)
+class Redone:
+    """Units a run owes again because their stage's active prompt version changed since they
+    were made (e.g. `vision` turned on: the vision versions replace the text ones)."""
+
+    units: int
+    stage: str      # "generated" | "judged"
+    change: str     # "vision on" | "vision off" | "" (another version, e.g. the prompt lab's)
+
+    def describe(self) -> str:
+        """'72 units will be generated again because the prompt version changed (vision on).'"""
+        why = f" ({self.change})" if self.change else ""
+        prompt = "the judge's prompt version" if self.stage == "judged" else "the prompt version"
+        return (f"{counted(self.units, 'unit')} will be {self.stage} again because {prompt} "
+                f"changed{why}.")
+
+
+def _change(active: str, text_name: str, vision_name: str, before: set[str]) -> str:
+    """Why a stage's version changed, from the prompt names it used before and uses now."""
+    if vision_name == text_name:
+        return ""
+    if active == vision_name and text_name in before:
+        return "vision on"
+    if active == text_name and vision_name in before:
+        return "vision off"
+    return ""
 
 
 @dataclass(frozen=True)
@@ -148,6 +177,62 @@ class Backlog:
                     need = UnitNeed.DONE
                 if (need is UnitNeed.DONE) == done:
                     yield Owed(image_id, task, need, gid)
+
+    def _last_image(self) -> int | None:
+        """The last image id within the source's limit; None when every image is in."""
+        limit = self.config.source.limit
+        if not limit:
+            return None
+        row = self.store.reader().execute("SELECT id FROM images ORDER BY id LIMIT 1 OFFSET ?",
+                                          (limit - 1,)).fetchone()
+        return int(row[0]) if row is not None else None
+
+    def redone(self) -> tuple[Redone, ...]:
+        """Units owed again because a stage's active prompt version is not the one they were
+        made with: generated again (their generation under another version) or judged again
+        (their pairs scored by this judge under another version). Empty when none."""
+        last = self._last_image()
+        within = " AND g.image_id <= :last" if last is not None else ""
+        gen_model, judge = self.config.generation.model, self.config.judge.identity
+        generate = judging = 0
+        before: dict[str, set[str]] = {"generated": set(), "judged": set()}
+        for task in self.config.generation.tasks:
+            if task in FACT_TASKS:
+                continue  # made from the facts: no prompt, no model call
+            params = {"task": task, "model": gen_model, "version": self.templates[task].version,
+                      "last": last, "judge": judge, "jversion": self.judge_template.version}
+            older = ("FROM generations g LEFT JOIN prompts p ON p.version = g.prompt_version "
+                     "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
+                     f"AND g.prompt_version <> :version{within} AND NOT EXISTS ("
+                     "SELECT 1 FROM generations a WHERE a.image_id = g.image_id "
+                     "AND a.task = g.task AND a.model = g.model AND a.purpose = 'run' "
+                     "AND a.prompt_version = :version)")
+            generate += int(self.store.scalar(
+                f"SELECT COUNT(DISTINCT g.image_id) {older}", params) or 0)
+            before["generated"].update(str(r[0]) for r in self.store.query(
+                f"SELECT DISTINCT p.name {older}", params) if r[0])
+            scored = ("FROM generations g JOIN judgements j ON j.generation_id = g.id "
+                      "LEFT JOIN prompts p ON p.version = j.prompt_version "
+                      "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
+                      f"AND g.status = 'ok' AND g.prompt_version = :version{within} "
+                      "AND j.model = :judge AND j.prompt_version <> :jversion AND NOT EXISTS ("
+                      "SELECT 1 FROM judgements k WHERE k.generation_id = g.id "
+                      "AND k.model = :judge AND k.prompt_version = :jversion)")
+            judging += int(self.store.scalar(
+                f"SELECT COUNT(DISTINCT g.id) {scored}", params) or 0)
+            before["judged"].update(str(r[0]) for r in self.store.query(
+                f"SELECT DISTINCT p.name {scored}", params) if r[0])
+        found = []
+        if generate:
+            task = next(t for t in self.config.generation.tasks if t not in FACT_TASKS)
+            found.append(Redone(generate, "generated", _change(
+                self.templates[task].name, prompt_name(task, sees=False),
+                prompt_name(task, sees=True), before["generated"])))
+        if judging:
+            found.append(Redone(judging, "judged", _change(
+                self.judge_template.name, prompt_name("judge", sees=False),
+                prompt_name("judge", sees=True), before["judged"])))
+        return tuple(found)
 
     def units(self, *, leave: Collection[str] = ()) -> Iterator[Unit]:
         """The units still owed with their images, but for the needs in `leave`."""

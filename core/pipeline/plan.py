@@ -10,7 +10,7 @@ from pathlib import Path
 from visinstruct.core.config import Config, spec_for
 from visinstruct.core.errors import VisinstructError
 from visinstruct.core.models.pictures import PICTURE_FOLDERS
-from visinstruct.core.pipeline.backlog import Backlog
+from visinstruct.core.pipeline.backlog import Backlog, Redone
 from visinstruct.core.pipeline.indexer import index_sources
 from visinstruct.core.pipeline.seeing import PicturePlan, picture_plan
 from visinstruct.core.pipeline.tally import counted, money
@@ -37,6 +37,7 @@ class RunPlan:
     source_units: int | None = None   # a store with no images: the units its source makes
     licences: tuple[tuple[str, str], ...] = ()  # (model, its [models.X] license or "")
     pictures: PicturePlan | None = None  # the pictures models that see would be sent
+    redone: tuple[Redone, ...] = ()  # units of the left owed again: a prompt version changed
 
     def describe(self) -> str:
         """Lines for the confirmation dialog."""
@@ -51,6 +52,7 @@ class RunPlan:
         else:
             work = (f"{self.units_left:,} of {self.total_units:,} units left "
                     f"(about {self.calls:,} model calls).")
+            work += "".join(f"\n{again.describe()}" for again in self.redone)
         if self.local:
             cost = "Cost: none (local model), but CPU time grows with the units."
         elif self.cost_usd is None:
@@ -92,7 +94,8 @@ def plan_run(config: Config, store: Store) -> RunPlan:
     pictures = picture_plan(config, store, needs[UnitNeed.GENERATE],
                             needs[UnitNeed.GENERATE] + needs[UnitNeed.JUDGE])
     return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
-                   left, calls, cost, local, source, licences, pictures=pictures)
+                   left, calls, cost, local, source, licences, pictures=pictures,
+                   redone=backlog.redone() if images else ())
 
 
 def source_units(config: Config) -> int | None:

@@ -243,3 +243,20 @@ async def test_bare_visinstruct_says_at_once_which_store_it_created(
         await pilot.pause(0.2)
         assert again.sub_title == "visinstruct.db · this window writes it"
         assert not again._notifications
+
+
+async def test_the_start_dialog_says_which_units_are_made_again_after_vision_is_on(
+        tmp_path: Path) -> None:
+    from tests.integration.test_vision_turned_on import run_once
+    from tests.integration.test_vision_turned_on import write_config as vision_config
+
+    run_once(vision_config(tmp_path, generator_sees=False, judge_sees=False))
+    app = tui_app("--config", str(vision_config(tmp_path, generator_sees=True,
+                                                judge_sees=False)))
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "Start" in footer_keys(app), "Start in the footer")
+        await pilot.press("s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), "the start question")
+        await pilot.pause(0.2)
+        assert "6 units will be generated again because the prompt version changed " \
+               "(vision on)." in " ".join(screen_text(app).replace("█", " ").split())
