@@ -52,6 +52,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/diversity.py
 	$(PY) benchmarks/search.py
 	$(PY) benchmarks/pictures.py
+	$(PY) benchmarks/redone.py
 
 clean:
 	rm -rf $(VENV) out build dist *.egg-info

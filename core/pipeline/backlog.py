@@ -187,41 +187,61 @@ class Backlog:
                                           (limit - 1,)).fetchone()
         return int(row[0]) if row is not None else None
 
+    def _other_versions(self, prompt: str, active: str) -> bool:
+        """Whether this store holds a version of `prompt` (text or vision) other than `active`."""
+        return self.store.scalar(
+            "SELECT 1 FROM prompts WHERE name IN (?, ?) AND version <> ? LIMIT 1",
+            (prompt_name(prompt, sees=False), prompt_name(prompt, sees=True), active)) is not None
+
+    def _count_older(self, params: dict[str, object], within: str, names: set[str]) -> int:
+        """Units of one task whose generation was made under another version only."""
+        older = ("FROM generations g LEFT JOIN prompts p ON p.version = g.prompt_version "
+                 "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
+                 f"AND g.prompt_version <> :version{within} AND NOT EXISTS ("
+                 "SELECT 1 FROM generations a WHERE a.image_id = g.image_id "
+                 "AND a.task = g.task AND a.model = g.model AND a.purpose = 'run' "
+                 "AND a.prompt_version = :version)")
+        names.update(str(r[0]) for r in self.store.query(
+            f"SELECT DISTINCT p.name {older}", params) if r[0])
+        return int(self.store.scalar(f"SELECT COUNT(DISTINCT g.image_id) {older}", params) or 0)
+
+    def _count_rescored(self, params: dict[str, object], within: str, names: set[str]) -> int:
+        """Units of one task this judge scored under another version only."""
+        scored = ("FROM generations g JOIN judgements j ON j.generation_id = g.id "
+                  "LEFT JOIN prompts p ON p.version = j.prompt_version "
+                  "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
+                  f"AND g.status = 'ok' AND g.prompt_version = :version{within} "
+                  "AND j.model = :judge AND j.prompt_version <> :jversion AND NOT EXISTS ("
+                  "SELECT 1 FROM judgements k WHERE k.generation_id = g.id "
+                  "AND k.model = :judge AND k.prompt_version = :jversion)")
+        names.update(str(r[0]) for r in self.store.query(
+            f"SELECT DISTINCT p.name {scored}", params) if r[0])
+        return int(self.store.scalar(f"SELECT COUNT(DISTINCT g.id) {scored}", params) or 0)
+
     def redone(self) -> tuple[Redone, ...]:
         """Units owed again because a stage's active prompt version is not the one they were
         made with: generated again (their generation under another version) or judged again
-        (their pairs scored by this judge under another version). Empty when none."""
+        (their pairs scored by this judge under another version). Empty when none.
+
+        A stage whose prompt has never had another version in this store (the usual case) is
+        not looked for: only a store where one changed pays the count (about 1.5 s at 450,000
+        units).
+        """
         last = self._last_image()
         within = " AND g.image_id <= :last" if last is not None else ""
         gen_model, judge = self.config.generation.model, self.config.judge.identity
         generate = judging = 0
         before: dict[str, set[str]] = {"generated": set(), "judged": set()}
+        judge_changed = self._other_versions("judge", self.judge_template.version)
         for task in self.config.generation.tasks:
             if task in FACT_TASKS:
                 continue  # made from the facts: no prompt, no model call
             params = {"task": task, "model": gen_model, "version": self.templates[task].version,
                       "last": last, "judge": judge, "jversion": self.judge_template.version}
-            older = ("FROM generations g LEFT JOIN prompts p ON p.version = g.prompt_version "
-                     "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
-                     f"AND g.prompt_version <> :version{within} AND NOT EXISTS ("
-                     "SELECT 1 FROM generations a WHERE a.image_id = g.image_id "
-                     "AND a.task = g.task AND a.model = g.model AND a.purpose = 'run' "
-                     "AND a.prompt_version = :version)")
-            generate += int(self.store.scalar(
-                f"SELECT COUNT(DISTINCT g.image_id) {older}", params) or 0)
-            before["generated"].update(str(r[0]) for r in self.store.query(
-                f"SELECT DISTINCT p.name {older}", params) if r[0])
-            scored = ("FROM generations g JOIN judgements j ON j.generation_id = g.id "
-                      "LEFT JOIN prompts p ON p.version = j.prompt_version "
-                      "WHERE g.task = :task AND g.model = :model AND g.purpose = 'run' "
-                      f"AND g.status = 'ok' AND g.prompt_version = :version{within} "
-                      "AND j.model = :judge AND j.prompt_version <> :jversion AND NOT EXISTS ("
-                      "SELECT 1 FROM judgements k WHERE k.generation_id = g.id "
-                      "AND k.model = :judge AND k.prompt_version = :jversion)")
-            judging += int(self.store.scalar(
-                f"SELECT COUNT(DISTINCT g.id) {scored}", params) or 0)
-            before["judged"].update(str(r[0]) for r in self.store.query(
-                f"SELECT DISTINCT p.name {scored}", params) if r[0])
+            if self._other_versions(task, self.templates[task].version):
+                generate += self._count_older(params, within, before["generated"])
+            if judge_changed:
+                judging += self._count_rescored(params, within, before["judged"])
         found = []
         if generate:
             task = next(t for t in self.config.generation.tasks if t not in FACT_TASKS)

@@ -95,7 +95,7 @@ def plan_run(config: Config, store: Store) -> RunPlan:
                             needs[UnitNeed.GENERATE] + needs[UnitNeed.JUDGE])
     return RunPlan(config.origin, config.generation.model, config.judge.identity, images, total,
                    left, calls, cost, local, source, licences, pictures=pictures,
-                   redone=backlog.redone() if images else ())
+                   redone=backlog.redone() if images and left else ())
 
 
 def source_units(config: Config) -> int | None:
