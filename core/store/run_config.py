@@ -4,6 +4,7 @@ given (kept in meta), read back so a later run or the app's Start uses the store
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -81,11 +82,22 @@ def _rebuilt(raw: Any, origin: str) -> Config | None:
     return config
 
 
+_RECORDED = "the config "  # how a recorded config's origin begins (see `_whence`)
+
+
 def _whence(recorded: dict[str, Any]) -> str:
-    """' (from run.toml)': the file a recorded config was first read from, when it was one."""
+    """' (from run.toml)': the file a recorded config was first read from, when it was one.
+
+    A config read back from the store and run again carries its own origin ('the config run
+    1 recorded in ... (from run.toml)'): the file is taken from it, so origins never nest.
+    """
     first = recorded.get("origin")
-    return f" (from {first})" if isinstance(first, str) and first and \
-        not first.startswith("<") else ""
+    if not isinstance(first, str) or not first or first.startswith("<"):
+        return ""
+    if first.startswith(_RECORDED):
+        found = re.search(r" \(from (.+)\)$", first)
+        return f" (from {found.group(1)})" if found else ""
+    return f" (from {first})"
 
 
 def recorded_config(store: Store) -> Config | None:
@@ -99,7 +111,7 @@ def recorded_config(store: Store) -> Config | None:
     if isinstance(prepared, dict) and prepared.get("config") is not None:
         after = prepared.get("after_run")
         if run is None or (isinstance(after, int) and after >= run[0]):
-            config = _rebuilt(prepared["config"], f"the config `prepare` recorded in "
+            config = _rebuilt(prepared["config"], f"{_RECORDED}`prepare` recorded in "
                                                   f"{store.path}{_whence(prepared)}")
             if config is not None:
                 return config
@@ -116,7 +128,7 @@ def stored_run_config(store: Store, run_id: int | None = None) -> tuple[int, Con
             raw = recorded.get("config")
         except (ValueError, AttributeError):
             continue
-        config = _rebuilt(raw, f"the config run {found_id} recorded in {store.path}"
+        config = _rebuilt(raw, f"{_RECORDED}run {found_id} recorded in {store.path}"
                                f"{_whence(recorded)}")
         if config is not None:
             return int(found_id), config

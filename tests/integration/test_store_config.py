@@ -65,6 +65,11 @@ def test_run_db_uses_the_config_prepare_was_given(run_cli: RunCli, tmp_path: Pat
     assert settings["judge"]["threshold"] == 9  # --set went on top of the recorded config
     assert settings["origin"].startswith("the config `prepare` recorded in")
 
+    # Run again and again from the recorded config: its origin names the file, never nests.
+    for _ in range(2):
+        assert run_cli("run", "--headless", "--db", db, "--limit", "1")[0] == ExitCode.OK
+    assert origin_of(db) == f"the config run 3 recorded in {db} (from {config.resolve()})"
+
 
 def test_an_explicit_config_wins_and_the_latest_record_is_used(run_cli: RunCli,
                                                                tmp_path: Path) -> None:
