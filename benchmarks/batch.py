@@ -74,11 +74,12 @@ price_out_per_million = 0.35
         try:
             with Store(config.db) as store:
                 summary = pipeline.run(config, store, ignore)
+                # The records the jobs carried (gated generations send no judge record).
+                records = int(store.scalar("SELECT COALESCE(SUM(records), 0) FROM batch_jobs"))
         finally:
             plane.stop()
             s3.stop()
         elapsed = time.monotonic() - started
-        records = 2 * summary.total_units
         print(f"{images:,} images: {summary.status}, {summary.done_units:,}/"
               f"{summary.total_units:,} units, {len(plane.jobs)} jobs, {records:,} records in "
               f"{elapsed:,.1f} s ({records / elapsed:,.0f} records/s); cost "

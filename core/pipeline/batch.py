@@ -178,7 +178,8 @@ class _RunStage:
                                        max_pairs=self.config.generation.max_pairs)
             if isinstance(result, CallOutcome):  # a reply that could not be read or stored
                 self.progress.finish_unit(image.image_id, record.task, False)
-            elif result.parse_failure:
+            elif result.parse_failure or not result.passing():
+                # Unreadable, or every pair gated: nothing for the judge, the unit is done.
                 self.progress.finish_unit(image.image_id, record.task, True)
             return  # else its judging finishes the unit
         template = self.backlog.template_for("judge", record.prompt_version)

@@ -199,6 +199,28 @@ def test_batch_generations_are_gated_and_gated_pairs_never_reach_the_batch_judge
     assert answers == ["He is holding a red umbrella over his head."]
 
 
+def test_a_batch_generation_whose_every_pair_is_gated_is_a_done_unit(
+        aws: Aws, run_cli: RunCli, tmp_path: Path) -> None:
+    """No judge record is made for it, and the run counts it done (it said 0/2 units)."""
+    from tests.fakes.bedrock_batch_server import model_reply
+
+    def respond(model_id: str, body: dict[str, Any]) -> dict[str, Any]:
+        reply = model_reply(model_id, body)
+        reply["content"][0]["text"] = json.dumps({"pairs": [{"question": "...",
+                                                             "answer": "..."}]})
+        return reply
+
+    aws.plane.respond = respond
+    config = write_config(tmp_path, "all_gated", limit=2, extra="min_records = 1\n")
+    config.write_text(config.read_text().replace(
+        '[generation]\nmodel = "claude"',
+        '[generation]\nmodel = "claude"\ntasks = ["conversation"]'))
+    code, _, err = run_cli("run", "--headless", "--config", config)
+    assert code == 0, err
+    assert "finished: 2/2 units" in err, err
+    assert status(run_cli, db_of(config))["dropped_by_rule"] == {"placeholder": 2}
+
+
 def _run_then_evaluate_by_batch(aws: Aws, run_cli: RunCli, tmp_path: Path, *,
                                 min_records: int) -> Path:
     """A store made by a batch run, its config set to evaluate by batch with Claude, whose
