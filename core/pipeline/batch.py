@@ -178,8 +178,7 @@ class _RunStage:
                                        max_pairs=self.config.generation.max_pairs)
             if isinstance(result, CallOutcome):  # a reply that could not be read or stored
                 self.progress.finish_unit(image.image_id, record.task, False)
-            elif result.parse_failure or not result.passing():
-                # Unreadable, or every pair gated: nothing for the judge, the unit is done.
+            elif _nothing_to_judge(result):
                 self.progress.finish_unit(image.image_id, record.task, True)
             return  # else its judging finishes the unit
         template = self.backlog.template_for("judge", record.prompt_version)
@@ -244,7 +243,7 @@ class _RunStage:
             if isinstance(generated, CallOutcome):
                 if not generated.cancelled:
                     self.progress.finish_unit(image.image_id, task, False)
-            elif generated.parse_failure:
+            elif _nothing_to_judge(generated):
                 self.progress.finish_unit(image.image_id, task, True)
             return
         template = self.backlog.judge_template
@@ -257,3 +256,8 @@ class _RunStage:
             self.progress.add_kept(judged.kept)
         if self.counts_units and not (isinstance(judged, CallOutcome) and judged.cancelled):
             self.progress.finish_unit(image.image_id, task, isinstance(judged, JudgeResult))
+
+
+def _nothing_to_judge(result: GenerationResult) -> bool:
+    """Unreadable, or every pair gated: no judge record follows, so the unit is done now."""
+    return result.parse_failure or not result.passing()
