@@ -200,6 +200,9 @@ def test_every_rule_can_be_turned_off() -> None:
     "A man rides a red bike down the street. A man is riding a red bike down the street!",
     # on separate lines, without end punctuation
     "Two people wait at the bus stop\nTwo people wait at the bus stop",
+    # the bundled model's description in `make demo` (image 990002): the last two sentences
+    "A brown dog runs across the lawn chasing a flying disc. A person and a dog play fetch "
+    "with a frisbee on a sunny day. A person and a dog are playing catch on a sunny day.",
 ])
 def test_an_answer_that_says_the_same_thing_twice_is_dropped(answer: str) -> None:
     assert dropped_by(Pair("Describe the image.", answer), task="detail") == "repeated_sentence"
@@ -239,8 +242,8 @@ def test_no_bundled_gpt4_answer_trips_the_repeated_sentence_rule() -> None:
 
 
 def test_the_repeated_sentence_threshold_is_configurable() -> None:
-    answer = "A man rides a red bike down the street. A man is riding a red bike down the street."
-    assert dropped_by(Pair("Q?", answer)) == "repeated_sentence"  # 5 of 7 content words: 0.71
+    answer = "A man rides a red bike down the street. A man pushes a red bike down the street."
+    assert dropped_by(Pair("Q?", answer)) == "repeated_sentence"  # 4 of 6 content words: 0.67
     strict = GatesConfig(repeated_sentence_similarity=0.9)
     assert dropped_by(Pair("Q?", answer), settings=strict) is None
 
