@@ -12,6 +12,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE_FOLDERS = ("core", "dataset", "tui", "prompts")
+# Distributions imported under another name than their own (read without the environment,
+# so the check holds wherever it runs, installed or not).
+IMPORT_NAMES = {"pillow": "PIL", "sqlite-utils": "sqlite_utils"}
 
 
 def imported_top_levels() -> set[str]:
@@ -35,10 +38,14 @@ def test_every_runtime_dependency_is_imported_by_the_package() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = {normalized(re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0])
                 for spec in project["dependencies"]}
+    imported = imported_top_levels()
     providers = packages_distributions()
-    used = {normalized(dist) for module in imported_top_levels()
-            for dist in providers.get(module, [])}
+    used = {normalized(dist) for module in imported for dist in providers.get(module, [])}
+    # The same without the environment's metadata: the name itself, or its known import name.
+    named = {dist for dist in declared
+             if IMPORT_NAMES.get(dist, dist.replace("-", "_")) in imported}
     assert declared - used == set(), "declared in pyproject but imported nowhere"
+    assert declared - named == set(), "declared in pyproject but imported nowhere"
 
 
 def test_the_license_is_an_spdx_string() -> None:
