@@ -1,8 +1,8 @@
 """Counts of one run that a poll keeps cheap: units done, calls per endpoint, pictures sent.
 
 On a store of schema 5 or later the first count reads the tallies its triggers keep;
-later counts read only rows written since. Migration 18 (here) adds the pictures each
-tallied call carried, and the units a run found done when it started.
+later counts read only rows written since. Migration 18 (`schema_sql`) adds the pictures
+each tallied call carried, and the units a run found done when it started.
 """
 
 from __future__ import annotations
@@ -14,52 +14,6 @@ from visinstruct.core.records import FACTS_MODEL
 if TYPE_CHECKING:  # the schema imports this module, and the store imports the schema
     from visinstruct.core.store.database import Store
 
-# Migration 18's call tally statements: as migration 10's, with the pictures carried.
-_PICTURES_UPSERT = """
-            INSERT INTO call_tally (run_id, model, endpoint, status, backpressure, n,
-                                    tokens_in, tokens_out, pictures) VALUES (
-                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
-                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
-                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0), NEW.pictures)
-            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
-                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
-                tokens_out = tokens_out + excluded.tokens_out,
-                pictures = pictures + excluded.pictures;"""
-_PICTURES_DECREMENT = """
-            UPDATE call_tally SET n = n - 1,
-                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
-                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0),
-                pictures = pictures - OLD.pictures
-            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
-              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
-              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');"""
-
-# Migration 18: the call tally sums the pictures its calls carried (the monitor reads a
-# followed run's pictures sent from a few rows, not the ledger), and a run row keeps the
-# units done when it started (a followed run's rate counts from the run's own start).
-PICTURES_AND_RUN_START = f"""
-        ALTER TABLE call_tally ADD COLUMN pictures INTEGER NOT NULL DEFAULT 0;
-        INSERT INTO call_tally (run_id, model, endpoint, status, backpressure, pictures)
-            SELECT COALESCE(run_id, 0), model, COALESCE(endpoint, ''), status,
-                   COALESCE(error_kind, '') = 'backpressure', SUM(pictures)
-            FROM llm_calls WHERE pictures > 0 AND status <> 'in_flight'
-            GROUP BY 1, 2, 3, 4, 5
-        ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
-            pictures = excluded.pictures;
-        DROP TRIGGER call_tally_insert;
-        DROP TRIGGER call_tally_leave;
-        DROP TRIGGER call_tally_enter;
-        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls
-        WHEN NEW.status <> 'in_flight' BEGIN{_PICTURES_UPSERT}
-        END;
-        CREATE TRIGGER call_tally_leave AFTER UPDATE ON llm_calls
-        WHEN OLD.status <> 'in_flight' BEGIN{_PICTURES_DECREMENT}
-        END;
-        CREATE TRIGGER call_tally_enter AFTER UPDATE ON llm_calls
-        WHEN NEW.status <> 'in_flight' BEGIN{_PICTURES_UPSERT}
-        END;
-        ALTER TABLE runs ADD COLUMN start_done INTEGER;
-        """
 
 # Generation `g` has pairs and a gate dropped every one (nothing is left for the judge).
 _ALL_GATED = (

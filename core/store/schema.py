@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from visinstruct.core.store import pair_tally, pictures, run_tallies, schema_sql
+from visinstruct.core.store import pair_tally, pictures, schema_sql
 from visinstruct.core.store.migrate import APPLICATION, Migration, latest_version
 from visinstruct.core.store.verdicts import (
     STORED_THRESHOLD,
@@ -230,7 +230,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     (14, "pictures: how many each call sent, and the images whose picture could not be sent",
      pictures.PICTURES_SCHEMA),
     (18, "the call tally sums the pictures its calls carried; a run row keeps the units done "
-         "when it started", run_tallies.PICTURES_AND_RUN_START),
+         "when it started", schema_sql.PICTURES_AND_RUN_START),
 )
 
 LATEST_VERSION = latest_version(MIGRATIONS)

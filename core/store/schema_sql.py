@@ -1,4 +1,7 @@
-"""The SQL of the migrations written as scripts (2, 4, 5, 6, 8); `schema.MIGRATIONS` orders them."""
+"""The SQL of the migrations written as scripts (2, 4, 5, 6, 8, 10, 12, 18).
+
+`schema.MIGRATIONS` orders them.
+"""
 
 # Migration 2: quality gates: a verdict per gated or flagged pair; the finish reason of generations.
 GATES = """
@@ -243,20 +246,26 @@ BLIND_REVIEWS = """
 # Migration 10: the call tally counts finished calls only. Calls in flight are few and found
 # by the status index; not counting them spares the writer two of every call's three tally
 # writes (the row is inserted in flight, then updated once when it ends).
+def _finished_call_triggers(upsert: str, decrement: str) -> str:
+    """The call tally's three triggers (migrations 10 and 18): a call counts once it ends,
+    and an update moves it from its old values to its new ones."""
+    return f"""        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls
+        WHEN NEW.status <> 'in_flight' BEGIN{upsert}
+        END;
+        CREATE TRIGGER call_tally_leave AFTER UPDATE ON llm_calls
+        WHEN OLD.status <> 'in_flight' BEGIN{decrement}
+        END;
+        CREATE TRIGGER call_tally_enter AFTER UPDATE ON llm_calls
+        WHEN NEW.status <> 'in_flight' BEGIN{upsert}
+        END;
+"""
+
+
 FINISHED_CALL_TALLY = f"""
         DROP TRIGGER call_tally_insert;
         DROP TRIGGER call_tally_update;
         DELETE FROM call_tally WHERE status = 'in_flight';
-        CREATE TRIGGER call_tally_insert AFTER INSERT ON llm_calls
-        WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
-        END;
-        CREATE TRIGGER call_tally_leave AFTER UPDATE ON llm_calls
-        WHEN OLD.status <> 'in_flight' BEGIN{_CALL_TALLY_DECREMENT}
-        END;
-        CREATE TRIGGER call_tally_enter AFTER UPDATE ON llm_calls
-        WHEN NEW.status <> 'in_flight' BEGIN{_CALL_TALLY_UPSERT}
-        END;
-        """
+{_finished_call_triggers(_CALL_TALLY_UPSERT, _CALL_TALLY_DECREMENT)}        """
 
 # Migration 12: scores are counted by the verdict rules (store/verdicts.py) over the current
 # pairs, never from a tally of every judgement ever made (which counted re-judged, panel-member
@@ -267,4 +276,44 @@ NO_SCORE_TALLY = f"""
         CREATE TRIGGER judgement_tally AFTER INSERT ON judgements BEGIN
 {_UNIT_DONE_ON_JUDGEMENT}
         END;
+        """
+
+# Migration 18's call tally statements: as migration 10's, with the pictures carried.
+_PICTURES_UPSERT = """
+            INSERT INTO call_tally (run_id, model, endpoint, status, backpressure, n,
+                                    tokens_in, tokens_out, pictures) VALUES (
+                COALESCE(NEW.run_id, 0), NEW.model, COALESCE(NEW.endpoint, ''), NEW.status,
+                COALESCE(NEW.error_kind, '') = 'backpressure', 1,
+                COALESCE(NEW.tokens_in, 0), COALESCE(NEW.tokens_out, 0), NEW.pictures)
+            ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+                n = n + 1, tokens_in = tokens_in + excluded.tokens_in,
+                tokens_out = tokens_out + excluded.tokens_out,
+                pictures = pictures + excluded.pictures;"""
+_PICTURES_DECREMENT = """
+            UPDATE call_tally SET n = n - 1,
+                tokens_in = tokens_in - COALESCE(OLD.tokens_in, 0),
+                tokens_out = tokens_out - COALESCE(OLD.tokens_out, 0),
+                pictures = pictures - OLD.pictures
+            WHERE run_id = COALESCE(OLD.run_id, 0) AND model = OLD.model
+              AND endpoint = COALESCE(OLD.endpoint, '') AND status = OLD.status
+              AND backpressure = (COALESCE(OLD.error_kind, '') = 'backpressure');"""
+
+_PICTURES_TRIGGERS = _finished_call_triggers(_PICTURES_UPSERT, _PICTURES_DECREMENT)
+
+# Migration 18: the call tally sums the pictures its calls carried (the monitor reads a
+# followed run's pictures sent from a few rows, not the ledger), and a run row keeps the
+# units done when it started (a followed run's rate counts from the run's own start).
+PICTURES_AND_RUN_START = f"""
+        ALTER TABLE call_tally ADD COLUMN pictures INTEGER NOT NULL DEFAULT 0;
+        INSERT INTO call_tally (run_id, model, endpoint, status, backpressure, pictures)
+            SELECT COALESCE(run_id, 0), model, COALESCE(endpoint, ''), status,
+                   COALESCE(error_kind, '') = 'backpressure', SUM(pictures)
+            FROM llm_calls WHERE pictures > 0 AND status <> 'in_flight'
+            GROUP BY 1, 2, 3, 4, 5
+        ON CONFLICT (run_id, model, endpoint, status, backpressure) DO UPDATE SET
+            pictures = excluded.pictures;
+        DROP TRIGGER call_tally_insert;
+        DROP TRIGGER call_tally_leave;
+        DROP TRIGGER call_tally_enter;
+{_PICTURES_TRIGGERS}        ALTER TABLE runs ADD COLUMN start_done INTEGER;
         """
